@@ -1,0 +1,1 @@
+//! protolab-dns (being built).

@@ -1,0 +1,1 @@
+//! protolab-impair (being built).

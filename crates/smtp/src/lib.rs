@@ -1,0 +1,1 @@
+//! protolab-smtp (being built).

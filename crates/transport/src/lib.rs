@@ -1,0 +1,32 @@
+//! protolab-transport: the one layer of protolab that opens sockets.
+//!
+//! Protocol crates keep their wire formats and state machines free of I/O; their thin drivers
+//! run on top of this crate, which owns everything that touches the operating system's network
+//! stack, so that limits, timeouts and shutdown behave the same for every service.
+//!
+//! Layout:
+//! - [`addr`]: parsing `host:port`, `[v6]:port` and bare ports (which mean loopback).
+//! - [`tcp`]: the TCP server runner (accept loop, connection cap with a "busy" reply, idle
+//!   timeout, graceful shutdown that drains) and [`tcp::Conn`], a connection's context.
+//! - [`udp`]: the UDP server runner (receive loop, replies now or later, the same shutdown).
+//! - [`framing`]: byte lines with a maximum length and u16 length-prefixed frames.
+//! - [`shutdown`]: a cancellation token fired by SIGINT or SIGTERM.
+//! - [`memory`]: in-memory connection pairs, so services are tested without sockets.
+//! - [`rng`]: seedable random numbers, so every random choice can be replayed.
+//! - [`cli`]: what every binary shares: duration parsing and `tracing` set-up.
+
+pub mod addr;
+pub mod cli;
+pub mod framing;
+pub mod memory;
+pub mod rng;
+pub mod shutdown;
+pub mod tcp;
+pub mod udp;
+
+pub use addr::{AddrError, parse_addr};
+pub use framing::{Line, LineCodec, u16_frames};
+pub use shutdown::shutdown_on_signals;
+pub use tcp::{Conn, Next, TcpServerConfig, TcpServerStats, bind_tcp, run_tcp};
+pub use udp::{UdpReply, UdpServerConfig, UdpServerStats, bind_udp, run_udp};
+pub use tokio_util::sync::CancellationToken;

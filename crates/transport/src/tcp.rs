@@ -1,0 +1,294 @@
+//! The TCP server runner.
+//!
+//! [`run_tcp`] owns the accept loop and everything every TCP service needs the same way:
+//!
+//! - a connection cap: a permit is taken before a connection is served; a client over the cap is
+//!   sent the service's "busy" reply and closed at once, so no unbounded queue builds up;
+//! - an idle timeout on every read and write, through [`Conn`];
+//! - graceful shutdown: when the token fires the listener is closed, live connections may finish
+//!   within the drain deadline, then [`Conn`] tells them to close (their read returns
+//!   [`Next::Closing`] so a service can say goodbye in its own words) and they get one more
+//!   second before the runner returns;
+//! - a tracing span per connection carrying the peer address.
+//!
+//! Services are plain async functions of a stream and a [`Conn`]; the stream type is generic in
+//! the services themselves so they run over [`crate::memory`] pairs in unit tests.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+/// Limits and timeouts of a TCP server.
+#[derive(Debug, Clone)]
+pub struct TcpServerConfig {
+    /// Connections served at once; the next client gets `busy_reply` and is closed.
+    pub max_connections: usize,
+    /// How long a read or a write may wait before the connection is closed as idle.
+    pub idle_timeout: Option<Duration>,
+    /// How long live connections may go on after shutdown begins.
+    pub drain_timeout: Duration,
+    /// Written to a client turned away at the cap, before closing.
+    pub busy_reply: Bytes,
+    /// Disable Nagle's algorithm: request/response protocols want each reply out at once.
+    pub nodelay: bool,
+}
+
+impl Default for TcpServerConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            idle_timeout: Some(Duration::from_secs(300)),
+            drain_timeout: Duration::from_secs(5),
+            busy_reply: Bytes::new(),
+            nodelay: true,
+        }
+    }
+}
+
+/// Counters of a TCP server, readable while it runs.
+#[derive(Debug, Default)]
+pub struct TcpServerStats {
+    /// Connections accepted and served.
+    pub accepted: AtomicU64,
+    /// Connections turned away at the cap.
+    pub busy: AtomicU64,
+    /// Connections closed for being idle.
+    pub idle_timeouts: AtomicU64,
+    /// Connections still open when the drain deadline passed.
+    pub cut_at_shutdown: AtomicU64,
+    /// accept() failures (out of file descriptors and the like).
+    pub accept_errors: AtomicU64,
+}
+
+/// What waiting for the next piece of input ended with.
+#[derive(Debug)]
+pub enum Next<T> {
+    /// Input arrived.
+    Item(T),
+    /// The peer closed its sending side.
+    Eof,
+    /// Nothing arrived within the idle timeout.
+    IdleTimeout,
+    /// The server is shutting down and the drain deadline passed: say goodbye and close.
+    Closing,
+}
+
+/// A connection's context: who the peer is, and the timeouts and shutdown signals that apply.
+#[derive(Debug, Clone)]
+pub struct Conn {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The server's address on this connection.
+    pub local: SocketAddr,
+    idle_timeout: Option<Duration>,
+    draining: CancellationToken,
+    closing: CancellationToken,
+    stats: Arc<TcpServerStats>,
+}
+
+impl Conn {
+    /// A context for a connection driven in a test, with no shutdown ever coming.
+    pub fn for_test(peer: SocketAddr, idle_timeout: Option<Duration>) -> Self {
+        Self {
+            peer,
+            local: SocketAddr::from(([127, 0, 0, 1], 0)),
+            idle_timeout,
+            draining: CancellationToken::new(),
+            closing: CancellationToken::new(),
+            stats: Arc::default(),
+        }
+    }
+
+    /// True once the server stopped accepting: a service may finish its exchange and close.
+    pub fn is_draining(&self) -> bool {
+        self.draining.is_cancelled()
+    }
+
+    /// A token cancelled when the drain deadline passes.
+    pub fn closing(&self) -> &CancellationToken {
+        &self.closing
+    }
+
+    async fn bounded<F: Future>(&self, fut: F) -> Next<F::Output> {
+        let timed = async {
+            match self.idle_timeout {
+                Some(t) => tokio::time::timeout(t, fut).await.ok(),
+                None => Some(fut.await),
+            }
+        };
+        tokio::select! {
+            biased;
+            out = timed => match out {
+                Some(v) => Next::Item(v),
+                None => {
+                    self.stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
+                    Next::IdleTimeout
+                }
+            },
+            () = self.closing.cancelled() => Next::Closing,
+        }
+    }
+
+    /// Waits for the next frame of a framed stream.
+    pub async fn next<S: Stream + Unpin>(&self, frames: &mut S) -> Next<S::Item> {
+        match self.bounded(frames.next()).await {
+            Next::Item(Some(item)) => Next::Item(item),
+            Next::Item(None) | Next::Eof => Next::Eof,
+            Next::IdleTimeout => Next::IdleTimeout,
+            Next::Closing => Next::Closing,
+        }
+    }
+
+    /// Reads more bytes into `buf`; [`Next::Item`] carries a read error, never zero bytes.
+    pub async fn read_buf<R: AsyncRead + Unpin>(
+        &self,
+        reader: &mut R,
+        buf: &mut BytesMut,
+    ) -> Next<io::Result<usize>> {
+        match self.bounded(reader.read_buf(buf)).await {
+            Next::Item(Ok(0)) => Next::Eof,
+            other => other,
+        }
+    }
+
+    /// Writes all of `bytes`, treating a peer that stops reading like an idle one.
+    ///
+    /// # Errors
+    /// The write's error, `TimedOut` for a stalled peer, or `ConnectionAborted` at shutdown.
+    pub async fn write_all<W: AsyncWrite + Unpin>(&self, writer: &mut W, bytes: &[u8]) -> io::Result<()> {
+        match self.bounded(writer.write_all(bytes)).await {
+            Next::Item(r) => r,
+            Next::IdleTimeout => Err(io::Error::new(io::ErrorKind::TimedOut, "peer stopped reading")),
+            Next::Eof | Next::Closing => Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "server shutting down",
+            )),
+        }
+    }
+}
+
+/// Binds a TCP listener with a deep accept backlog and SO_REUSEADDR.
+///
+/// The backlog matters for bursts: thousands of clients connecting at once must queue in the
+/// kernel rather than see their SYNs dropped.
+///
+/// # Errors
+/// The bind or listen error, e.g. `AddrInUse`.
+pub fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Runs a TCP service until `shutdown` fires and the connections have drained.
+///
+/// `handler` is called once per connection, inside a span carrying the peer address.
+///
+/// # Errors
+/// Only errors of the listener itself; a connection's errors stay with that connection.
+pub async fn run_tcp<H, Fut>(
+    listener: TcpListener,
+    config: TcpServerConfig,
+    shutdown: CancellationToken,
+    stats: Arc<TcpServerStats>,
+    handler: H,
+) -> io::Result<()>
+where
+    H: Fn(TcpStream, Conn) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let local = listener.local_addr()?;
+    let permits = Arc::new(Semaphore::new(config.max_connections));
+    let tracker = TaskTracker::new();
+    let closing = CancellationToken::new();
+    tracing::info!(%local, max_connections = config.max_connections, "listening on TCP");
+
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning on the error.
+                stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        if config.nodelay {
+            let _ = stream.set_nodelay(true);
+        }
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            stats.busy.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "over the connection cap: busy");
+            let reply = config.busy_reply.clone();
+            tracker.spawn(async move {
+                let mut stream = stream;
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    stream.write_all(&reply).await?;
+                    stream.shutdown().await
+                })
+                .await;
+            });
+            continue;
+        };
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let conn = Conn {
+            peer,
+            local: stream.local_addr().unwrap_or(local),
+            idle_timeout: config.idle_timeout,
+            draining: shutdown.clone(),
+            closing: closing.clone(),
+            stats: stats.clone(),
+        };
+        let span = tracing::debug_span!("conn", %peer);
+        let fut = handler(stream, conn);
+        tracker.spawn(
+            async move {
+                tracing::debug!("accepted");
+                fut.await;
+                tracing::debug!("closed");
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+
+    drop(listener);
+    tracker.close();
+    let live = tracker.len();
+    tracing::info!(live, drain = ?config.drain_timeout, "stopped accepting; draining");
+    if tokio::time::timeout(config.drain_timeout, tracker.wait()).await.is_err() {
+        let left = tracker.len();
+        stats.cut_at_shutdown.fetch_add(left as u64, Ordering::Relaxed);
+        tracing::info!(left, "drain deadline passed; closing the rest");
+        closing.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(1), tracker.wait()).await;
+    }
+    Ok(())
+}

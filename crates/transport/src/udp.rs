@@ -1,0 +1,186 @@
+//! The UDP server runner.
+//!
+//! A UDP service is a function from (peer, datagram) to a [`UdpReply`]: most answer at once
+//! (the echo, the greeting, a cached DNS answer) and the runner sends the reply from the receive
+//! loop itself, with no task per datagram; a service that must wait (a resolver asking upstream)
+//! returns a future, which runs in its own task and whose reply is sent when it is ready.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A service's answer to one datagram.
+pub enum UdpReply {
+    /// No reply: the datagram was garbage, or the protocol does not answer it.
+    None,
+    /// Send this datagram back to the peer now.
+    Now(Bytes),
+    /// Send what this future yields, if anything, when it is ready.
+    Later(Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>),
+}
+
+impl std::fmt::Debug for UdpReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => f.write_str("None"),
+            Self::Now(b) => f.debug_tuple("Now").field(&b.len()).finish(),
+            Self::Later(_) => f.write_str("Later(..)"),
+        }
+    }
+}
+
+/// Settings of a UDP server.
+#[derive(Debug, Clone)]
+pub struct UdpServerConfig {
+    /// Tasks receiving from the socket at once; more than one lets both cores work.
+    pub workers: usize,
+    /// Datagrams still waiting for a [`UdpReply::Later`] at once; past it new slow work is
+    /// dropped (and counted) rather than queued without bound.
+    pub max_pending: usize,
+}
+
+impl Default for UdpServerConfig {
+    fn default() -> Self {
+        Self {
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_pending: 10_000,
+        }
+    }
+}
+
+/// Counters of a UDP server, readable while it runs.
+#[derive(Debug, Default)]
+pub struct UdpServerStats {
+    /// Datagrams received.
+    pub received: AtomicU64,
+    /// Replies sent.
+    pub replied: AtomicU64,
+    /// Datagrams given no reply by the service.
+    pub unanswered: AtomicU64,
+    /// Slow work dropped because `max_pending` was reached.
+    pub overloaded: AtomicU64,
+    /// Errors from send or receive.
+    pub io_errors: AtomicU64,
+}
+
+/// Binds a UDP socket with receive and send buffers of `buffer_bytes` (the kernel may cap it
+/// at net.core.rmem_max): a deep buffer is what keeps a burst from being dropped.
+///
+/// # Errors
+/// The bind error, e.g. `AddrInUse`.
+pub fn bind_udp(addr: SocketAddr, buffer_bytes: usize) -> io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    let _ = socket.set_recv_buffer_size(buffer_bytes);
+    let _ = socket.set_send_buffer_size(buffer_bytes);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+/// Runs a UDP service until `shutdown` fires, then waits up to a second for pending replies.
+///
+/// # Errors
+/// Only errors of the socket itself (its local address); per-datagram errors are counted.
+pub async fn run_udp<H>(
+    socket: UdpSocket,
+    config: UdpServerConfig,
+    shutdown: CancellationToken,
+    stats: Arc<UdpServerStats>,
+    handler: H,
+) -> io::Result<()>
+where
+    H: Fn(SocketAddr, &[u8]) -> UdpReply + Send + Sync + 'static,
+{
+    let local = socket.local_addr()?;
+    tracing::info!(%local, "listening on UDP");
+    let socket = Arc::new(socket);
+    let handler = Arc::new(handler);
+    let pending = Arc::new(tokio::sync::Semaphore::new(config.max_pending));
+    let tracker = TaskTracker::new();
+    let mut workers = Vec::new();
+    for _ in 0..config.workers.max(1) {
+        let (socket, handler, shutdown, stats, pending, tracker) = (
+            socket.clone(),
+            handler.clone(),
+            shutdown.clone(),
+            stats.clone(),
+            pending.clone(),
+            tracker.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; 65_536];
+            loop {
+                let (len, peer) = tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    r = socket.recv_from(&mut buf) => match r {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            // ICMP errors from earlier sends surface here on Linux; they
+                            // concern one peer and must not stop the loop.
+                            stats.io_errors.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(error = %e, "recv_from");
+                            continue;
+                        }
+                    },
+                };
+                stats.received.fetch_add(1, Ordering::Relaxed);
+                match handler(peer, &buf[..len]) {
+                    UdpReply::None => {
+                        stats.unanswered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    UdpReply::Now(reply) => send(&socket, &stats, &reply, peer).await,
+                    UdpReply::Later(fut) => {
+                        let Ok(permit) = pending.clone().try_acquire_owned() else {
+                            stats.overloaded.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(%peer, "too much pending work: dropped");
+                            continue;
+                        };
+                        let (socket, stats) = (socket.clone(), stats.clone());
+                        tracker.spawn(async move {
+                            match fut.await {
+                                Some(reply) => send(&socket, &stats, &reply, peer).await,
+                                None => {
+                                    stats.unanswered.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            drop(permit);
+                        });
+                    }
+                }
+            }
+        }));
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+    tracker.close();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tracker.wait()).await;
+    Ok(())
+}
+
+async fn send(socket: &UdpSocket, stats: &UdpServerStats, reply: &[u8], peer: SocketAddr) {
+    match socket.send_to(reply, peer).await {
+        Ok(_) => {
+            stats.replied.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => {
+            stats.io_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, error = %e, "send_to");
+        }
+    }
+}

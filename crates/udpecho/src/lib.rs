@@ -1,0 +1,1 @@
+//! protolab-udpecho (being built).
