@@ -176,12 +176,12 @@ mod tests {
 
     #[test]
     fn overlong_line_is_reported_once_and_discarded() {
-        let mut c = LineCodec::new(3);
+        let mut c = LineCodec::new(4);
         let mut input = vec![b'x'; 100];
         input.extend_from_slice(b"\nnext\r\n");
         assert_eq!(decode_all(&mut c, &input), vec![Line::TooLong, line("next")]);
         // Fed all at once as well.
-        let mut c = LineCodec::new(3);
+        let mut c = LineCodec::new(4);
         let mut buf = BytesMut::from(&input[..]);
         assert_eq!(c.decode(&mut buf).unwrap(), Some(Line::TooLong));
         assert_eq!(c.decode(&mut buf).unwrap(), Some(line("next")));
