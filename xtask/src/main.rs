@@ -1,1 +1,54 @@
-fn main() {}
+//! protolab's task runner, run as `cargo xtask <task>`.
+//!
+//! - `demo <tcp|udp|dns|smtp|compare>`: a protocol end to end on loopback, narrated.
+//! - `test`: installs the real peers (as root), then fmt, clippy and the whole test suite.
+//! - `bench <tcp|udp|dns|smtp|link>`: this project and its peers measured in one run.
+
+mod bench;
+mod demo;
+mod peers;
+mod test;
+mod util;
+
+use anyhow::{Result, bail};
+
+const HELP: &str = "\
+cargo xtask: protolab's tasks
+
+USAGE:
+    cargo xtask demo <tcp|udp|dns|smtp|compare> [OPTIONS]
+    cargo xtask test
+    cargo xtask bench <tcp|udp|dns|smtp|link>
+
+TASKS:
+    demo      run a protocol end to end on loopback and narrate what happens on the wire
+              (demo tcp needs no setup; demo tcp --trace and demo compare need root)
+    test      install the Debian peers the tests use (when root), then cargo fmt --check,
+              cargo clippy -D warnings and every test; with CI=true a missing peer is fatal
+    bench     measure protolab against its real peers in one run; prints a table with ratios
+              and writes it as JSON under target/bench/
+
+EXAMPLES:
+    cargo xtask demo tcp
+    cargo xtask demo compare --loss 5% --reorder 10% --delay 20ms --seed 7
+    cargo xtask test
+    cargo xtask bench tcp
+";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((task, rest)) = args.split_first() else {
+        print!("{HELP}");
+        return Ok(());
+    };
+    match task.as_str() {
+        "demo" => demo::run(rest),
+        "test" | "ci" => test::run(rest),
+        "bench" => bench::run(rest),
+        "help" | "-h" | "--help" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => bail!("unknown task {other:?}: run `cargo xtask` for the list"),
+    }
+}
