@@ -1,1 +1,609 @@
-//! (being built)
+//! The impairment decision engine, without I/O: packets and the time in, packets out when they
+//! are due, and the ground truth of what was done to them.
+//!
+//! One [`Engine`] impairs one direction. The front ends (`impair udp`, `impair link`) own the
+//! sockets and the clock; they [`Engine::push`] each packet as it arrives with the time since
+//! they started, sleep until [`Engine::next_release`], and send what [`Engine::pop_ready`] yields.
+//!
+//! # Decisions
+//!
+//! Every pushed packet consumes exactly four numbers from the seeded RNG, in this order, whatever
+//! is decided: loss, duplication, reordering, jitter. So the same seed and the same sequence of
+//! packets give the same decisions, however the packets were timed.
+//!
+//! - **Loss**: with probability `loss` the packet is dropped.
+//! - **Duplication**: with probability `dup` a kept packet is sent twice, the copies back to back.
+//! - **Delay and jitter**: a kept packet is due `delay` plus a uniform offset in
+//!   `[-jitter, +jitter]` after it arrived (never before it arrived). Jitter keeps the order of
+//!   packets, as a real link's queue does: a packet is never due before the packet queued ahead
+//!   of it, so reordering comes only from the reordering knob and is counted exactly.
+//! - **Rate**: with `rate_bps`, packets are serialized one after another at that rate before the
+//!   delay (a bottleneck link); a packet arriving to a queue of [`Engine::limit`] packets is dropped.
+//! - **Reordering**: with probability `reorder` a kept packet is held back until the next packet
+//!   that is not held has been queued, and is then queued right behind it, so that later packet
+//!   overtakes it. A held packet waits at most [`HOLD_LIMIT`] beyond its own due time: when no
+//!   packet follows, it leaves in order and is not counted as reordered.
+//!
+//! # Ground truth
+//!
+//! [`GroundTruth`] counts per direction:
+//! - `received`: packets pushed.
+//! - `dropped`: packets dropped (loss, or a full queue under a rate limit).
+//! - `duplicated`: extra copies made (one per duplicated packet).
+//! - `forwarded`: packets released by [`Engine::pop_ready`], copies included; once the queue is
+//!   empty, `forwarded = received - dropped + duplicated`.
+//! - `reordered`: released packets that left after a packet that arrived later than they did.
+//!   This is RFC 4737's definition applied to the engine's arrival index: the first copy of a
+//!   packet is reordered when its arrival index is below the next expected index (one more
+//!   than the highest index released so far); duplicate copies are not considered, as RFC 4737
+//!   ignores duplicates. A probe behind an order-keeping path therefore counts exactly this
+//!   number of reordered packets.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// How long a held-back packet waits for a later packet to overtake it, beyond its own due time.
+pub const HOLD_LIMIT: Duration = Duration::from_millis(100);
+
+/// The default cap on queued packets (see [`Engine::with_limit`]).
+pub const DEFAULT_LIMIT: usize = 50_000;
+
+/// Impairment settings for one direction. Probabilities are 0.0..=1.0.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Impairment {
+    /// Probability that a packet is dropped.
+    pub loss: f64,
+    /// Probability that a kept packet is sent twice.
+    pub dup: f64,
+    /// Probability that a kept packet is held back behind the next one.
+    pub reorder: f64,
+    /// Fixed one-way delay.
+    pub delay: std::time::Duration,
+    /// Half-width of the uniform variation of the delay.
+    pub jitter: std::time::Duration,
+    /// Bottleneck rate in bits per second, if any.
+    pub rate_bps: Option<u64>,
+}
+
+impl Impairment {
+    /// True when the engine would pass every packet at once, untouched.
+    pub fn is_transparent(&self) -> bool {
+        self.loss == 0.0
+            && self.dup == 0.0
+            && self.reorder == 0.0
+            && self.delay.is_zero()
+            && self.jitter.is_zero()
+            && self.rate_bps.is_none()
+    }
+}
+
+/// What the engine did, per direction: the ground truth a probe is checked against.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GroundTruth {
+    /// Packets pushed into the engine.
+    pub received: u64,
+    /// Packets released, duplicate copies included.
+    pub forwarded: u64,
+    /// Packets dropped.
+    pub dropped: u64,
+    /// Extra copies made.
+    pub duplicated: u64,
+    /// Released packets that left after a packet that arrived later (RFC 4737 on arrival order).
+    pub reordered: u64,
+}
+
+impl GroundTruth {
+    /// Adds another direction's or session's counts to these.
+    pub fn add(&mut self, other: &GroundTruth) {
+        self.received += other.received;
+        self.forwarded += other.forwarded;
+        self.dropped += other.dropped;
+        self.duplicated += other.duplicated;
+        self.reordered += other.reordered;
+    }
+}
+
+/// What happened to one pushed packet (for traces).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Dropped: it will never be released.
+    Dropped,
+    /// Queued: `copies` (1 or 2) will be released; `reordered` says it was chosen to be held back
+    /// behind a later packet; `release_at` is when it is due (for a held packet, the latest time).
+    Queued {
+        copies: u8,
+        reordered: bool,
+        release_at: std::time::Duration,
+    },
+}
+
+/// A packet waiting in the queue.
+#[derive(Debug)]
+struct Entry<T> {
+    /// The engine's arrival index of the packet.
+    index: u64,
+    /// False for the extra copy of a duplicated packet.
+    first: bool,
+    packet: T,
+}
+
+/// A packet held back until a later packet is queued.
+#[derive(Debug)]
+struct Held {
+    /// Its key in the queue, to move it when a later packet arrives.
+    key: (Duration, u64),
+    /// When it would have been due without being held.
+    due: Duration,
+}
+
+/// The impairment engine of one direction. See the module documentation.
+pub struct Engine<T> {
+    cfg: Impairment,
+    rng: StdRng,
+    /// Packets by (due time, insertion order): release order.
+    queue: BTreeMap<(Duration, u64), Entry<T>>,
+    held: Vec<Held>,
+    /// Counter giving each queue key a unique, increasing second part.
+    order: u64,
+    /// Arrival index of the next pushed packet.
+    arrivals: u64,
+    /// One more than the highest arrival index released so far (RFC 4737's NextExp).
+    next_expected: u64,
+    /// Due time of the last packet queued in order: jitter never lets a packet overtake it.
+    last_due: Duration,
+    /// When the bottleneck finishes sending what it has queued.
+    busy_until: Duration,
+    limit: usize,
+    truth: GroundTruth,
+}
+
+impl<T> std::fmt::Debug for Engine<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("cfg", &self.cfg)
+            .field("queued", &self.queue.len())
+            .field("truth", &self.truth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Clone> Engine<T> {
+    /// An engine applying `cfg`, its decisions drawn from an RNG seeded with `seed`.
+    pub fn new(cfg: Impairment, seed: u64) -> Self {
+        Self {
+            cfg,
+            rng: StdRng::seed_from_u64(seed),
+            queue: BTreeMap::new(),
+            held: Vec::new(),
+            order: 0,
+            arrivals: 0,
+            next_expected: 0,
+            last_due: Duration::ZERO,
+            busy_until: Duration::ZERO,
+            limit: DEFAULT_LIMIT,
+            truth: GroundTruth::default(),
+        }
+    }
+
+    /// Caps the queue at `limit` packets (default [`DEFAULT_LIMIT`]); packets arriving to a full
+    /// queue are dropped, so memory stays bounded however fast packets arrive.
+    #[must_use]
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = limit.max(1);
+        self
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Impairment {
+        &self.cfg
+    }
+
+    /// Packets (copies included) waiting to be released.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// `now` is the time since the link/relay started; `len` the packet's size in bytes (for rate).
+    pub fn push(&mut self, now: std::time::Duration, len: usize, packet: T) -> Fate {
+        // Draw all four numbers first, so each packet consumes the RNG identically.
+        let u_loss: f64 = self.rng.random();
+        let u_dup: f64 = self.rng.random();
+        let u_reorder: f64 = self.rng.random();
+        let u_jitter: f64 = self.rng.random();
+        let index = self.arrivals;
+        self.arrivals += 1;
+        self.truth.received += 1;
+
+        let copies: u8 = if u_dup < self.cfg.dup { 2 } else { 1 };
+        if u_loss < self.cfg.loss || self.queue.len() + usize::from(copies) > self.limit {
+            self.truth.dropped += 1;
+            return Fate::Dropped;
+        }
+        if copies == 2 {
+            self.truth.duplicated += 1;
+        }
+
+        // A bottleneck serializes packets before the propagation delay.
+        let sent = match self.cfg.rate_bps {
+            Some(rate) if rate > 0 => {
+                let start = self.busy_until.max(now);
+                let nanos = (len as u128 * 8 * 1_000_000_000).div_ceil(u128::from(rate));
+                let done = start + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+                self.busy_until = done;
+                done
+            }
+            _ => now,
+        };
+        let offset = self.cfg.jitter.as_secs_f64() * (u_jitter * 2.0 - 1.0);
+        let delay = (self.cfg.delay.as_secs_f64() + offset).max(0.0);
+        let mut due = sent + Duration::from_secs_f64(delay);
+        let reordered = u_reorder < self.cfg.reorder;
+
+        if reordered {
+            // Held back: queued at its latest time for now, moved behind the next packet.
+            let latest = due.max(self.last_due) + HOLD_LIMIT;
+            for copy in 0..copies {
+                let key = self.insert(latest, index, copy == 0, packet.clone());
+                self.held.push(Held { key, due });
+            }
+            return Fate::Queued {
+                copies,
+                reordered,
+                release_at: latest,
+            };
+        }
+
+        due = due.max(self.last_due);
+        self.last_due = due;
+        for copy in 0..copies {
+            self.insert(due, index, copy == 0, packet.clone());
+        }
+        // Everything held so far goes right behind this packet, which overtakes it.
+        for held in std::mem::take(&mut self.held) {
+            if let Some(entry) = self.queue.remove(&held.key) {
+                let at = held.due.max(due);
+                self.insert(at, entry.index, entry.first, entry.packet);
+            }
+        }
+        Fate::Queued {
+            copies,
+            reordered,
+            release_at: due,
+        }
+    }
+
+    fn insert(&mut self, at: Duration, index: u64, first: bool, packet: T) -> (Duration, u64) {
+        let key = (at, self.order);
+        self.order += 1;
+        self.queue.insert(
+            key,
+            Entry {
+                index,
+                first,
+                packet,
+            },
+        );
+        key
+    }
+
+    /// The next packet due at or before `now`, in release order.
+    pub fn pop_ready(&mut self, now: std::time::Duration) -> Option<T> {
+        let entry = self.queue.first_entry()?;
+        if entry.key().0 > now {
+            return None;
+        }
+        let key = *entry.key();
+        let entry = entry.remove();
+        // A held packet leaving on its own (no later packet came) is no longer held.
+        self.held.retain(|h| h.key != key);
+        self.truth.forwarded += 1;
+        if entry.first {
+            if entry.index < self.next_expected {
+                self.truth.reordered += 1;
+            } else {
+                self.next_expected = entry.index + 1;
+            }
+        }
+        Some(entry.packet)
+    }
+
+    /// When the next queued packet is due, if any.
+    pub fn next_release(&self) -> Option<std::time::Duration> {
+        self.queue.first_key_value().map(|(k, _)| k.0)
+    }
+
+    /// What the engine has done so far.
+    pub fn truth(&self) -> &GroundTruth {
+        &self.truth
+    }
+}
+
+/// Parses a probability for clap: `5%`, `0.5%` or a fraction such as `0.05`.
+///
+/// # Errors
+/// A message naming both accepted forms when the text is not a number between 0 and 1 (100%).
+pub fn parse_probability(s: &str) -> Result<f64, String> {
+    let s = s.trim();
+    let value = if let Some(pct) = s.strip_suffix('%') {
+        pct.trim()
+            .parse::<f64>()
+            .map(|p| p / 100.0)
+            .map_err(|_| format!("{s:?} is not a percentage: write 5% or 0.05"))?
+    } else {
+        s.parse::<f64>()
+            .map_err(|_| format!("{s:?} is not a probability: write 5% or 0.05"))?
+    };
+    if !(0.0..=1.0).contains(&value) || value.is_nan() {
+        return Err(format!(
+            "{s:?} is outside 0..1: write a percentage up to 100% or a fraction up to 1.0 (5% or 0.05)"
+        ));
+    }
+    Ok(value)
+}
+
+/// Parses a rate in bits per second for clap: `1000000`, `10kbit`, `8mbit`, `1gbit` (SI units).
+///
+/// # Errors
+/// A message naming the accepted forms.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix("/s").unwrap_or(&t);
+    let t = t
+        .strip_suffix("bit")
+        .or_else(|| t.strip_suffix("bps"))
+        .or_else(|| t.strip_suffix('b'))
+        .unwrap_or(t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1e3),
+        Some('m') => (&t[..t.len() - 1], 1e6),
+        Some('g') => (&t[..t.len() - 1], 1e9),
+        _ => (t, 1.0),
+    };
+    let value: f64 = num.trim().parse().map_err(|_| {
+        format!("{s:?} is not a rate: write bits per second like 1000000, 10kbit or 8mbit")
+    })?;
+    let bps = value * mult;
+    if !(1.0..=1e12).contains(&bps) {
+        return Err(format!(
+            "{s:?} is out of range: write a rate between 1bit and 1000gbit"
+        ));
+    }
+    Ok(bps as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Pushes `n` packets 1 ms apart, then drains; returns the release order.
+    fn run(cfg: Impairment, seed: u64, n: u64) -> (Vec<u64>, GroundTruth) {
+        let mut e = Engine::new(cfg, seed);
+        let mut out = Vec::new();
+        for i in 0..n {
+            let now = ms(i);
+            e.push(now, 100, i);
+            while let Some(p) = e.pop_ready(now) {
+                out.push(p);
+            }
+        }
+        while let Some(p) = e.pop_ready(Duration::MAX) {
+            out.push(p);
+        }
+        assert_eq!(e.next_release(), None);
+        (out, e.truth().clone())
+    }
+
+    /// RFC 4737 reordered count over a release order, duplicates ignored.
+    fn rfc4737(order: &[u64]) -> u64 {
+        let mut seen = std::collections::HashSet::new();
+        let mut next = 0;
+        let mut reordered = 0;
+        for &i in order {
+            if !seen.insert(i) {
+                continue;
+            }
+            if i < next {
+                reordered += 1;
+            } else {
+                next = i + 1;
+            }
+        }
+        reordered
+    }
+
+    #[test]
+    fn transparent_passes_everything_in_order_at_once() {
+        let mut e = Engine::new(Impairment::default(), 1);
+        assert!(e.config().is_transparent());
+        let fate = e.push(ms(5), 64, "a");
+        assert_eq!(
+            fate,
+            Fate::Queued {
+                copies: 1,
+                reordered: false,
+                release_at: ms(5)
+            }
+        );
+        assert_eq!(e.next_release(), Some(ms(5)));
+        assert_eq!(e.pop_ready(ms(4)), None);
+        assert_eq!(e.pop_ready(ms(5)), Some("a"));
+        assert_eq!(e.pop_ready(ms(5)), None);
+        let (order, truth) = run(Impairment::default(), 1, 1000);
+        assert_eq!(order, (0..1000).collect::<Vec<_>>());
+        assert_eq!(
+            truth,
+            GroundTruth {
+                received: 1000,
+                forwarded: 1000,
+                ..GroundTruth::default()
+            }
+        );
+    }
+
+    #[test]
+    fn certain_loss_and_certain_duplication() {
+        let all_lost = Impairment {
+            loss: 1.0,
+            dup: 1.0,
+            ..Impairment::default()
+        };
+        let (order, truth) = run(all_lost, 3, 10);
+        assert!(order.is_empty());
+        assert_eq!(truth.dropped, 10);
+        assert_eq!(truth.duplicated, 0);
+        let all_dup = Impairment {
+            dup: 1.0,
+            ..Impairment::default()
+        };
+        let (order, truth) = run(all_dup, 3, 3);
+        assert_eq!(order, vec![0, 0, 1, 1, 2, 2]);
+        assert_eq!(truth.duplicated, 3);
+        assert_eq!(truth.forwarded, 6);
+        assert_eq!(truth.reordered, 0);
+    }
+
+    #[test]
+    fn a_held_packet_is_overtaken_by_the_next() {
+        let mut e = Engine::new(
+            Impairment {
+                reorder: 1.0,
+                ..Impairment::default()
+            },
+            9,
+        );
+        // Every packet is held: with nothing to overtake them they leave in order after the
+        // hold limit and are not reordered.
+        let fate = e.push(ms(0), 10, 0u64);
+        assert_eq!(
+            fate,
+            Fate::Queued {
+                copies: 1,
+                reordered: true,
+                release_at: HOLD_LIMIT
+            }
+        );
+        e.push(ms(1), 10, 1);
+        assert_eq!(e.pop_ready(ms(50)), None);
+        assert_eq!(e.pop_ready(HOLD_LIMIT + ms(1)), Some(0));
+        assert_eq!(e.pop_ready(HOLD_LIMIT + ms(1)), Some(1));
+        assert_eq!(e.truth().reordered, 0);
+
+        // Held, then a packet that is not held: it overtakes.
+        let mut e = Engine::new(Impairment::default(), 9);
+        e.cfg.reorder = 1.0;
+        e.push(ms(0), 10, 0u64);
+        e.cfg.reorder = 0.0;
+        e.push(ms(1), 10, 1);
+        assert_eq!(e.pop_ready(ms(1)), Some(1));
+        assert_eq!(e.pop_ready(ms(1)), Some(0));
+        assert_eq!(e.truth().reordered, 1);
+        assert_eq!(e.truth().forwarded, 2);
+    }
+
+    #[test]
+    fn delay_and_jitter_keep_order() {
+        let cfg = Impairment {
+            delay: ms(10),
+            jitter: ms(5),
+            ..Impairment::default()
+        };
+        let mut e = Engine::new(cfg.clone(), 4);
+        let Fate::Queued { release_at, .. } = e.push(ms(0), 1, 0u8) else {
+            panic!("nothing is dropped");
+        };
+        assert!(
+            release_at >= ms(5) && release_at <= ms(15),
+            "{release_at:?}"
+        );
+        let (order, truth) = run(cfg, 4, 5000);
+        assert_eq!(order, (0..5000).collect::<Vec<_>>());
+        assert_eq!(truth.reordered, 0);
+    }
+
+    #[test]
+    fn rate_serializes_packets() {
+        let cfg = Impairment {
+            rate_bps: Some(8_000), // 1000 bytes per second: a 100-byte packet takes 100 ms.
+            ..Impairment::default()
+        };
+        let mut e = Engine::new(cfg, 1).with_limit(2);
+        assert!(
+            matches!(e.push(ms(0), 100, 0), Fate::Queued { release_at, .. } if release_at == ms(100))
+        );
+        assert!(
+            matches!(e.push(ms(0), 100, 1), Fate::Queued { release_at, .. } if release_at == ms(200))
+        );
+        assert_eq!(e.push(ms(0), 100, 2), Fate::Dropped);
+        assert_eq!(e.pop_ready(ms(150)), Some(0));
+        assert_eq!(e.pop_ready(ms(150)), None);
+        assert_eq!(e.truth().dropped, 1);
+    }
+
+    #[test]
+    fn truth_matches_rfc4737_on_the_release_order() {
+        let cfg = Impairment {
+            loss: 0.05,
+            dup: 0.03,
+            reorder: 0.1,
+            delay: ms(3),
+            jitter: ms(2),
+            rate_bps: None,
+        };
+        let (order, truth) = run(cfg, 42, 20_000);
+        assert_eq!(truth.received, 20_000);
+        assert_eq!(
+            truth.forwarded,
+            truth.received - truth.dropped + truth.duplicated
+        );
+        assert_eq!(order.len() as u64, truth.forwarded);
+        assert_eq!(rfc4737(&order), truth.reordered);
+        // The rates are near what was asked (loose bounds: this checks wiring, not the RNG).
+        assert!((800..1200).contains(&truth.dropped), "{truth:?}");
+        assert!((400..800).contains(&truth.duplicated), "{truth:?}");
+        assert!((1500..2200).contains(&truth.reordered), "{truth:?}");
+    }
+
+    #[test]
+    fn decisions_depend_on_the_seed_not_the_timing() {
+        let cfg = Impairment {
+            loss: 0.1,
+            dup: 0.1,
+            reorder: 0.1,
+            ..Impairment::default()
+        };
+        let fates = |seed: u64, spacing: u64| {
+            let mut e = Engine::new(cfg.clone(), seed);
+            (0..500)
+                .map(|i| match e.push(ms(i * spacing), 50, i) {
+                    Fate::Dropped => (false, 0, false),
+                    Fate::Queued {
+                        copies, reordered, ..
+                    } => (true, copies, reordered),
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(fates(7, 1), fates(7, 13));
+        assert_ne!(fates(7, 1), fates(8, 1));
+    }
+
+    #[test]
+    fn probabilities_and_rates_parse() {
+        assert_eq!(parse_probability("5%"), Ok(0.05));
+        assert_eq!(parse_probability("0.05"), Ok(0.05));
+        assert_eq!(parse_probability("100%"), Ok(1.0));
+        assert!(parse_probability("5").unwrap_err().contains("0.05"));
+        assert!(parse_probability("x%").is_err());
+        assert!(parse_probability("-1%").is_err());
+        assert_eq!(parse_rate("8mbit"), Ok(8_000_000));
+        assert_eq!(parse_rate("10kbit"), Ok(10_000));
+        assert_eq!(parse_rate("1000000"), Ok(1_000_000));
+        assert!(parse_rate("fast").is_err());
+    }
+}
