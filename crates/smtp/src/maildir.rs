@@ -1,0 +1,453 @@
+//! Maildir delivery that acknowledges only what is durable, and reading back what arrived.
+//!
+//! A message is written to `tmp/<name>`, fsynced, renamed to `new/<name>`, and then `new/` itself
+//! is fsynced so the rename survives a crash. Only then may the server say 250. A reader of
+//! `new/` therefore never sees a partial file: a crash leaves at most a stray file in `tmp/`,
+//! which Maildir readers ignore.
+//!
+//! The cost is two fsyncs per message. The file's fsync is its own, but it runs on tokio's
+//! blocking pool, so the fsyncs of concurrent sessions overlap and the filesystem's journal
+//! commits them together. The fsync of `new/` is shared: [`DirSyncer`] is a group commit, one
+//! thread that takes every request queued while the previous fsync ran and answers them all with
+//! one more fsync. A request is queued only after its rename, so the fsync that answers it
+//! covers it; with twenty sessions one directory fsync serves many messages.
+//!
+//! Names follow the Maildir convention `<seconds>.M<micros>P<pid>Q<counter>.<host>`, unique per
+//! process by the counter and across processes by the PID.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::session::Envelope;
+
+/// Why a Maildir could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum MaildirError {
+    #[error("cannot create Maildir folder {path}: {source}; check the path and its permissions")]
+    Create { path: PathBuf, source: io::Error },
+    #[error("no message {0:?} in the Maildir; run `smtp list` for the ids")]
+    NotFound(String),
+    #[error("message id {0:?} matches several messages; give more of it")]
+    Ambiguous(String),
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+}
+
+/// A Maildir folder being delivered into.
+#[derive(Debug)]
+pub struct Maildir {
+    root: PathBuf,
+    host: String,
+    counter: AtomicU64,
+    syncer: DirSyncer,
+}
+
+impl Maildir {
+    /// Opens `root` as a Maildir, creating `tmp/`, `new/` and `cur/` as needed.
+    ///
+    /// # Errors
+    /// A folder that cannot be created or opened.
+    pub fn open(root: &Path, hostname: &str) -> Result<Self, MaildirError> {
+        for sub in ["", "tmp", "new", "cur"] {
+            let path = root.join(sub);
+            fs::create_dir_all(&path).map_err(|source| MaildirError::Create { path, source })?;
+        }
+        let new = root.join("new");
+        let syncer =
+            DirSyncer::start(&new).map_err(|source| MaildirError::Create { path: new, source })?;
+        // '/' and ':' cannot be in a Maildir name (RFC-less but universal convention).
+        let host = hostname.replace('/', "\\057").replace(':', "\\072");
+        Ok(Self {
+            root: root.to_path_buf(),
+            host,
+            counter: AtomicU64::new(0),
+            syncer,
+        })
+    }
+
+    /// The Maildir's root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A fresh unique name for the next message.
+    pub fn unique_name(&self) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "{}.M{}P{}Q{n}.{}",
+            now.as_secs(),
+            now.subsec_micros(),
+            std::process::id(),
+            self.host
+        )
+    }
+
+    /// Starts writing message `name` in `tmp/` (a blocking call).
+    ///
+    /// # Errors
+    /// Creating the file.
+    pub fn create_tmp(&self, name: &str) -> io::Result<File> {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(self.root.join("tmp").join(name))
+    }
+
+    /// Makes message `name` durable in `new/`, but for the directory fsync (a blocking call):
+    /// fsync the file, rename it from `tmp/` into `new/`.
+    ///
+    /// # Errors
+    /// The fsync or the rename; the file is then removed from `tmp/`.
+    pub fn commit_file(&self, name: &str, file: File) -> io::Result<()> {
+        let tmp = self.root.join("tmp").join(name);
+        let result = file.sync_all().and_then(|()| {
+            drop(file);
+            fs::rename(&tmp, self.root.join("new").join(name))
+        });
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Waits for an fsync of `new/` that began after this call: afterwards every rename into
+    /// `new/` made before the call is durable.
+    ///
+    /// # Errors
+    /// The directory fsync's error, as text.
+    pub async fn sync_new(&self) -> Result<(), String> {
+        self.syncer.sync().await
+    }
+
+    /// Removes a message from `new/` whose delivery could not be made durable, so a retry by the
+    /// client does not leave two copies (a blocking call).
+    pub fn withdraw(&self, name: &str) {
+        let _ = fs::remove_file(self.root.join("new").join(name));
+    }
+
+    /// Removes an abandoned message from `tmp/` (a blocking call).
+    pub fn discard_tmp(&self, name: &str) {
+        let _ = fs::remove_file(self.root.join("tmp").join(name));
+    }
+}
+
+/// Group commit of a directory's fsync, on a thread of its own.
+#[derive(Debug)]
+struct DirSyncer {
+    requests: mpsc::Sender<tokio::sync::oneshot::Sender<Result<(), String>>>,
+}
+
+impl DirSyncer {
+    fn start(dir: &Path) -> io::Result<Self> {
+        let handle = File::open(dir)?;
+        let (tx, rx) = mpsc::channel::<tokio::sync::oneshot::Sender<Result<(), String>>>();
+        std::thread::Builder::new()
+            .name("maildir-sync".into())
+            .spawn(move || {
+                // The thread ends when every sender (the Maildir) is gone.
+                while let Ok(first) = rx.recv() {
+                    let mut waiters = vec![first];
+                    waiters.extend(rx.try_iter());
+                    let result = handle.sync_all().map_err(|e| format!("fsync of new/: {e}"));
+                    for w in waiters {
+                        let _ = w.send(result.clone());
+                    }
+                }
+            })?;
+        Ok(Self { requests: tx })
+    }
+
+    async fn sync(&self) -> Result<(), String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.requests
+            .send(tx)
+            .map_err(|_| "the Maildir sync thread has stopped".to_owned())?;
+        rx.await
+            .map_err(|_| "the Maildir sync thread has stopped".to_owned())?
+    }
+}
+
+/// The trace headers prepended to a stored message: `Return-Path:` with the envelope sender,
+/// one `Delivered-To:` per envelope recipient (one copy is stored for all of them), and a
+/// `Received:` header (RFC 5321 section 4.4).
+pub fn trace_headers(
+    env: &Envelope,
+    peer: std::net::SocketAddr,
+    hostname: &str,
+    id: &str,
+    now: SystemTime,
+) -> Vec<u8> {
+    let mut h = String::new();
+    h.push_str(&format!("Return-Path: <{}>\r\n", env.mail_from));
+    for r in &env.rcpt_to {
+        h.push_str(&format!("Delivered-To: {r}\r\n"));
+    }
+    let with = match (env.smtputf8, env.esmtp) {
+        (true, _) => "UTF8SMTP",
+        (false, true) => "ESMTP",
+        (false, false) => "SMTP",
+    };
+    let helo: String = env.helo.chars().filter(|c| !c.is_control()).collect();
+    h.push_str(&format!(
+        "Received: from {helo} ([{}])\r\n\tby {hostname} (protolab-smtp) with {with} id {id}\r\n",
+        peer.ip()
+    ));
+    if let [only] = env.rcpt_to.as_slice() {
+        h.push_str(&format!("\tfor <{only}>"));
+    }
+    h.push_str(&format!(";\r\n\t{}\r\n", rfc5322_date(now)));
+    h.into_bytes()
+}
+
+/// A date in RFC 5322 form, in UTC: `Wed, 25 Nov 2026 04:32:33 +0000`.
+pub fn rfc5322_date(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Howard Hinnant's days-from-civil inverse, for the proleptic Gregorian calendar.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    format!(
+        "{}, {day} {} {year} {:02}:{:02}:{:02} +0000",
+        DAYS[(days % 7) as usize],
+        MONTHS[(month - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A stored message as `smtp list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    pub id: String,
+    /// `new` (not yet seen by a mail reader) or `cur`.
+    pub folder: String,
+    pub size: u64,
+    pub return_path: String,
+    pub delivered_to: Vec<String>,
+    pub from: String,
+    pub subject: String,
+    pub date: String,
+}
+
+/// Lists the messages in `new/` and `cur/`, oldest first (Maildir names start with the time).
+///
+/// # Errors
+/// A folder or file that cannot be read.
+pub fn list(root: &Path) -> Result<Vec<Summary>, MaildirError> {
+    let mut out = Vec::new();
+    for folder in ["new", "cur"] {
+        let dir = root.join(folder);
+        let entries = fs::read_dir(&dir).map_err(|source| MaildirError::Read {
+            path: dir.clone(),
+            source,
+        })?;
+        for entry in entries {
+            let entry = entry.map_err(|source| MaildirError::Read {
+                path: dir.clone(),
+                source,
+            })?;
+            let path = entry.path();
+            let id = entry.file_name().to_string_lossy().into_owned();
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            let head = read_head(&path)?;
+            let mut s = Summary {
+                id,
+                folder: folder.to_owned(),
+                size,
+                return_path: String::new(),
+                delivered_to: Vec::new(),
+                from: String::new(),
+                subject: String::new(),
+                date: String::new(),
+            };
+            for (name, value) in parse_headers(&head) {
+                match name.to_ascii_lowercase().as_str() {
+                    "return-path" => s.return_path = value,
+                    "delivered-to" => s.delivered_to.push(value),
+                    "from" if s.from.is_empty() => s.from = value,
+                    "subject" if s.subject.is_empty() => s.subject = value,
+                    "date" if s.date.is_empty() => s.date = value,
+                    _ => {}
+                }
+            }
+            out.push(s);
+        }
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
+/// Finds a message by its id or a unique prefix of it, in `new/` or `cur/`.
+///
+/// # Errors
+/// No match, several matches, or an unreadable folder.
+pub fn find(root: &Path, id: &str) -> Result<PathBuf, MaildirError> {
+    let mut hits = Vec::new();
+    for folder in ["new", "cur"] {
+        let dir = root.join(folder);
+        let entries = fs::read_dir(&dir).map_err(|source| MaildirError::Read {
+            path: dir.clone(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == id {
+                return Ok(entry.path());
+            }
+            if name.starts_with(id) {
+                hits.push(entry.path());
+            }
+        }
+    }
+    match hits.len() {
+        0 => Err(MaildirError::NotFound(id.to_owned())),
+        1 => Ok(hits.remove(0)),
+        _ => Err(MaildirError::Ambiguous(id.to_owned())),
+    }
+}
+
+/// The header section of a stored message (at most its first 64 KiB).
+fn read_head(path: &Path) -> Result<Vec<u8>, MaildirError> {
+    let file = File::open(path).map_err(|source| MaildirError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut head = Vec::new();
+    file.take(64 * 1024)
+        .read_to_end(&mut head)
+        .map_err(|source| MaildirError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+        head.truncate(end + 2);
+    }
+    Ok(head)
+}
+
+/// Unfolds a header section into (name, value) pairs.
+pub fn parse_headers(head: &[u8]) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(head);
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = out.last_mut() {
+                last.1.push(' ');
+                last.1.push_str(line.trim());
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
+            out.push((name.trim().to_owned(), value.trim().to_owned()));
+        }
+    }
+    out
+}
+
+/// Writes a whole message into `w` (used by `smtp show`).
+///
+/// # Errors
+/// Reading the file or writing `w`.
+pub fn copy_message(path: &Path, w: &mut impl Write) -> Result<(), MaildirError> {
+    let mut f = File::open(path).map_err(|source| MaildirError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    io::copy(&mut f, w).map_err(|source| MaildirError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc5322_date(UNIX_EPOCH), "Thu, 1 Jan 1970 00:00:00 +0000");
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_581_153);
+        assert_eq!(rfc5322_date(t), "Wed, 25 Nov 2026 04:32:33 +0000");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(rfc5322_date(leap), "Tue, 29 Feb 2000 00:00:00 +0000");
+    }
+
+    #[test]
+    fn headers_unfold() {
+        let h = parse_headers(b"Subject: a\r\n b\r\nFrom: x@y\r\n\r\nbody: no\r\n");
+        assert_eq!(
+            h,
+            vec![
+                ("Subject".into(), "a b".into()),
+                ("From".into(), "x@y".into())
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn deliver_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open(dir.path(), "mx/1:2").unwrap();
+        let name = md.unique_name();
+        assert!(name.ends_with(".mx\\0571\\0722"), "{name}");
+        let mut f = md.create_tmp(&name).unwrap();
+        let env = Envelope {
+            helo: "c.test".into(),
+            esmtp: true,
+            mail_from: "a@b.test".into(),
+            rcpt_to: vec!["c@d.test".into(), "e@f.test".into()],
+            ..Envelope::default()
+        };
+        f.write_all(&trace_headers(
+            &env,
+            "127.0.0.1:5".parse().unwrap(),
+            "mx",
+            &name,
+            UNIX_EPOCH,
+        ))
+        .unwrap();
+        f.write_all(b"Subject: hi\r\n\r\nbody\r\n").unwrap();
+        md.commit_file(&name, f).unwrap();
+        md.sync_new().await.unwrap();
+        assert!(!dir.path().join("tmp").join(&name).exists());
+        let list = list(dir.path()).unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].return_path, "<a@b.test>");
+        assert_eq!(list[0].delivered_to, vec!["c@d.test", "e@f.test"]);
+        assert_eq!(list[0].subject, "hi");
+        assert_eq!(
+            find(dir.path(), &name[..5]).unwrap(),
+            dir.path().join("new").join(&name)
+        );
+        assert!(matches!(
+            find(dir.path(), "zzz"),
+            Err(MaildirError::NotFound(_))
+        ));
+    }
+}

@@ -1,0 +1,304 @@
+//! `smtp`: serve SMTP into a Maildir, send a message, list and show what arrived.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use protolab_smtp::{
+    DEFAULT_PORT, Maildir, ServerConfig, SessionConfig, SmtpStats, client, maildir,
+};
+use protolab_transport::cli::{init_tracing, parse_duration};
+use protolab_transport::{TcpServerStats, bind_tcp, shutdown_on_signals};
+
+const EXAMPLES: &str = "\
+Examples:
+  smtp serve                                   # 127.0.0.1:2525 into ./maildir
+  smtp serve --listen 127.0.0.1:0 --maildir /tmp/mail --max-size 10485760
+  smtp send --from a@example.test --to b@example.test --subject hi -v
+  swaks --server 127.0.0.1 --port 2525 --to b@example.test --pipeline
+  smtp list ./maildir
+  smtp show ./maildir 1764045153.M1234P42Q0.myhost";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "smtp",
+    version,
+    about = "An SMTP receiver that never loses mail: RFC 5321 server, Maildir delivery, a small client",
+    after_help = EXAMPLES
+)]
+struct Cli {
+    /// More logging (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Report as JSON on standard output.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Receive mail into a Maildir; 250 is sent only once a message is on disk for good.
+    #[command(
+        after_help = "Examples:\n  smtp serve\n  smtp serve --listen 127.0.0.1:0 --maildir /tmp/mail --timeout 30s"
+    )]
+    Serve {
+        /// Address to listen on (a bare port means loopback).
+        #[arg(long, default_value = "127.0.0.1:2525")]
+        listen: String,
+        /// The Maildir to deliver into (tmp/, new/ and cur/ are created).
+        #[arg(long, default_value = "maildir")]
+        maildir: PathBuf,
+        /// The name in the greeting and the Received: headers [default: this machine's name].
+        #[arg(long)]
+        hostname: Option<String>,
+        /// The largest message accepted, in octets (advertised as SIZE).
+        #[arg(long, default_value_t = 32 * 1024 * 1024)]
+        max_size: u64,
+        /// Recipients per message; more get 452 4.5.3.
+        #[arg(long, default_value_t = 100)]
+        max_recipients: usize,
+        /// Sessions at once; more get 421 at the greeting.
+        #[arg(long, default_value_t = 1000)]
+        max_connections: usize,
+        /// How long a client may stay silent before 421 4.4.2.
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// Send one message and show the dialog with -v.
+    #[command(
+        after_help = "Examples:\n  smtp send --from a@example.test --to b@example.test -v\n  \
+                            smtp send --server 127.0.0.1:2525 --from a@x.test --to b@x.test --to c@x.test --body-file note.txt"
+    )]
+    Send {
+        /// The server's address.
+        #[arg(long, default_value = "127.0.0.1:2525")]
+        server: String,
+        /// The envelope sender (MAIL FROM) and From: header.
+        #[arg(long)]
+        from: String,
+        /// An envelope recipient (RCPT TO); repeat for more.
+        #[arg(long, required = true)]
+        to: Vec<String>,
+        #[arg(long, default_value = "A message from smtp send")]
+        subject: String,
+        /// The body, from a file (line endings become CRLF) [default: a short greeting].
+        #[arg(long)]
+        body_file: Option<PathBuf>,
+        /// The name given in EHLO.
+        #[arg(long, default_value = "client.example.test")]
+        helo: String,
+        /// How long to wait for each reply.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// List the messages in a Maildir's new/ and cur/.
+    #[command(after_help = "Examples:\n  smtp list ./maildir\n  smtp list ./maildir --json")]
+    List {
+        /// The Maildir.
+        dir: PathBuf,
+    },
+    /// Print one message as stored (an id prefix is enough).
+    #[command(
+        after_help = "Examples:\n  smtp show ./maildir 1764045153.M1234P42Q0\n  smtp show ./maildir 17640 --json"
+    )]
+    Show {
+        /// The Maildir.
+        dir: PathBuf,
+        /// The message's id (its file name), or a unique prefix of it.
+        id: String,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let base = match cli.command {
+        Cmd::Serve { .. } => tracing::Level::INFO,
+        _ => tracing::Level::WARN,
+    };
+    init_tracing(base, cli.verbose);
+    match cli.command {
+        Cmd::Serve {
+            listen,
+            maildir,
+            hostname,
+            max_size,
+            max_recipients,
+            max_connections,
+            timeout,
+        } => {
+            let addr = protolab_transport::parse_addr(&listen, DEFAULT_PORT)
+                .with_context(|| format!("bad --listen {listen:?}"))?;
+            let hostname = hostname.unwrap_or_else(protolab_smtp::system_hostname);
+            let config = ServerConfig {
+                session: SessionConfig {
+                    hostname: hostname.clone(),
+                    max_size,
+                    max_recipients,
+                    ..SessionConfig::default()
+                },
+                max_connections,
+                timeout,
+            };
+            serve(addr, &maildir, config, cli.json)
+        }
+        Cmd::Send {
+            server,
+            from,
+            to,
+            subject,
+            body_file,
+            helo,
+            timeout,
+        } => {
+            let server = protolab_transport::parse_addr(&server, DEFAULT_PORT)
+                .with_context(|| format!("bad --server {server:?}"))?;
+            let body = match body_file {
+                Some(path) => std::fs::read(&path)
+                    .with_context(|| format!("cannot read --body-file {}", path.display()))?,
+                None => b"Hello from protolab's smtp send.\n".to_vec(),
+            };
+            let msg = client::Message {
+                from,
+                to,
+                subject,
+                body,
+                helo,
+            };
+            send(server, &msg, timeout, cli.verbose > 0, cli.json)
+        }
+        Cmd::List { dir } => list(&dir, cli.json),
+        Cmd::Show { dir, id } => show(&dir, &id, cli.json),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")
+}
+
+fn serve(addr: SocketAddr, dir: &std::path::Path, config: ServerConfig, json: bool) -> Result<()> {
+    let maildir = Arc::new(
+        Maildir::open(dir, &config.session.hostname)
+            .with_context(|| format!("cannot use --maildir {}", dir.display()))?,
+    );
+    runtime()?.block_on(async move {
+        let listener = bind_tcp(addr)
+            .with_context(|| format!("cannot listen on {addr}; is the port in use?"))?;
+        let local = listener.local_addr()?;
+        println!("listening tcp {local}");
+        std::io::stdout().flush()?;
+        tracing::info!(maildir = %maildir.root().display(), "delivering into Maildir");
+        let stats = Arc::new(SmtpStats::default());
+        let tcp_stats = Arc::new(TcpServerStats::default());
+        let shutdown = shutdown_on_signals();
+        protolab_smtp::serve(
+            listener,
+            config,
+            maildir,
+            shutdown,
+            stats.clone(),
+            tcp_stats.clone(),
+        )
+        .await
+        .context("the server stopped")?;
+        let stored = stats.messages_stored.load(Ordering::Relaxed);
+        let sessions = tcp_stats.accepted.load(Ordering::Relaxed);
+        if json {
+            let report = serde_json::json!({
+                "listen": local.to_string(),
+                "sessions": sessions,
+                "busy": tcp_stats.busy.load(Ordering::Relaxed),
+                "stats": &*stats,
+            });
+            println!("{report}");
+        } else {
+            tracing::info!(sessions, stored, "stopped");
+        }
+        Ok(())
+    })
+}
+
+fn send(
+    server: SocketAddr,
+    msg: &client::Message,
+    timeout: Duration,
+    show: bool,
+    json: bool,
+) -> Result<()> {
+    let mut dialog = |line: &str| {
+        if show {
+            eprintln!("{line}");
+        }
+    };
+    let report = runtime()?
+        .block_on(client::send(server, msg, timeout, &mut dialog))
+        .context("sending failed")?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "sent {} octets to {}: {}",
+            report.octets, report.server, report.reply
+        );
+    }
+    Ok(())
+}
+
+fn list(dir: &std::path::Path, json: bool) -> Result<()> {
+    let messages = maildir::list(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&messages)?);
+        return Ok(());
+    }
+    if messages.is_empty() {
+        println!("no messages in {}", dir.display());
+    }
+    for m in &messages {
+        println!("{}  {:>7} octets  {}", m.id, m.size, m.folder);
+        println!(
+            "    from {}  to {}",
+            m.return_path,
+            m.delivered_to.join(", ")
+        );
+        println!("    subject: {}", m.subject);
+    }
+    Ok(())
+}
+
+fn show(dir: &std::path::Path, id: &str, json: bool) -> Result<()> {
+    let path = maildir::find(dir, id)?;
+    if json {
+        let content =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let head_end = content
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(content.len(), |i| i + 2);
+        let headers: Vec<_> = maildir::parse_headers(&content[..head_end])
+            .into_iter()
+            .map(|(n, v)| serde_json::json!([n, v]))
+            .collect();
+        let report = serde_json::json!({
+            "id": path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "path": path.display().to_string(),
+            "size": content.len(),
+            "headers": headers,
+            "body": String::from_utf8_lossy(content.get(head_end + 2..).unwrap_or_default()),
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    maildir::copy_message(&path, &mut out)?;
+    out.flush()?;
+    Ok(())
+}
