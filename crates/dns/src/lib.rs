@@ -1,1 +1,25 @@
-//! protolab-dns (being built).
+//! protolab-dns: a tiny DNS toolkit. A dig-like stub client, a caching resolver that forwards or
+//! resolves iteratively from root hints, and a small authoritative server for lab zones.
+//!
+//! The wire format comes from hickory-proto (which since 0.26 has no networking of its own);
+//! the hot paths read and patch bytes directly (see [`wire`]). Everything that opens a socket
+//! goes through protolab-transport.
+//!
+//! Layout:
+//! - [`wire`]: header and question parsing in place, TTL positions, bare and truncated replies,
+//!   query building; no I/O.
+//! - [`zone`]: master files and the authoritative answer logic (AA, referrals with glue,
+//!   NXDOMAIN and NODATA with SOA); no I/O.
+//! - [`cache`]: the bounded reply cache with TTL countdown and negative caching; time passed in.
+//! - [`iterate`]: iterative resolution from root hints over an abstract [`iterate::Ask`].
+//! - [`present`]: dig-like text, `+short` and RFC 8427 JSON.
+//! - [`client`]: the stub client over UDP and TCP, with the anti-spoofing checks (I/O).
+//! - [`server`]: the resolver and zone servers on protolab-transport (I/O).
+
+pub mod cache;
+pub mod client;
+pub mod iterate;
+pub mod present;
+pub mod server;
+pub mod wire;
+pub mod zone;

@@ -1,0 +1,365 @@
+//! The resolver's cache: whole replies stored as wire bytes, served with the id and TTLs
+//! patched in place.
+//!
+//! - Positive answers live as long as their smallest TTL; the TTLs served count down with the
+//!   time spent in the cache (RFC 1035 section 7.4, RFC 2181 section 8).
+//! - Negative answers (NXDOMAIN, and NODATA: NOERROR without an answer) live as long as the
+//!   smaller of the SOA's TTL and its MINIMUM field, and are only cached when the SOA came
+//!   with them (RFC 2308 section 5).
+//! - The number of entries is bounded: when full, expired entries go first, then the oldest.
+//!
+//! A hit costs one hash lookup, one copy of the stored bytes and a few 4-byte writes: no
+//! decoding. Time is passed in by the caller, so tests drive it without sleeping.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::{RData, RecordType};
+
+use crate::wire::{self, QueryView, flags};
+
+/// The longest any entry is kept, whatever its TTL says (one day, as unbound's default).
+pub const MAX_TTL: u32 = 86_400;
+
+/// One stored reply.
+#[derive(Debug, Clone)]
+struct Entry {
+    /// The reply without OPT record, with id 0.
+    wire: Vec<u8>,
+    /// Offset and original value of each record's TTL.
+    ttls: Vec<(usize, u32)>,
+    stored: Instant,
+    lifetime: u32,
+    /// Which insertion this is, to tell live entries from stale eviction-queue slots.
+    generation: u64,
+}
+
+/// Counters of the cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub inserted: u64,
+    pub negative_inserted: u64,
+    pub evicted: u64,
+    pub expired: u64,
+    pub entries: usize,
+}
+
+/// A bounded reply cache.
+#[derive(Debug)]
+pub struct Cache {
+    entries: HashMap<Vec<u8>, Entry>,
+    order: VecDeque<(Vec<u8>, u64)>,
+    max_entries: usize,
+    next_generation: u64,
+    stats: CacheStats,
+}
+
+/// What kind of reply was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    Positive { ttl: u32 },
+    Negative { ttl: u32 },
+    /// Not cacheable: an error code, a zero TTL, or a negative answer without SOA.
+    No,
+}
+
+impl Cache {
+    /// A cache holding at most `max_entries` replies (at least one).
+    pub fn new(max_entries: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            max_entries: max_entries.max(1),
+            next_generation: 0,
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            entries: self.entries.len(),
+            ..self.stats
+        }
+    }
+
+    /// Answers `query` from the cache at time `now`, as wire bytes ready to send over a
+    /// transport carrying at most `limit` bytes, or `None` on a miss.
+    pub fn lookup(&mut self, query: &QueryView<'_>, now: Instant, limit: usize) -> Option<Vec<u8>> {
+        let key = query.cache_key();
+        let Some(entry) = self.entries.get(&key) else {
+            self.stats.misses += 1;
+            return None;
+        };
+        let age = now.saturating_duration_since(entry.stored).as_secs();
+        if age >= u64::from(entry.lifetime) {
+            self.entries.remove(&key);
+            self.stats.expired += 1;
+            self.stats.misses += 1;
+            return None;
+        }
+        self.stats.hits += 1;
+        Some(render(entry, query, age as u32, limit))
+    }
+
+    /// Stores `reply` (an upstream's answer to the question `key`) at time `now`.
+    pub fn insert(&mut self, key: Vec<u8>, reply: &Message, now: Instant) -> Stored {
+        let Some((wire, lifetime, negative)) = cacheable(reply) else {
+            return Stored::No;
+        };
+        let Ok(ttls) = wire::ttl_positions(&wire) else {
+            return Stored::No;
+        };
+        while self.entries.len() >= self.max_entries && !self.entries.contains_key(&key) {
+            self.evict_one(now);
+        }
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        self.order.push_back((key.clone(), generation));
+        self.entries.insert(
+            key,
+            Entry {
+                wire,
+                ttls,
+                stored: now,
+                lifetime,
+                generation,
+            },
+        );
+        self.stats.inserted += 1;
+        // Replaced keys leave stale slots in the queue; sweep them before it grows unbounded.
+        if self.order.len() > 2 * self.max_entries + 16 {
+            let entries = &self.entries;
+            self.order
+                .retain(|(k, g)| entries.get(k).is_some_and(|e| e.generation == *g));
+        }
+        if negative {
+            self.stats.negative_inserted += 1;
+            Stored::Negative { ttl: lifetime }
+        } else {
+            Stored::Positive { ttl: lifetime }
+        }
+    }
+
+    /// Removes one entry: an expired one if the oldest slots hold one, else the oldest.
+    fn evict_one(&mut self, now: Instant) {
+        while let Some((key, generation)) = self.order.pop_front() {
+            let live = self.entries.get(&key).is_some_and(|e| e.generation == generation);
+            if live {
+                let e = &self.entries[&key];
+                if now.saturating_duration_since(e.stored) >= Duration::from_secs(u64::from(e.lifetime)) {
+                    self.stats.expired += 1;
+                } else {
+                    self.stats.evicted += 1;
+                }
+                self.entries.remove(&key);
+                return;
+            }
+        }
+        // The queue always holds every live key; reaching here means the map is empty.
+    }
+}
+
+/// Builds the stored form of a reply: a clean response without OPT, its lifetime, and
+/// whether it is negative. `None` when it must not be cached.
+fn cacheable(reply: &Message) -> Option<(Vec<u8>, u32, bool)> {
+    let rcode = reply.metadata.response_code;
+    if reply.metadata.truncation || reply.queries.len() != 1 {
+        return None;
+    }
+    let mut m = Message::new(0, MessageType::Response, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.metadata.recursion_available = true;
+    m.metadata.response_code = rcode;
+    m.queries = reply.queries.clone();
+    m.answers = reply.answers.clone();
+    m.authorities = reply.authorities.clone();
+    m.additionals = reply
+        .additionals
+        .iter()
+        .filter(|r| r.record_type() != RecordType::OPT)
+        .cloned()
+        .collect();
+    let negative = match rcode {
+        ResponseCode::NXDomain => true,
+        ResponseCode::NoError => m.answers.is_empty(),
+        _ => return None,
+    };
+    let lifetime = if negative {
+        let soa = m
+            .authorities
+            .iter_mut()
+            .find(|r| r.record_type() == RecordType::SOA)?;
+        let minimum = match &soa.data {
+            RData::SOA(s) => s.minimum,
+            _ => return None,
+        };
+        soa.ttl = soa.ttl.min(minimum);
+        soa.ttl
+    } else {
+        m.answers
+            .iter()
+            .chain(&m.authorities)
+            .chain(&m.additionals)
+            .map(|r| r.ttl)
+            .min()?
+    };
+    let lifetime = lifetime.min(MAX_TTL);
+    if lifetime == 0 {
+        return None;
+    }
+    let wire = m.to_vec().ok()?;
+    Some((wire, lifetime, negative))
+}
+
+/// Turns a stored entry into the reply to `query`.
+fn render(entry: &Entry, query: &QueryView<'_>, age: u32, limit: usize) -> Vec<u8> {
+    let opt = query.edns.is_some();
+    if entry.wire.len() + if opt { 11 } else { 0 } > limit {
+        return wire::bare_reply(query, flags::TC | flags::RA, 0);
+    }
+    let mut out = Vec::with_capacity(entry.wire.len() + 11);
+    out.extend_from_slice(&entry.wire);
+    out[..2].copy_from_slice(&query.id.to_be_bytes());
+    // RD and CD are copied from the query (RFC 1035 section 4.1.1, RFC 4035 section 3.2.2).
+    let stored = u16::from_be_bytes([out[2], out[3]]);
+    let f = (stored & !(flags::RD | flags::CD)) | (query.flags & (flags::RD | flags::CD));
+    out[2..4].copy_from_slice(&f.to_be_bytes());
+    // The question is echoed exactly as asked: the stored one differs at most in letter case,
+    // so it has the same length, and clients using 0x20 mixed case (RFC draft) see their own.
+    let qlen = query.question.len();
+    if out.len() >= wire::HEADER_LEN + qlen {
+        out[wire::HEADER_LEN..wire::HEADER_LEN + qlen].copy_from_slice(query.question);
+    }
+    for &(pos, ttl) in &entry.ttls {
+        out[pos..pos + 4].copy_from_slice(&ttl.saturating_sub(age).to_be_bytes());
+    }
+    if opt {
+        out.extend_from_slice(&wire::opt_record());
+        let ar = u16::from_be_bytes([out[10], out[11]]) + 1;
+        out[10..12].copy_from_slice(&ar.to_be_bytes());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{build_query, parse_query};
+    use crate::zone::{Catalog, Zone};
+    use hickory_proto::rr::Name;
+
+    const ZONE: &str = "$ORIGIN example.test.
+$TTL 3600
+@    IN SOA ns1 admin 1 7200 3600 1209600 300
+@    IN NS  ns1
+ns1  IN A   127.0.0.1
+www  60 IN A   192.0.2.10
+big  IN TXT \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\" \"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\" \"cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc\"
+";
+
+    fn upstream(name: &str, qtype: RecordType) -> Message {
+        let catalog = Catalog::new(vec![Zone::parse(ZONE, "z", None).unwrap()]);
+        catalog.respond(&build_query(99, &Name::from_ascii(name).unwrap(), qtype, false, false))
+    }
+
+    fn query_bytes(id: u16, name: &str, qtype: RecordType, edns: bool) -> Vec<u8> {
+        build_query(id, &Name::from_ascii(name).unwrap(), qtype, true, edns)
+            .to_vec()
+            .unwrap()
+    }
+
+    #[test]
+    fn hit_patches_id_question_case_and_counts_ttl_down() {
+        let t0 = Instant::now();
+        let mut cache = Cache::new(10);
+        let q = query_bytes(1, "www.example.test.", RecordType::A, false);
+        let view = parse_query(&q).unwrap();
+        assert_eq!(cache.lookup(&view, t0, 512), None);
+        let stored = cache.insert(view.cache_key(), &upstream("www.example.test.", RecordType::A), t0);
+        assert_eq!(stored, Stored::Positive { ttl: 60 });
+
+        let q2 = query_bytes(0xbeef, "WWW.Example.TEST.", RecordType::A, true);
+        let view2 = parse_query(&q2).unwrap();
+        let bytes = cache.lookup(&view2, t0 + Duration::from_secs(25), 1232).unwrap();
+        let reply = Message::from_vec(&bytes).unwrap();
+        assert_eq!(reply.metadata.id, 0xbeef);
+        assert!(reply.metadata.recursion_available);
+        assert!(reply.edns.is_some());
+        assert_eq!(reply.queries[0].name().to_ascii(), "WWW.Example.TEST.");
+        assert_eq!(reply.answers[0].ttl, 35);
+        assert_eq!(cache.stats().hits, 1);
+
+        // At the end of its lifetime the entry is gone.
+        assert_eq!(cache.lookup(&view2, t0 + Duration::from_secs(60), 1232), None);
+        assert_eq!(cache.stats().expired, 1);
+    }
+
+    #[test]
+    fn negative_answers_live_for_the_soa_minimum() {
+        let t0 = Instant::now();
+        let mut cache = Cache::new(10);
+        let q = query_bytes(1, "nope.example.test.", RecordType::A, false);
+        let view = parse_query(&q).unwrap();
+        let stored = cache.insert(view.cache_key(), &upstream("nope.example.test.", RecordType::A), t0);
+        assert_eq!(stored, Stored::Negative { ttl: 300 });
+        let bytes = cache.lookup(&view, t0 + Duration::from_secs(299), 512).unwrap();
+        let reply = Message::from_vec(&bytes).unwrap();
+        assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
+        assert_eq!(reply.authorities[0].ttl, 1);
+        assert_eq!(cache.lookup(&view, t0 + Duration::from_secs(300), 512), None);
+
+        // A negative answer without its SOA is not cached.
+        let mut bare = upstream("nope.example.test.", RecordType::A);
+        bare.authorities.clear();
+        assert_eq!(cache.insert(view.cache_key(), &bare, t0), Stored::No);
+        // Nor is SERVFAIL.
+        bare.metadata.response_code = ResponseCode::ServFail;
+        assert_eq!(cache.insert(view.cache_key(), &bare, t0), Stored::No);
+    }
+
+    #[test]
+    fn bounded_with_oldest_evicted_first() {
+        let t0 = Instant::now();
+        let mut cache = Cache::new(2);
+        let names = ["www.example.test.", "ns1.example.test.", "example.test."];
+        let keys: Vec<Vec<u8>> = names
+            .iter()
+            .map(|n| parse_query(&query_bytes(1, n, RecordType::A, false)).unwrap().cache_key())
+            .collect();
+        for (n, k) in names.iter().zip(&keys) {
+            cache.insert(k.clone(), &upstream(n, RecordType::A), t0);
+        }
+        let s = cache.stats();
+        assert_eq!(s.entries, 2);
+        assert_eq!(s.evicted, 1);
+        let first = query_bytes(1, names[0], RecordType::A, false);
+        assert_eq!(cache.lookup(&parse_query(&first).unwrap(), t0, 512), None);
+        let last = query_bytes(1, names[1], RecordType::A, false);
+        assert!(cache.lookup(&parse_query(&last).unwrap(), t0, 512).is_some());
+        // Re-inserting the same key many times never grows the bookkeeping without bound.
+        for _ in 0..1000 {
+            cache.insert(keys[1].clone(), &upstream(names[1], RecordType::A), t0);
+        }
+        assert!(cache.order.len() <= 2 * 2 + 16 + 1);
+        assert_eq!(cache.stats().entries, 2);
+    }
+
+    #[test]
+    fn too_big_for_udp_gets_tc() {
+        let t0 = Instant::now();
+        let mut cache = Cache::new(2);
+        let q = query_bytes(5, "big.example.test.", RecordType::TXT, false);
+        let view = parse_query(&q).unwrap();
+        cache.insert(view.cache_key(), &upstream("big.example.test.", RecordType::TXT), t0);
+        let bytes = cache.lookup(&view, t0, 512).unwrap();
+        let reply = Message::from_vec(&bytes).unwrap();
+        assert!(reply.metadata.truncation);
+        assert!(reply.answers.is_empty());
+        let full = cache.lookup(&view, t0, 65_535).unwrap();
+        assert_eq!(Message::from_vec(&full).unwrap().answers.len(), 1);
+    }
+}

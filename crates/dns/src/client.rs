@@ -1,0 +1,336 @@
+//! The stub client: one question to a list of servers, over UDP with a TCP fallback.
+//!
+//! Defences against forged replies (RFC 5452): every query gets a random 16-bit id and a fresh
+//! socket on a random source port, and a reply is believed only if it comes from the server's
+//! address and port, carries the id, and repeats the question. Anything else is dropped and
+//! counted, and the client keeps waiting for the real reply until its timeout.
+//!
+//! Fallbacks: a reply with TC set is asked again over TCP (RFC 7766); FORMERR or NOTIMP to a
+//! query with EDNS is asked again without it (RFC 6891 section 7); a timeout moves on to the
+//! next server, and the whole list is tried `attempts` times.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{Name, RecordType};
+use rand::Rng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use protolab_transport::rng::StdRng;
+
+use crate::wire;
+
+/// Why a query got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no reply from {servers} within {timeout:?} after {attempts} attempt(s); check the server address and port, or raise --timeout")]
+    Timeout { servers: String, timeout: Duration, attempts: u32 },
+    #[error("I/O error talking to {server}: {error}")]
+    Io { server: SocketAddr, error: std::io::Error },
+    #[error("no servers to ask: give @SERVER or fix /etc/resolv.conf")]
+    NoServers,
+    #[error("cannot encode the query: {0}")]
+    Encode(String),
+    #[error("{server} sent a malformed reply over TCP: {error}")]
+    Malformed { server: SocketAddr, error: String },
+}
+
+/// How queries are sent.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Ask over TCP from the start.
+    pub tcp: bool,
+    /// Add an OPT record (EDNS0, payload 1232).
+    pub edns: bool,
+    /// Set RD: ask the server to recurse.
+    pub recursion_desired: bool,
+    /// How long to wait for each server.
+    pub timeout: Duration,
+    /// How many times the whole server list is tried.
+    pub attempts: u32,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            tcp: false,
+            edns: true,
+            recursion_desired: true,
+            timeout: Duration::from_secs(2),
+            attempts: 2,
+        }
+    }
+}
+
+/// Counters of what the client saw and did, shared by every query it makes.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ClientStats {
+    pub queries_sent: AtomicU64,
+    pub replies_accepted: AtomicU64,
+    /// Datagrams from an address or port other than the server asked.
+    pub dropped_wrong_source: AtomicU64,
+    /// Replies whose id differs from the query's.
+    pub dropped_wrong_id: AtomicU64,
+    /// Replies with the right id but another question.
+    pub dropped_wrong_question: AtomicU64,
+    /// Datagrams that are not DNS messages at all.
+    pub dropped_garbage: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub tcp_retries: AtomicU64,
+    pub edns_fallbacks: AtomicU64,
+}
+
+impl ClientStats {
+    /// A plain snapshot, for reports.
+    pub fn snapshot(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    /// Replies dropped for any reason.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_wrong_source.load(Ordering::Relaxed)
+            + self.dropped_wrong_id.load(Ordering::Relaxed)
+            + self.dropped_wrong_question.load(Ordering::Relaxed)
+            + self.dropped_garbage.load(Ordering::Relaxed)
+    }
+}
+
+/// One successful exchange.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub reply: Message,
+    pub server: SocketAddr,
+    /// Size of the reply in bytes.
+    pub size: usize,
+    pub elapsed: Duration,
+    /// `udp` or `tcp`: how the accepted reply came.
+    pub transport: &'static str,
+    /// True when a truncated UDP reply was followed by this TCP one.
+    pub retried_over_tcp: bool,
+}
+
+/// A stub client with its own RNG and counters.
+#[derive(Debug)]
+pub struct Client {
+    pub config: ClientConfig,
+    rng: Mutex<StdRng>,
+    pub stats: ClientStats,
+}
+
+impl Client {
+    /// A client drawing ids and ports from `rng`.
+    pub fn new(config: ClientConfig, rng: StdRng) -> Self {
+        Self {
+            config,
+            rng: Mutex::new(rng),
+            stats: ClientStats::default(),
+        }
+    }
+
+    fn random_id(&self) -> u16 {
+        self.rng.lock().unwrap_or_else(|e| e.into_inner()).random()
+    }
+
+    fn random_port(&self) -> u16 {
+        self.rng
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .random_range(1024..=65_535)
+    }
+
+    /// Asks `servers` in turn about `name`/`qtype` until one gives an acceptable reply.
+    ///
+    /// # Errors
+    /// [`ClientError::Timeout`] when no server answered, or the last I/O error.
+    pub async fn query(&self, servers: &[SocketAddr], name: &Name, qtype: RecordType) -> Result<Exchange, ClientError> {
+        if servers.is_empty() {
+            return Err(ClientError::NoServers);
+        }
+        let mut last = None;
+        for _ in 0..self.config.attempts.max(1) {
+            for &server in servers {
+                match self.query_one(server, name, qtype).await {
+                    Ok(x) => return Ok(x),
+                    Err(e) => {
+                        tracing::debug!(%server, error = %e, "query failed");
+                        last = Some(e);
+                    }
+                }
+            }
+        }
+        match last {
+            Some(ClientError::Timeout { .. }) | None => Err(ClientError::Timeout {
+                servers: servers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                timeout: self.config.timeout,
+                attempts: self.config.attempts.max(1),
+            }),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// One question to one server, with the TC and EDNS fallbacks.
+    ///
+    /// # Errors
+    /// Timeout or I/O errors of this server.
+    pub async fn query_one(&self, server: SocketAddr, name: &Name, qtype: RecordType) -> Result<Exchange, ClientError> {
+        let mut edns = self.config.edns;
+        loop {
+            let x = if self.config.tcp {
+                self.tcp_exchange(server, name, qtype, edns).await?
+            } else {
+                let x = self.udp_exchange(server, name, qtype, edns).await?;
+                if x.reply.metadata.truncation {
+                    self.stats.tcp_retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%server, "truncated reply: asking again over TCP");
+                    let mut t = self.tcp_exchange(server, name, qtype, edns).await?;
+                    t.retried_over_tcp = true;
+                    t
+                } else {
+                    x
+                }
+            };
+            let rcode = x.reply.metadata.response_code;
+            if edns && (rcode == ResponseCode::FormErr || rcode == ResponseCode::NotImp) {
+                self.stats.edns_fallbacks.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%server, %rcode, "EDNS refused: asking again without it");
+                edns = false;
+                continue;
+            }
+            return Ok(x);
+        }
+    }
+
+    fn encode(&self, name: &Name, qtype: RecordType, edns: bool) -> Result<(u16, Vec<u8>), ClientError> {
+        let id = self.random_id();
+        let msg = wire::build_query(id, name, qtype, self.config.recursion_desired, edns);
+        let bytes = msg.to_vec().map_err(|e| ClientError::Encode(e.to_string()))?;
+        Ok((id, bytes))
+    }
+
+    fn bind_random(&self, server: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+        let ip = match server.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        // A port taken by another socket is simply skipped; after a few tries the kernel's
+        // own (also randomised) choice is used.
+        for _ in 0..8 {
+            if let Ok(s) = protolab_transport::bind_udp(SocketAddr::new(ip, self.random_port()), 1 << 16) {
+                return Ok(s);
+            }
+        }
+        protolab_transport::bind_udp(SocketAddr::new(ip, 0), 1 << 16)
+    }
+
+    async fn udp_exchange(&self, server: SocketAddr, name: &Name, qtype: RecordType, edns: bool) -> Result<Exchange, ClientError> {
+        let io = |error| ClientError::Io { server, error };
+        let (id, bytes) = self.encode(name, qtype, edns)?;
+        let socket = self.bind_random(server).map_err(io)?;
+        let start = Instant::now();
+        socket.send_to(&bytes, server).await.map_err(io)?;
+        self.stats.queries_sent.fetch_add(1, Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + self.config.timeout;
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let received = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await;
+            let (len, from) = match received {
+                Err(_) => {
+                    self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                    return Err(ClientError::Timeout {
+                        servers: server.to_string(),
+                        timeout: self.config.timeout,
+                        attempts: 1,
+                    });
+                }
+                // ICMP port unreachable shows up as an error on the next receive: the server
+                // is not there, which is as good as a timeout but known sooner.
+                Ok(Err(e)) => return Err(io(e)),
+                Ok(Ok(pair)) => pair,
+            };
+            if from != server {
+                self.stats.dropped_wrong_source.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%from, expected = %server, "reply from the wrong address: dropped");
+                continue;
+            }
+            let Ok(reply) = Message::from_vec(&buf[..len]) else {
+                self.stats.dropped_garbage.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%from, len, "undecodable reply: dropped");
+                continue;
+            };
+            if reply.metadata.id != id {
+                self.stats.dropped_wrong_id.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%from, got = reply.metadata.id, expected = id, "wrong id: dropped");
+                continue;
+            }
+            if !wire::answers_question(&reply, id, name, qtype) {
+                self.stats.dropped_wrong_question.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%from, "wrong question: dropped");
+                continue;
+            }
+            self.stats.replies_accepted.fetch_add(1, Ordering::Relaxed);
+            return Ok(Exchange {
+                reply,
+                server,
+                size: len,
+                elapsed: start.elapsed(),
+                transport: "udp",
+                retried_over_tcp: false,
+            });
+        }
+    }
+
+    async fn tcp_exchange(&self, server: SocketAddr, name: &Name, qtype: RecordType, edns: bool) -> Result<Exchange, ClientError> {
+        let (id, bytes) = self.encode(name, qtype, edns)?;
+        let timeout = self.config.timeout;
+        let start = Instant::now();
+        let work = async {
+            let io = |error| ClientError::Io { server, error };
+            let mut stream = TcpStream::connect(server).await.map_err(io)?;
+            let _ = stream.set_nodelay(true);
+            let mut framed = Vec::with_capacity(bytes.len() + 2);
+            framed.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+            framed.extend_from_slice(&bytes);
+            stream.write_all(&framed).await.map_err(io)?;
+            self.stats.queries_sent.fetch_add(1, Ordering::Relaxed);
+            // A server may send other replies first on a shared connection; this connection
+            // is ours alone, but the checks stay the same as for UDP.
+            loop {
+                let len = stream.read_u16().await.map_err(io)?;
+                let mut body = vec![0u8; usize::from(len)];
+                stream.read_exact(&mut body).await.map_err(io)?;
+                let reply = Message::from_vec(&body).map_err(|e| ClientError::Malformed {
+                    server,
+                    error: e.to_string(),
+                })?;
+                if !wire::answers_question(&reply, id, name, qtype) {
+                    self.stats.dropped_wrong_question.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                self.stats.replies_accepted.fetch_add(1, Ordering::Relaxed);
+                return Ok(Exchange {
+                    reply,
+                    server,
+                    size: body.len(),
+                    elapsed: start.elapsed(),
+                    transport: "tcp",
+                    retried_over_tcp: false,
+                });
+            }
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                Err(ClientError::Timeout {
+                    servers: server.to_string(),
+                    timeout,
+                    attempts: 1,
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! `dns`: dig-like queries, a caching resolver and a lab zone server.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use hickory_proto::rr::{Name, RData, RecordType};
+use ipnet::IpNet;
+
+use protolab_dns::client::{Client, ClientConfig};
+use protolab_dns::iterate::{self, IterConfig, RootHints};
+use protolab_dns::present;
+use protolab_dns::server::{ResolverConfig, Upstream, run_resolver, run_zone_server};
+use protolab_dns::zone::{Catalog, Zone};
+use protolab_transport::cli::{init_tracing, parse_duration};
+use protolab_transport::parse_addr;
+
+#[derive(Parser)]
+#[command(name = "dns", version, about = "A tiny DNS toolkit: dig-like queries, a caching resolver, lab zones")]
+struct Cli {
+    /// More logging (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Ask a DNS question, like dig.
+    #[command(after_help = "Examples:
+  dns query example.test A @127.0.0.1:5300
+  dns query example.test MX @127.0.0.1 --port 5300 --short
+  dns query big.example.test TXT @127.0.0.1:5300 --no-edns     (TC, then TCP)
+  dns query www.example.test --trace --root-hints root.hints --port 5300
+  dns query example.test SOA --json")]
+    Query(QueryArgs),
+    /// Run a caching resolver on UDP and TCP.
+    #[command(after_help = "Examples:
+  dns serve --forward 127.0.0.1:5300
+  dns serve --listen 127.0.0.1:1053 --root-hints root.hints
+  dns serve --forward 127.0.0.1:5300 --allow 127.0.0.0/8 --allow 10.0.0.0/8 --cache-size 50000
+
+Only allowed clients (loopback by default) get answers; others get REFUSED, so the resolver
+is never open to the world by accident. Counters are printed as JSON on exit.")]
+    Serve(ServeArgs),
+    /// Serve zones from master files, authoritatively, on UDP and TCP.
+    #[command(after_help = "Examples:
+  dns zone --zone example.test.zone
+  dns zone --listen 127.0.0.1:5300 --zone root.zone --zone test.zone
+
+A zone file needs an SOA at its origin; $ORIGIN, $TTL and the usual types are understood.")]
+    Zone(ZoneArgs),
+}
+
+#[derive(clap::Args)]
+struct QueryArgs {
+    /// The name to look up.
+    name: String,
+    /// The record type (A by default), and `@SERVER[:PORT]`, in any order.
+    rest: Vec<String>,
+    /// Ask over TCP from the start.
+    #[arg(long)]
+    tcp: bool,
+    /// Resolve iteratively from the root, printing every step (like dig +trace).
+    #[arg(long)]
+    trace: bool,
+    /// Print only the answers' data (like dig +short).
+    #[arg(long)]
+    short: bool,
+    /// Print the reply as JSON (RFC 8427 names).
+    #[arg(long)]
+    json: bool,
+    /// Root hints for --trace (named.root form); without it the server is asked for `. NS`.
+    #[arg(long, value_name = "FILE")]
+    root_hints: Option<PathBuf>,
+    /// The port to use for the server, and for every nameserver with --trace.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Send no OPT record (plain RFC 1035: 512-byte UDP replies).
+    #[arg(long)]
+    no_edns: bool,
+    /// Clear RD: ask the server not to recurse.
+    #[arg(long)]
+    norecurse: bool,
+    /// How long to wait for each server.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// How many times to try the server list.
+    #[arg(long, default_value_t = 2)]
+    tries: u32,
+    /// Seed for query ids and source ports (random when absent).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address for UDP and TCP.
+    #[arg(long, default_value = "127.0.0.1:1053")]
+    listen: String,
+    /// Forward to these recursive servers (repeatable).
+    #[arg(long, value_name = "ADDR", num_args = 1.., conflicts_with = "root_hints")]
+    forward: Vec<String>,
+    /// Resolve iteratively from these root hints instead.
+    #[arg(long, value_name = "FILE")]
+    root_hints: Option<PathBuf>,
+    /// With --root-hints: the port every nameserver listens on (53 on the Internet).
+    #[arg(long, default_value_t = 53)]
+    port: u16,
+    /// Networks allowed to ask (repeatable); loopback only by default.
+    #[arg(long, value_name = "CIDR")]
+    allow: Vec<IpNet>,
+    /// Most replies kept in the cache.
+    #[arg(long, default_value_t = 100_000)]
+    cache_size: usize,
+    /// How long to wait for each upstream server.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Seed for upstream query ids and source ports.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+#[derive(clap::Args)]
+struct ZoneArgs {
+    /// Address for UDP and TCP.
+    #[arg(long, default_value = "127.0.0.1:5300")]
+    listen: String,
+    /// Master files to serve (repeatable).
+    #[arg(long = "zone", value_name = "FILE", required = true)]
+    zones: Vec<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let level = match cli.command {
+        Command::Query(_) => tracing::Level::WARN,
+        _ => tracing::Level::INFO,
+    };
+    init_tracing(level, cli.verbose);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the tokio runtime")?;
+    rt.block_on(async {
+        match cli.command {
+            Command::Query(a) => query(a).await,
+            Command::Serve(a) => serve(a).await,
+            Command::Zone(a) => zone(a).await,
+        }
+    })
+}
+
+fn resolv_conf_server() -> Result<IpAddr> {
+    let text = std::fs::read_to_string("/etc/resolv.conf")
+        .context("no @SERVER given and /etc/resolv.conf unreadable: give @SERVER")?;
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|a| a.trim().parse().ok())
+        .next()
+        .context("no nameserver line in /etc/resolv.conf: give @SERVER")
+}
+
+async fn query(a: QueryArgs) -> Result<()> {
+    let name = Name::from_utf8(&a.name)
+        .with_context(|| format!("bad name {:?}: write a domain name like www.example.test", a.name))?;
+    let name = if name.is_fqdn() { name } else { name.append_domain(&Name::root())? };
+    let mut qtype = RecordType::A;
+    let mut server: Option<String> = None;
+    for word in &a.rest {
+        if let Some(s) = word.strip_prefix('@') {
+            server = Some(s.to_owned());
+        } else {
+            qtype = word
+                .to_ascii_uppercase()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("unknown record type {word:?}: use A, AAAA, MX, TXT, NS, SOA, CNAME, PTR, SRV, ANY"))?;
+        }
+    }
+    let default_port = a.port.unwrap_or(53);
+    let server: SocketAddr = match &server {
+        Some(s) => {
+            let mut addr = parse_addr(s, default_port).with_context(|| format!("bad server @{s}"))?;
+            if let Some(p) = a.port
+                && !s.contains(':')
+            {
+                addr.set_port(p);
+            }
+            addr
+        }
+        None => SocketAddr::new(resolv_conf_server()?, default_port),
+    };
+    let (rng, seed) = protolab_transport::rng::seeded(a.seed);
+    tracing::debug!(seed, "query RNG");
+    let config = ClientConfig {
+        tcp: a.tcp,
+        edns: !a.no_edns,
+        recursion_desired: !a.norecurse && !a.trace,
+        timeout: a.timeout,
+        attempts: a.tries,
+    };
+    let client = Client::new(config, rng);
+    let command = std::env::args().skip(2).collect::<Vec<_>>().join(" ");
+    if a.trace {
+        let hints = match &a.root_hints {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("read root hints {}", p.display()))?;
+                RootHints::parse(&text).map_err(anyhow::Error::msg)?
+            }
+            None => hints_from_server(&client, server).await?,
+        };
+        let config = IterConfig {
+            port: a.port.unwrap_or(53),
+            ..IterConfig::default()
+        };
+        let res = iterate::resolve(&client, &hints, &config, &name, qtype).await;
+        let (reply, steps, err) = match res {
+            Ok(r) => (Some(r.reply), r.steps, None),
+            Err(e) => (None, Vec::new(), Some(e)),
+        };
+        if a.json {
+            let mut v = serde_json::json!({
+                "trace": steps,
+                "client": client.stats.snapshot(),
+            });
+            if let Some(r) = &reply {
+                v["reply"] = present::message_json(r);
+            }
+            if let Some(e) = &err {
+                v["error"] = serde_json::Value::String(e.to_string());
+            }
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else if a.short {
+            if let Some(r) = &reply {
+                print!("{}", present::short_text(r));
+            }
+        } else {
+            println!("; <<>> dns query <<>> {command}");
+            print!("{}", present::trace_text(&steps));
+            if let Some(r) = &reply {
+                println!(";; resolved: {}", protolab_dns::wire::rcode_name(r.metadata.response_code));
+                for rec in r.answers.iter().chain(&r.authorities) {
+                    println!("{}", present::record_line(rec));
+                }
+            }
+        }
+        if let Some(e) = err {
+            bail!("iterative resolution of {name} {qtype} failed: {e}");
+        }
+        return Ok(());
+    }
+    let x = client
+        .query(&[server], &name, qtype)
+        .await
+        .with_context(|| format!("query {name} {qtype} @{server}"))?;
+    if a.json {
+        let mut v = present::message_json(&x.reply);
+        v["server"] = serde_json::Value::String(x.server.to_string());
+        v["transport"] = serde_json::Value::String(x.transport.into());
+        v["retriedOverTcp"] = serde_json::Value::Bool(x.retried_over_tcp);
+        v["messageSize"] = x.size.into();
+        v["queryTimeMs"] = (x.elapsed.as_secs_f64() * 1e3).into();
+        v["client"] = client.stats.snapshot();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if a.short {
+        print!("{}", present::short_text(&x.reply));
+    } else {
+        print!("{}", present::dig_text(&x, &command));
+    }
+    Ok(())
+}
+
+/// Root hints learnt from a recursive server's answer to `. NS`, as dig +trace does.
+async fn hints_from_server(client: &Client, server: SocketAddr) -> Result<RootHints> {
+    let mut c = ClientConfig { ..client.config.clone() };
+    c.recursion_desired = true;
+    let (rng, _) = protolab_transport::rng::seeded(None);
+    let asker = Client::new(c, rng);
+    let x = asker
+        .query(&[server], &Name::root(), RecordType::NS)
+        .await
+        .with_context(|| format!("ask {server} for the root servers (or give --root-hints FILE)"))?;
+    let mut servers = Vec::new();
+    for r in &x.reply.answers {
+        if let RData::NS(ns) = &r.data {
+            let ips: Vec<IpAddr> = x
+                .reply
+                .additionals
+                .iter()
+                .filter(|g| g.name == ns.0)
+                .filter_map(|g| match &g.data {
+                    RData::A(a) => Some(IpAddr::V4(a.0)),
+                    RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                    _ => None,
+                })
+                .collect();
+            if !ips.is_empty() {
+                servers.push((ns.0.clone(), ips));
+            }
+        }
+    }
+    if servers.is_empty() {
+        bail!("{server} gave no root servers with addresses: give --root-hints FILE");
+    }
+    Ok(RootHints { servers })
+}
+
+async fn serve(a: ServeArgs) -> Result<()> {
+    let listen = parse_addr(&a.listen, 1053).with_context(|| format!("bad --listen {}", a.listen))?;
+    let upstream = if let Some(p) = &a.root_hints {
+        let text = std::fs::read_to_string(p).with_context(|| format!("read root hints {}", p.display()))?;
+        Upstream::Iterate {
+            hints: RootHints::parse(&text).map_err(anyhow::Error::msg)?,
+            config: IterConfig {
+                port: a.port,
+                ..IterConfig::default()
+            },
+        }
+    } else if !a.forward.is_empty() {
+        let servers = a
+            .forward
+            .iter()
+            .map(|s| parse_addr(s, 53).with_context(|| format!("bad --forward {s}")))
+            .collect::<Result<Vec<_>>>()?;
+        Upstream::Forward(servers)
+    } else {
+        bail!("say where answers come from: --forward ADDR (a recursive server) or --root-hints FILE");
+    };
+    let allow = if a.allow.is_empty() {
+        vec!["127.0.0.0/8".parse()?, "::1/128".parse()?]
+    } else {
+        a.allow
+    };
+    let config = ResolverConfig {
+        listen,
+        upstream,
+        allow,
+        cache_entries: a.cache_size,
+        timeout: a.timeout,
+        seed: a.seed,
+    };
+    let shutdown = protolab_transport::shutdown_on_signals();
+    let resolver = run_resolver(config, shutdown)
+        .await
+        .with_context(|| format!("serve on {listen}"))?;
+    println!("stats {}", resolver.report());
+    Ok(())
+}
+
+async fn zone(a: ZoneArgs) -> Result<()> {
+    let listen = parse_addr(&a.listen, 5300).with_context(|| format!("bad --listen {}", a.listen))?;
+    let mut zones = Vec::new();
+    for p in &a.zones {
+        let text = std::fs::read_to_string(p).with_context(|| format!("read zone file {}", p.display()))?;
+        let z = Zone::parse(&text, &p.display().to_string(), None)?;
+        tracing::info!(origin = %z.origin(), names = z.len(), file = %p.display(), "zone loaded");
+        zones.push(z);
+    }
+    let shutdown = protolab_transport::shutdown_on_signals();
+    let server = run_zone_server(listen, Catalog::new(zones), shutdown)
+        .await
+        .with_context(|| format!("serve zones on {listen}"))?;
+    println!("stats {}", serde_json::to_value(&server.stats)?);
+    Ok(())
+}

@@ -1,0 +1,485 @@
+//! The servers: the caching resolver (`dns serve`) and the lab zone server (`dns zone`), each
+//! on UDP and TCP at the same port, through protolab-transport's runners.
+//!
+//! The resolver answers a cache hit from the UDP receive loop itself ([`UdpReply::Now`]): the
+//! query's header and question are read in place, the stored reply copied and patched. Only a
+//! miss becomes a task ([`UdpReply::Later`]) that asks upstream, stores the answer and replies.
+//! Both servers answer bad input with FORMERR when it has a header to answer, drop it
+//! otherwise, count it, and never let it reach other clients.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::{Name, RecordType};
+use ipnet::IpNet;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio_util::codec::FramedRead;
+
+use protolab_transport::{
+    CancellationToken, Conn, Next, TcpServerConfig, TcpServerStats, UdpReply, UdpServerConfig, UdpServerStats,
+    bind_tcp, bind_udp, run_tcp, run_udp, u16_frames,
+};
+
+use crate::cache::{Cache, CacheStats};
+use crate::client::{Client, ClientConfig};
+use crate::iterate::{self, Answer, Ask, IterConfig, RootHints};
+use crate::wire::{self, QueryView, WireError, flags};
+use crate::zone::Catalog;
+
+/// The largest message over TCP.
+const TCP_LIMIT: usize = 65_535;
+
+/// Binds UDP and TCP on the same port: DNS clients retry a truncated UDP answer over TCP at
+/// the address they asked, so the two must match even when port 0 lets the kernel choose.
+///
+/// # Errors
+/// The bind error of either socket.
+pub fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
+    let mut last = None;
+    for _ in 0..20 {
+        let udp = bind_udp(addr, 4 << 20)?;
+        let port = udp.local_addr()?.port();
+        match bind_tcp(SocketAddr::new(addr.ip(), port)) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if addr.port() == 0 => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no common UDP and TCP port found")))
+}
+
+fn announce(udp: &UdpSocket, tcp: &TcpListener) -> io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening udp {}", udp.local_addr()?)?;
+    writeln!(out, "listening tcp {}", tcp.local_addr()?)?;
+    out.flush()
+}
+
+/// Where the resolver gets answers it does not have.
+#[derive(Debug, Clone)]
+pub enum Upstream {
+    /// Forward the question, with RD set, to these recursive servers.
+    Forward(Vec<SocketAddr>),
+    /// Resolve iteratively from root hints.
+    Iterate { hints: RootHints, config: IterConfig },
+}
+
+/// Settings of the caching resolver.
+#[derive(Debug, Clone)]
+pub struct ResolverConfig {
+    pub listen: SocketAddr,
+    pub upstream: Upstream,
+    /// Clients allowed to ask; everyone else gets REFUSED.
+    pub allow: Vec<IpNet>,
+    /// Most replies held in the cache.
+    pub cache_entries: usize,
+    /// How long to wait for each upstream server.
+    pub timeout: Duration,
+    pub seed: Option<u64>,
+}
+
+/// Counters of the resolver.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ResolverStats {
+    pub queries: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+    pub upstream_failures: AtomicU64,
+    pub refused: AtomicU64,
+    pub formerr: AtomicU64,
+    pub notimp: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+/// The caching resolver's state, shared by every socket and task.
+#[derive(Debug)]
+pub struct Resolver {
+    cache: Mutex<Cache>,
+    client: Client,
+    upstream: Upstream,
+    allow: Vec<IpNet>,
+    pub stats: ResolverStats,
+}
+
+/// What to do with one message.
+enum Handled {
+    Drop,
+    Now(Vec<u8>),
+    Later(std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send>>),
+}
+
+impl Ask for Client {
+    async fn ask(&self, server: SocketAddr, name: &Name, qtype: RecordType) -> Result<Answer, String> {
+        self.query_one(server, name, qtype)
+            .await
+            .map(|x| Answer {
+                reply: x.reply,
+                size: x.size,
+                elapsed: x.elapsed,
+            })
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Resolver {
+    /// A resolver with an empty cache.
+    pub fn new(config: &ResolverConfig) -> Self {
+        let (rng, seed) = protolab_transport::rng::seeded(config.seed);
+        tracing::debug!(seed, "resolver RNG");
+        let client = Client::new(
+            ClientConfig {
+                tcp: false,
+                edns: true,
+                recursion_desired: matches!(config.upstream, Upstream::Forward(_)),
+                timeout: config.timeout,
+                attempts: 1,
+            },
+            rng,
+        );
+        Self {
+            cache: Mutex::new(Cache::new(config.cache_entries)),
+            client,
+            upstream: config.upstream.clone(),
+            allow: config.allow.clone(),
+            stats: ResolverStats::default(),
+        }
+    }
+
+    /// The cache's counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).stats()
+    }
+
+    /// All counters as JSON, for the report printed at shutdown.
+    pub fn report(&self) -> serde_json::Value {
+        serde_json::json!({
+            "resolver": serde_json::to_value(&self.stats).unwrap_or_default(),
+            "cache": serde_json::to_value(self.cache_stats()).unwrap_or_default(),
+            "upstream_client": self.client.stats.snapshot(),
+        })
+    }
+
+    fn handle(self: &Arc<Self>, peer: SocketAddr, packet: &[u8], limit_udp: bool) -> Handled {
+        self.stats.queries.fetch_add(1, Ordering::Relaxed);
+        let view = match wire::parse_query(packet) {
+            Ok(v) => v,
+            Err(e) => return self.malformed(peer, packet, e),
+        };
+        if !self.allow.iter().any(|n| n.contains(&peer.ip())) {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "client not allowed: REFUSED");
+            return Handled::Now(wire::bare_reply(&view, flags::RA, 5));
+        }
+        if view.opcode() != 0 {
+            self.stats.notimp.fetch_add(1, Ordering::Relaxed);
+            return Handled::Now(wire::bare_reply(&view, flags::RA, 4));
+        }
+        if view.edns.is_some_and(|e| e.version > 0) {
+            // BADVERS needs the extended rcode in the OPT record (RFC 6891 section 6.1.3).
+            let mut r = wire::bare_reply(&view, flags::RA, 0);
+            let n = r.len();
+            r[n - 6] = 1;
+            return Handled::Now(r);
+        }
+        let limit = if limit_udp { view.udp_limit() } else { TCP_LIMIT };
+        let now = Instant::now();
+        let hit = self.cache.lock().unwrap_or_else(|e| e.into_inner()).lookup(&view, now, limit);
+        if let Some(reply) = hit {
+            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Handled::Now(reply);
+        }
+        self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let this = self.clone();
+        let packet = packet.to_vec();
+        Handled::Later(Box::pin(async move { this.resolve_miss(packet, limit).await }))
+    }
+
+    fn malformed(&self, peer: SocketAddr, packet: &[u8], e: WireError) -> Handled {
+        tracing::debug!(%peer, error = %e, len = packet.len(), "malformed query");
+        match wire::formerr_header(packet) {
+            Some(r) if e != WireError::NotAQuery => {
+                self.stats.formerr.fetch_add(1, Ordering::Relaxed);
+                Handled::Now(r)
+            }
+            _ => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                Handled::Drop
+            }
+        }
+    }
+
+    async fn resolve_miss(self: Arc<Self>, packet: Vec<u8>, limit: usize) -> Option<Vec<u8>> {
+        let view = wire::parse_query(&packet).ok()?;
+        let Ok(query) = Message::from_vec(&packet) else {
+            self.stats.formerr.fetch_add(1, Ordering::Relaxed);
+            return Some(wire::formerr_header(&packet)?);
+        };
+        let q = query.queries.first()?;
+        let (name, qtype) = (q.name().clone(), q.query_type());
+        let reply = match &self.upstream {
+            Upstream::Forward(servers) => self.client.query(servers, &name, qtype).await.map(|x| x.reply).map_err(|e| e.to_string()),
+            Upstream::Iterate { hints, config } => iterate::resolve(&self.client, hints, config, &name, qtype)
+                .await
+                .map(|r| r.reply)
+                .map_err(|e| e.to_string()),
+        };
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => {
+                self.stats.upstream_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%name, %qtype, error = %e, "upstream failed: SERVFAIL");
+                return Some(wire::bare_reply(&view, flags::RA, 2));
+            }
+        };
+        let now = Instant::now();
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.insert(view.cache_key(), &reply, now);
+        if let Some(bytes) = cache.lookup(&view, now, limit) {
+            return Some(bytes);
+        }
+        drop(cache);
+        // Not cacheable (SERVFAIL from upstream, TTL 0): answer once from what came.
+        Some(direct_reply(&view, &query, &reply, limit))
+    }
+}
+
+fn direct_reply(view: &QueryView<'_>, query: &Message, upstream: &Message, limit: usize) -> Vec<u8> {
+    let mut m = Message::new(query.metadata.id, MessageType::Response, query.metadata.op_code);
+    m.metadata.recursion_desired = query.metadata.recursion_desired;
+    m.metadata.recursion_available = true;
+    m.metadata.response_code = upstream.metadata.response_code;
+    m.queries = query.queries.clone();
+    m.answers = upstream.answers.clone();
+    m.authorities = upstream.authorities.clone();
+    m.additionals = upstream.additionals.clone();
+    if query.edns.is_some() {
+        let mut e = hickory_proto::op::Edns::new();
+        e.set_max_payload(wire::EDNS_PAYLOAD);
+        m.set_edns(e);
+    }
+    wire::encode_limited(&m, limit).unwrap_or_else(|_| wire::bare_reply(view, flags::RA, 2))
+}
+
+fn to_udp_reply(h: Handled) -> UdpReply {
+    match h {
+        Handled::Drop => UdpReply::None,
+        Handled::Now(v) => UdpReply::Now(Bytes::from(v)),
+        Handled::Later(f) => UdpReply::Later(Box::pin(async move { f.await.map(Bytes::from) })),
+    }
+}
+
+/// Serves DNS messages over one TCP connection: length-prefixed queries in, replies out, in
+/// order, until the client closes, idles out, or the server shuts down.
+async fn serve_tcp_conn<F>(stream: TcpStream, conn: Conn, handle: F)
+where
+    F: Fn(SocketAddr, &[u8]) -> Handled,
+{
+    let (read, mut write) = stream.into_split();
+    let mut frames = FramedRead::new(read, u16_frames());
+    loop {
+        let frame: BytesMut = match conn.next(&mut frames).await {
+            Next::Item(Ok(f)) => f,
+            Next::Item(Err(e)) => {
+                tracing::debug!(error = %e, "bad TCP frame: closing");
+                return;
+            }
+            Next::Eof | Next::IdleTimeout | Next::Closing => return,
+        };
+        let reply = match handle(conn.peer, &frame) {
+            Handled::Drop => continue,
+            Handled::Now(r) => r,
+            Handled::Later(f) => match f.await {
+                Some(r) => r,
+                None => continue,
+            },
+        };
+        let mut out = Vec::with_capacity(reply.len() + 2);
+        out.extend_from_slice(&(reply.len().min(TCP_LIMIT) as u16).to_be_bytes());
+        out.extend_from_slice(&reply[..reply.len().min(TCP_LIMIT)]);
+        if conn.write_all(&mut write, &out).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn tcp_config() -> TcpServerConfig {
+    TcpServerConfig {
+        max_connections: 1_000,
+        // RFC 7766 section 6.2.3 suggests seconds, not minutes, for idle DNS connections.
+        idle_timeout: Some(Duration::from_secs(10)),
+        drain_timeout: Duration::from_secs(2),
+        ..TcpServerConfig::default()
+    }
+}
+
+/// Runs the caching resolver until `shutdown` fires; prints the listening lines on stdout.
+///
+/// # Errors
+/// Binding the sockets.
+pub async fn run_resolver(config: ResolverConfig, shutdown: CancellationToken) -> io::Result<Arc<Resolver>> {
+    let (udp, tcp) = bind_pair(config.listen)?;
+    announce(&udp, &tcp)?;
+    let resolver = Arc::new(Resolver::new(&config));
+    let r_udp = resolver.clone();
+    let udp_task = run_udp(
+        udp,
+        UdpServerConfig::default(),
+        shutdown.clone(),
+        Arc::new(UdpServerStats::default()),
+        move |peer, pkt| to_udp_reply(r_udp.handle(peer, pkt, true)),
+    );
+    let r_tcp = resolver.clone();
+    let tcp_task = run_tcp(tcp, tcp_config(), shutdown, Arc::new(TcpServerStats::default()), move |stream, conn| {
+        let r = r_tcp.clone();
+        async move { serve_tcp_conn(stream, conn, move |peer, pkt| r.handle(peer, pkt, false)).await }
+    });
+    let (u, t) = tokio::join!(udp_task, tcp_task);
+    u?;
+    t?;
+    Ok(resolver)
+}
+
+/// Counters of the lab zone server.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ZoneServerStats {
+    pub queries: AtomicU64,
+    pub formerr: AtomicU64,
+    pub dropped: AtomicU64,
+    pub truncated: AtomicU64,
+}
+
+/// The lab authoritative server's state.
+#[derive(Debug)]
+pub struct ZoneServer {
+    catalog: Catalog,
+    pub stats: ZoneServerStats,
+}
+
+impl ZoneServer {
+    /// A server for `catalog`.
+    pub fn new(catalog: Catalog) -> Self {
+        Self {
+            catalog,
+            stats: ZoneServerStats::default(),
+        }
+    }
+
+    /// Answers one message; `None` means no reply is due.
+    pub fn answer(&self, packet: &[u8], limit_udp: bool) -> Option<Vec<u8>> {
+        self.stats.queries.fetch_add(1, Ordering::Relaxed);
+        let view = match wire::parse_query(packet) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!(error = %e, len = packet.len(), "malformed query");
+                return match wire::formerr_header(packet) {
+                    Some(r) if e != WireError::NotAQuery => {
+                        self.stats.formerr.fetch_add(1, Ordering::Relaxed);
+                        Some(r)
+                    }
+                    _ => {
+                        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        None
+                    }
+                };
+            }
+        };
+        let Ok(query) = Message::from_vec(packet) else {
+            self.stats.formerr.fetch_add(1, Ordering::Relaxed);
+            return Some(wire::bare_reply(&view, 0, 1));
+        };
+        let reply = self.catalog.respond(&query);
+        let limit = if limit_udp { view.udp_limit() } else { TCP_LIMIT };
+        match wire::encode_limited(&reply, limit) {
+            Ok(bytes) => {
+                if bytes.len() >= 4 && bytes[2] & 0x02 != 0 {
+                    self.stats.truncated.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(bytes)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot encode reply: SERVFAIL");
+                Some(wire::bare_reply(&view, 0, u8::from(ResponseCode::ServFail.low())))
+            }
+        }
+    }
+}
+
+/// Runs the lab zone server until `shutdown` fires; prints the listening lines on stdout.
+///
+/// # Errors
+/// Binding the sockets.
+pub async fn run_zone_server(listen: SocketAddr, catalog: Catalog, shutdown: CancellationToken) -> io::Result<Arc<ZoneServer>> {
+    let (udp, tcp) = bind_pair(listen)?;
+    announce(&udp, &tcp)?;
+    let server = Arc::new(ZoneServer::new(catalog));
+    let s_udp = server.clone();
+    let udp_task = run_udp(
+        udp,
+        UdpServerConfig::default(),
+        shutdown.clone(),
+        Arc::new(UdpServerStats::default()),
+        move |_peer, pkt| match s_udp.answer(pkt, true) {
+            Some(r) => UdpReply::Now(Bytes::from(r)),
+            None => UdpReply::None,
+        },
+    );
+    let s_tcp = server.clone();
+    let tcp_task = run_tcp(tcp, tcp_config(), shutdown, Arc::new(TcpServerStats::default()), move |stream, conn| {
+        let s = s_tcp.clone();
+        async move {
+            serve_tcp_conn(stream, conn, move |_peer, pkt| match s.answer(pkt, false) {
+                Some(r) => Handled::Now(r),
+                None => Handled::Drop,
+            })
+            .await;
+        }
+    });
+    let (u, t) = tokio::join!(udp_task, tcp_task);
+    u?;
+    t?;
+    Ok(server)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zone::Zone;
+
+    fn server() -> ZoneServer {
+        let z = Zone::parse(
+            "$ORIGIN example.test.\n$TTL 60\n@ SOA ns1 h 1 2 3 4 60\n@ NS ns1\nns1 A 127.0.0.1\n",
+            "z",
+            None,
+        )
+        .unwrap();
+        ZoneServer::new(Catalog::new(vec![z]))
+    }
+
+    #[test]
+    fn zone_server_survives_garbage() {
+        let s = server();
+        let q = wire::build_query(3, &Name::from_ascii("ns1.example.test.").unwrap(), RecordType::A, false, true)
+            .to_vec()
+            .unwrap();
+        let good = s.answer(&q, true).unwrap();
+        assert_eq!(Message::from_vec(&good).unwrap().answers.len(), 1);
+        // Every prefix, and every single-byte corruption, gives a reply or nothing: no panic.
+        for n in 0..q.len() {
+            let _ = s.answer(&q[..n], true);
+        }
+        for i in 0..q.len() {
+            for b in [0x00, 0x3f, 0x40, 0xc0, 0xff] {
+                let mut bad = q.clone();
+                bad[i] = b;
+                let _ = s.answer(&bad, true);
+            }
+        }
+        assert!(s.stats.formerr.load(Ordering::Relaxed) > 0);
+    }
+}
