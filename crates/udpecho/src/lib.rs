@@ -1,1 +1,21 @@
-//! protolab-udpecho (being built).
+//! protolab-udpecho: a UDP echo server and a probe that counts loss, duplication, reordering,
+//! jitter and round-trip time exactly, each figure defined by its RFC.
+//!
+//! The probe sends numbered, timestamped probe packets; the server echoes each one with its own
+//! receive time, its count of distinct probes received on the flow and a window of which
+//! recent sequence numbers it has seen, so the probe can tell loss on the way out from loss on
+//! the way back. The same probes also run over one TCP connection (u16 length prefix), where
+//! loss, duplication and reordering are zero by construction and only latency changes.
+//!
+//! Layout:
+//! - [`wire`]: the probe packet, parse and emit without I/O.
+//! - [`flows`]: the server's bounded per-flow state and counters, without I/O.
+//! - [`stats`]: the probe's statistics, without I/O: send and reply events in, a report out.
+//! - [`server`]: `udpecho serve` over UDP and TCP on protolab-transport.
+//! - [`probe`]: `udpecho probe`, a sender and a receiver thread on blocking sockets.
+
+pub mod flows;
+pub mod probe;
+pub mod server;
+pub mod stats;
+pub mod wire;

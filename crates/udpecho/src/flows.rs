@@ -1,0 +1,347 @@
+//! The server's per-flow state, without I/O: which sequence numbers each flow has delivered.
+//!
+//! A flow is named by the 32-bit flow id the probe chose. For each flow the server keeps a
+//! window of the last [`WINDOW_BITS`] sequence numbers it received, the count of distinct
+//! probes, and when it last heard from the flow. That is about 200 bytes a flow, and the table
+//! is capped ([`FlowConfig::max_flows`]) and swept of idle flows, so memory stays flat however
+//! many clients come and go. When the table is full of live flows a new flow is still echoed,
+//! flagged [`FLAG_NO_STATE`], rather than evicting a live flow's counts.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::wire::{FLAG_NO_STATE, FLAG_REPLY, ProbePacket, WireError};
+
+/// Sequence numbers remembered per flow, to tell duplicates and fill the reply's window.
+pub const WINDOW_BITS: u64 = 1024;
+const WORDS: usize = (WINDOW_BITS / 64) as usize;
+
+/// Limits of the flow table.
+#[derive(Debug, Clone)]
+pub struct FlowConfig {
+    /// Flows tracked at once.
+    pub max_flows: usize,
+    /// A flow silent for this long is forgotten.
+    pub idle: Duration,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        Self {
+            max_flows: 65_536,
+            idle: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the server has counted since it started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ServerCounters {
+    /// Valid probes echoed.
+    pub probes: u64,
+    /// Probes whose sequence number this flow had already delivered.
+    pub duplicates: u64,
+    /// Counter requests answered.
+    pub stats_requests: u64,
+    /// Probes echoed without per-flow state because the table was full.
+    pub stateless: u64,
+    /// Flows forgotten after being idle.
+    pub flows_expired: u64,
+    /// Datagrams shorter than the header.
+    pub truncated: u64,
+    /// Datagrams longer than the maximum probe.
+    pub oversized: u64,
+    /// Datagrams without the magic number.
+    pub bad_magic: u64,
+    /// Probes of another version.
+    pub bad_version: u64,
+    /// Probes with unknown flags, or already marked as replies (which would let two servers
+    /// bounce a packet between them forever).
+    pub bad_flags: u64,
+}
+
+impl ServerCounters {
+    /// All datagrams dropped as invalid.
+    pub fn garbage(&self) -> u64 {
+        self.truncated + self.oversized + self.bad_magic + self.bad_version + self.bad_flags
+    }
+}
+
+#[derive(Debug)]
+struct Flow {
+    /// One more than the highest sequence number received.
+    top: u64,
+    bits: [u64; WORDS],
+    count: u64,
+    last_seen: Duration,
+}
+
+impl Flow {
+    fn new(now: Duration) -> Self {
+        Self {
+            top: 0,
+            bits: [0; WORDS],
+            count: 0,
+            last_seen: now,
+        }
+    }
+
+    fn bit(&self, seq: u64) -> bool {
+        let i = seq % WINDOW_BITS;
+        self.bits[(i / 64) as usize] & (1 << (i % 64)) != 0
+    }
+
+    fn set(&mut self, seq: u64, on: bool) {
+        let i = seq % WINDOW_BITS;
+        let word = &mut self.bits[(i / 64) as usize];
+        if on {
+            *word |= 1 << (i % 64);
+        } else {
+            *word &= !(1 << (i % 64));
+        }
+    }
+
+    /// Records `seq`; returns false for a duplicate.
+    fn receive(&mut self, seq: u64) -> bool {
+        if seq >= self.top {
+            if seq - self.top >= WINDOW_BITS {
+                self.bits = [0; WORDS];
+            } else {
+                for s in self.top..seq {
+                    self.set(s, false);
+                }
+            }
+            self.set(seq, true);
+            self.top = seq + 1;
+        } else if self.top - seq <= WINDOW_BITS {
+            if self.bit(seq) {
+                return false;
+            }
+            self.set(seq, true);
+        }
+        // Older than the window: it cannot be told from a duplicate, so it counts as new; a
+        // probe never reorders by more than a thousand packets within the wait anyway.
+        self.count += 1;
+        true
+    }
+
+    /// Bit i: sequence number `seq - 1 - i` was received.
+    fn window_below(&self, seq: u64) -> u64 {
+        let mut w = 0u64;
+        for i in 0..64u64 {
+            let Some(s) = seq.checked_sub(1 + i) else {
+                break;
+            };
+            if s < self.top && self.top - s <= WINDOW_BITS && self.bit(s) {
+                w |= 1 << i;
+            }
+        }
+        w
+    }
+}
+
+/// The flow table and the server's counters.
+#[derive(Debug, Default)]
+pub struct FlowTable {
+    cfg: FlowConfig,
+    flows: HashMap<u32, Flow>,
+    last_sweep: Duration,
+    counters: ServerCounters,
+}
+
+impl FlowTable {
+    pub fn new(cfg: FlowConfig) -> Self {
+        Self {
+            cfg,
+            ..Self::default()
+        }
+    }
+
+    /// Flows tracked right now.
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    pub fn counters(&self) -> &ServerCounters {
+        &self.counters
+    }
+
+    fn sweep(&mut self, now: Duration) {
+        self.last_sweep = now;
+        let idle = self.cfg.idle;
+        let before = self.flows.len();
+        self.flows
+            .retain(|_, f| now.saturating_sub(f.last_seen) < idle);
+        self.counters.flows_expired += (before - self.flows.len()) as u64;
+    }
+
+    /// Handles one received datagram at `now` (the server's clock): on success returns the
+    /// reply header to write over the datagram's first bytes; the reply keeps its length.
+    ///
+    /// # Errors
+    /// Why the datagram is not a probe; it has been counted and gets no reply.
+    pub fn handle(&mut self, now: Duration, datagram: &[u8]) -> Result<ProbePacket, WireError> {
+        let mut p = match ProbePacket::parse(datagram) {
+            Ok(p) if p.is_reply() => Err(WireError::BadFlags(p.flags)),
+            other => other,
+        }
+        .inspect_err(|e| {
+            let c = &mut self.counters;
+            match e {
+                WireError::Truncated(_) => c.truncated += 1,
+                WireError::Oversized(_) => c.oversized += 1,
+                WireError::BadMagic => c.bad_magic += 1,
+                WireError::BadVersion(_) => c.bad_version += 1,
+                WireError::BadFlags(_) => c.bad_flags += 1,
+            }
+        })?;
+        if now.saturating_sub(self.last_sweep) >= Duration::from_secs(1) {
+            self.sweep(now);
+        }
+        p.server_recv_ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
+        p.flags |= FLAG_REPLY;
+        if p.is_stats() {
+            self.counters.stats_requests += 1;
+            match self.flows.get_mut(&p.flow) {
+                Some(flow) => {
+                    flow.last_seen = now;
+                    p.server_count = flow.count;
+                    p.window = flow.window_below(p.seq);
+                }
+                None => p.flags |= FLAG_NO_STATE,
+            }
+            return Ok(p);
+        }
+        self.counters.probes += 1;
+        if !self.flows.contains_key(&p.flow) && self.flows.len() >= self.cfg.max_flows {
+            // Full: a sweep may free room, but at most ten times a second, so a flood of new
+            // flow ids costs no more than that.
+            if now.saturating_sub(self.last_sweep) >= Duration::from_millis(100) {
+                self.sweep(now);
+            }
+            if self.flows.len() >= self.cfg.max_flows {
+                self.counters.stateless += 1;
+                p.flags |= FLAG_NO_STATE;
+                p.server_count = 0;
+                p.window = 0;
+                return Ok(p);
+            }
+        }
+        let flow = self.flows.entry(p.flow).or_insert_with(|| Flow::new(now));
+        flow.last_seen = now;
+        if !flow.receive(p.seq) {
+            self.counters.duplicates += 1;
+        }
+        p.server_count = flow.count;
+        p.window = flow.window_below(p.seq);
+        Ok(p)
+    }
+}
+
+/// The reply flag check a client makes: a stats reply for `flow`.
+pub fn is_stats_reply(p: &ProbePacket, flow: u32) -> bool {
+    p.is_reply() && p.is_stats() && p.flow == flow
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(flow: u32, seq: u64) -> Vec<u8> {
+        ProbePacket {
+            flow,
+            seq,
+            ..ProbePacket::default()
+        }
+        .to_vec(64)
+    }
+
+    fn t(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn counts_distinct_and_duplicates_and_fills_the_window() {
+        let mut table = FlowTable::new(FlowConfig::default());
+        for seq in [0, 1, 3, 3, 2] {
+            table.handle(t(1), &probe(7, seq)).unwrap();
+        }
+        let r = table.handle(t(2), &probe(7, 5)).unwrap();
+        assert!(r.is_reply() && r.has_state());
+        assert_eq!(r.server_count, 5);
+        assert_eq!(r.server_recv_ns, 2_000_000);
+        // Below 5: 4 missing, then 3, 2, 1, 0 received.
+        assert_eq!(r.window, 0b11110);
+        assert_eq!(table.counters().duplicates, 1);
+        assert_eq!(table.counters().probes, 6);
+
+        let mut stats = ProbePacket::parse(&probe(7, 6)).unwrap();
+        stats.flags = crate::wire::FLAG_STATS;
+        let r = table.handle(t(3), &stats.to_vec(56)).unwrap();
+        assert!(is_stats_reply(&r, 7));
+        assert_eq!(r.server_count, 5);
+        assert_eq!(r.window, 0b111101);
+        assert_eq!(table.counters().probes, 6, "a stats request is not a probe");
+
+        stats.flow = 8;
+        let r = table.handle(t(3), &stats.to_vec(56)).unwrap();
+        assert!(!r.has_state());
+    }
+
+    #[test]
+    fn garbage_is_counted_and_replies_are_not_echoed() {
+        let mut table = FlowTable::new(FlowConfig::default());
+        assert!(table.handle(t(0), b"GET / HTTP/1.0\r\n\r\n").is_err());
+        assert!(table.handle(t(0), &probe(1, 0)[..40]).is_err());
+        let mut v2 = probe(1, 0);
+        v2[4] = 2;
+        assert!(table.handle(t(0), &v2).is_err());
+        let mut reply = probe(1, 0);
+        reply[5] = FLAG_REPLY;
+        assert!(table.handle(t(0), &reply).is_err());
+        let c = table.counters();
+        assert_eq!(
+            (c.bad_magic, c.truncated, c.bad_version, c.bad_flags),
+            (1, 1, 1, 1)
+        );
+        assert_eq!(c.garbage(), 4);
+        assert_eq!(c.probes, 0);
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn the_table_is_bounded_and_idle_flows_expire() {
+        let mut table = FlowTable::new(FlowConfig {
+            max_flows: 2,
+            idle: Duration::from_secs(5),
+        });
+        table.handle(t(0), &probe(1, 0)).unwrap();
+        table.handle(t(0), &probe(2, 0)).unwrap();
+        let r = table.handle(t(0), &probe(3, 0)).unwrap();
+        assert!(!r.has_state());
+        assert_eq!(table.len(), 2);
+        assert_eq!(table.counters().stateless, 1);
+        // Flow 2 keeps talking; flow 1 goes idle and is swept.
+        table.handle(t(4000), &probe(2, 1)).unwrap();
+        let r = table.handle(t(6000), &probe(3, 0)).unwrap();
+        assert!(r.has_state());
+        assert_eq!(table.counters().flows_expired, 1);
+        assert_eq!(table.len(), 2);
+    }
+
+    #[test]
+    fn a_jump_beyond_the_window_forgets_old_bits() {
+        let mut table = FlowTable::new(FlowConfig::default());
+        table.handle(t(0), &probe(1, 0)).unwrap();
+        let r = table.handle(t(0), &probe(1, 5000)).unwrap();
+        assert_eq!(r.server_count, 2);
+        assert_eq!(r.window, 0);
+        // Far older than the window: counted, since it cannot be told from a new one.
+        let r = table.handle(t(0), &probe(1, 0)).unwrap();
+        assert_eq!(r.server_count, 3);
+    }
+}

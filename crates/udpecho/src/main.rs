@@ -1,0 +1,209 @@
+//! `udpecho`: a UDP echo server and a probe that counts loss, duplicates, reordering and RTT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use protolab_transport::cli::parse_duration;
+use protolab_udpecho::{flows::FlowConfig, probe, server};
+
+const EXAMPLES: &str = "\
+EXAMPLES:
+    udpecho serve                                   echo probes on 127.0.0.1:7777 (UDP and TCP)
+    udpecho serve --raw                             reflect any datagram (RFC 862), loopback only
+    udpecho probe 127.0.0.1:7777                    100 probes, 10 ms apart
+    udpecho probe 127.0.0.1:7777 --rate 10000 --duration 10s --size 64
+    udpecho probe 127.0.0.1:7000 --count 100000 --interval 100us --wait 2s --json
+    udpecho probe 127.0.0.1:7777 --tcp --count 1000  the same probes over one TCP connection
+    udpecho probe 127.0.0.1:7777 --packets probes.jsonl   one JSON line per probe
+";
+
+fn addr(text: &str) -> Result<SocketAddr, String> {
+    protolab_transport::parse_addr(text, 7777).map_err(|e| e.to_string())
+}
+
+fn rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(r) if r > 0.0 && r <= 100_000_000.0 => Ok(r),
+        _ => Err(format!(
+            "{text:?} is not a rate: write packets per second, like 1000"
+        )),
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "udpecho", version, about, after_help = EXAMPLES)]
+struct Cli {
+    /// More logging (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Echo probe packets over UDP and TCP (prints `listening udp ADDR` and `listening tcp ADDR`).
+    Serve {
+        /// Address to listen on: host:port, [v6]:port, or a port (loopback).
+        #[arg(long, default_value = "127.0.0.1:7777", value_parser = addr)]
+        listen: SocketAddr,
+        /// Reflect any datagram unchanged (RFC 862 echo) instead of only probe packets.
+        #[arg(long)]
+        raw: bool,
+        /// With --raw, listen and answer off loopback too.
+        #[arg(long)]
+        allow_remote: bool,
+        /// UDP receive tasks; 1 keeps replies in arrival order (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Flows tracked at once; past it new flows are echoed without counts.
+        #[arg(long, default_value_t = 65_536)]
+        max_flows: usize,
+        /// Forget a flow silent for this long.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        flow_idle: Duration,
+        /// Serve UDP only.
+        #[arg(long)]
+        no_tcp: bool,
+    },
+    /// Send probes to an echo server and report loss, duplicates, reordering, RTT and jitter.
+    Probe {
+        /// The server (or a relay in front of it).
+        #[arg(value_parser = addr)]
+        target: SocketAddr,
+        /// Probes to send (default 100 when --duration is not given).
+        #[arg(long, short = 'c')]
+        count: Option<u64>,
+        /// Send for this long (with --count too, whichever ends first).
+        #[arg(long, short = 'd', value_parser = parse_duration)]
+        duration: Option<Duration>,
+        /// Time between probes.
+        #[arg(long, short = 'i', value_parser = parse_duration, conflicts_with = "rate")]
+        interval: Option<Duration>,
+        /// Probes per second (instead of --interval).
+        #[arg(long, short = 'r', value_parser = rate)]
+        rate: Option<f64>,
+        /// Bytes per probe, the 56-byte header included.
+        #[arg(long, short = 's', default_value_t = 64)]
+        size: usize,
+        /// How late a reply may be before it counts as lost (and how long to listen after the last probe).
+        #[arg(long, short = 'w', default_value = "1s", value_parser = parse_duration)]
+        wait: Duration,
+        /// Seed for the flow id, to repeat a run exactly.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Write one JSON line per probe to this file.
+        #[arg(long)]
+        packets: Option<PathBuf>,
+        /// Send the probes over one TCP connection instead.
+        #[arg(long)]
+        tcp: bool,
+        /// No progress line.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    protolab_transport::cli::init_tracing(tracing::Level::INFO, cli.verbose);
+    match cli.cmd {
+        Cmd::Serve {
+            listen,
+            raw,
+            allow_remote,
+            workers,
+            max_flows,
+            flow_idle,
+            no_tcp,
+        } => {
+            let cfg = server::ServeConfig {
+                listen,
+                raw,
+                allow_remote,
+                workers: workers
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+                tcp: !no_tcp,
+                flows: FlowConfig {
+                    max_flows,
+                    idle: flow_idle,
+                },
+            };
+            let rt = tokio::runtime::Runtime::new().context("start the tokio runtime")?;
+            let report = rt.block_on(async {
+                let shutdown = protolab_transport::shutdown_on_signals();
+                server::serve(cfg, shutdown).await
+            })?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Cmd::Probe {
+            target,
+            count,
+            duration,
+            interval,
+            rate,
+            size,
+            wait,
+            seed,
+            json,
+            packets,
+            tcp,
+            quiet,
+        } => {
+            let interval = match (interval, rate) {
+                (Some(i), _) => i,
+                (None, Some(r)) => Duration::from_secs_f64(1.0 / r),
+                (None, None) => Duration::from_millis(10),
+            };
+            let (mut rng, seed) = protolab_transport::rng::seeded(seed);
+            let flow = rand::Rng::random::<u32>(&mut rng);
+            let mut cfg = probe::ProbeConfig {
+                target,
+                count: if duration.is_none() {
+                    Some(count.unwrap_or(100))
+                } else {
+                    count
+                },
+                duration,
+                interval,
+                size,
+                wait,
+                flow,
+                seed,
+                tcp,
+                progress: false,
+            };
+            cfg.progress = !quiet && !json && probe::progress_wanted(&cfg);
+            let run = probe::run(&cfg)?;
+            if let Some(path) = packets {
+                write_packets(&path, &run.packets)?;
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&run.summary)?);
+            } else {
+                print!("{}", probe::render(&run.summary));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn write_packets(path: &PathBuf, packets: &[protolab_udpecho::stats::PacketRecord]) -> Result<()> {
+    use std::io::Write;
+    let file = std::fs::File::create(path).with_context(|| format!("create {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    for p in packets {
+        serde_json::to_writer(&mut out, p)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+        .with_context(|| format!("write {}", path.display()))?;
+    Ok(())
+}

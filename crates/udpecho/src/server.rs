@@ -1,0 +1,278 @@
+//! `udpecho serve`: the echo server over UDP and TCP, on protolab-transport's runners.
+//!
+//! Both transports share one [`FlowTable`]: a probe's flow is the same whether its packets come
+//! as datagrams or as frames. The reply is the request with the server's fields written over
+//! its header, so it is never longer than the request (no amplification).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use protolab_transport::{
+    CancellationToken, Conn, Next, TcpServerConfig, TcpServerStats, UdpReply, UdpServerConfig,
+    UdpServerStats, bind_tcp, bind_udp, run_tcp, run_udp, u16_frames,
+};
+use tokio_util::codec::FramedRead;
+
+use crate::flows::{FlowConfig, FlowTable, ServerCounters};
+
+/// Socket buffer size asked of the kernel: a deep buffer absorbs bursts at high rates.
+pub const SOCKET_BUFFER: usize = 8 << 20;
+
+/// Settings of the server.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    /// Reflect any datagram unchanged (RFC 862) instead of only probes.
+    pub raw: bool,
+    /// With `raw`, also answer peers that are not on loopback.
+    pub allow_remote: bool,
+    /// Receive tasks on the UDP socket; 1 keeps replies in arrival order.
+    pub workers: usize,
+    /// Also serve framed probes over TCP on the same port.
+    pub tcp: bool,
+    pub flows: FlowConfig,
+}
+
+/// What the server counted, printed as JSON when it stops.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ServeReport {
+    #[serde(flatten)]
+    pub counters: ServerCounters,
+    /// All invalid datagrams and frames.
+    pub garbage: u64,
+    /// With `raw`: datagrams reflected, and datagrams refused for coming from off loopback.
+    pub raw_echoed: u64,
+    pub raw_refused: u64,
+    pub udp_received: u64,
+    pub udp_replied: u64,
+    /// Bytes received and sent over UDP: sent is never above received.
+    pub udp_bytes_in: u64,
+    pub udp_bytes_out: u64,
+    pub tcp_connections: u64,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    table: FlowTable,
+    raw_echoed: u64,
+    raw_refused: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+/// Errors of the server's set-up.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "--raw reflects anything, so it listens only on loopback: add --allow-remote to listen on {0}"
+    )]
+    RawNotLoopback(SocketAddr),
+    #[error("cannot bind UDP {addr}: {source}")]
+    BindUdp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot bind TCP {addr} beside the UDP socket: {source} (pick another port, or --no-tcp)"
+    )]
+    BindTcp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Binds, prints `listening udp ADDR` (and `listening tcp ADDR`), serves until `shutdown`.
+///
+/// # Errors
+/// Binding failures and a raw echo asked for off loopback without `allow_remote`.
+pub async fn serve(
+    cfg: ServeConfig,
+    shutdown: CancellationToken,
+) -> Result<ServeReport, ServeError> {
+    if cfg.raw && !cfg.allow_remote && !cfg.listen.ip().is_loopback() {
+        return Err(ServeError::RawNotLoopback(cfg.listen));
+    }
+    let (udp, tcp) = bind_pair(cfg.listen, cfg.tcp)?;
+    let udp_addr = udp.local_addr().map_err(|source| ServeError::BindUdp {
+        addr: cfg.listen,
+        source,
+    })?;
+    println!("listening udp {udp_addr}");
+    if let Some(tcp) = &tcp {
+        if let Ok(a) = tcp.local_addr() {
+            println!("listening tcp {a}");
+        }
+    }
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+
+    let start = Instant::now();
+    let shared = Arc::new(Mutex::new(Shared {
+        table: FlowTable::new(cfg.flows.clone()),
+        ..Shared::default()
+    }));
+    let udp_stats = Arc::new(UdpServerStats::default());
+    let handler = {
+        let shared = shared.clone();
+        let (raw, allow_remote) = (cfg.raw, cfg.allow_remote);
+        move |peer: SocketAddr, datagram: &[u8]| -> UdpReply {
+            let mut s = shared
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            s.bytes_in += datagram.len() as u64;
+            let reply = if raw {
+                if allow_remote || peer.ip().is_loopback() {
+                    s.raw_echoed += 1;
+                    Some(Bytes::copy_from_slice(datagram))
+                } else {
+                    s.raw_refused += 1;
+                    tracing::debug!(%peer, "raw echo refused off loopback");
+                    None
+                }
+            } else {
+                echo(&mut s.table, start.elapsed(), peer, datagram).map(BytesMut::freeze)
+            };
+            match reply {
+                Some(r) => {
+                    s.bytes_out += r.len() as u64;
+                    UdpReply::Now(r)
+                }
+                None => UdpReply::None,
+            }
+        }
+    };
+    let udp_task = tokio::spawn(run_udp(
+        udp,
+        UdpServerConfig {
+            workers: cfg.workers.max(1),
+            ..UdpServerConfig::default()
+        },
+        shutdown.clone(),
+        udp_stats.clone(),
+        handler,
+    ));
+    let tcp_stats = Arc::new(TcpServerStats::default());
+    let tcp_task = tcp.map(|listener| {
+        let shared = shared.clone();
+        let config = TcpServerConfig {
+            max_connections: 1024,
+            idle_timeout: Some(Duration::from_secs(60)),
+            nodelay: true,
+            ..TcpServerConfig::default()
+        };
+        tokio::spawn(run_tcp(
+            listener,
+            config,
+            shutdown.clone(),
+            tcp_stats.clone(),
+            move |stream, conn| serve_tcp(stream, conn, shared.clone(), start),
+        ))
+    });
+    let _ = udp_task.await;
+    if let Some(t) = tcp_task {
+        let _ = t.await;
+    }
+    let s = shared
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    use std::sync::atomic::Ordering::Relaxed;
+    Ok(ServeReport {
+        counters: s.table.counters().clone(),
+        garbage: s.table.counters().garbage(),
+        raw_echoed: s.raw_echoed,
+        raw_refused: s.raw_refused,
+        udp_received: udp_stats.received.load(Relaxed),
+        udp_replied: udp_stats.replied.load(Relaxed),
+        udp_bytes_in: s.bytes_in,
+        udp_bytes_out: s.bytes_out,
+        tcp_connections: tcp_stats.accepted.load(Relaxed),
+    })
+}
+
+/// The reply to one datagram or frame, or `None` for garbage (counted, logged at debug).
+fn echo(
+    table: &mut FlowTable,
+    now: Duration,
+    peer: SocketAddr,
+    request: &[u8],
+) -> Option<BytesMut> {
+    match table.handle(now, request) {
+        Ok(header) => {
+            let mut reply = BytesMut::from(request);
+            header.emit(&mut reply);
+            Some(reply)
+        }
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "dropped");
+            None
+        }
+    }
+}
+
+fn bind_pair(
+    addr: SocketAddr,
+    tcp: bool,
+) -> Result<(tokio::net::UdpSocket, Option<tokio::net::TcpListener>), ServeError> {
+    // With port 0 the UDP port the kernel picks may be taken for TCP: try a few times.
+    let tries = if addr.port() == 0 { 20 } else { 1 };
+    let mut last = None;
+    for _ in 0..tries {
+        let udp =
+            bind_udp(addr, SOCKET_BUFFER).map_err(|source| ServeError::BindUdp { addr, source })?;
+        if !tcp {
+            return Ok((udp, None));
+        }
+        let port = udp.local_addr().map_or(0, |a| a.port());
+        let mut tcp_addr = addr;
+        tcp_addr.set_port(port);
+        match bind_tcp(tcp_addr) {
+            Ok(l) => return Ok((udp, Some(l))),
+            Err(source) => {
+                last = Some(ServeError::BindTcp {
+                    addr: tcp_addr,
+                    source,
+                })
+            }
+        }
+    }
+    Err(last.unwrap_or(ServeError::BindTcp {
+        addr,
+        source: std::io::ErrorKind::AddrInUse.into(),
+    }))
+}
+
+async fn serve_tcp(
+    stream: tokio::net::TcpStream,
+    conn: Conn,
+    shared: Arc<Mutex<Shared>>,
+    start: Instant,
+) {
+    let (read, mut write) = stream.into_split();
+    let mut frames = FramedRead::new(read, u16_frames());
+    let mut out = Vec::new();
+    loop {
+        let frame = match conn.next(&mut frames).await {
+            Next::Item(Ok(f)) => f,
+            Next::Item(Err(e)) => {
+                tracing::debug!(peer = %conn.peer, error = %e, "bad frame: closing");
+                return;
+            }
+            Next::Eof | Next::IdleTimeout | Next::Closing => return,
+        };
+        let reply = {
+            let mut s = shared
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            echo(&mut s.table, start.elapsed(), conn.peer, &frame)
+        };
+        let Some(reply) = reply else { continue };
+        out.clear();
+        out.extend_from_slice(&(reply.len() as u16).to_be_bytes());
+        out.extend_from_slice(&reply);
+        if conn.write_all(&mut write, &out).await.is_err() {
+            return;
+        }
+    }
+}
