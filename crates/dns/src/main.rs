@@ -165,7 +165,9 @@ fn resolv_conf_server() -> Result<IpAddr> {
 }
 
 async fn query(a: QueryArgs) -> Result<()> {
-    let name = Name::from_utf8(&a.name)
+    // ASCII names keep their letter case (from_utf8 would lower it through IDNA mapping).
+    let name = Name::from_ascii(&a.name)
+        .or_else(|_| Name::from_utf8(&a.name))
         .with_context(|| format!("bad name {:?}: write a domain name like www.example.test", a.name))?;
     let name = if name.is_fqdn() { name } else { name.append_domain(&Name::root())? };
     let mut qtype = RecordType::A;

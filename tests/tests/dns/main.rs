@@ -1,0 +1,5 @@
+mod cache;
+mod common;
+mod corpus;
+mod iterative;
+mod spoof;
