@@ -198,11 +198,11 @@ pub fn trace_headers(
     };
     let helo: String = env.helo.chars().filter(|c| !c.is_control()).collect();
     h.push_str(&format!(
-        "Received: from {helo} ([{}])\r\n\tby {hostname} (protolab-smtp) with {with} id {id}\r\n",
+        "Received: from {helo} ([{}])\r\n\tby {hostname} (protolab-smtp) with {with} id {id}",
         peer.ip()
     ));
     if let [only] = env.rcpt_to.as_slice() {
-        h.push_str(&format!("\tfor <{only}>"));
+        h.push_str(&format!("\r\n\tfor <{only}>"));
     }
     h.push_str(&format!(";\r\n\t{}\r\n", rfc5322_date(now)));
     h.into_bytes()
@@ -434,6 +434,12 @@ mod tests {
         .unwrap();
         f.write_all(b"Subject: hi\r\n\r\nbody\r\n").unwrap();
         md.commit_file(&name, f).unwrap();
+        let stored = std::fs::read_to_string(dir.path().join("new").join(&name)).unwrap();
+        assert!(stored.starts_with(&format!(
+            "Return-Path: <a@b.test>\r\nDelivered-To: c@d.test\r\nDelivered-To: e@f.test\r\n\
+             Received: from c.test ([127.0.0.1])\r\n\tby mx (protolab-smtp) with ESMTP id {name};\r\n\
+             \tThu, 1 Jan 1970 00:00:00 +0000\r\nSubject: hi\r\n"
+        )));
         md.sync_new().await.unwrap();
         assert!(!dir.path().join("tmp").join(&name).exists());
         let list = list(dir.path()).unwrap();

@@ -1,0 +1,4 @@
+mod clients;
+mod common;
+mod durability;
+mod limits;
