@@ -16,6 +16,9 @@ use crate::wire::{FLAG_NO_STATE, FLAG_REPLY, ProbePacket, WireError};
 pub const WINDOW_BITS: u64 = 1024;
 const WORDS: usize = (WINDOW_BITS / 64) as usize;
 
+/// The longest probe echoed by default: a jumbo frame's payload.
+pub const DEFAULT_MAX_SIZE: usize = 9_216;
+
 /// Limits of the flow table.
 #[derive(Debug, Clone)]
 pub struct FlowConfig {
@@ -23,6 +26,8 @@ pub struct FlowConfig {
     pub max_flows: usize,
     /// A flow silent for this long is forgotten.
     pub idle: Duration,
+    /// Longest probe echoed: longer datagrams are counted as oversized and dropped.
+    pub max_size: usize,
 }
 
 impl Default for FlowConfig {
@@ -30,6 +35,7 @@ impl Default for FlowConfig {
         Self {
             max_flows: 65_536,
             idle: Duration::from_secs(60),
+            max_size: DEFAULT_MAX_SIZE,
         }
     }
 }
@@ -185,7 +191,12 @@ impl FlowTable {
     /// # Errors
     /// Why the datagram is not a probe; it has been counted and gets no reply.
     pub fn handle(&mut self, now: Duration, datagram: &[u8]) -> Result<ProbePacket, WireError> {
-        let mut p = match ProbePacket::parse(datagram) {
+        let parsed = if datagram.len() > self.cfg.max_size {
+            Err(WireError::Oversized(datagram.len()))
+        } else {
+            ProbePacket::parse(datagram)
+        };
+        let mut p = match parsed {
             Ok(p) if p.is_reply() => Err(WireError::BadFlags(p.flags)),
             other => other,
         }
@@ -303,14 +314,20 @@ mod tests {
         let mut reply = probe(1, 0);
         reply[5] = FLAG_REPLY;
         assert!(table.handle(t(0), &reply).is_err());
+        let mut big = probe(1, 0);
+        big.resize(DEFAULT_MAX_SIZE + 1, 0);
+        assert!(table.handle(t(0), &big).is_err());
+        big.truncate(DEFAULT_MAX_SIZE);
+        assert!(table.handle(t(0), &big).is_ok());
         let c = table.counters();
         assert_eq!(
             (c.bad_magic, c.truncated, c.bad_version, c.bad_flags),
             (1, 1, 1, 1)
         );
-        assert_eq!(c.garbage(), 4);
-        assert_eq!(c.probes, 0);
-        assert!(table.is_empty());
+        assert_eq!(c.oversized, 1);
+        assert_eq!(c.garbage(), 5);
+        assert_eq!(c.probes, 1);
+        assert_eq!(table.len(), 1);
     }
 
     #[test]
@@ -318,6 +335,7 @@ mod tests {
         let mut table = FlowTable::new(FlowConfig {
             max_flows: 2,
             idle: Duration::from_secs(5),
+            ..FlowConfig::default()
         });
         table.handle(t(0), &probe(1, 0)).unwrap();
         table.handle(t(0), &probe(2, 0)).unwrap();

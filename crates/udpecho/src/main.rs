@@ -65,6 +65,9 @@ enum Cmd {
         /// Forget a flow silent for this long.
         #[arg(long, default_value = "60s", value_parser = parse_duration)]
         flow_idle: Duration,
+        /// Longest probe echoed, in bytes; longer datagrams are counted and dropped.
+        #[arg(long, default_value_t = protolab_udpecho::flows::DEFAULT_MAX_SIZE)]
+        max_size: usize,
         /// Serve UDP only.
         #[arg(long)]
         no_tcp: bool,
@@ -121,6 +124,7 @@ fn main() -> Result<()> {
             workers,
             max_flows,
             flow_idle,
+            max_size,
             no_tcp,
         } => {
             let cfg = server::ServeConfig {
@@ -133,6 +137,7 @@ fn main() -> Result<()> {
                 flows: FlowConfig {
                     max_flows,
                     idle: flow_idle,
+                    max_size,
                 },
             };
             let rt = tokio::runtime::Runtime::new().context("start the tokio runtime")?;
