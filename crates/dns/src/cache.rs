@@ -60,8 +60,12 @@ pub struct Cache {
 /// What kind of reply was stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
-    Positive { ttl: u32 },
-    Negative { ttl: u32 },
+    Positive {
+        ttl: u32,
+    },
+    Negative {
+        ttl: u32,
+    },
     /// Not cacheable: an error code, a zero TTL, or a negative answer without SOA.
     No,
 }
@@ -147,10 +151,15 @@ impl Cache {
     /// Removes one entry: an expired one if the oldest slots hold one, else the oldest.
     fn evict_one(&mut self, now: Instant) {
         while let Some((key, generation)) = self.order.pop_front() {
-            let live = self.entries.get(&key).is_some_and(|e| e.generation == generation);
+            let live = self
+                .entries
+                .get(&key)
+                .is_some_and(|e| e.generation == generation);
             if live {
                 let e = &self.entries[&key];
-                if now.saturating_duration_since(e.stored) >= Duration::from_secs(u64::from(e.lifetime)) {
+                if now.saturating_duration_since(e.stored)
+                    >= Duration::from_secs(u64::from(e.lifetime))
+                {
                     self.stats.expired += 1;
                 } else {
                     self.stats.evicted += 1;
@@ -263,7 +272,13 @@ big  IN TXT \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
 
     fn upstream(name: &str, qtype: RecordType) -> Message {
         let catalog = Catalog::new(vec![Zone::parse(ZONE, "z", None).unwrap()]);
-        catalog.respond(&build_query(99, &Name::from_ascii(name).unwrap(), qtype, false, false))
+        catalog.respond(&build_query(
+            99,
+            &Name::from_ascii(name).unwrap(),
+            qtype,
+            false,
+            false,
+        ))
     }
 
     fn query_bytes(id: u16, name: &str, qtype: RecordType, edns: bool) -> Vec<u8> {
@@ -279,12 +294,18 @@ big  IN TXT \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
         let q = query_bytes(1, "www.example.test.", RecordType::A, false);
         let view = parse_query(&q).unwrap();
         assert_eq!(cache.lookup(&view, t0, 512), None);
-        let stored = cache.insert(view.cache_key(), &upstream("www.example.test.", RecordType::A), t0);
+        let stored = cache.insert(
+            view.cache_key(),
+            &upstream("www.example.test.", RecordType::A),
+            t0,
+        );
         assert_eq!(stored, Stored::Positive { ttl: 60 });
 
         let q2 = query_bytes(0xbeef, "WWW.Example.TEST.", RecordType::A, true);
         let view2 = parse_query(&q2).unwrap();
-        let bytes = cache.lookup(&view2, t0 + Duration::from_secs(25), 1232).unwrap();
+        let bytes = cache
+            .lookup(&view2, t0 + Duration::from_secs(25), 1232)
+            .unwrap();
         let reply = Message::from_vec(&bytes).unwrap();
         assert_eq!(reply.metadata.id, 0xbeef);
         assert!(reply.metadata.recursion_available);
@@ -294,7 +315,10 @@ big  IN TXT \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
         assert_eq!(cache.stats().hits, 1);
 
         // At the end of its lifetime the entry is gone.
-        assert_eq!(cache.lookup(&view2, t0 + Duration::from_secs(60), 1232), None);
+        assert_eq!(
+            cache.lookup(&view2, t0 + Duration::from_secs(60), 1232),
+            None
+        );
         assert_eq!(cache.stats().expired, 1);
     }
 
@@ -304,13 +328,22 @@ big  IN TXT \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
         let mut cache = Cache::new(10);
         let q = query_bytes(1, "nope.example.test.", RecordType::A, false);
         let view = parse_query(&q).unwrap();
-        let stored = cache.insert(view.cache_key(), &upstream("nope.example.test.", RecordType::A), t0);
+        let stored = cache.insert(
+            view.cache_key(),
+            &upstream("nope.example.test.", RecordType::A),
+            t0,
+        );
         assert_eq!(stored, Stored::Negative { ttl: 300 });
-        let bytes = cache.lookup(&view, t0 + Duration::from_secs(299), 512).unwrap();
+        let bytes = cache
+            .lookup(&view, t0 + Duration::from_secs(299), 512)
+            .unwrap();
         let reply = Message::from_vec(&bytes).unwrap();
         assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
         assert_eq!(reply.authorities[0].ttl, 1);
-        assert_eq!(cache.lookup(&view, t0 + Duration::from_secs(300), 512), None);
+        assert_eq!(
+            cache.lookup(&view, t0 + Duration::from_secs(300), 512),
+            None
+        );
 
         // A negative answer without its SOA is not cached.
         let mut bare = upstream("nope.example.test.", RecordType::A);
@@ -328,7 +361,11 @@ big  IN TXT \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
         let names = ["www.example.test.", "ns1.example.test.", "example.test."];
         let keys: Vec<Vec<u8>> = names
             .iter()
-            .map(|n| parse_query(&query_bytes(1, n, RecordType::A, false)).unwrap().cache_key())
+            .map(|n| {
+                parse_query(&query_bytes(1, n, RecordType::A, false))
+                    .unwrap()
+                    .cache_key()
+            })
             .collect();
         for (n, k) in names.iter().zip(&keys) {
             cache.insert(k.clone(), &upstream(n, RecordType::A), t0);
@@ -339,7 +376,11 @@ big  IN TXT \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
         let first = query_bytes(1, names[0], RecordType::A, false);
         assert_eq!(cache.lookup(&parse_query(&first).unwrap(), t0, 512), None);
         let last = query_bytes(1, names[1], RecordType::A, false);
-        assert!(cache.lookup(&parse_query(&last).unwrap(), t0, 512).is_some());
+        assert!(
+            cache
+                .lookup(&parse_query(&last).unwrap(), t0, 512)
+                .is_some()
+        );
         // Re-inserting the same key many times never grows the bookkeeping without bound.
         for _ in 0..1000 {
             cache.insert(keys[1].clone(), &upstream(names[1], RecordType::A), t0);
@@ -354,7 +395,11 @@ big  IN TXT \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
         let mut cache = Cache::new(2);
         let q = query_bytes(5, "big.example.test.", RecordType::TXT, false);
         let view = parse_query(&q).unwrap();
-        cache.insert(view.cache_key(), &upstream("big.example.test.", RecordType::TXT), t0);
+        cache.insert(
+            view.cache_key(),
+            &upstream("big.example.test.", RecordType::TXT),
+            t0,
+        );
         let bytes = cache.lookup(&view, t0, 512).unwrap();
         let reply = Message::from_vec(&bytes).unwrap();
         assert!(reply.metadata.truncation);

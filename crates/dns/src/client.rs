@@ -27,10 +27,19 @@ use crate::wire;
 /// Why a query got no usable answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("no reply from {servers} within {timeout:?} after {attempts} attempt(s); check the server address and port, or raise --timeout")]
-    Timeout { servers: String, timeout: Duration, attempts: u32 },
+    #[error(
+        "no reply from {servers} within {timeout:?} after {attempts} attempt(s); check the server address and port, or raise --timeout"
+    )]
+    Timeout {
+        servers: String,
+        timeout: Duration,
+        attempts: u32,
+    },
     #[error("I/O error talking to {server}: {error}")]
-    Io { server: SocketAddr, error: std::io::Error },
+    Io {
+        server: SocketAddr,
+        error: std::io::Error,
+    },
     #[error("no servers to ask: give @SERVER or fix /etc/resolv.conf")]
     NoServers,
     #[error("cannot encode the query: {0}")]
@@ -146,7 +155,12 @@ impl Client {
     ///
     /// # Errors
     /// [`ClientError::Timeout`] when no server answered, or the last I/O error.
-    pub async fn query(&self, servers: &[SocketAddr], name: &Name, qtype: RecordType) -> Result<Exchange, ClientError> {
+    pub async fn query(
+        &self,
+        servers: &[SocketAddr],
+        name: &Name,
+        qtype: RecordType,
+    ) -> Result<Exchange, ClientError> {
         if servers.is_empty() {
             return Err(ClientError::NoServers);
         }
@@ -164,7 +178,11 @@ impl Client {
         }
         match last {
             Some(ClientError::Timeout { .. }) | None => Err(ClientError::Timeout {
-                servers: servers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                servers: servers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 timeout: self.config.timeout,
                 attempts: self.config.attempts.max(1),
             }),
@@ -176,7 +194,12 @@ impl Client {
     ///
     /// # Errors
     /// Timeout or I/O errors of this server.
-    pub async fn query_one(&self, server: SocketAddr, name: &Name, qtype: RecordType) -> Result<Exchange, ClientError> {
+    pub async fn query_one(
+        &self,
+        server: SocketAddr,
+        name: &Name,
+        qtype: RecordType,
+    ) -> Result<Exchange, ClientError> {
         let mut edns = self.config.edns;
         loop {
             let x = if self.config.tcp {
@@ -204,10 +227,17 @@ impl Client {
         }
     }
 
-    fn encode(&self, name: &Name, qtype: RecordType, edns: bool) -> Result<(u16, Vec<u8>), ClientError> {
+    fn encode(
+        &self,
+        name: &Name,
+        qtype: RecordType,
+        edns: bool,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
         let id = self.random_id();
         let msg = wire::build_query(id, name, qtype, self.config.recursion_desired, edns);
-        let bytes = msg.to_vec().map_err(|e| ClientError::Encode(e.to_string()))?;
+        let bytes = msg
+            .to_vec()
+            .map_err(|e| ClientError::Encode(e.to_string()))?;
         Ok((id, bytes))
     }
 
@@ -219,14 +249,22 @@ impl Client {
         // A port taken by another socket is simply skipped; after a few tries the kernel's
         // own (also randomised) choice is used.
         for _ in 0..8 {
-            if let Ok(s) = protolab_transport::bind_udp(SocketAddr::new(ip, self.random_port()), 1 << 16) {
+            if let Ok(s) =
+                protolab_transport::bind_udp(SocketAddr::new(ip, self.random_port()), 1 << 16)
+            {
                 return Ok(s);
             }
         }
         protolab_transport::bind_udp(SocketAddr::new(ip, 0), 1 << 16)
     }
 
-    async fn udp_exchange(&self, server: SocketAddr, name: &Name, qtype: RecordType, edns: bool) -> Result<Exchange, ClientError> {
+    async fn udp_exchange(
+        &self,
+        server: SocketAddr,
+        name: &Name,
+        qtype: RecordType,
+        edns: bool,
+    ) -> Result<Exchange, ClientError> {
         let io = |error| ClientError::Io { server, error };
         let (id, bytes) = self.encode(name, qtype, edns)?;
         let socket = self.bind_random(server).map_err(io)?;
@@ -252,7 +290,9 @@ impl Client {
                 Ok(Ok(pair)) => pair,
             };
             if from != server {
-                self.stats.dropped_wrong_source.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .dropped_wrong_source
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%from, expected = %server, "reply from the wrong address: dropped");
                 continue;
             }
@@ -267,7 +307,9 @@ impl Client {
                 continue;
             }
             if !wire::answers_question(&reply, id, name, qtype) {
-                self.stats.dropped_wrong_question.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .dropped_wrong_question
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%from, "wrong question: dropped");
                 continue;
             }
@@ -283,7 +325,13 @@ impl Client {
         }
     }
 
-    async fn tcp_exchange(&self, server: SocketAddr, name: &Name, qtype: RecordType, edns: bool) -> Result<Exchange, ClientError> {
+    async fn tcp_exchange(
+        &self,
+        server: SocketAddr,
+        name: &Name,
+        qtype: RecordType,
+        edns: bool,
+    ) -> Result<Exchange, ClientError> {
         let (id, bytes) = self.encode(name, qtype, edns)?;
         let timeout = self.config.timeout;
         let start = Instant::now();
@@ -307,7 +355,9 @@ impl Client {
                     error: e.to_string(),
                 })?;
                 if !wire::answers_question(&reply, id, name, qtype) {
-                    self.stats.dropped_wrong_question.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .dropped_wrong_question
+                        .fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
                 self.stats.replies_accepted.fetch_add(1, Ordering::Relaxed);

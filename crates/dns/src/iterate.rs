@@ -79,7 +79,11 @@ pub enum ResolveError {
     #[error("more than {0} CNAMEs in a chain")]
     CnameLimit(usize),
     #[error("no server of zone {zone} gave a usable reply for {name}: {last}")]
-    NoServer { zone: String, name: String, last: String },
+    NoServer {
+        zone: String,
+        name: String,
+        last: String,
+    },
     #[error("nameserver names nested deeper than {0} levels")]
     Depth(usize),
     #[error("no root servers in the hints: give a hints file with NS and A records for the root")]
@@ -107,7 +111,12 @@ impl RootHints {
                 continue;
             }
             let words: Vec<&str> = line.split_whitespace().collect();
-            let bad = || format!("root hints line {}: {raw:?}: expected `NAME [TTL] [IN] NS|A|AAAA DATA`", i + 1);
+            let bad = || {
+                format!(
+                    "root hints line {}: {raw:?}: expected `NAME [TTL] [IN] NS|A|AAAA DATA`",
+                    i + 1
+                )
+            };
             let ty = words
                 .iter()
                 .position(|w| matches!(w.to_ascii_uppercase().as_str(), "NS" | "A" | "AAAA"))
@@ -126,7 +135,11 @@ impl RootHints {
         let servers: Vec<(Name, Vec<IpAddr>)> = ns
             .into_iter()
             .map(|n| {
-                let ips = addrs.iter().filter(|(a, _)| *a == n).map(|(_, ip)| *ip).collect();
+                let ips = addrs
+                    .iter()
+                    .filter(|(a, _)| *a == n)
+                    .map(|(_, ip)| *ip)
+                    .collect();
                 (n, ips)
             })
             .filter(|(_, ips): &(Name, Vec<IpAddr>)| !ips.is_empty())
@@ -226,11 +239,21 @@ fn resolve_at<'a, A: Ask>(
             loop {
                 let mut last = String::from("no addresses");
                 let mut outcome = None;
-                'servers: for i in 0..servers.len() {
-                    let (ns_name, mut ips) = servers[i].clone();
+                'servers: for entry in &mut servers {
+                    let (ns_name, mut ips) = entry.clone();
                     if ips.is_empty() {
                         // A nameserver without glue: find its address first.
-                        match resolve_at(asker, hints, config, ns_name.clone(), RecordType::A, depth + 1, state).await {
+                        match resolve_at(
+                            asker,
+                            hints,
+                            config,
+                            ns_name.clone(),
+                            RecordType::A,
+                            depth + 1,
+                            state,
+                        )
+                        .await
+                        {
                             Ok(m) => {
                                 ips = m
                                     .answers
@@ -240,7 +263,7 @@ fn resolve_at<'a, A: Ask>(
                                         _ => None,
                                     })
                                     .collect();
-                                servers[i].1.clone_from(&ips);
+                                entry.1.clone_from(&ips);
                             }
                             Err(e @ ResolveError::Budget(_)) => return Err(e),
                             Err(e) => {
@@ -278,7 +301,8 @@ fn resolve_at<'a, A: Ask>(
                             Ok(a) => {
                                 step.size = a.size;
                                 step.elapsed_ms = a.elapsed.as_secs_f64() * 1e3;
-                                step.rcode = crate::wire::rcode_name(a.reply.metadata.response_code);
+                                step.rcode =
+                                    crate::wire::rcode_name(a.reply.metadata.response_code);
                                 let c = classify(&a.reply, &zone, &name, qtype);
                                 step.outcome = c.label().into();
                                 step.records = a
@@ -382,14 +406,21 @@ fn classify(reply: &Message, zone: &Name, name: &Name, qtype: RecordType) -> Cla
     if rcode != ResponseCode::NoError {
         return Classified::Lame(format!("rcode {}", crate::wire::rcode_name(rcode)));
     }
-    if reply.answers.iter().any(|r| r.name == *name && (r.record_type() == qtype || qtype == RecordType::ANY)) {
+    if reply
+        .answers
+        .iter()
+        .any(|r| r.name == *name && (r.record_type() == qtype || qtype == RecordType::ANY))
+    {
         return Classified::Final;
     }
     // Follow the CNAME chain inside the answer as far as it goes.
     let mut cur = name.clone();
     let mut records = Vec::new();
     for _ in 0..=reply.answers.len() {
-        let next = reply.answers.iter().find(|r| r.name == cur && r.record_type() == RecordType::CNAME);
+        let next = reply
+            .answers
+            .iter()
+            .find(|r| r.name == cur && r.record_type() == RecordType::CNAME);
         match next.map(|r| (r, &r.data)) {
             Some((r, RData::CNAME(t))) => {
                 records.push(r.clone());
@@ -409,8 +440,11 @@ fn classify(reply: &Message, zone: &Name, name: &Name, qtype: RecordType) -> Cla
     if let Some(first) = ns.first() {
         let child = first.name.clone();
         // A referral must lead strictly below the zone asked and towards the name.
-        if !(zone.zone_of(&child) && child.num_labels() > zone.num_labels() && child.zone_of(name)) {
-            return Classified::Lame(format!("referral to {child} does not lead closer to {name} from {zone}"));
+        if !(zone.zone_of(&child) && child.num_labels() > zone.num_labels() && child.zone_of(name))
+        {
+            return Classified::Lame(format!(
+                "referral to {child} does not lead closer to {name} from {zone}"
+            ));
         }
         let servers = ns
             .iter()
@@ -474,7 +508,12 @@ mod tests {
     struct Lab(HashMap<IpAddr, Catalog>);
 
     impl Ask for Lab {
-        async fn ask(&self, server: SocketAddr, name: &Name, qtype: RecordType) -> Result<Answer, String> {
+        async fn ask(
+            &self,
+            server: SocketAddr,
+            name: &Name,
+            qtype: RecordType,
+        ) -> Result<Answer, String> {
             let cat = self.0.get(&server.ip()).ok_or("timeout")?;
             let q = crate::wire::build_query(1, name, qtype, false, false);
             let reply = cat.respond(&q);
@@ -505,23 +544,36 @@ mod tests {
             "$ORIGIN example.test.\n$TTL 60\n@ SOA ns1 h 1 2 3 4 30\n@ NS ns1\nns1 A 127.0.0.3\n\
              www A 192.0.2.1\nalias CNAME www.other.\nself CNAME self\n",
         );
-        let other = zone("$ORIGIN other.\n$TTL 60\n@ SOA ns h 1 2 3 4 60\n@ NS ns.elsewhere.test.\nwww.other. A 192.0.2.2\n");
+        let other = zone(
+            "$ORIGIN other.\n$TTL 60\n@ SOA ns h 1 2 3 4 60\n@ NS ns.elsewhere.test.\nwww.other. A 192.0.2.2\n",
+        );
         // A server that refers `loop.test.` back to the root zone's servers.
-        let looping = zone("$ORIGIN test.\n$TTL 60\n@ SOA ns1 h 1 2 3 4 60\n@ NS a.root.\nloop NS a.root.\n");
+        let looping =
+            zone("$ORIGIN test.\n$TTL 60\n@ SOA ns1 h 1 2 3 4 60\n@ NS a.root.\nloop NS a.root.\n");
         let mut m = HashMap::new();
         m.insert("127.0.0.1".parse().unwrap(), root);
         m.insert("127.0.0.2".parse().unwrap(), test);
         m.insert("127.0.0.3".parse().unwrap(), example);
         m.insert("127.0.0.4".parse().unwrap(), other);
         m.insert("127.0.0.5".parse().unwrap(), looping);
-        let hints = RootHints::parse(". 3600 IN NS a.root.\na.root. 3600 IN A 127.0.0.1 ; lab root\n").unwrap();
+        let hints =
+            RootHints::parse(". 3600 IN NS a.root.\na.root. 3600 IN A 127.0.0.1 ; lab root\n")
+                .unwrap();
         (Lab(m), hints)
     }
 
     fn run(name: &str, qtype: RecordType) -> Result<Resolution, ResolveError> {
         let (lab, hints) = lab();
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        rt.block_on(resolve(&lab, &hints, &IterConfig::default(), &Name::from_ascii(name).unwrap(), qtype))
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(resolve(
+            &lab,
+            &hints,
+            &IterConfig::default(),
+            &Name::from_ascii(name).unwrap(),
+            qtype,
+        ))
     }
 
     #[test]
@@ -541,7 +593,10 @@ mod tests {
         let types: Vec<_> = r.reply.answers.iter().map(Record::record_type).collect();
         assert_eq!(types, vec![RecordType::CNAME, RecordType::A]);
         assert_eq!(r.reply.answers[1].data.to_string(), "192.0.2.2");
-        assert!(r.steps.iter().any(|s| s.depth == 1), "the NS name was resolved on its own");
+        assert!(
+            r.steps.iter().any(|s| s.depth == 1),
+            "the NS name was resolved on its own"
+        );
     }
 
     #[test]
@@ -568,7 +623,10 @@ mod tests {
     fn hints_parse() {
         assert!(RootHints::parse("; nothing\n").is_err());
         assert!(RootHints::parse(". NS a.root.\na.root. A not-ip\n").is_err());
-        let h = RootHints::parse(".  NS  a.root.\n.  NS  b.root.\na.root. A 10.0.0.1\nb.root. AAAA ::1\n").unwrap();
+        let h = RootHints::parse(
+            ".  NS  a.root.\n.  NS  b.root.\na.root. A 10.0.0.1\nb.root. AAAA ::1\n",
+        )
+        .unwrap();
         assert_eq!(h.servers.len(), 2);
     }
 }

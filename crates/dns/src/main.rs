@@ -18,7 +18,11 @@ use protolab_transport::cli::{init_tracing, parse_duration};
 use protolab_transport::parse_addr;
 
 #[derive(Parser)]
-#[command(name = "dns", version, about = "A tiny DNS toolkit: dig-like queries, a caching resolver, lab zones")]
+#[command(
+    name = "dns",
+    version,
+    about = "A tiny DNS toolkit: dig-like queries, a caching resolver, lab zones"
+)]
 struct Cli {
     /// More logging (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -168,8 +172,17 @@ async fn query(a: QueryArgs) -> Result<()> {
     // ASCII names keep their letter case (from_utf8 would lower it through IDNA mapping).
     let name = Name::from_ascii(&a.name)
         .or_else(|_| Name::from_utf8(&a.name))
-        .with_context(|| format!("bad name {:?}: write a domain name like www.example.test", a.name))?;
-    let name = if name.is_fqdn() { name } else { name.append_domain(&Name::root())? };
+        .with_context(|| {
+            format!(
+                "bad name {:?}: write a domain name like www.example.test",
+                a.name
+            )
+        })?;
+    let name = if name.is_fqdn() {
+        name
+    } else {
+        name.append_domain(&Name::root())?
+    };
     let mut qtype = RecordType::A;
     let mut server: Option<String> = None;
     for word in &a.rest {
@@ -185,7 +198,8 @@ async fn query(a: QueryArgs) -> Result<()> {
     let default_port = a.port.unwrap_or(53);
     let server: SocketAddr = match &server {
         Some(s) => {
-            let mut addr = parse_addr(s, default_port).with_context(|| format!("bad server @{s}"))?;
+            let mut addr =
+                parse_addr(s, default_port).with_context(|| format!("bad server @{s}"))?;
             if let Some(p) = a.port
                 && !s.contains(':')
             {
@@ -209,7 +223,8 @@ async fn query(a: QueryArgs) -> Result<()> {
     if a.trace {
         let hints = match &a.root_hints {
             Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("read root hints {}", p.display()))?;
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("read root hints {}", p.display()))?;
                 RootHints::parse(&text).map_err(anyhow::Error::msg)?
             }
             None => hints_from_server(&client, server).await?,
@@ -243,7 +258,10 @@ async fn query(a: QueryArgs) -> Result<()> {
             println!("; <<>> dns query <<>> {command}");
             print!("{}", present::trace_text(&steps));
             if let Some(r) = &reply {
-                println!(";; resolved: {}", protolab_dns::wire::rcode_name(r.metadata.response_code));
+                println!(
+                    ";; resolved: {}",
+                    protolab_dns::wire::rcode_name(r.metadata.response_code)
+                );
                 for rec in r.answers.iter().chain(&r.authorities) {
                     println!("{}", present::record_line(rec));
                 }
@@ -277,14 +295,18 @@ async fn query(a: QueryArgs) -> Result<()> {
 
 /// Root hints learnt from a recursive server's answer to `. NS`, as dig +trace does.
 async fn hints_from_server(client: &Client, server: SocketAddr) -> Result<RootHints> {
-    let mut c = ClientConfig { ..client.config.clone() };
+    let mut c = ClientConfig {
+        ..client.config.clone()
+    };
     c.recursion_desired = true;
     let (rng, _) = protolab_transport::rng::seeded(None);
     let asker = Client::new(c, rng);
     let x = asker
         .query(&[server], &Name::root(), RecordType::NS)
         .await
-        .with_context(|| format!("ask {server} for the root servers (or give --root-hints FILE)"))?;
+        .with_context(|| {
+            format!("ask {server} for the root servers (or give --root-hints FILE)")
+        })?;
     let mut servers = Vec::new();
     for r in &x.reply.answers {
         if let RData::NS(ns) = &r.data {
@@ -311,9 +333,11 @@ async fn hints_from_server(client: &Client, server: SocketAddr) -> Result<RootHi
 }
 
 async fn serve(a: ServeArgs) -> Result<()> {
-    let listen = parse_addr(&a.listen, 1053).with_context(|| format!("bad --listen {}", a.listen))?;
+    let listen =
+        parse_addr(&a.listen, 1053).with_context(|| format!("bad --listen {}", a.listen))?;
     let upstream = if let Some(p) = &a.root_hints {
-        let text = std::fs::read_to_string(p).with_context(|| format!("read root hints {}", p.display()))?;
+        let text = std::fs::read_to_string(p)
+            .with_context(|| format!("read root hints {}", p.display()))?;
         Upstream::Iterate {
             hints: RootHints::parse(&text).map_err(anyhow::Error::msg)?,
             config: IterConfig {
@@ -329,7 +353,9 @@ async fn serve(a: ServeArgs) -> Result<()> {
             .collect::<Result<Vec<_>>>()?;
         Upstream::Forward(servers)
     } else {
-        bail!("say where answers come from: --forward ADDR (a recursive server) or --root-hints FILE");
+        bail!(
+            "say where answers come from: --forward ADDR (a recursive server) or --root-hints FILE"
+        );
     };
     let allow = if a.allow.is_empty() {
         vec!["127.0.0.0/8".parse()?, "::1/128".parse()?]
@@ -353,10 +379,12 @@ async fn serve(a: ServeArgs) -> Result<()> {
 }
 
 async fn zone(a: ZoneArgs) -> Result<()> {
-    let listen = parse_addr(&a.listen, 5300).with_context(|| format!("bad --listen {}", a.listen))?;
+    let listen =
+        parse_addr(&a.listen, 5300).with_context(|| format!("bad --listen {}", a.listen))?;
     let mut zones = Vec::new();
     for p in &a.zones {
-        let text = std::fs::read_to_string(p).with_context(|| format!("read zone file {}", p.display()))?;
+        let text = std::fs::read_to_string(p)
+            .with_context(|| format!("read zone file {}", p.display()))?;
         let z = Zone::parse(&text, &p.display().to_string(), None)?;
         tracing::info!(origin = %z.origin(), names = z.len(), file = %p.display(), "zone loaded");
         zones.push(z);

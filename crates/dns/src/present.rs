@@ -107,9 +107,18 @@ pub fn dig_text(x: &Exchange, command: &str) -> String {
     }
     out.push_str("\n;; QUESTION SECTION:\n");
     for q in &m.queries {
-        out.push_str(&format!(";{}\t\t{}\t{}\n", q.name(), q.query_class(), q.query_type()));
+        out.push_str(&format!(
+            ";{}\t\t{}\t{}\n",
+            q.name(),
+            q.query_class(),
+            q.query_type()
+        ));
     }
-    for (title, records) in [("ANSWER", &m.answers), ("AUTHORITY", &m.authorities), ("ADDITIONAL", &m.additionals)] {
+    for (title, records) in [
+        ("ANSWER", &m.answers),
+        ("AUTHORITY", &m.authorities),
+        ("ADDITIONAL", &m.additionals),
+    ] {
         if records.is_empty() {
             continue;
         }
@@ -133,7 +142,10 @@ pub fn dig_text(x: &Exchange, command: &str) -> String {
 
 /// dig +short: the RDATA of each answer, one a line.
 pub fn short_text(m: &Message) -> String {
-    m.answers.iter().map(|r| rdata_text(&r.data) + "\n").collect()
+    m.answers
+        .iter()
+        .map(|r| rdata_text(&r.data) + "\n")
+        .collect()
 }
 
 fn record_json(r: &Record) -> Value {

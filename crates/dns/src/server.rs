@@ -21,8 +21,8 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_util::codec::FramedRead;
 
 use protolab_transport::{
-    CancellationToken, Conn, Next, TcpServerConfig, TcpServerStats, UdpReply, UdpServerConfig, UdpServerStats,
-    bind_tcp, bind_udp, run_tcp, run_udp, u16_frames,
+    CancellationToken, Conn, Next, TcpServerConfig, TcpServerStats, UdpReply, UdpServerConfig,
+    UdpServerStats, bind_tcp, bind_udp, run_tcp, run_udp, u16_frames,
 };
 
 use crate::cache::{Cache, CacheStats};
@@ -67,7 +67,10 @@ pub enum Upstream {
     /// Forward the question, with RD set, to these recursive servers.
     Forward(Vec<SocketAddr>),
     /// Resolve iteratively from root hints.
-    Iterate { hints: RootHints, config: IterConfig },
+    Iterate {
+        hints: RootHints,
+        config: IterConfig,
+    },
 }
 
 /// Settings of the caching resolver.
@@ -115,7 +118,12 @@ enum Handled {
 }
 
 impl Ask for Client {
-    async fn ask(&self, server: SocketAddr, name: &Name, qtype: RecordType) -> Result<Answer, String> {
+    async fn ask(
+        &self,
+        server: SocketAddr,
+        name: &Name,
+        qtype: RecordType,
+    ) -> Result<Answer, String> {
         self.query_one(server, name, qtype)
             .await
             .map(|x| Answer {
@@ -187,9 +195,17 @@ impl Resolver {
             r[n - 6] = 1;
             return Handled::Now(r);
         }
-        let limit = if limit_udp { view.udp_limit() } else { TCP_LIMIT };
+        let limit = if limit_udp {
+            view.udp_limit()
+        } else {
+            TCP_LIMIT
+        };
         let now = Instant::now();
-        let hit = self.cache.lock().unwrap_or_else(|e| e.into_inner()).lookup(&view, now, limit);
+        let hit = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .lookup(&view, now, limit);
         if let Some(reply) = hit {
             self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Handled::Now(reply);
@@ -197,7 +213,9 @@ impl Resolver {
         self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
         let this = self.clone();
         let packet = packet.to_vec();
-        Handled::Later(Box::pin(async move { this.resolve_miss(packet, limit).await }))
+        Handled::Later(Box::pin(
+            async move { this.resolve_miss(packet, limit).await },
+        ))
     }
 
     fn malformed(&self, peer: SocketAddr, packet: &[u8], e: WireError) -> Handled {
@@ -218,16 +236,23 @@ impl Resolver {
         let view = wire::parse_query(&packet).ok()?;
         let Ok(query) = Message::from_vec(&packet) else {
             self.stats.formerr.fetch_add(1, Ordering::Relaxed);
-            return Some(wire::formerr_header(&packet)?);
+            return wire::formerr_header(&packet);
         };
         let q = query.queries.first()?;
         let (name, qtype) = (q.name().clone(), q.query_type());
         let reply = match &self.upstream {
-            Upstream::Forward(servers) => self.client.query(servers, &name, qtype).await.map(|x| x.reply).map_err(|e| e.to_string()),
-            Upstream::Iterate { hints, config } => iterate::resolve(&self.client, hints, config, &name, qtype)
+            Upstream::Forward(servers) => self
+                .client
+                .query(servers, &name, qtype)
                 .await
-                .map(|r| r.reply)
+                .map(|x| x.reply)
                 .map_err(|e| e.to_string()),
+            Upstream::Iterate { hints, config } => {
+                iterate::resolve(&self.client, hints, config, &name, qtype)
+                    .await
+                    .map(|r| r.reply)
+                    .map_err(|e| e.to_string())
+            }
         };
         let reply = match reply {
             Ok(r) => r,
@@ -249,8 +274,17 @@ impl Resolver {
     }
 }
 
-fn direct_reply(view: &QueryView<'_>, query: &Message, upstream: &Message, limit: usize) -> Vec<u8> {
-    let mut m = Message::new(query.metadata.id, MessageType::Response, query.metadata.op_code);
+fn direct_reply(
+    view: &QueryView<'_>,
+    query: &Message,
+    upstream: &Message,
+    limit: usize,
+) -> Vec<u8> {
+    let mut m = Message::new(
+        query.metadata.id,
+        MessageType::Response,
+        query.metadata.op_code,
+    );
     m.metadata.recursion_desired = query.metadata.recursion_desired;
     m.metadata.recursion_available = true;
     m.metadata.response_code = upstream.metadata.response_code;
@@ -322,7 +356,10 @@ fn tcp_config() -> TcpServerConfig {
 ///
 /// # Errors
 /// Binding the sockets.
-pub async fn run_resolver(config: ResolverConfig, shutdown: CancellationToken) -> io::Result<Arc<Resolver>> {
+pub async fn run_resolver(
+    config: ResolverConfig,
+    shutdown: CancellationToken,
+) -> io::Result<Arc<Resolver>> {
     let (udp, tcp) = bind_pair(config.listen)?;
     announce(&udp, &tcp)?;
     let resolver = Arc::new(Resolver::new(&config));
@@ -335,10 +372,18 @@ pub async fn run_resolver(config: ResolverConfig, shutdown: CancellationToken) -
         move |peer, pkt| to_udp_reply(r_udp.handle(peer, pkt, true)),
     );
     let r_tcp = resolver.clone();
-    let tcp_task = run_tcp(tcp, tcp_config(), shutdown, Arc::new(TcpServerStats::default()), move |stream, conn| {
-        let r = r_tcp.clone();
-        async move { serve_tcp_conn(stream, conn, move |peer, pkt| r.handle(peer, pkt, false)).await }
-    });
+    let tcp_task = run_tcp(
+        tcp,
+        tcp_config(),
+        shutdown,
+        Arc::new(TcpServerStats::default()),
+        move |stream, conn| {
+            let r = r_tcp.clone();
+            async move {
+                serve_tcp_conn(stream, conn, move |peer, pkt| r.handle(peer, pkt, false)).await
+            }
+        },
+    );
     let (u, t) = tokio::join!(udp_task, tcp_task);
     u?;
     t?;
@@ -394,7 +439,11 @@ impl ZoneServer {
             return Some(wire::bare_reply(&view, 0, 1));
         };
         let reply = self.catalog.respond(&query);
-        let limit = if limit_udp { view.udp_limit() } else { TCP_LIMIT };
+        let limit = if limit_udp {
+            view.udp_limit()
+        } else {
+            TCP_LIMIT
+        };
         match wire::encode_limited(&reply, limit) {
             Ok(bytes) => {
                 if bytes.len() >= 4 && bytes[2] & 0x02 != 0 {
@@ -404,7 +453,7 @@ impl ZoneServer {
             }
             Err(e) => {
                 tracing::debug!(error = %e, "cannot encode reply: SERVFAIL");
-                Some(wire::bare_reply(&view, 0, u8::from(ResponseCode::ServFail.low())))
+                Some(wire::bare_reply(&view, 0, ResponseCode::ServFail.low()))
             }
         }
     }
@@ -414,7 +463,11 @@ impl ZoneServer {
 ///
 /// # Errors
 /// Binding the sockets.
-pub async fn run_zone_server(listen: SocketAddr, catalog: Catalog, shutdown: CancellationToken) -> io::Result<Arc<ZoneServer>> {
+pub async fn run_zone_server(
+    listen: SocketAddr,
+    catalog: Catalog,
+    shutdown: CancellationToken,
+) -> io::Result<Arc<ZoneServer>> {
     let (udp, tcp) = bind_pair(listen)?;
     announce(&udp, &tcp)?;
     let server = Arc::new(ZoneServer::new(catalog));
@@ -430,16 +483,22 @@ pub async fn run_zone_server(listen: SocketAddr, catalog: Catalog, shutdown: Can
         },
     );
     let s_tcp = server.clone();
-    let tcp_task = run_tcp(tcp, tcp_config(), shutdown, Arc::new(TcpServerStats::default()), move |stream, conn| {
-        let s = s_tcp.clone();
-        async move {
-            serve_tcp_conn(stream, conn, move |_peer, pkt| match s.answer(pkt, false) {
-                Some(r) => Handled::Now(r),
-                None => Handled::Drop,
-            })
-            .await;
-        }
-    });
+    let tcp_task = run_tcp(
+        tcp,
+        tcp_config(),
+        shutdown,
+        Arc::new(TcpServerStats::default()),
+        move |stream, conn| {
+            let s = s_tcp.clone();
+            async move {
+                serve_tcp_conn(stream, conn, move |_peer, pkt| match s.answer(pkt, false) {
+                    Some(r) => Handled::Now(r),
+                    None => Handled::Drop,
+                })
+                .await;
+            }
+        },
+    );
     let (u, t) = tokio::join!(udp_task, tcp_task);
     u?;
     t?;
@@ -464,9 +523,15 @@ mod tests {
     #[test]
     fn zone_server_survives_garbage() {
         let s = server();
-        let q = wire::build_query(3, &Name::from_ascii("ns1.example.test.").unwrap(), RecordType::A, false, true)
-            .to_vec()
-            .unwrap();
+        let q = wire::build_query(
+            3,
+            &Name::from_ascii("ns1.example.test.").unwrap(),
+            RecordType::A,
+            false,
+            true,
+        )
+        .to_vec()
+        .unwrap();
         let good = s.answer(&q, true).unwrap();
         assert_eq!(Message::from_vec(&good).unwrap().answers.len(), 1);
         // Every prefix, and every single-byte corruption, gives a reply or nothing: no panic.

@@ -209,7 +209,8 @@ pub fn ttl_positions(buf: &[u8]) -> Result<Vec<(usize, u32)>, WireError> {
         return Err(WireError::ShortHeader);
     }
     let qdcount = u16_at(buf, 4)?;
-    let records = usize::from(u16_at(buf, 6)?) + usize::from(u16_at(buf, 8)?) + usize::from(u16_at(buf, 10)?);
+    let records =
+        usize::from(u16_at(buf, 6)?) + usize::from(u16_at(buf, 8)?) + usize::from(u16_at(buf, 10)?);
     let mut pos = HEADER_LEN;
     for _ in 0..qdcount {
         pos = skip_name(buf, pos)? + 4;
@@ -271,7 +272,13 @@ pub fn formerr_header(buf: &[u8]) -> Option<Vec<u8>> {
 
 /// Builds a query message: a random `id` chosen by the caller (RFC 5452), one question, RD as
 /// asked, and an OPT record advertising [`EDNS_PAYLOAD`] when `edns` is set.
-pub fn build_query(id: u16, name: &Name, qtype: RecordType, recursion_desired: bool, edns: bool) -> Message {
+pub fn build_query(
+    id: u16,
+    name: &Name,
+    qtype: RecordType,
+    recursion_desired: bool,
+    edns: bool,
+) -> Message {
     let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
     msg.metadata.recursion_desired = recursion_desired;
     let mut q = Query::query(name.clone(), qtype);
@@ -297,7 +304,11 @@ pub fn encode_limited(msg: &Message, limit: usize) -> Result<Vec<u8>, hickory_pr
     if bytes.len() <= limit {
         return Ok(bytes);
     }
-    let mut cut = Message::new(msg.metadata.id, msg.metadata.message_type, msg.metadata.op_code);
+    let mut cut = Message::new(
+        msg.metadata.id,
+        msg.metadata.message_type,
+        msg.metadata.op_code,
+    );
     cut.metadata = msg.metadata;
     cut.metadata.truncation = true;
     cut.queries = msg.queries.clone();
@@ -352,7 +363,13 @@ mod tests {
         assert_eq!(q.qtype, 1);
         assert_eq!(q.qclass, 1);
         assert_eq!(q.question.len(), 18 + 4);
-        assert_eq!(q.edns, Some(EdnsInfo { payload: 1232, version: 0 }));
+        assert_eq!(
+            q.edns,
+            Some(EdnsInfo {
+                payload: 1232,
+                version: 0
+            })
+        );
         assert_eq!(q.udp_limit(), 1232);
         assert_eq!(&q.cache_key()[..4], b"\x03www");
         assert_eq!(q.opcode(), 0);
@@ -396,7 +413,10 @@ mod tests {
         let q = parse_query(QUERY).unwrap();
         let r = bare_reply(&q, flags::TC | flags::RA, 2);
         assert_eq!(&r[..2], b"\x12\x34");
-        assert_eq!(u16::from_be_bytes([r[2], r[3]]), 0x8000 | 0x0200 | 0x0100 | 0x0080 | 2);
+        assert_eq!(
+            u16::from_be_bytes([r[2], r[3]]),
+            0x8000 | 0x0200 | 0x0100 | 0x0080 | 2
+        );
         assert_eq!(&r[4..12], b"\x00\x01\x00\x00\x00\x00\x00\x01");
         assert_eq!(&r[12..12 + q.question.len()], q.question);
         assert_eq!(r.len(), QUERY.len());
@@ -407,7 +427,10 @@ mod tests {
         assert_eq!(formerr_header(b"\x00"), None);
         let r = formerr_header(b"\xab\xcd\x01\x00garbage!").unwrap();
         assert_eq!(r, b"\xab\xcd\x81\x01\x00\x00\x00\x00\x00\x00\x00\x00");
-        assert_eq!(formerr_header(b"\xab\xcd\x81\x00\x00\x00\x00\x00\x00\x00\x00\x00"), None);
+        assert_eq!(
+            formerr_header(b"\xab\xcd\x81\x00\x00\x00\x00\x00\x00\x00\x00\x00"),
+            None
+        );
     }
 
     #[test]
@@ -438,7 +461,12 @@ mod tests {
         assert!(back.metadata.recursion_desired);
         let mut reply = back.clone();
         reply.metadata.message_type = MessageType::Response;
-        assert!(answers_question(&reply, 7, &Name::from_ascii("EXAMPLE.test").unwrap(), RecordType::MX));
+        assert!(answers_question(
+            &reply,
+            7,
+            &Name::from_ascii("EXAMPLE.test").unwrap(),
+            RecordType::MX
+        ));
         assert!(!answers_question(&reply, 8, &name, RecordType::MX));
         assert!(!answers_question(&reply, 7, &name, RecordType::A));
     }

@@ -42,15 +42,21 @@ impl Zone {
     /// # Errors
     /// [`ZoneError`] naming the file and the problem.
     pub fn parse(text: &str, file: &str, origin: Option<Name>) -> Result<Zone, ZoneError> {
-        let (origin, sets) = Parser::new(text, None, origin).parse().map_err(|e| ZoneError::Parse {
-            file: file.to_owned(),
-            error: e.to_string(),
-        })?;
+        let (origin, sets) =
+            Parser::new(text, None, origin)
+                .parse()
+                .map_err(|e| ZoneError::Parse {
+                    file: file.to_owned(),
+                    error: e.to_string(),
+                })?;
         let origin = origin.to_lowercase();
         let mut nodes: HashMap<Name, Vec<Record>> = HashMap::new();
         for (_, set) in sets {
             for r in set.records_without_rrsigs() {
-                nodes.entry(r.name.to_lowercase()).or_default().push(r.clone());
+                nodes
+                    .entry(r.name.to_lowercase())
+                    .or_default()
+                    .push(r.clone());
             }
         }
         let soa = nodes
@@ -82,7 +88,12 @@ impl Zone {
     fn rrset(&self, name: &Name, rtype: RecordType) -> Vec<Record> {
         self.nodes
             .get(&name.to_lowercase())
-            .map(|rs| rs.iter().filter(|r| r.record_type() == rtype).cloned().collect())
+            .map(|rs| {
+                rs.iter()
+                    .filter(|r| r.record_type() == rtype)
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -182,11 +193,15 @@ impl Zone {
                 self.addresses_for(&targets, &mut reply.additionals);
                 return;
             }
-            let cname = records.iter().find(|r| r.record_type() == RecordType::CNAME);
+            let cname = records
+                .iter()
+                .find(|r| r.record_type() == RecordType::CNAME);
             match cname.map(|r| &r.data) {
                 Some(RData::CNAME(target)) => {
                     let target = target.0.clone();
-                    reply.answers.push(cname.cloned().expect("matched just above"));
+                    reply
+                        .answers
+                        .push(cname.cloned().expect("matched just above"));
                     name = target;
                 }
                 _ => {
@@ -228,7 +243,11 @@ impl Catalog {
     /// Opcodes other than QUERY get NOTIMP, classes other than IN get REFUSED, names outside
     /// every zone get REFUSED (this server is not a resolver).
     pub fn respond(&self, query: &Message) -> Message {
-        let mut reply = Message::new(query.metadata.id, MessageType::Response, query.metadata.op_code);
+        let mut reply = Message::new(
+            query.metadata.id,
+            MessageType::Response,
+            query.metadata.op_code,
+        );
         reply.metadata.recursion_desired = query.metadata.recursion_desired;
         reply.metadata.checking_disabled = query.metadata.checking_disabled;
         reply.queries = query.queries.clone();
@@ -302,7 +321,10 @@ ns.sub  IN A   192.0.2.53
     fn cname_chain_is_followed_in_zone() {
         let r = ask("chain.example.test.", RecordType::A);
         let types: Vec<_> = r.answers.iter().map(Record::record_type).collect();
-        assert_eq!(types, vec![RecordType::CNAME, RecordType::CNAME, RecordType::A]);
+        assert_eq!(
+            types,
+            vec![RecordType::CNAME, RecordType::CNAME, RecordType::A]
+        );
         let r = ask("out.example.test.", RecordType::A);
         assert_eq!(r.answers.len(), 1);
         assert_eq!(r.metadata.response_code, ResponseCode::NoError);
@@ -337,16 +359,28 @@ ns.sub  IN A   192.0.2.53
     fn mx_gets_additional_address() {
         let r = ask("example.test.", RecordType::MX);
         assert_eq!(r.answers.len(), 1);
-        assert_eq!(r.additionals[0].name, Name::from_ascii("mail.example.test.").unwrap());
+        assert_eq!(
+            r.additionals[0].name,
+            Name::from_ascii("mail.example.test.").unwrap()
+        );
     }
 
     #[test]
     fn refused_outside_zone_and_notimp_for_other_opcodes() {
         let r = ask("example.org.", RecordType::A);
         assert_eq!(r.metadata.response_code, ResponseCode::Refused);
-        let mut q = build_query(1, &Name::from_ascii("example.test.").unwrap(), RecordType::A, false, false);
+        let mut q = build_query(
+            1,
+            &Name::from_ascii("example.test.").unwrap(),
+            RecordType::A,
+            false,
+            false,
+        );
         q.metadata.op_code = OpCode::Status;
-        assert_eq!(catalog().respond(&q).metadata.response_code, ResponseCode::NotImp);
+        assert_eq!(
+            catalog().respond(&q).metadata.response_code,
+            ResponseCode::NotImp
+        );
     }
 
     #[test]

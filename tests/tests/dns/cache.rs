@@ -12,7 +12,12 @@ use crate::common::*;
 fn knot_upstream(dir: &std::path::Path) -> (protolab_tests::Proc, SocketAddr) {
     let zone = dir.join("example.test.zone");
     let port = free_port();
-    let knot = start_knot(dir, &[("example.test.", zone.as_path())], &format!("127.0.0.1@{port}"), None);
+    let knot = start_knot(
+        dir,
+        &[("example.test.", zone.as_path())],
+        &format!("127.0.0.1@{port}"),
+        None,
+    );
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     wait_dns(addr, Duration::from_secs(10));
     (knot, addr)
@@ -20,7 +25,18 @@ fn knot_upstream(dir: &std::path::Path) -> (protolab_tests::Proc, SocketAddr) {
 
 fn ask(resolver: SocketAddr, name: &str, qtype: &str) -> (Seen, serde_json::Value) {
     let server = format!("@{resolver}");
-    dns_query(None, &[name, qtype, server.as_str(), "--timeout", "3s", "--tries", "1"])
+    dns_query(
+        None,
+        &[
+            name,
+            qtype,
+            server.as_str(),
+            "--timeout",
+            "3s",
+            "--tries",
+            "1",
+        ],
+    )
 }
 
 #[test]
@@ -28,7 +44,17 @@ fn ttl_counts_down_and_negative_answers_outlive_upstream() {
     let dir = zone_dir();
     let (knot, upstream) = knot_upstream(dir.path());
     let up = upstream.to_string();
-    let (resolver, addr) = start_resolver(&["--listen", "127.0.0.1:0", "--forward", &up, "--timeout", "300ms"], None);
+    let (resolver, addr) = start_resolver(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--forward",
+            &up,
+            "--timeout",
+            "300ms",
+        ],
+        None,
+    );
 
     let (first, j1) = ask(addr, "www.example.test.", "A");
     assert_eq!(first.rcode, "NOERROR");
@@ -39,13 +65,19 @@ fn ttl_counts_down_and_negative_answers_outlive_upstream() {
     let soa_ttl = jn["authorityRRs"][0]["TTL"].as_u64().unwrap();
     assert!(soa_ttl <= 300, "negative TTL is the SOA minimum: {soa_ttl}");
     let (nodata, _) = ask(addr, "www.example.test.", "MX");
-    assert_eq!((nodata.rcode.as_str(), nodata.answers.len()), ("NOERROR", 0));
+    assert_eq!(
+        (nodata.rcode.as_str(), nodata.answers.len()),
+        ("NOERROR", 0)
+    );
 
     // Wait past a second boundary: the served TTL must have gone down.
     std::thread::sleep(Duration::from_millis(2100));
     let (_, j2) = ask(addr, "www.example.test.", "A");
     let ttl = j2["answerRRs"][0]["TTL"].as_u64().unwrap();
-    assert!((3000..=3598).contains(&ttl), "TTL counts down while cached: {ttl}");
+    assert!(
+        (3000..=3598).contains(&ttl),
+        "TTL counts down while cached: {ttl}"
+    );
 
     // With knot gone, cached positive and negative answers are still served...
     drop(knot);
@@ -71,16 +103,33 @@ fn cache_bound_evicts_oldest() {
     let (knot, upstream) = knot_upstream(dir.path());
     let up = upstream.to_string();
     let (resolver, addr) = start_resolver(
-        &["--listen", "127.0.0.1:0", "--forward", &up, "--cache-size", "2", "--timeout", "300ms"],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--forward",
+            &up,
+            "--cache-size",
+            "2",
+            "--timeout",
+            "300ms",
+        ],
         None,
     );
-    for name in ["www.example.test.", "mail.example.test.", "sip.example.test."] {
+    for name in [
+        "www.example.test.",
+        "mail.example.test.",
+        "sip.example.test.",
+    ] {
         assert_eq!(ask(addr, name, "A").0.rcode, "NOERROR");
     }
     drop(knot);
     assert_eq!(ask(addr, "sip.example.test.", "A").0.answers.len(), 1);
     assert_eq!(ask(addr, "mail.example.test.", "A").0.answers.len(), 1);
-    assert_eq!(ask(addr, "www.example.test.", "A").0.rcode, "SERVFAIL", "the oldest entry was evicted");
+    assert_eq!(
+        ask(addr, "www.example.test.", "A").0.rcode,
+        "SERVFAIL",
+        "the oldest entry was evicted"
+    );
     let stats = stop_with_stats(resolver);
     assert_eq!(stats["cache"]["entries"], 2, "{stats}");
     assert_eq!(stats["cache"]["evicted"], 1, "{stats}");
@@ -95,13 +144,29 @@ fn big_answer_through_the_resolver_truncates_then_tcp() {
     let server = format!("@{addr}");
     for _ in 0..2 {
         // The first time from upstream, the second from the cache: both too big for 512 bytes.
-        let (seen, j) = dns_query(None, &["big.example.test.", "TXT", server.as_str(), "--no-edns"]);
+        let (seen, j) = dns_query(
+            None,
+            &["big.example.test.", "TXT", server.as_str(), "--no-edns"],
+        );
         assert_eq!(seen.answers.len(), 1);
         assert_eq!(j["retriedOverTcp"], true);
-        let (dig_seen, dig_tcp) = dig(None, &[&format!("@{}", addr.ip()), "-p", &addr.port().to_string(), "big.example.test.", "TXT", "+noedns"]);
+        let (dig_seen, dig_tcp) = dig(
+            None,
+            &[
+                &format!("@{}", addr.ip()),
+                "-p",
+                &addr.port().to_string(),
+                "big.example.test.",
+                "TXT",
+                "+noedns",
+            ],
+        );
         assert!(dig_tcp, "dig saw TC too");
         assert_eq!(dig_seen.answers.len(), 1);
     }
     let stats = stop_with_stats(resolver);
-    assert!(stats["resolver"]["cache_hits"].as_u64().unwrap() >= 3, "{stats}");
+    assert!(
+        stats["resolver"]["cache_hits"].as_u64().unwrap() >= 3,
+        "{stats}"
+    );
 }

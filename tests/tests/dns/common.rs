@@ -14,7 +14,9 @@ use protolab_tests::{Proc, Server, bin, require_peer, run_ok};
 pub fn big_txt() -> String {
     // Each string: 1 length byte + 200 bytes; the RR adds name pointer, type, class, TTL,
     // length: 5 * 201 + 12 = 1017 bytes of record, plus an 82-byte sixth string = 1099.
-    let mut parts: Vec<String> = (0..5).map(|i| format!("\"{}\"", format!("{i}").repeat(200))).collect();
+    let mut parts: Vec<String> = (0..5)
+        .map(|i| format!("\"{}\"", format!("{i}").repeat(200)))
+        .collect();
     parts.push(format!("\"{}\"", "z".repeat(81)));
     parts.join(" ")
 }
@@ -64,7 +66,8 @@ pub fn zone_dir() -> tempfile::TempDir {
 /// Sends a plain query for `name` SOA to `addr` until something answers, at most `limit`.
 pub fn wait_dns(addr: SocketAddr, limit: Duration) {
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    sock.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
     let q = b"\x77\x77\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x06\x00\x01";
     let start = Instant::now();
     let mut buf = [0u8; 2048];
@@ -107,7 +110,10 @@ pub fn start_knot(dir: &Path, zones: &[(&str, &Path)], listen: &str, netns: Opti
         r = run.display()
     );
     for (origin, file) in zones {
-        conf.push_str(&format!("  - domain: \"{origin}\"\n    file: \"{}\"\n", file.display()));
+        conf.push_str(&format!(
+            "  - domain: \"{origin}\"\n    file: \"{}\"\n",
+            file.display()
+        ));
     }
     let path = run.join("knot.conf");
     std::fs::write(&path, conf).expect("write knot.conf");
@@ -117,7 +123,13 @@ pub fn start_knot(dir: &Path, zones: &[(&str, &Path)], listen: &str, netns: Opti
 }
 
 /// nsd serving `zones` on `ip`@`port`.
-pub fn start_nsd(dir: &Path, zones: &[(&str, &Path)], ip: &str, port: u16, netns: Option<&str>) -> Proc {
+pub fn start_nsd(
+    dir: &Path,
+    zones: &[(&str, &Path)],
+    ip: &str,
+    port: u16,
+    netns: Option<&str>,
+) -> Proc {
     let nsd = require_peer("nsd", "nsd");
     let run = dir.join(format!("nsd-{}-{port}", ip.replace('.', "-")));
     std::fs::create_dir_all(&run).expect("mkdir");
@@ -130,7 +142,10 @@ pub fn start_nsd(dir: &Path, zones: &[(&str, &Path)], ip: &str, port: u16, netns
          remote-control:\n    control-enable: no\n"
     );
     for (origin, file) in zones {
-        conf.push_str(&format!("zone:\n    name: \"{origin}\"\n    zonefile: \"{}\"\n", file.display()));
+        conf.push_str(&format!(
+            "zone:\n    name: \"{origin}\"\n    zonefile: \"{}\"\n",
+            file.display()
+        ));
     }
     let path = run.join("nsd.conf");
     std::fs::write(&path, conf).expect("write nsd.conf");
@@ -192,8 +207,13 @@ pub fn dns_query(netns: Option<&str>, args: &[&str]) -> (Seen, serde_json::Value
     let mut c = cmd_in(netns, &bin("dns"));
     c.arg("query").args(args).arg("--json");
     let out = run_ok(&mut c);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("dns query JSON: {e}: {out}"));
-    let reply = if v.get("reply").is_some() { &v["reply"] } else { &v };
+    let v: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("dns query JSON: {e}: {out}"));
+    let reply = if v.get("reply").is_some() {
+        &v["reply"]
+    } else {
+        &v
+    };
     let answers = reply["answerRRs"]
         .as_array()
         .expect("answerRRs")
@@ -219,13 +239,14 @@ pub fn dns_query(netns: Option<&str>, args: &[&str]) -> (Seen, serde_json::Value
 pub fn dig(netns: Option<&str>, args: &[&str]) -> (Seen, bool) {
     let dig = require_peer("dig", "dnsutils");
     let mut c = cmd_in(netns, &dig);
-    c.args(args).args(["+noall", "+comments", "+answer", "+tries=2", "+time=3"]);
+    c.args(args)
+        .args(["+noall", "+comments", "+answer", "+tries=2", "+time=3"]);
     let out = run_ok(&mut c);
     let rcode = out
         .lines()
         .filter_map(|l| l.split("status: ").nth(1))
         .filter_map(|s| s.split(',').next())
-        .last()
+        .next_back()
         .unwrap_or_else(|| panic!("no status in dig output: {out}"))
         .to_owned();
     let answers = out
@@ -233,7 +254,10 @@ pub fn dig(netns: Option<&str>, args: &[&str]) -> (Seen, bool) {
         .filter(|l| !l.trim().is_empty() && !l.starts_with(';'))
         .map(normalise)
         .collect();
-    (Seen { rcode, answers }, out.contains("Truncated, retrying in TCP mode"))
+    (
+        Seen { rcode, answers },
+        out.contains("Truncated, retrying in TCP mode"),
+    )
 }
 
 /// A network namespace of this test's own, deleted when dropped (declare it before the
@@ -245,20 +269,31 @@ pub struct Netns {
 impl Netns {
     /// Creates a namespace with loopback up: every 127.0.0.x address is then usable inside.
     pub fn new(tag: &str) -> Netns {
-        assert!(protolab_tests::is_root(), "the iterative DNS tests need root for `ip netns add`");
+        assert!(
+            protolab_tests::is_root(),
+            "the iterative DNS tests need root for `ip netns add`"
+        );
         require_peer("ip", "iproute2");
         static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!("pl-dns-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let name = format!(
+            "pl-dns-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
         run_ok(Command::new("ip").args(["netns", "add", &name]));
         let ns = Netns { name };
-        run_ok(Command::new("ip").args(["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"]));
+        run_ok(
+            Command::new("ip").args(["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"]),
+        );
         ns
     }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 

@@ -12,7 +12,10 @@ use crate::common::*;
 fn corpus() -> Vec<(&'static str, &'static str, bool)> {
     let mut c = Vec::new();
     let names = [
-        ("example.test.", &["A", "MX", "TXT", "NS", "SOA", "AAAA"][..]),
+        (
+            "example.test.",
+            &["A", "MX", "TXT", "NS", "SOA", "AAAA"][..],
+        ),
         ("www.example.test.", &["A", "AAAA", "MX", "CNAME"][..]),
         ("WwW.Example.TEST.", &["A"][..]),
         ("mail.example.test.", &["A", "AAAA"][..]),
@@ -63,7 +66,15 @@ fn check_against_dig(server: SocketAddr) -> Vec<Seen> {
     let mut seen = Vec::new();
     let mut truncated_retries = 0;
     for (name, qtype, edns) in corpus() {
-        let mut ours = vec![name, qtype, at.as_str(), "--port", port.as_str(), "--seed", "42"];
+        let mut ours = vec![
+            name,
+            qtype,
+            at.as_str(),
+            "--port",
+            port.as_str(),
+            "--seed",
+            "42",
+        ];
         let mut theirs = vec![at.as_str(), "-p", port.as_str(), name, qtype];
         if !edns {
             ours.push("--no-edns");
@@ -71,9 +82,15 @@ fn check_against_dig(server: SocketAddr) -> Vec<Seen> {
         }
         let (mine, json) = dns_query(None, &ours);
         let (dig_seen, dig_tcp) = dig(None, &theirs);
-        assert_eq!(mine, dig_seen, "{name} {qtype} edns={edns} against {server}");
+        assert_eq!(
+            mine, dig_seen,
+            "{name} {qtype} edns={edns} against {server}"
+        );
         let our_tcp = json["retriedOverTcp"].as_bool().expect("retriedOverTcp");
-        assert_eq!(our_tcp, dig_tcp, "TC retry differs for {name} {qtype} edns={edns}");
+        assert_eq!(
+            our_tcp, dig_tcp,
+            "TC retry differs for {name} {qtype} edns={edns}"
+        );
         if our_tcp {
             truncated_retries += 1;
             assert_eq!(json["transport"], "tcp");
@@ -81,12 +98,21 @@ fn check_against_dig(server: SocketAddr) -> Vec<Seen> {
         }
         seen.push(mine);
     }
-    assert_eq!(truncated_retries, 1, "exactly the big TXT without EDNS is truncated");
+    assert_eq!(
+        truncated_retries, 1,
+        "exactly the big TXT without EDNS is truncated"
+    );
     let total = corpus().len();
     assert!(total >= 40, "corpus has {total} questions");
     let nx = seen.iter().filter(|s| s.rcode == "NXDOMAIN").count();
-    let nodata = seen.iter().filter(|s| s.rcode == "NOERROR" && s.answers.is_empty()).count();
-    assert!(nx >= 3 && nodata >= 5, "corpus covers NXDOMAIN ({nx}) and NODATA ({nodata})");
+    let nodata = seen
+        .iter()
+        .filter(|s| s.rcode == "NOERROR" && s.answers.is_empty())
+        .count();
+    assert!(
+        nx >= 3 && nodata >= 5,
+        "corpus covers NXDOMAIN ({nx}) and NODATA ({nodata})"
+    );
     seen
 }
 
@@ -114,10 +140,29 @@ fn dns_query_matches_dig_against_knot_nsd_and_lab_zone_server() {
     // Three independent servers, one zone: the same RRsets and codes for every question.
     for (i, (name, qtype, edns)) in corpus().into_iter().enumerate() {
         // Owner names may echo the question's letter case or the zone's: compare without case.
-        let lower = |s: &Seen| (s.rcode.clone(), s.answers.iter().map(|a| a.to_lowercase()).collect::<Vec<_>>());
-        assert_eq!(lower(&from_knot[i]), lower(&from_nsd[i]), "knot and nsd differ on {name} {qtype} edns={edns}");
-        assert_eq!(lower(&from_knot[i]), lower(&from_lab[i]), "knot and dns zone differ on {name} {qtype} edns={edns}");
+        let lower = |s: &Seen| {
+            (
+                s.rcode.clone(),
+                s.answers
+                    .iter()
+                    .map(|a| a.to_lowercase())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            lower(&from_knot[i]),
+            lower(&from_nsd[i]),
+            "knot and nsd differ on {name} {qtype} edns={edns}"
+        );
+        assert_eq!(
+            lower(&from_knot[i]),
+            lower(&from_lab[i]),
+            "knot and dns zone differ on {name} {qtype} edns={edns}"
+        );
     }
     let stats = stop_with_stats(lab_server);
-    assert_eq!(stats["truncated"], 2, "both dig and dns query got a TC reply: {stats}");
+    assert_eq!(
+        stats["truncated"], 2,
+        "both dig and dns query got a TC reply: {stats}"
+    );
 }

@@ -63,7 +63,12 @@ const EXPECT: &[(&str, &str, &str, &[&str])] = &[
     ("www.example.test.", "A", "NOERROR", &["192.0.2.10"]),
     ("www.example.test.", "AAAA", "NOERROR", &["2001:db8::10"]),
     ("example.test.", "MX", "NOERROR", &["10 mail.example.test."]),
-    ("alias.example.test.", "A", "NOERROR", &["www.other.test.", "192.0.2.77"]),
+    (
+        "alias.example.test.",
+        "A",
+        "NOERROR",
+        &["www.other.test.", "192.0.2.77"],
+    ),
     ("www.other.test.", "A", "NOERROR", &["192.0.2.77"]),
     ("nope.example.test.", "A", "NXDOMAIN", &[]),
     ("www.example.test.", "TXT", "NOERROR", &[]),
@@ -87,7 +92,16 @@ fn wait_in(ns: &str, ip: &str, port: u16) {
         let ok = Command::new("ip")
             .args(["netns", "exec", ns])
             .arg(&dig)
-            .args([&format!("@{ip}"), "-p", &port.to_string(), ".", "SOA", "+time=1", "+tries=1", "+norecurse"])
+            .args([
+                &format!("@{ip}"),
+                "-p",
+                &port.to_string(),
+                ".",
+                "SOA",
+                "+time=1",
+                "+tries=1",
+                "+norecurse",
+            ])
             .output()
             .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("status:"));
         if ok {
@@ -141,10 +155,24 @@ fn check_hierarchy(ns: &str, dir: &Path) {
     let hints_arg = hints.to_str().unwrap();
 
     // dns query --trace: three steps for www.example.test, each recorded.
-    let (seen, v) = dns_query(Some(ns), &["www.example.test.", "A", "--trace", "--root-hints", hints_arg, "--seed", "1"]);
+    let (seen, v) = dns_query(
+        Some(ns),
+        &[
+            "www.example.test.",
+            "A",
+            "--trace",
+            "--root-hints",
+            hints_arg,
+            "--seed",
+            "1",
+        ],
+    );
     assert_eq!(rdata_only(&seen), expected(&["192.0.2.10"]));
     let steps = v["trace"].as_array().expect("trace");
-    let outcomes: Vec<&str> = steps.iter().map(|s| s["outcome"].as_str().unwrap()).collect();
+    let outcomes: Vec<&str> = steps
+        .iter()
+        .map(|s| s["outcome"].as_str().unwrap())
+        .collect();
     assert_eq!(outcomes, ["referral", "referral", "answer"], "{v}");
     let zones: Vec<&str> = steps.iter().map(|s| s["zone"].as_str().unwrap()).collect();
     assert_eq!(zones, [".", "test.", "example.test."]);
@@ -156,22 +184,37 @@ fn check_hierarchy(ns: &str, dir: &Path) {
         "--root-hints",
         hints_arg,
     ]));
-    for server in ["127.0.0.1#53", "127.0.0.2#53", "127.0.0.3#53", "127.0.0.4#53"] {
+    for server in [
+        "127.0.0.1#53",
+        "127.0.0.2#53",
+        "127.0.0.3#53",
+        "127.0.0.4#53",
+    ] {
         assert!(text.contains(server), "trace mentions {server}:\n{text}");
     }
     assert!(text.contains("192.0.2.77"), "{text}");
 
     // dns serve --root-hints and unbound, side by side.
-    let (resolver, raddr) = start_resolver(&["--listen", "127.0.0.53:0", "--root-hints", hints_arg], Some(ns));
+    let (resolver, raddr) = start_resolver(
+        &["--listen", "127.0.0.53:0", "--root-hints", hints_arg],
+        Some(ns),
+    );
     let _unbound = start_unbound(ns, dir, &hints);
     wait_in(ns, "127.0.0.54", 53);
     let at_ours = format!("@{}", raddr.ip());
     let our_port = raddr.port().to_string();
     for (name, qtype, rcode, answers) in EXPECT {
-        let (trace_seen, _) = dns_query(Some(ns), &[name, qtype, "--trace", "--root-hints", hints_arg]);
+        let (trace_seen, _) = dns_query(
+            Some(ns),
+            &[name, qtype, "--trace", "--root-hints", hints_arg],
+        );
         let (ours, _) = dig(Some(ns), &[&at_ours, "-p", &our_port, name, qtype]);
         let (theirs, _) = dig(Some(ns), &["@127.0.0.54", name, qtype]);
-        for (who, s) in [("dns query --trace", &trace_seen), ("dns serve", &ours), ("unbound", &theirs)] {
+        for (who, s) in [
+            ("dns query --trace", &trace_seen),
+            ("dns serve", &ours),
+            ("unbound", &theirs),
+        ] {
             assert_eq!(s.rcode, *rcode, "{who}: {name} {qtype}");
             assert_eq!(rdata_only(s), expected(answers), "{who}: {name} {qtype}");
         }
@@ -191,10 +234,32 @@ fn knot_and_nsd_hierarchy() {
     let ns = Netns::new("peers");
     let dir = tempfile::tempdir().unwrap();
     let [root, test, example, other] = files(dir.path());
-    let _root = start_knot(dir.path(), &[(".", root.as_path())], "127.0.0.1@53", Some(&ns.name));
-    let _test = start_knot(dir.path(), &[("test.", test.as_path())], "127.0.0.2@53", Some(&ns.name));
-    let _example = start_nsd(dir.path(), &[("example.test.", example.as_path())], "127.0.0.3", 53, Some(&ns.name));
-    let _other = start_nsd(dir.path(), &[("other.test.", other.as_path())], "127.0.0.4", 53, Some(&ns.name));
+    let _root = start_knot(
+        dir.path(),
+        &[(".", root.as_path())],
+        "127.0.0.1@53",
+        Some(&ns.name),
+    );
+    let _test = start_knot(
+        dir.path(),
+        &[("test.", test.as_path())],
+        "127.0.0.2@53",
+        Some(&ns.name),
+    );
+    let _example = start_nsd(
+        dir.path(),
+        &[("example.test.", example.as_path())],
+        "127.0.0.3",
+        53,
+        Some(&ns.name),
+    );
+    let _other = start_nsd(
+        dir.path(),
+        &[("other.test.", other.as_path())],
+        "127.0.0.4",
+        53,
+        Some(&ns.name),
+    );
     check_hierarchy(&ns.name, dir.path());
 }
 

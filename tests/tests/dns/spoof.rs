@@ -39,23 +39,44 @@ fn reply(query: &[u8], id: u16, addr: [u8; 4]) -> Vec<u8> {
 fn forged_replies_are_dropped_and_counted() {
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();
     let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
-    server.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let at = format!("@{}", server.local_addr().unwrap());
     let child = Command::new(bin("dns"))
-        .args(["query", "www.example.test", "A", &at, "--json", "--timeout", "10s", "--tries", "1", "--seed", "7"])
+        .args([
+            "query",
+            "www.example.test",
+            "A",
+            &at,
+            "--json",
+            "--timeout",
+            "10s",
+            "--tries",
+            "1",
+            "--seed",
+            "7",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut proc = protolab_tests::Proc { child, name: "dns query".into() };
+    let mut proc = protolab_tests::Proc {
+        child,
+        name: "dns query".into(),
+    };
     let mut buf = [0u8; 1500];
     let (n, client) = server.recv_from(&mut buf).expect("the query arrives");
     let query = buf[..n].to_vec();
     let id = u16::from_be_bytes([query[0], query[1]]);
 
     // Right id and question, wrong source port.
-    attacker.send_to(&reply(&query, id, [6, 6, 6, 1]), client).unwrap();
+    attacker
+        .send_to(&reply(&query, id, [6, 6, 6, 1]), client)
+        .unwrap();
     // Right source, wrong id.
-    server.send_to(&reply(&query, id.wrapping_add(1), [6, 6, 6, 2]), client).unwrap();
+    server
+        .send_to(&reply(&query, id.wrapping_add(1), [6, 6, 6, 2]), client)
+        .unwrap();
     // Right source and id, another question.
     let mut other = reply(&query, id, [6, 6, 6, 3]);
     other[13] = b'x';
@@ -68,8 +89,16 @@ fn forged_replies_are_dropped_and_counted() {
     server.send_to(&real, client).unwrap();
 
     let mut out = String::new();
-    proc.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    assert!(proc.wait_for(Duration::from_secs(10)).is_some_and(|s| s.success()));
+    proc.child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(
+        proc.wait_for(Duration::from_secs(10))
+            .is_some_and(|s| s.success())
+    );
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["answerRRs"][0]["RDATA"], "192.0.2.10", "{v}");
     assert_eq!(v["client"]["dropped_wrong_source"], 1, "{v}");
@@ -127,7 +156,9 @@ fn blast(target: SocketAddr, valid: &[u8]) {
     }
     // Over TCP: junk frames, a frame longer than what follows, then a hang-up.
     if let Ok(mut s) = TcpStream::connect(target) {
-        let _ = s.write_all(b"\x00\x05hello\x00\x0c\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xffshort");
+        let _ = s.write_all(
+            b"\x00\x05hello\x00\x0c\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xffshort",
+        );
         drop(s);
     }
 }
@@ -138,21 +169,54 @@ fn garbage_never_stops_either_server() {
     let zone = dir.path().join("example.test.zone");
     let (zone_server, zaddr) = start_lab_zone(&[zone.as_path()], "127.0.0.1:0", None);
     let up = zaddr.to_string();
-    let (resolver, raddr) = start_resolver(&["--listen", "127.0.0.1:0", "--forward", &up, "--timeout", "300ms"], None);
+    let (resolver, raddr) = start_resolver(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--forward",
+            &up,
+            "--timeout",
+            "300ms",
+        ],
+        None,
+    );
 
     let valid = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x01\x03www\x07example\x04test\x00\x00\x01\x00\x01\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00";
     for target in [zaddr, raddr] {
         blast(target, valid);
         // Still answering, correctly, over UDP and TCP, to dig.
-        let (seen, _) = dig(None, &[&format!("@{}", target.ip()), "-p", &target.port().to_string(), "www.example.test.", "A"]);
+        let (seen, _) = dig(
+            None,
+            &[
+                &format!("@{}", target.ip()),
+                "-p",
+                &target.port().to_string(),
+                "www.example.test.",
+                "A",
+            ],
+        );
         assert_eq!(seen.answers.len(), 2, "{target} still answers");
-        let (seen, _) = dig(None, &[&format!("@{}", target.ip()), "-p", &target.port().to_string(), "www.example.test.", "AAAA", "+tcp"]);
+        let (seen, _) = dig(
+            None,
+            &[
+                &format!("@{}", target.ip()),
+                "-p",
+                &target.port().to_string(),
+                "www.example.test.",
+                "AAAA",
+                "+tcp",
+            ],
+        );
         assert_eq!(seen.answers.len(), 1, "{target} still answers over TCP");
     }
     // A header with junk after it gets FORMERR with the same id.
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    sock.send_to(b"\xab\xcd\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x3fjunk", zaddr).unwrap();
+    sock.send_to(
+        b"\xab\xcd\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x3fjunk",
+        zaddr,
+    )
+    .unwrap();
     let mut buf = [0u8; 512];
     let (n, _) = sock.recv_from(&mut buf).unwrap();
     assert_eq!(&buf[..4], b"\xab\xcd\x81\x01", "FORMERR ({n} bytes)");
@@ -160,5 +224,8 @@ fn garbage_never_stops_either_server() {
     let zstats = stop_with_stats(zone_server);
     let rstats = stop_with_stats(resolver);
     assert!(zstats["formerr"].as_u64().unwrap() > 100, "{zstats}");
-    assert!(rstats["resolver"]["formerr"].as_u64().unwrap() > 100, "{rstats}");
+    assert!(
+        rstats["resolver"]["formerr"].as_u64().unwrap() > 100,
+        "{rstats}"
+    );
 }
