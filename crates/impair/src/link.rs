@@ -70,27 +70,28 @@ pub struct LinkArgs {
     /// Name of the right namespace to create (address 198.18.0.2) [default: plab-PID-right]
     #[arg(long, value_name = "NS")]
     pub right: Option<String>,
-    /// Probability of dropping a packet, each direction ("5%" or "0.05")
-    #[arg(long, value_parser = parse_probability, default_value = "0")]
-    pub loss: f64,
+    /// Probability of dropping a packet: 5% or 0.05 both ways, or LEFT>RIGHT/RIGHT>LEFT (2%/0)
+    #[arg(long, value_parser = probability, default_value = "0")]
+    pub loss: Each<f64>,
     /// Probability of delivering a packet twice
-    #[arg(long, value_parser = parse_probability, default_value = "0")]
-    pub dup: f64,
+    #[arg(long, value_parser = probability, default_value = "0")]
+    pub dup: Each<f64>,
     /// Probability of holding a packet back so that later ones overtake it
-    #[arg(long, value_parser = parse_probability, default_value = "0")]
-    pub reorder: f64,
-    /// Delay added to every packet
-    #[arg(long, value_parser = parse_duration, default_value = "0s")]
-    pub delay: Duration,
+    #[arg(long, value_parser = probability, default_value = "0")]
+    pub reorder: Each<f64>,
+    /// Delay added to every packet, one way
+    #[arg(long, value_parser = duration, default_value = "0s")]
+    pub delay: Each<Duration>,
     /// Random variation of the delay, plus or minus
-    #[arg(long, value_parser = parse_duration, default_value = "0s")]
-    pub jitter: Duration,
-    /// Bandwidth of each direction, in bits per second ("10mbit", "1.5Mbit/s", "64000")
-    #[arg(long, value_name = "BITS/S", value_parser = parse_rate)]
-    pub rate: Option<u64>,
-    /// Seed of the impairment decisions: the same seed gives the same decisions
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    #[arg(long, value_parser = duration, default_value = "0s")]
+    pub jitter: Each<Duration>,
+    /// Bandwidth in bits per second (10mbit, 500kbit, 64000); 0 for none
+    #[arg(long, value_name = "BITS/S", value_parser = rate, default_value = "0")]
+    pub rate: Each<Option<u64>>,
+    /// Seed of the impairment decisions: the same seed and traffic give the same decisions
+    /// (printed when chosen at random)
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Print one line per packet: time, direction, TCP flags, seq, ack, window, length, fate
     #[arg(long)]
     pub trace: bool,
@@ -106,6 +107,70 @@ pub struct LinkArgs {
     /// Print the ready line, trace lines and the summary as JSON, one object per line
     #[arg(long)]
     pub json: bool,
+}
+
+/// A setting for both directions, or one per direction: `A/B` is A from left to right and B
+/// from right to left, as `impair udp` takes UP/DOWN.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Each<T> {
+    pub left_to_right: T,
+    pub right_to_left: T,
+}
+
+fn each<T: Clone>(text: &str, one: impl Fn(&str) -> Result<T, String>) -> Result<Each<T>, String> {
+    match text.split_once('/') {
+        Some((a, b)) => Ok(Each {
+            left_to_right: one(a)?,
+            right_to_left: one(b)?,
+        }),
+        None => {
+            let v = one(text)?;
+            Ok(Each {
+                left_to_right: v.clone(),
+                right_to_left: v,
+            })
+        }
+    }
+}
+
+fn probability(text: &str) -> Result<Each<f64>, String> {
+    each(text, parse_probability)
+}
+
+fn duration(text: &str) -> Result<Each<Duration>, String> {
+    each(text, parse_duration)
+}
+
+fn rate(text: &str) -> Result<Each<Option<u64>>, String> {
+    each(text, |t| match t.trim() {
+        "0" | "none" => Ok(None),
+        t => parse_rate(t).map(Some),
+    })
+}
+
+impl LinkArgs {
+    /// The impairment of one direction.
+    pub fn impairment(&self, direction: Direction) -> Impairment {
+        let pick = |e: &Each<f64>| match direction {
+            Direction::LeftToRight => e.left_to_right,
+            Direction::RightToLeft => e.right_to_left,
+        };
+        let pick_d = |e: &Each<Duration>| match direction {
+            Direction::LeftToRight => e.left_to_right,
+            Direction::RightToLeft => e.right_to_left,
+        };
+        Impairment {
+            loss: pick(&self.loss),
+            dup: pick(&self.dup),
+            reorder: pick(&self.reorder),
+            delay: pick_d(&self.delay),
+            jitter: pick_d(&self.jitter),
+            rate_bps: match direction {
+                Direction::LeftToRight => self.rate.left_to_right,
+                Direction::RightToLeft => self.rate.right_to_left,
+            },
+        }
+    }
 }
 
 /// The ground truth of both directions, as written at exit.
@@ -175,20 +240,17 @@ pub fn main(args: LinkArgs) -> Result<()> {
     let _guardian = netns::Guardian::start(&record).context("fork the cleanup guardian")?;
 
     let (left_tun, right_tun) = build(&left, &right)?;
-    let impairment = Impairment {
-        loss: args.loss,
-        dup: args.dup,
-        reorder: args.reorder,
-        delay: args.delay,
-        jitter: args.jitter,
-        rate_bps: args.rate,
+    let (_, seed) = protolab_transport::rng::seeded(args.seed);
+    let impairment = Each {
+        left_to_right: args.impairment(Direction::LeftToRight),
+        right_to_left: args.impairment(Direction::RightToLeft),
     };
-    announce(&args, &left, &right, &impairment)?;
+    announce(&args, &left, &right, &impairment, seed)?;
 
     let start = Instant::now();
     let wall_start = SystemTime::now();
     let stop = tun::Waker::new().context("create the shutdown eventfd")?;
-    let (seed_lr, seed_rl) = direction_seeds(args.seed);
+    let (seed_lr, seed_rl) = direction_seeds(seed);
     let truth_lr = Mutex::new(GroundTruth::default());
     let truth_rl = Mutex::new(GroundTruth::default());
     let write_errors = AtomicU64::new(0);
@@ -207,7 +269,7 @@ pub fn main(args: LinkArgs) -> Result<()> {
             s.spawn(move || tracer(rx, args.trace, args.json, wall_start, pcap))
         });
         let mut workers = Vec::new();
-        for (direction, from, to, seed, truth) in [
+        let ends = [
             (
                 Direction::LeftToRight,
                 &left_tun,
@@ -222,7 +284,8 @@ pub fn main(args: LinkArgs) -> Result<()> {
                 seed_rl,
                 &truth_rl,
             ),
-        ] {
+        ];
+        for (direction, from, to, seed, truth) in ends {
             let shared = forward::Shared {
                 start,
                 stop: &stop,
@@ -231,7 +294,7 @@ pub fn main(args: LinkArgs) -> Result<()> {
                 trace_lost: &trace_lost,
                 seen: tracing_on.then(|| seen_tx.clone()),
             };
-            let engine = Engine::new(impairment.clone(), seed);
+            let engine = Engine::new(args.impairment(direction), seed);
             let failed = &failed;
             workers.push(s.spawn(move || {
                 let r = forward::run(direction, from, to, engine, &shared);
@@ -274,6 +337,7 @@ pub fn main(args: LinkArgs) -> Result<()> {
     }
     report(
         &args,
+        seed,
         &truth,
         start.elapsed(),
         signal,
@@ -329,7 +393,13 @@ struct End<'a> {
 }
 
 /// Prints the ready line(s): after it, both namespaces carry traffic.
-fn announce(args: &LinkArgs, left: &str, right: &str, imp: &Impairment) -> Result<()> {
+fn announce(
+    args: &LinkArgs,
+    left: &str,
+    right: &str,
+    imp: &Each<Impairment>,
+    seed: u64,
+) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if args.json {
         let ready = serde_json::json!({
@@ -337,7 +407,7 @@ fn announce(args: &LinkArgs, left: &str, right: &str, imp: &Impairment) -> Resul
             "left": End { netns: left, address: LEFT_ADDR, device: DEVICE },
             "right": End { netns: right, address: RIGHT_ADDR, device: DEVICE },
             "impairment": imp,
-            "seed": args.seed,
+            "seed": seed,
         });
         writeln!(out, "{ready}")?;
     } else {
@@ -345,19 +415,13 @@ fn announce(args: &LinkArgs, left: &str, right: &str, imp: &Impairment) -> Resul
             out,
             "link up: left namespace {left} ({LEFT_ADDR} on {DEVICE}) <-> right namespace {right} ({RIGHT_ADDR} on {DEVICE})"
         )?;
-        let rate = imp
-            .rate_bps
-            .map_or_else(|| "unlimited".to_owned(), |r| format!("{r} bit/s"));
-        writeln!(
-            out,
-            "each direction: loss {}%, dup {}%, reorder {}%, delay {} ± {}, rate {rate}, seed {}",
-            imp.loss * 100.0,
-            imp.dup * 100.0,
-            imp.reorder * 100.0,
-            millis(imp.delay),
-            millis(imp.jitter),
-            args.seed
-        )?;
+        if imp.left_to_right == imp.right_to_left {
+            writeln!(out, "each direction: {}", describe(&imp.left_to_right))?;
+        } else {
+            writeln!(out, "left to right: {}", describe(&imp.left_to_right))?;
+            writeln!(out, "right to left: {}", describe(&imp.right_to_left))?;
+        }
+        writeln!(out, "seed {seed}")?;
         writeln!(
             out,
             "run programs inside with `ip netns exec {left} ...` and `ip netns exec {right} ...`; stop with Ctrl-C"
@@ -368,6 +432,24 @@ fn announce(args: &LinkArgs, left: &str, right: &str, imp: &Impairment) -> Resul
     Ok(())
 }
 
+/// One direction's impairment in words.
+fn describe(imp: &Impairment) -> String {
+    if imp.is_transparent() {
+        return "no impairment".to_owned();
+    }
+    let rate = imp
+        .rate_bps
+        .map_or_else(|| "unlimited".to_owned(), |r| format!("{r} bit/s"));
+    format!(
+        "loss {}%, dup {}%, reorder {}%, delay {} ± {}, rate {rate}",
+        imp.loss * 100.0,
+        imp.dup * 100.0,
+        imp.reorder * 100.0,
+        millis(imp.delay),
+        millis(imp.jitter),
+    )
+}
+
 /// A duration in milliseconds for people: `20ms`, `0.25ms`, `0ms`.
 fn millis(d: Duration) -> String {
     format!("{}ms", d.as_secs_f64() * 1e3)
@@ -376,6 +458,7 @@ fn millis(d: Duration) -> String {
 /// Prints what the link did per direction.
 fn report(
     args: &LinkArgs,
+    seed: u64,
     truth: &LinkTruth,
     ran: Duration,
     signal: Option<i32>,
@@ -392,6 +475,7 @@ fn report(
     if args.json {
         let summary = serde_json::json!({
             "event": "summary",
+            "seed": seed,
             "stopped_by": reason,
             "seconds": ran.as_secs_f64(),
             "left_to_right": truth.left_to_right,

@@ -98,8 +98,11 @@ impl Ownership {
     pub fn write(&self) -> Result<()> {
         std::fs::create_dir_all(STATE_DIR).with_context(|| format!("create {STATE_DIR}"))?;
         let file = self.file();
-        std::fs::write(&file, serde_json::to_vec(self)?)
-            .with_context(|| format!("write {}", file.display()))
+        // Written aside and renamed into place, so that another run never reads half a record.
+        let part = file.with_extension("part");
+        std::fs::write(&part, serde_json::to_vec(self)?)
+            .with_context(|| format!("write {}", part.display()))?;
+        std::fs::rename(&part, &file).with_context(|| format!("write {}", file.display()))
     }
 
     /// Deletes the namespaces this record names that still exist, then the record.
@@ -125,12 +128,16 @@ fn records() -> Vec<Ownership> {
     };
     dir.filter_map(|e| {
         let e = e.ok()?;
+        if e.path().extension().is_none_or(|x| x != "json") {
+            return None;
+        }
         let text = std::fs::read(e.path()).ok()?;
         match serde_json::from_slice(&text) {
             Ok(rec) => Some(rec),
-            Err(_) => {
-                // A record cut short by a crash mid-write names nothing we can act on.
-                let _ = std::fs::remove_file(e.path());
+            Err(e2) => {
+                // Records are renamed into place whole, so one that does not parse was not
+                // written by this program: it is left alone.
+                tracing::debug!("ignoring {}: {e2}", e.path().display());
                 None
             }
         }

@@ -1,0 +1,4 @@
+mod carry;
+mod harness;
+mod lifecycle;
+mod trace;
