@@ -1,0 +1,138 @@
+//! Starting the echo server and the relay, running the probe, reading their JSON.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use protolab_tests::{Server, bin, run_ok};
+use serde_json::Value;
+
+/// Tests that push 100,000 packets take turns: several at once on two shared cores could make
+/// the kernel drop datagrams at a full socket buffer, which no ground truth would know of.
+pub fn heavy() -> MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::new(());
+    HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `udpecho serve` on a free loopback port with one worker (replies in arrival order).
+pub fn server(extra: &[&str]) -> Server {
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--workers", "1"];
+    args.extend_from_slice(extra);
+    let sockets = if extra.contains(&"--no-tcp") { 1 } else { 2 };
+    Server::start("udpecho", &args, sockets)
+}
+
+/// Stops a server with SIGTERM and returns the counters it prints on the way out.
+pub fn stop(mut server: Server) -> Value {
+    server.proc.signal(libc::SIGTERM);
+    let status = server.proc.wait_for(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{} did not exit cleanly: {status:?}",
+        server.proc.name
+    );
+    let mut rest = String::new();
+    server
+        .stdout
+        .read_to_string(&mut rest)
+        .expect("read stdout");
+    let last = rest
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON in {rest:?}"));
+    serde_json::from_str(last).expect("counters JSON")
+}
+
+/// Runs `udpecho probe TARGET --json --quiet ARGS` and returns its report.
+pub fn probe(target: SocketAddr, args: &[&str]) -> Value {
+    let out = run_ok(
+        Command::new(bin("udpecho"))
+            .arg("probe")
+            .arg(target.to_string())
+            .args(["--json", "--quiet"])
+            .args(args),
+    );
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("probe JSON: {e}: {out}"))
+}
+
+/// A running `impair udp` relay in front of `forward`.
+pub struct Relay {
+    pub server: Server,
+    pub stats: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Relay {
+    pub fn start(forward: SocketAddr, impair: &[&str]) -> Relay {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stats = dir.path().join("truth.json");
+        let mut args = vec![
+            "udp".to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--forward".into(),
+            forward.to_string(),
+            "--stats".into(),
+            stats.display().to_string(),
+        ];
+        args.extend(impair.iter().map(|s| (*s).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Relay {
+            server: Server::start("impair", &args, 1),
+            stats,
+            _dir: dir,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr("udp")
+    }
+
+    /// SIGINT, then the ground truth it wrote (the file and stdout must agree).
+    pub fn stop(mut self) -> Value {
+        self.server.proc.signal(libc::SIGINT);
+        let status = self.server.proc.wait_for(Duration::from_secs(10));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "impair udp did not exit cleanly: {status:?}"
+        );
+        let mut printed = String::new();
+        self.server
+            .stdout
+            .read_to_string(&mut printed)
+            .expect("read relay stdout");
+        let file: Value =
+            serde_json::from_str(&std::fs::read_to_string(&self.stats).expect("read --stats"))
+                .expect("--stats JSON");
+        let printed: Value =
+            serde_json::from_str(printed.trim()).expect("printed ground truth JSON");
+        assert_eq!(
+            file, printed,
+            "the --stats file and the truth printed on exit differ"
+        );
+        file
+    }
+}
+
+/// The relay session of the client at `local` (the probe's data socket).
+pub fn session<'a>(truth: &'a Value, local: &str) -> &'a Value {
+    truth["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .find(|s| s["client"] == local)
+        .unwrap_or_else(|| panic!("no relay session for {local} in {truth:#}"))
+}
+
+/// A u64 field.
+pub fn n(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} is not a count in {v:#}"))
+}

@@ -1,0 +1,5 @@
+mod common;
+mod garbage;
+mod namespace;
+mod peers;
+mod relay;
