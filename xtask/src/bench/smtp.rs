@@ -1,7 +1,277 @@
-//! `cargo xtask bench smtp`.
+//! `cargo xtask bench smtp`: `smtp serve` (Maildir, fsync before every 250) against Postfix's
+//! smtp-sink and aiosmtpd (both store nothing), driven by the same `smtp-source` load in one run;
+//! then `smtp serve`'s peak memory receiving a 25 MiB message and serving 1,000 sessions at once.
 
-use anyhow::{Result, bail};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-pub fn run(_args: &[String]) -> Result<()> {
-    bail!("`bench smtp` is not available yet")
+use anyhow::{Context, Result, bail};
+use protolab_tests::{Proc, Server, free_port, raise_fd_limit, require_peer, wait_tcp};
+
+use crate::util::{self, Table};
+
+struct Options {
+    sessions: u32,
+    messages: u32,
+    size: u32,
+    concurrent: usize,
+}
+
+fn options(args: &[String]) -> Result<Options> {
+    let mut o = Options {
+        sessions: 20,
+        messages: 5000,
+        size: 1024,
+        concurrent: 1000,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--sessions" => o.sessions = value()?.parse()?,
+            "--messages" => o.messages = value()?.parse()?,
+            "--size" => o.size = value()?.parse()?,
+            "--concurrent" => o.concurrent = value()?.parse()?,
+            other => bail!(
+                "unknown option {other:?}: bench smtp takes --sessions N --messages N --size OCTETS --concurrent N"
+            ),
+        }
+    }
+    Ok(o)
+}
+
+/// Runs smtp-source against `addr` and returns messages per second.
+fn load(source: &Path, o: &Options, addr: SocketAddr) -> Result<(f64, f64)> {
+    let args = [
+        "-s".to_owned(),
+        o.sessions.to_string(),
+        "-m".to_owned(),
+        o.messages.to_string(),
+        "-l".to_owned(),
+        o.size.to_string(),
+        "-f".to_owned(),
+        "bench@example.test".to_owned(),
+        "-t".to_owned(),
+        "sink@example.test".to_owned(),
+        addr.to_string(),
+    ];
+    println!("  smtp-source {}", args.join(" "));
+    let start = Instant::now();
+    let out = Command::new(source).args(&args).output().context("run smtp-source")?;
+    let secs = start.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!("smtp-source against {addr} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok((f64::from(o.messages) / secs, secs))
+}
+
+fn peak_rss_kib(pid: i32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    Ok(status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}
+
+fn start_smtp(smtp: &Path, maildir: &Path, extra: &[&str]) -> Result<Server> {
+    let _ = std::fs::remove_dir_all(maildir);
+    let mut c = Command::new(smtp);
+    c.args(["serve", "--listen", "127.0.0.1:0", "--maildir"])
+        .arg(maildir)
+        .args(["--hostname", "bench.test"])
+        .args(extra)
+        .env("RUST_LOG", "warn");
+    Ok(Server::start_cmd("smtp serve", c, 1))
+}
+
+fn count(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+/// A venv under target/ with aiosmtpd from PyPI, made once.
+fn aiosmtpd_python(python: &Path, dir: &Path) -> Result<PathBuf> {
+    let venv = dir.join("aiosmtpd-venv");
+    let bin = venv.join("bin").join("python");
+    let ready = Command::new(&bin)
+        .args(["-c", "import aiosmtpd"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ready {
+        println!("  creating {} with aiosmtpd from PyPI", venv.display());
+        let ok = Command::new(python).arg("-m").arg("venv").arg(&venv).status()?.success()
+            && Command::new(&bin)
+                .args(["-m", "pip", "install", "--quiet", "aiosmtpd"])
+                .status()?
+                .success();
+        if !ok {
+            bail!("cannot install aiosmtpd into {}: pip needs to reach PyPI", venv.display());
+        }
+    }
+    Ok(bin)
+}
+
+/// A raw client step: send a line, expect a reply starting with `code`.
+fn step(reader: &mut BufReader<TcpStream>, writer: &mut TcpStream, send: &[u8], code: &str) -> Result<()> {
+    writer.write_all(send)?;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            bail!("the server closed the connection, expecting {code}");
+        }
+        if !line.starts_with(code) {
+            bail!("expected {code}, got {line:?}");
+        }
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return Ok(());
+        }
+    }
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let o = options(args)?;
+    let limit = raise_fd_limit();
+    let bins = util::build_bins(true)?;
+    let smtp = bins.join("smtp");
+    let source = require_peer("smtp-source", "postfix");
+    let sink = require_peer("smtp-sink", "postfix");
+    let python = require_peer("python3", "python3");
+    let dir = util::root().join("target").join("bench").join("smtp-run");
+    std::fs::create_dir_all(&dir)?;
+    let aiosmtpd = aiosmtpd_python(&python, &dir)?;
+
+    println!(
+        "bench smtp: smtp-source, {} sessions, {} messages of {} octets, one machine",
+        o.sessions, o.messages, o.size
+    );
+    let mut table = Table::new("smtp", &["server", "stores", "messages/s", "seconds"]);
+
+    let maildir = dir.join("maildir");
+    let ours = {
+        let server = start_smtp(&smtp, &maildir, &["--max-connections", "1100"])?;
+        let (rate, secs) = load(&source, &o, server.addr("tcp"))?;
+        let stored = count(&maildir.join("new"));
+        if stored != o.messages as usize {
+            bail!("smtp serve stored {stored} of {} messages", o.messages);
+        }
+        table.row(vec![
+            "smtp serve".into(),
+            "Maildir, fsync before 250".into(),
+            format!("{rate:.0}"),
+            format!("{secs:.2}"),
+        ]);
+        table.figure("smtp_serve_msgs_per_sec", rate);
+        rate
+    };
+    let sink_rate = {
+        let port = free_port();
+        let _sink = Proc::spawn(
+            "smtp-sink",
+            Command::new(&sink)
+                .args(["-u", "nobody", "-c", &format!("127.0.0.1:{port}"), "1000"])
+                .stdout(Stdio::null())
+                .current_dir(&dir),
+        );
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        wait_tcp(addr, Duration::from_secs(10));
+        let (rate, secs) = load(&source, &o, addr)?;
+        table.row(vec!["Postfix smtp-sink".into(), "nothing".into(), format!("{rate:.0}"), format!("{secs:.2}")]);
+        table.figure("smtp_sink_msgs_per_sec", rate);
+        rate
+    };
+    let aio_rate = {
+        let port = free_port();
+        let _aio = Proc::spawn(
+            "aiosmtpd",
+            Command::new(&aiosmtpd)
+                .args(["-m", "aiosmtpd", "-n", "-c", "aiosmtpd.handlers.Sink", "-l", &format!("127.0.0.1:{port}")])
+                .stdout(Stdio::null())
+                .current_dir(&dir),
+        );
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        wait_tcp(addr, Duration::from_secs(20));
+        let (rate, secs) = load(&source, &o, addr)?;
+        table.row(vec!["aiosmtpd (Sink handler)".into(), "nothing".into(), format!("{rate:.0}"), format!("{secs:.2}")]);
+        table.figure("aiosmtpd_msgs_per_sec", rate);
+        rate
+    };
+    table.note(format!("smtp serve / smtp-sink: {:.2}x  (target >= 1.0x, while durable)", ours / sink_rate));
+    table.note(format!("smtp serve / aiosmtpd:  {:.2}x  (target >= 2.0x)", ours / aio_rate));
+    table.note("Postfix delivering to Maildir: not measured (it needs a full private Postfix instance)");
+    table.figure("ratio_smtp_sink", ours / sink_rate);
+    table.figure("ratio_aiosmtpd", ours / aio_rate);
+
+    // Peak memory while receiving one 25 MiB message: the body streams to tmp/.
+    {
+        let server = start_smtp(&smtp, &maildir, &["--max-size", "33554432"])?;
+        let body = dir.join("25mib.txt");
+        let line = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789\n";
+        let lines = 25 * 1024 * 1024 / line.len() + 1;
+        std::fs::write(&body, line.repeat(lines))?;
+        let out = Command::new(&smtp)
+            .args(["send", "--server", &server.addr("tcp").to_string(), "--from", "big@example.test"])
+            .args(["--to", "sink@example.test", "--subject", "25 MiB", "--body-file"])
+            .arg(&body)
+            .output()?;
+        if !out.status.success() {
+            bail!("sending the 25 MiB message failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let peak = peak_rss_kib(server.proc.pid())?;
+        let size = std::fs::read_dir(maildir.join("new"))?
+            .flatten()
+            .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+            .sum::<u64>();
+        table.note(format!(
+            "smtp serve peak RSS receiving a {:.1} MiB message: {:.1} MiB  (target <= 64 MiB)",
+            size as f64 / 1048576.0,
+            peak as f64 / 1024.0
+        ));
+        table.figure("peak_rss_kib_25mib_message", peak);
+        let _ = std::fs::remove_file(&body);
+    }
+
+    // Peak memory with 1,000 sessions open at once, each inside DATA, then all completed.
+    if o.concurrent > 0 {
+        if limit < o.concurrent as u64 + 100 {
+            bail!("the open-file limit is {limit}; {} sessions need more (ulimit -Hn)", o.concurrent);
+        }
+        let cap = (o.concurrent + 100).to_string();
+        let server = start_smtp(&smtp, &maildir, &["--max-connections", &cap])?;
+        let addr = server.addr("tcp");
+        let mut conns = Vec::with_capacity(o.concurrent);
+        for i in 0..o.concurrent {
+            let s = TcpStream::connect(addr).context("open a session")?;
+            s.set_read_timeout(Some(Duration::from_secs(30)))?;
+            let mut r = BufReader::new(s.try_clone()?);
+            let mut w = s;
+            step(&mut r, &mut w, b"", "220")?;
+            step(&mut r, &mut w, b"EHLO bench.test\r\n", "250")?;
+            step(&mut r, &mut w, b"MAIL FROM:<c@example.test>\r\n", "250")?;
+            step(&mut r, &mut w, format!("RCPT TO:<r{i}@example.test>\r\n").as_bytes(), "250")?;
+            step(&mut r, &mut w, b"DATA\r\n", "354")?;
+            w.write_all(format!("Subject: session {i}\r\n\r\n{}\r\n", "x".repeat(1000)).as_bytes())?;
+            conns.push((r, w));
+        }
+        for (r, w) in &mut conns {
+            step(r, w, b".\r\n", "250")?;
+        }
+        let peak = peak_rss_kib(server.proc.pid())?;
+        for (r, w) in &mut conns {
+            step(r, w, b"QUIT\r\n", "221")?;
+        }
+        let stored = count(&maildir.join("new"));
+        table.note(format!(
+            "smtp serve peak RSS with {} sessions open at once ({stored} messages stored): {:.1} MiB  (target <= 64 MiB)",
+            o.concurrent,
+            peak as f64 / 1024.0
+        ));
+        table.figure("peak_rss_kib_concurrent_sessions", peak);
+        table.figure("concurrent_sessions", o.concurrent as u64);
+    }
+    table.finish()
 }
