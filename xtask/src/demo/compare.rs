@@ -1,7 +1,720 @@
-//! `cargo xtask demo compare`.
+//! `cargo xtask demo compare`: UDP and TCP side by side through the same impaired link.
+//!
+//! As root, `impair link` joins two fresh namespaces; `udpecho serve` runs in the right one and
+//! `udpecho probe` in the left one, first over UDP and then over TCP (`--tcp`), each through a
+//! link with the same settings and seed. The table puts the two reports side by side with the
+//! kernel's own TCP counters (TCP_INFO), and a last part sends five 100-byte messages over each
+//! to show that UDP keeps message boundaries and TCP does not. Without root there is no link:
+//! the UDP half runs through `impair udp` on loopback and the demo says what it could not show.
 
-use anyhow::{Result, bail};
+use std::io::{BufRead, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-pub fn run(_args: &[String]) -> Result<()> {
-    bail!("`demo compare` is not available yet")
+use anyhow::{Context, Result, bail};
+use protolab_tests::{Proc, Server, is_root};
+use serde_json::Value;
+
+use crate::util;
+
+/// The demo's settings, from its command line.
+#[derive(Debug, Clone)]
+struct Options {
+    loss: String,
+    reorder: String,
+    dup: String,
+    delay: String,
+    jitter: String,
+    seed: u64,
+    count: u64,
+    interval: String,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Options> {
+        let mut o = Options {
+            loss: "5%".into(),
+            reorder: "10%".into(),
+            dup: "0".into(),
+            delay: "20ms".into(),
+            jitter: "5ms".into(),
+            seed: 7,
+            count: 500,
+            interval: "10ms".into(),
+        };
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let mut value = || {
+                it.next()
+                    .cloned()
+                    .with_context(|| format!("{flag} needs a value"))
+            };
+            match flag.as_str() {
+                "--loss" => o.loss = value()?,
+                "--reorder" => o.reorder = value()?,
+                "--dup" => o.dup = value()?,
+                "--delay" => o.delay = value()?,
+                "--jitter" => o.jitter = value()?,
+                "--seed" => o.seed = value()?.parse().context("--seed takes a number")?,
+                "--count" => o.count = value()?.parse().context("--count takes a number")?,
+                "--interval" => o.interval = value()?,
+                other => bail!(
+                    "unknown option {other:?} for demo compare: use --loss, --reorder, --dup, \
+                     --delay, --jitter, --seed, --count or --interval"
+                ),
+            }
+        }
+        Ok(o)
+    }
+
+    /// The impairment flags, as `impair link` and `impair udp` both take them.
+    fn impair_args(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for (flag, value) in [
+            ("--loss", &self.loss),
+            ("--reorder", &self.reorder),
+            ("--dup", &self.dup),
+            ("--delay", &self.delay),
+            ("--jitter", &self.jitter),
+        ] {
+            v.push(flag.to_owned());
+            v.push(value.clone());
+        }
+        v.push("--seed".into());
+        v.push(self.seed.to_string());
+        v
+    }
+
+    fn probe_args(&self) -> Vec<String> {
+        [
+            "--count",
+            &self.count.to_string(),
+            "--interval",
+            &self.interval,
+            "--wait",
+            "2s",
+            "--seed",
+            "1",
+            "--json",
+            "--quiet",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+    }
+}
+
+/// One end of a running link.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Side {
+    Left,
+    Right,
+}
+
+/// A running `impair link`, started by a demo.
+pub(super) struct LinkRun {
+    proc: Proc,
+    pub(super) left: String,
+    pub(super) right: String,
+    stats: PathBuf,
+    lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl LinkRun {
+    /// Starts `impair link` from `bins` with `args` and waits for its ready line.
+    pub(super) fn start(bins: &Path, tag: &str, args: &[String]) -> Result<LinkRun> {
+        let pid = std::process::id();
+        let (left, right) = (format!("plab-{tag}-{pid}-l"), format!("plab-{tag}-{pid}-r"));
+        let stats = std::env::temp_dir().join(format!("plab-{tag}-{pid}-truth.json"));
+        let mut cmd = Command::new(bins.join("impair"));
+        cmd.args(["link", "--left", &left, "--right", &right, "--stats"])
+            .arg(&stats)
+            .args(args);
+        let mut proc = Proc::spawn("impair link", &mut cmd);
+        let mut out = proc.stdout();
+        loop {
+            let mut line = String::new();
+            if out.read_line(&mut line)? == 0 {
+                bail!("impair link exited before it was ready (see its error above)");
+            }
+            if line.trim() == "ready" || line.contains(r#""event":"ready""#) {
+                break;
+            }
+        }
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        let reader = std::thread::spawn(move || {
+            for line in out.lines() {
+                let Ok(line) = line else { break };
+                sink.lock().expect("lines").push(line);
+            }
+        });
+        Ok(LinkRun {
+            proc,
+            left,
+            right,
+            stats,
+            lines,
+            reader: Some(reader),
+        })
+    }
+
+    pub(super) fn ns(&self, side: Side) -> &str {
+        match side {
+            Side::Left => &self.left,
+            Side::Right => &self.right,
+        }
+    }
+
+    /// A command running `program` inside one end's namespace.
+    pub(super) fn exec(&self, side: Side, program: &Path) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", self.ns(side)]).arg(program);
+        cmd
+    }
+
+    /// Takes the link down (SIGTERM) and returns its ground truth and what it printed.
+    pub(super) fn stop(mut self) -> Result<(Value, Vec<String>)> {
+        self.proc.signal(libc::SIGTERM);
+        let status = self.proc.wait_for(Duration::from_secs(20));
+        if !status.is_some_and(|s| s.success()) {
+            bail!("impair link did not stop cleanly: {status:?}");
+        }
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let bytes = std::fs::read(&self.stats).context("read the link's ground truth")?;
+        let _ = std::fs::remove_file(&self.stats);
+        let truth = serde_json::from_slice(&bytes).context("read the link's ground truth")?;
+        let lines = std::mem::take(&mut *self.lines.lock().expect("lines"));
+        Ok((truth, lines))
+    }
+}
+
+/// Runs a probe and returns its JSON report.
+fn run_probe(mut cmd: Command) -> Result<Value> {
+    let out = cmd.output().context("run udpecho probe")?;
+    if !out.status.success() {
+        bail!(
+            "udpecho probe failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("read the probe's JSON report")
+}
+
+/// The kernel's TCP_INFO for the probe's connection, read with `ss -ti` inside the left
+/// namespace while the probe runs (the last sample before the connection closes).
+#[derive(Debug, Default, Clone, Copy)]
+struct TcpInfo {
+    total_retrans: u64,
+    rtt_us: f64,
+}
+
+fn parse_ss(text: &str) -> Option<TcpInfo> {
+    let mut info = TcpInfo::default();
+    let mut seen = false;
+    for word in text.split_whitespace() {
+        if let Some(v) = word.strip_prefix("retrans:") {
+            // `retrans:CURRENT/TOTAL`
+            info.total_retrans = v.split('/').nth(1)?.parse().ok()?;
+        } else if let Some(v) = word.strip_prefix("rtt:") {
+            info.rtt_us = v.split('/').next()?.parse::<f64>().ok()? * 1000.0;
+            seen = true;
+        }
+    }
+    seen.then_some(info)
+}
+
+/// Samples `ss -ti` for connections to `target` in namespace `ns` until `stop` is set.
+fn sample_ss(
+    ns: String,
+    target: SocketAddr,
+    stop: Arc<Mutex<bool>>,
+) -> JoinHandle<Option<TcpInfo>> {
+    std::thread::spawn(move || {
+        let mut last = None;
+        let filter = format!("dst {target}");
+        while !*stop.lock().expect("flag") {
+            if let Ok(out) = Command::new("ip")
+                .args(["netns", "exec", &ns, "ss", "-tinH", "state", "established"])
+                .arg(&filter)
+                .output()
+                && let Some(info) = parse_ss(&String::from_utf8_lossy(&out.stdout))
+            {
+                last = Some(info);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        last
+    })
+}
+
+fn ms(report: &Value, key: &str) -> String {
+    report[key]
+        .as_f64()
+        .map_or_else(|| "-".to_owned(), |ns| format!("{:.1} ms", ns / 1e6))
+}
+
+fn count(report: &Value, key: &str) -> u64 {
+    report[key].as_u64().unwrap_or(0)
+}
+
+fn truth_n(truth: &Value, dir: &str, key: &str) -> u64 {
+    truth[dir][key].as_u64().unwrap_or(0)
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let opts = Options::parse(args)?;
+    let bins = util::build_bins(false)?;
+    println!("== UDP and TCP through the same impaired path ==\n");
+    if is_root() {
+        with_link(&opts, &bins)
+    } else {
+        without_root(&opts, &bins)
+    }
+}
+
+fn with_link(opts: &Options, bins: &Path) -> Result<()> {
+    let target: SocketAddr = "198.18.0.2:7777".parse()?;
+    println!(
+        "Each run gets a fresh link: two network namespaces joined by `impair link`, the left \
+         one 198.18.0.1, the right one 198.18.0.2,\nimpairing each direction with loss {}, \
+         reordering {}, duplication {}, delay {} ± {}, seed {}.",
+        opts.loss, opts.reorder, opts.dup, opts.delay, opts.jitter, opts.seed
+    );
+    println!(
+        "udpecho serve runs in the right namespace; udpecho probe sends {} probes, one every {}, \
+         from the left one.\n",
+        opts.count, opts.interval
+    );
+    let mut reports = Vec::new();
+    let mut truths = Vec::new();
+    let mut ss_infos = Vec::new();
+    for tcp in [false, true] {
+        let link = LinkRun::start(bins, if tcp { "tcp" } else { "udp" }, &opts.impair_args())?;
+        let server = Server::start_cmd(
+            "udpecho serve",
+            {
+                let mut c = link.exec(Side::Right, &bins.join("udpecho"));
+                c.args(["serve", "--listen", "198.18.0.2:7777", "--workers", "1"]);
+                c
+            },
+            2,
+        );
+        let mut probe = link.exec(Side::Left, &bins.join("udpecho"));
+        probe
+            .arg("probe")
+            .arg(target.to_string())
+            .args(opts.probe_args());
+        if tcp {
+            probe.arg("--tcp");
+        }
+        println!(
+            "$ ip netns exec {} udpecho probe {target}{} --count {} --interval {}",
+            link.left,
+            if tcp { " --tcp" } else { "" },
+            opts.count,
+            opts.interval
+        );
+        let stop = Arc::new(Mutex::new(false));
+        let sampler = tcp.then(|| sample_ss(link.left.clone(), target, Arc::clone(&stop)));
+        let report = run_probe(probe);
+        *stop.lock().expect("flag") = true;
+        ss_infos.push(sampler.and_then(|s| s.join().ok().flatten()));
+        drop(server);
+        let (truth, _) = link.stop()?;
+        reports.push(report?);
+        truths.push(truth);
+    }
+    let (udp, tcp) = (&reports[0], &reports[1]);
+    // TCP_INFO from the probe itself when it reports it, else from ss (same kernel counters,
+    // read through inet_diag while the connection was open).
+    let (retrans, srtt_us, source) = match (
+        tcp["tcp_info"]["total_retrans"].as_u64(),
+        tcp["tcp_info"]["rtt_us"].as_f64(),
+        ss_infos[1],
+    ) {
+        (Some(r), Some(rtt), _) => (Some(r), Some(rtt), "the probe's getsockopt(TCP_INFO)"),
+        (_, _, Some(info)) => (
+            Some(info.total_retrans),
+            Some(info.rtt_us),
+            "`ss -ti` (TCP_INFO through inet_diag), last sample",
+        ),
+        _ => (None, None, "unavailable"),
+    };
+
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    let mut row = |name: &str, u: String, t: String| rows.push((name.to_owned(), u, t));
+    row(
+        "sent",
+        count(udp, "sent").to_string(),
+        count(tcp, "sent").to_string(),
+    );
+    row(
+        "delivered",
+        count(udp, "received").to_string(),
+        count(tcp, "received").to_string(),
+    );
+    row(
+        "lost",
+        count(udp, "lost").to_string(),
+        count(tcp, "lost").to_string(),
+    );
+    row(
+        "duplicated",
+        count(udp, "duplicates").to_string(),
+        count(tcp, "duplicates").to_string(),
+    );
+    row(
+        "reordered",
+        count(udp, "reordered").to_string(),
+        count(tcp, "reordered").to_string(),
+    );
+    row("RTT p50", ms(udp, "rtt_p50_ns"), ms(tcp, "rtt_p50_ns"));
+    row("RTT p99", ms(udp, "rtt_p99_ns"), ms(tcp, "rtt_p99_ns"));
+    row("RTT max", ms(udp, "rtt_max_ns"), ms(tcp, "rtt_max_ns"));
+    row(
+        "kernel retransmissions",
+        "-".into(),
+        retrans.map_or_else(|| "?".into(), |r| r.to_string()),
+    );
+    row(
+        "kernel smoothed RTT",
+        "-".into(),
+        srtt_us.map_or_else(|| "?".into(), |r| format!("{:.1} ms", r / 1000.0)),
+    );
+    row(
+        "link dropped (both ways)",
+        (truth_n(&truths[0], "left_to_right", "dropped")
+            + truth_n(&truths[0], "right_to_left", "dropped"))
+        .to_string(),
+        (truth_n(&truths[1], "left_to_right", "dropped")
+            + truth_n(&truths[1], "right_to_left", "dropped"))
+        .to_string(),
+    );
+    print_table(&rows);
+    println!("(TCP_INFO read from {source})\n");
+
+    explain(opts, udp, tcp, &truths, retrans);
+    println!();
+    boundaries(Some(("198.18.0.2", opts, bins)))
+}
+
+fn print_table(rows: &[(String, String, String)]) {
+    let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(8);
+    let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(8);
+    let w2 = rows.iter().map(|r| r.2.len()).max().unwrap_or(0).max(8);
+    println!();
+    println!("{:<w0$}  {:>w1$}  {:>w2$}", "", "UDP", "TCP");
+    println!("{}  {}  {}", "-".repeat(w0), "-".repeat(w1), "-".repeat(w2));
+    for (a, b, c) in rows {
+        println!("{a:<w0$}  {b:>w1$}  {c:>w2$}");
+    }
+}
+
+/// A few plain sentences reading the table.
+fn explain(opts: &Options, udp: &Value, tcp: &Value, truths: &[Value], retrans: Option<u64>) {
+    let sent = count(udp, "sent");
+    let lost = count(udp, "lost");
+    let up = truth_n(&truths[0], "left_to_right", "dropped");
+    let down = truth_n(&truths[0], "right_to_left", "dropped");
+    println!("What the table shows:");
+    let matched = if up + down == lost {
+        "exactly the packets the link dropped".to_owned()
+    } else {
+        format!(
+            "the link dropped {up} going right and {down} coming back, the rest being the \
+             probe's final counters exchange"
+        )
+    };
+    println!(
+        "- UDP passed the path's faults straight to the application: {lost} of {sent} probes \
+         ({:.1}%) never came back ({} lost on the way out, {} on the way back: {matched}), {} \
+         arrived out of order and {} twice.",
+        100.0 * lost as f64 / sent.max(1) as f64,
+        count(udp, "lost_upstream"),
+        count(udp, "lost_downstream"),
+        count(udp, "reordered"),
+        count(udp, "duplicates"),
+    );
+    let tcp_drops = truth_n(&truths[1], "left_to_right", "dropped")
+        + truth_n(&truths[1], "right_to_left", "dropped");
+    println!(
+        "- TCP delivered {} of {} in order, with nothing lost or doubled, over a path that \
+         dropped {tcp_drops} of its packets: the kernel numbered the bytes, saw the gaps in the \
+         acknowledgements and sent again{}. (Some dropped packets were bare acknowledgements, \
+         which a later acknowledgement replaces and nobody resends.)",
+        count(tcp, "received"),
+        count(tcp, "sent"),
+        retrans.map_or_else(String::new, |r| format!(" ({r} retransmitted segments)"))
+    );
+    println!(
+        "- The price is latency. Both pay the {} delay each way, yet TCP's median RTT is {} \
+         against UDP's {}, and its p99 and maximum ({} and {}) are far above UDP's ({} and {}). \
+         A lost segment holds back every later byte until its retransmission arrives, a fast \
+         retransmit or a retransmission timeout later: head-of-line blocking. UDP's late or \
+         lost packets delay nobody else.",
+        opts.delay,
+        ms(tcp, "rtt_p50_ns"),
+        ms(udp, "rtt_p50_ns"),
+        ms(tcp, "rtt_p99_ns"),
+        ms(tcp, "rtt_max_ns"),
+        ms(udp, "rtt_p99_ns"),
+        ms(udp, "rtt_max_ns"),
+    );
+    println!(
+        "- The same seed gives the same decisions: run it again with --seed {} and the link \
+         drops and reorders the same packets of the UDP run.",
+        opts.seed
+    );
+}
+
+fn without_root(opts: &Options, bins: &Path) -> Result<()> {
+    println!(
+        "Not running as root: `impair link` needs root to make network namespaces and TUN \
+         devices, so this run impairs UDP only,\nthrough the `impair udp` relay on loopback. It \
+         cannot show TCP over the impaired path (retransmissions, TCP_INFO, head-of-line \
+         blocking):\nthe relay forwards datagrams, and TCP's segments never pass through it. \
+         Run as root for the full comparison.\n"
+    );
+    let server = Server::start_cmd(
+        "udpecho serve",
+        {
+            let mut c = Command::new(bins.join("udpecho"));
+            c.args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--workers",
+                "1",
+                "--no-tcp",
+            ]);
+            c
+        },
+        1,
+    );
+    let stats = std::env::temp_dir().join(format!("plab-relay-{}-truth.json", std::process::id()));
+    let mut relay = Server::start_cmd(
+        "impair udp",
+        {
+            let mut c = Command::new(bins.join("impair"));
+            c.args(["udp", "--listen", "127.0.0.1:0", "--forward"])
+                .arg(server.addr("udp").to_string())
+                .arg("--stats")
+                .arg(&stats)
+                .args(opts.impair_args());
+            c
+        },
+        1,
+    );
+    let mut probe = Command::new(bins.join("udpecho"));
+    probe
+        .arg("probe")
+        .arg(relay.addr("udp").to_string())
+        .args(opts.probe_args());
+    println!(
+        "$ udpecho probe {} --count {} --interval {}   (through impair udp)",
+        relay.addr("udp"),
+        opts.count,
+        opts.interval
+    );
+    let report = run_probe(probe)?;
+    relay.proc.signal(libc::SIGINT);
+    relay.proc.wait_for(Duration::from_secs(10));
+    let truth: Value = serde_json::from_slice(&std::fs::read(&stats)?)?;
+    let _ = std::fs::remove_file(&stats);
+    drop(server);
+    let rows = vec![
+        (
+            "sent".to_owned(),
+            count(&report, "sent").to_string(),
+            "-".to_owned(),
+        ),
+        (
+            "delivered".into(),
+            count(&report, "received").to_string(),
+            "-".into(),
+        ),
+        (
+            "lost".into(),
+            count(&report, "lost").to_string(),
+            "-".into(),
+        ),
+        (
+            "duplicated".into(),
+            count(&report, "duplicates").to_string(),
+            "-".into(),
+        ),
+        (
+            "reordered".into(),
+            count(&report, "reordered").to_string(),
+            "-".into(),
+        ),
+        ("RTT p50".into(), ms(&report, "rtt_p50_ns"), "-".into()),
+        ("RTT p99".into(), ms(&report, "rtt_p99_ns"), "-".into()),
+        ("RTT max".into(), ms(&report, "rtt_max_ns"), "-".into()),
+        (
+            "relay dropped (both ways)".into(),
+            (truth["upstream"]["dropped"].as_u64().unwrap_or(0)
+                + truth["downstream"]["dropped"].as_u64().unwrap_or(0))
+            .to_string(),
+            "-".into(),
+        ),
+    ];
+    print_table(&rows);
+    println!(
+        "\nUDP passed the faults to the application: {} of {} probes lost, {} reordered, {} \
+         duplicated. The TCP column needs root.\n",
+        count(&report, "lost"),
+        count(&report, "sent"),
+        count(&report, "reordered"),
+        count(&report, "duplicates"),
+    );
+    boundaries(None)
+}
+
+/// Moves the calling thread into the named network namespace.
+fn enter_netns(name: &str) -> Result<()> {
+    let ns = std::fs::File::open(format!("/run/netns/{name}"))
+        .with_context(|| format!("open namespace {name}"))?;
+    // SAFETY: setns with a valid namespace descriptor; it moves only the calling thread.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("setns");
+    }
+    Ok(())
+}
+
+/// Five 100-byte sends over UDP and over TCP, and what the receiver's reads return.
+///
+/// With `link`, the sender runs in the left namespace and the receiver in the right one, across
+/// a fresh impaired link; without, both run on loopback. The receiver reads only after the
+/// sender has finished, as a busy server would: the datagrams wait as five, the bytes as one
+/// stream.
+fn boundaries(link: Option<(&str, &Options, &Path)>) -> Result<()> {
+    println!("Message boundaries: five sends of 100 bytes each, then the receiver reads.");
+    let run = match link {
+        Some((_, opts, bins)) => Some(LinkRun::start(bins, "msg", &opts.impair_args())?),
+        None => None,
+    };
+    let host = link.map_or("127.0.0.1", |(h, _, _)| h);
+    let (right, left) = match &run {
+        Some(r) => (Some(r.right.clone()), Some(r.left.clone())),
+        None => (None, None),
+    };
+    let (addr_tx, addr_rx) = mpsc::channel::<(SocketAddr, SocketAddr)>();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let host_owned = host.to_owned();
+    let receiver = std::thread::spawn(move || -> Result<(Vec<usize>, Vec<usize>)> {
+        if let Some(ns) = &right {
+            enter_netns(ns)?;
+        }
+        let udp = UdpSocket::bind((host_owned.as_str(), 0))?;
+        let tcp = TcpListener::bind((host_owned.as_str(), 0))?;
+        addr_tx.send((udp.local_addr()?, tcp.local_addr()?))?;
+        let (mut conn, _) = tcp.accept()?;
+        done_rx.recv()?;
+        // Room for the link's delay (and a retransmission or two over TCP) before reading.
+        std::thread::sleep(Duration::from_millis(600));
+        let mut datagrams = Vec::new();
+        udp.set_read_timeout(Some(Duration::from_millis(300)))?;
+        let mut buf = [0u8; 2048];
+        while let Ok(n) = udp.recv(&mut buf) {
+            datagrams.push(n);
+        }
+        let mut reads = Vec::new();
+        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let start = Instant::now();
+        let mut total = 0;
+        while total < 500 && start.elapsed() < Duration::from_secs(5) {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    reads.push(n);
+                    total += n;
+                }
+            }
+        }
+        Ok((datagrams, reads))
+    });
+    let (udp_to, tcp_to) = addr_rx.recv().context("the receiver did not start")?;
+    let sender = std::thread::spawn(move || -> Result<()> {
+        if let Some(ns) = &left {
+            enter_netns(ns)?;
+        }
+        let any = if udp_to.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        };
+        let udp = UdpSocket::bind(any)?;
+        let mut tcp = TcpStream::connect_timeout(&tcp_to, Duration::from_secs(5))?;
+        // No Nagle: each write leaves as a segment of its own, so the five messages are five
+        // segments on the wire too; what the receiver's reads return is TCP's choice alone.
+        tcp.set_nodelay(true)?;
+        for i in 0..5u8 {
+            let message = [b'a' + i; 100];
+            udp.send_to(&message, udp_to)?;
+            tcp.write_all(&message)?;
+        }
+        tcp.flush()?;
+        std::thread::sleep(Duration::from_millis(50));
+        Ok(())
+    });
+    sender
+        .join()
+        .map_err(|_| anyhow::anyhow!("the sender panicked"))??;
+    done_tx.send(())?;
+    let (datagrams, reads) = receiver
+        .join()
+        .map_err(|_| anyhow::anyhow!("the receiver panicked"))??;
+    if let Some(r) = run {
+        r.stop()?;
+    }
+    println!(
+        "  UDP: {} datagram(s) received, of {:?} bytes: each send is one datagram, kept whole{}",
+        datagrams.len(),
+        datagrams,
+        if datagrams.len() < 5 {
+            format!(
+                " ({} lost on the way, and UDP does not send again)",
+                5 - datagrams.len()
+            )
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "  TCP: {} read(s) returned {:?} bytes: one stream of {} bytes, with no trace of the \
+         five sends it was written in",
+        reads.len(),
+        reads,
+        reads.iter().sum::<usize>()
+    );
+    println!(
+        "  A protocol over TCP must mark its own message boundaries (greet ends each message \
+         with a newline; DNS over TCP puts a length first)."
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_ss_tcp_info() {
+        let text = "ESTAB 0 0 198.18.0.1:40000 198.18.0.2:7777\n\t cubic wscale:7,7 rto:204 \
+                    rtt:21.5/3.25 ato:40 mss:1448 cwnd:7 retrans:0/12 send 3.8Mbps";
+        let info = parse_ss(text).unwrap();
+        assert_eq!(info.total_retrans, 12);
+        assert!((info.rtt_us - 21_500.0).abs() < 0.1);
+        assert!(parse_ss("").is_none());
+    }
 }

@@ -4,6 +4,7 @@ mod compare;
 mod dns;
 mod smtp;
 mod tcp;
+mod tcp_trace;
 mod udp;
 
 use anyhow::{Result, bail};
