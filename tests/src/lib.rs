@@ -240,3 +240,19 @@ pub fn raise_fd_limit() -> u64 {
     }
     lim.rlim_cur
 }
+
+/// Sends `probe` to `addr` over UDP every 50 ms until any datagram comes back, at most `limit`:
+/// readiness for UDP servers (such as DNS peers) that print nothing when they are up.
+pub fn wait_udp_reply(addr: SocketAddr, probe: &[u8], limit: Duration) {
+    let sock = UdpSocket::bind(SocketAddr::new(addr.ip(), 0)).expect("bind probe socket");
+    sock.set_read_timeout(Some(Duration::from_millis(50))).expect("read timeout");
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < limit {
+        let _ = sock.send_to(probe, addr);
+        if sock.recv_from(&mut buf).is_ok() {
+            return;
+        }
+    }
+    panic!("nothing answers UDP on {addr} after {limit:?}");
+}
