@@ -46,7 +46,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 /// How long a held-back packet waits for a later packet to overtake it, beyond its own due time.
-pub const HOLD_LIMIT: Duration = Duration::from_millis(100);
+pub const HOLD_LIMIT: Duration = Duration::from_millis(250);
 
 /// The default cap on queued packets (see [`Engine::with_limit`]).
 pub const DEFAULT_LIMIT: usize = 50_000;
@@ -490,7 +490,7 @@ mod tests {
             }
         );
         e.push(ms(1), 10, 1);
-        assert_eq!(e.pop_ready(ms(50)), None);
+        assert_eq!(e.pop_ready(ms(200)), None);
         assert_eq!(e.pop_ready(HOLD_LIMIT + ms(1)), Some(0));
         assert_eq!(e.pop_ready(HOLD_LIMIT + ms(1)), Some(1));
         assert_eq!(e.truth().reordered, 0);

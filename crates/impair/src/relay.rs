@@ -258,7 +258,7 @@ impl Relay {
     async fn open(
         &mut self,
         client: SocketAddr,
-        down_tx: &mpsc::Sender<(u64, Bytes, Instant)>,
+        down_tx: &mpsc::Sender<(u64, Bytes)>,
     ) -> Option<u64> {
         if let Some(id) = self.by_client.get(&client) {
             return Some(*id);
@@ -292,7 +292,7 @@ impl Relay {
                 loop {
                     match socket.recv(&mut buf).await {
                         Ok(n) => {
-                            let msg = (id, Bytes::copy_from_slice(&buf[..n]), Instant::now());
+                            let msg = (id, Bytes::copy_from_slice(&buf[..n]));
                             if tx.send(msg).await.is_err() {
                                 return;
                             }
@@ -324,6 +324,37 @@ impl Relay {
         self.by_client.insert(client, id);
         self.order.push((id, client, None));
         Some(id)
+    }
+
+    /// A datagram from a client, to impair on its way to the server.
+    async fn upstream(
+        &mut self,
+        client: SocketAddr,
+        data: &[u8],
+        down_tx: &mpsc::Sender<(u64, Bytes)>,
+    ) {
+        let now = self.now();
+        match self.open(client, down_tx).await {
+            Some(id) => {
+                let s = self
+                    .sessions
+                    .get_mut(&id)
+                    .expect("open returns a live session");
+                s.last_seen = Instant::now();
+                s.up.push(now, data.len(), Bytes::copy_from_slice(data));
+            }
+            None => self.refused += 1,
+        }
+    }
+
+    /// A datagram from the server for session `id`, to impair on its way back.
+    fn downstream(&mut self, id: u64, data: Bytes) {
+        // The time it is taken in, not when the reader saw it: the engine's clock must not run
+        // behind the relay's, or a backlog would let hold limits expire before their time.
+        let now = self.now();
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.down.push(now, data.len(), data);
+        }
     }
 
     fn next_release(&self) -> Option<Duration> {
@@ -399,7 +430,7 @@ async fn run(args: RelayArgs) -> Result<()> {
         let _ = std::io::stdout().flush();
     }
     let shutdown = protolab_transport::shutdown_on_signals();
-    let (down_tx, mut down_rx) = mpsc::channel::<(u64, Bytes, Instant)>(65_536);
+    let (down_tx, mut down_rx) = mpsc::channel::<(u64, Bytes)>(65_536);
     let start = Instant::now();
     let mut relay = Relay {
         args,
@@ -423,28 +454,30 @@ async fn run(args: RelayArgs) -> Result<()> {
             () = shutdown.cancelled() => break,
             () = async { tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)).await }, if wake.is_some() => {}
             r = listen.recv_from(&mut buf) => match r {
-                Ok((n, client)) => {
-                    let now = relay.now();
-                    match relay.open(client, &down_tx).await {
-                        Some(id) => {
-                            let s = relay.sessions.get_mut(&id).expect("open returns a live session");
-                            s.last_seen = Instant::now();
-                            s.up.push(now, n, Bytes::copy_from_slice(&buf[..n]));
-                        }
-                        None => relay.refused += 1,
-                    }
-                }
+                Ok((n, client)) => relay.upstream(client, &buf[..n], &down_tx).await,
                 Err(e) => tracing::debug!(error = %e, "recv_from"),
             },
-            Some((id, data, at)) = down_rx.recv() => {
-                let now = at.duration_since(start);
-                if let Some(s) = relay.sessions.get_mut(&id) {
-                    s.down.push(now, data.len(), data);
-                }
-            }
+            Some((id, data)) = down_rx.recv() => relay.downstream(id, data),
             _ = tick.tick() => {
                 relay.expire();
                 relay.write_stats()?;
+            }
+        }
+        // Take in whatever else has already arrived before releasing anything, so that a
+        // moment without the CPU never lets a timer overtake a datagram that is waiting: a held
+        // datagram must see the datagram behind it whenever that one has in fact arrived.
+        for _ in 0..1024 {
+            let mut more = false;
+            if let Ok((n, client)) = listen.try_recv_from(&mut buf) {
+                relay.upstream(client, &buf[..n], &down_tx).await;
+                more = true;
+            }
+            if let Ok((id, data)) = down_rx.try_recv() {
+                relay.downstream(id, data);
+                more = true;
+            }
+            if !more {
+                break;
             }
         }
         relay.release(&listen).await;

@@ -15,6 +15,7 @@
 //! - [`probe`]: `udpecho probe`, a sender and a receiver thread on blocking sockets.
 
 pub mod flows;
+pub mod mmsg;
 pub mod probe;
 pub mod server;
 pub mod stats;

@@ -104,6 +104,9 @@ enum Cmd {
         /// Write one JSON line per probe to this file.
         #[arg(long)]
         packets: Option<PathBuf>,
+        /// Also write the JSON report to this file (the table still goes to the terminal).
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
         /// Send the probes over one TCP connection instead.
         #[arg(long)]
         tcp: bool,
@@ -159,6 +162,7 @@ fn main() -> Result<()> {
             seed,
             json,
             packets,
+            output,
             tcp,
             quiet,
         } => {
@@ -190,8 +194,13 @@ fn main() -> Result<()> {
             if let Some(path) = packets {
                 write_packets(&path, &run.packets)?;
             }
+            let report = serde_json::to_string_pretty(&run.summary)?;
+            if let Some(path) = output {
+                std::fs::write(&path, &report)
+                    .with_context(|| format!("write {}", path.display()))?;
+            }
             if json {
-                println!("{}", serde_json::to_string_pretty(&run.summary)?);
+                println!("{report}");
             } else {
                 print!("{}", probe::render(&run.summary));
             }

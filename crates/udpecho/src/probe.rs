@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::flows::is_stats_reply;
+use crate::mmsg::{BATCH, RecvBatch, send_connected};
 use crate::stats::{PacketRecord, Report, ServerFinal, Stats};
 use crate::wire::{FLAG_STATS, HEADER_LEN, MAX_LEN, ProbePacket};
 
@@ -155,44 +156,62 @@ fn pace(shared: &Shared, planned_ns: u64) -> u64 {
     }
 }
 
-/// The sender loop shared by both transports: `send` puts one probe on the wire.
+/// The sender loop shared by both transports: `send` puts a batch of probes on the wire and
+/// returns how many of them failed.
+///
+/// When the schedule falls behind (a rate above what one system call per probe sustains, or a
+/// moment without the CPU) every probe already due goes out in one batch, so the average rate
+/// holds; each probe carries the time it actually left.
 fn send_loop(
     cfg: &ProbeConfig,
     planned: u64,
     shared: &Shared,
-    mut send: impl FnMut(&[u8]) -> std::io::Result<()>,
+    mut send: impl FnMut(&mut [Vec<u8>]) -> u64,
 ) -> (Vec<(u64, u64)>, u64) {
-    let mut buf = vec![0u8; cfg.size];
     let interval = cfg.interval.as_nanos() as u64;
     let limit = cfg.duration.map(|d| d.as_nanos() as u64);
     let mut times = Vec::with_capacity(planned.min(1 << 20) as usize);
     let mut errors = 0;
-    for seq in 0..planned {
-        let planned_ns = seq.saturating_mul(interval);
-        if limit.is_some_and(|l| planned_ns >= l || (interval == 0 && shared.now_ns() >= l)) {
+    let mut batch: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; cfg.size]).collect();
+    let mut seq = 0u64;
+    while seq < planned {
+        let first_planned = seq.saturating_mul(interval);
+        if limit.is_some_and(|l| first_planned >= l || (interval == 0 && shared.now_ns() >= l)) {
             break;
         }
         let now = if interval == 0 {
             shared.now_ns()
         } else {
-            pace(shared, planned_ns)
+            pace(shared, first_planned)
         };
-        let planned_ns = if interval == 0 { now } else { planned_ns };
-        ProbePacket {
-            flow: cfg.flow,
-            seq,
-            client_send_ns: now,
-            ..ProbePacket::default()
+        let mut n = 0;
+        while n < BATCH && seq < planned {
+            let planned_ns = if interval == 0 {
+                now
+            } else {
+                seq.saturating_mul(interval)
+            };
+            if planned_ns > now || limit.is_some_and(|l| interval != 0 && planned_ns >= l) {
+                break;
+            }
+            ProbePacket {
+                flow: cfg.flow,
+                seq,
+                client_send_ns: now,
+                ..ProbePacket::default()
+            }
+            .emit(&mut batch[n]);
+            times.push((planned_ns, now));
+            n += 1;
+            seq += 1;
+            if interval == 0 && n >= 8 {
+                // Flat out, a few at a time keeps the receiver's buffer from overflowing.
+                break;
+            }
         }
-        .emit(&mut buf);
-        // An ICMP error from an earlier probe surfaces on the next send: it consumed the error,
-        // so one retry puts this probe out.
-        if send(&buf).is_err() && send(&buf).is_err() {
-            errors += 1;
-        }
-        times.push((planned_ns, now));
+        errors += send(&mut batch[..n]);
         shared.last_send_ns.store(now, Ordering::Release);
-        shared.sent.store(seq + 1, Ordering::Release);
+        shared.sent.store(seq, Ordering::Release);
     }
     (times, errors)
 }
@@ -257,22 +276,24 @@ fn run_udp(cfg: &ProbeConfig, planned: u64) -> Result<ProbeRun, ProbeError> {
         let (flow, progress) = (cfg.flow, cfg.progress);
         std::thread::spawn(move || {
             let mut stats = Stats::new(planned, wait_ns);
-            let mut buf = vec![0u8; 65_536];
+            let mut batch = RecvBatch::new(65_536);
             let mut foreign = 0u64;
             let mut max_rtt = 0u64;
             let mut last_progress = 0;
             loop {
-                match socket.recv(&mut buf) {
+                match batch.recv(&socket) {
                     Ok(n) => {
                         let now = shared.now_ns();
-                        match ProbePacket::parse(&buf[..n]) {
-                            Ok(p) if p.is_reply() && !p.is_stats() && p.flow == flow => {
-                                max_rtt = max_rtt.max(now.saturating_sub(p.client_send_ns));
-                                if !stats.on_reply(now, &p) {
-                                    foreign += 1;
+                        for i in 0..n {
+                            match ProbePacket::parse(batch.get(i).0) {
+                                Ok(p) if p.is_reply() && !p.is_stats() && p.flow == flow => {
+                                    max_rtt = max_rtt.max(now.saturating_sub(p.client_send_ns));
+                                    if !stats.on_reply(now, &p) {
+                                        foreign += 1;
+                                    }
                                 }
+                                _ => foreign += 1,
                             }
-                            _ => foreign += 1,
                         }
                     }
                     Err(e)
@@ -299,7 +320,8 @@ fn run_udp(cfg: &ProbeConfig, planned: u64) -> Result<ProbeRun, ProbeError> {
             (stats, foreign)
         })
     };
-    let (times, send_errors) = send_loop(cfg, planned, &shared, |b| tx.send(b).map(|_| ()));
+    let (times, send_errors) =
+        send_loop(cfg, planned, &shared, |batch| send_connected(&tx, batch).1);
     shared.done.store(true, Ordering::Release);
     let (mut stats, foreign) = receiver.join().expect("receiver thread");
     let sent = times.len() as u64;
@@ -423,12 +445,18 @@ fn run_tcp(cfg: &ProbeConfig, planned: u64) -> Result<ProbeRun, ProbeError> {
             (stats, foreign, server)
         })
     };
-    let mut frame = Vec::with_capacity(cfg.size + 2);
-    let (times, send_errors) = send_loop(cfg, planned, &shared, |b| {
-        frame.clear();
-        frame.extend_from_slice(&(b.len() as u16).to_be_bytes());
-        frame.extend_from_slice(b);
-        tx.write_all(&frame)
+    let mut frames = Vec::with_capacity(BATCH * (cfg.size + 2));
+    let (times, send_errors) = send_loop(cfg, planned, &shared, |batch| {
+        frames.clear();
+        for b in batch.iter() {
+            frames.extend_from_slice(&(b.len() as u16).to_be_bytes());
+            frames.extend_from_slice(b);
+        }
+        if tx.write_all(&frames).is_err() {
+            batch.len() as u64
+        } else {
+            0
+        }
     });
     let sent = times.len() as u64;
     // On a stream the counters request follows the last probe in order: its answer comes after

@@ -8,14 +8,17 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::BytesMut;
 use protolab_transport::{
-    CancellationToken, Conn, Next, TcpServerConfig, TcpServerStats, UdpReply, UdpServerConfig,
-    UdpServerStats, bind_tcp, bind_udp, run_tcp, run_udp, u16_frames,
+    CancellationToken, Conn, Next, TcpServerConfig, TcpServerStats, bind_tcp, bind_udp, run_tcp,
+    u16_frames,
 };
 use tokio_util::codec::FramedRead;
 
 use crate::flows::{FlowConfig, FlowTable, ServerCounters};
+use crate::mmsg::{BATCH, RecvBatch};
 
 /// Socket buffer size asked of the kernel: a deep buffer absorbs bursts at high rates.
 pub const SOCKET_BUFFER: usize = 8 << 20;
@@ -47,6 +50,8 @@ pub struct ServeReport {
     pub raw_refused: u64,
     pub udp_received: u64,
     pub udp_replied: u64,
+    /// Failed sends and receives.
+    pub udp_io_errors: u64,
     /// Bytes received and sent over UDP: sent is never above received.
     pub udp_bytes_in: u64,
     pub udp_bytes_out: u64,
@@ -60,6 +65,9 @@ struct Shared {
     raw_refused: u64,
     bytes_in: u64,
     bytes_out: u64,
+    received: u64,
+    replied: u64,
+    io_errors: u64,
 }
 
 /// Errors of the server's set-up.
@@ -113,46 +121,34 @@ pub async fn serve(
         table: FlowTable::new(cfg.flows.clone()),
         ..Shared::default()
     }));
-    let udp_stats = Arc::new(UdpServerStats::default());
-    let handler = {
-        let shared = shared.clone();
-        let (raw, allow_remote) = (cfg.raw, cfg.allow_remote);
-        move |peer: SocketAddr, datagram: &[u8]| -> UdpReply {
-            let mut s = shared
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            s.bytes_in += datagram.len() as u64;
-            let reply = if raw {
-                if allow_remote || peer.ip().is_loopback() {
-                    s.raw_echoed += 1;
-                    Some(Bytes::copy_from_slice(datagram))
-                } else {
-                    s.raw_refused += 1;
-                    tracing::debug!(%peer, "raw echo refused off loopback");
-                    None
-                }
-            } else {
-                echo(&mut s.table, start.elapsed(), peer, datagram).map(BytesMut::freeze)
-            };
-            match reply {
-                Some(r) => {
-                    s.bytes_out += r.len() as u64;
-                    UdpReply::Now(r)
-                }
-                None => UdpReply::None,
-            }
-        }
+    // The UDP side runs on its own threads with batched system calls (see [`crate::mmsg`]):
+    // at a hundred thousand probes a second the per-datagram cost is what decides the rate.
+    let setup = |source| ServeError::BindUdp {
+        addr: udp_addr,
+        source,
     };
-    let udp_task = tokio::spawn(run_udp(
-        udp,
-        UdpServerConfig {
-            workers: cfg.workers.max(1),
-            ..UdpServerConfig::default()
-        },
-        shutdown.clone(),
-        udp_stats.clone(),
-        handler,
-    ));
+    let udp = udp.into_std().map_err(setup)?;
+    udp.set_nonblocking(false).map_err(setup)?;
+    udp.set_read_timeout(Some(Duration::from_millis(100)))
+        .map_err(setup)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let buf_len = if cfg.raw {
+        65_536
+    } else {
+        cfg.flows.max_size + 1
+    };
+    let mut workers = Vec::new();
+    for _ in 0..cfg.workers.max(1) {
+        let socket = udp.try_clone().map_err(setup)?;
+        let worker = UdpWorker {
+            shared: shared.clone(),
+            stop: stop.clone(),
+            start,
+            raw: cfg.raw,
+            allow_remote: cfg.allow_remote,
+        };
+        workers.push(std::thread::spawn(move || worker.run(&socket, buf_len)));
+    }
     let tcp_stats = Arc::new(TcpServerStats::default());
     let tcp_task = tcp.map(|listener| {
         let shared = shared.clone();
@@ -170,25 +166,116 @@ pub async fn serve(
             move |stream, conn| serve_tcp(stream, conn, shared.clone(), start),
         ))
     });
-    let _ = udp_task.await;
     if let Some(t) = tcp_task {
         let _ = t.await;
+    } else {
+        shutdown.cancelled().await;
     }
+    stop.store(true, Ordering::Release);
+    let _ = tokio::task::spawn_blocking(move || {
+        for w in workers {
+            let _ = w.join();
+        }
+    })
+    .await;
     let s = shared
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    use std::sync::atomic::Ordering::Relaxed;
     Ok(ServeReport {
         counters: s.table.counters().clone(),
         garbage: s.table.counters().garbage(),
         raw_echoed: s.raw_echoed,
         raw_refused: s.raw_refused,
-        udp_received: udp_stats.received.load(Relaxed),
-        udp_replied: udp_stats.replied.load(Relaxed),
+        udp_received: s.received,
+        udp_replied: s.replied,
+        udp_io_errors: s.io_errors,
         udp_bytes_in: s.bytes_in,
         udp_bytes_out: s.bytes_out,
-        tcp_connections: tcp_stats.accepted.load(Relaxed),
+        tcp_connections: tcp_stats.accepted.load(Ordering::Relaxed),
     })
+}
+
+/// One UDP receive thread.
+struct UdpWorker {
+    shared: Arc<Mutex<Shared>>,
+    stop: Arc<AtomicBool>,
+    start: Instant,
+    raw: bool,
+    allow_remote: bool,
+}
+
+impl UdpWorker {
+    fn run(self, socket: &std::net::UdpSocket, buf_len: usize) {
+        let mut batch = RecvBatch::new(buf_len);
+        let mut replies = vec![None; BATCH];
+        while !self.stop.load(Ordering::Acquire) {
+            let n = match batch.recv(socket) {
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => {
+                    // ICMP errors from earlier replies surface here; they concern one peer.
+                    tracing::debug!(error = %e, "recvmmsg");
+                    self.lock().io_errors += 1;
+                    continue;
+                }
+            };
+            let now = self.start.elapsed();
+            {
+                let mut s = self.lock();
+                for (i, reply) in replies.iter_mut().enumerate().take(n) {
+                    let (bytes, peer) = batch.get(i);
+                    let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+                    s.received += 1;
+                    s.bytes_in += bytes.len() as u64;
+                    *reply = if self.raw {
+                        if self.allow_remote || peer.ip().is_loopback() {
+                            s.raw_echoed += 1;
+                            Some(bytes.len())
+                        } else {
+                            s.raw_refused += 1;
+                            tracing::debug!(%peer, "raw echo refused off loopback");
+                            None
+                        }
+                    } else {
+                        // A datagram longer than the buffer arrives cut to max_size + 1 bytes,
+                        // which the table counts as oversized.
+                        match s.table.handle(now, bytes) {
+                            Ok(header) => {
+                                header.emit(bytes);
+                                Some(bytes.len())
+                            }
+                            Err(e) => {
+                                tracing::debug!(%peer, error = %e, "dropped");
+                                None
+                            }
+                        }
+                    };
+                    if let Some(len) = reply {
+                        s.bytes_out += *len as u64;
+                    }
+                }
+            }
+            let (sent, failed) = batch.send_back(socket, &replies[..n], true);
+            let mut s = self.lock();
+            s.replied += sent;
+            s.io_errors += failed;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// The reply to one datagram or frame, or `None` for garbage (counted, logged at debug).

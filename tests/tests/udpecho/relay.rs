@@ -141,16 +141,22 @@ fn the_same_seed_makes_the_same_decisions() {
             &["--count", "5000", "--rate", "5000", "--wait", "2s"],
         );
         let truth = relay.stop();
-        let s = session(&truth, report["local"].as_str().expect("local")).clone();
-        (
-            s["upstream"].clone(),
-            s["downstream"].clone(),
-            truth["seed"].clone(),
-        )
+        assert_eq!(truth["seed"], 99);
+        let s = session(&truth, report["local"].as_str().expect("local"));
+        // The decisions. (How many held datagrams end up overtaken is an outcome: one held
+        // while the traffic pauses longer than the hold limit leaves in order. The engine's unit
+        // tests show the hold decisions themselves repeat.)
+        let decisions = |v: &serde_json::Value| {
+            ["received", "dropped", "duplicated", "forwarded"].map(|k| n(v, k))
+        };
+        (decisions(&s["upstream"]), decisions(&s["downstream"]))
     };
     let first = run();
     let second = run();
-    assert_eq!(first.2, 99);
+    assert!(
+        first.0[1] > 0 && first.0[2] > 0,
+        "nothing was decided: {first:?}"
+    );
     assert_eq!(
         first, second,
         "same seed, same traffic, different decisions"
