@@ -126,6 +126,12 @@ struct ServeArgs {
     /// Seed for upstream query ids and source ports.
     #[arg(long)]
     seed: Option<u64>,
+    /// Tasks receiving UDP queries at once (one per core by default).
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
+    udp_workers: usize,
+    /// Runtime threads (one per core by default).
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
+    threads: usize,
 }
 
 #[derive(clap::Args)]
@@ -145,7 +151,13 @@ fn main() -> Result<()> {
         _ => tracing::Level::INFO,
     };
     init_tracing(level, cli.verbose);
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Serve(ServeArgs { threads, .. }) = &cli.command
+        && *threads > 0
+    {
+        builder.worker_threads(*threads);
+    }
+    let rt = builder
         .enable_all()
         .build()
         .context("start the tokio runtime")?;
@@ -369,6 +381,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
         cache_entries: a.cache_size,
         timeout: a.timeout,
         seed: a.seed,
+        udp_workers: a.udp_workers,
     };
     let shutdown = protolab_transport::shutdown_on_signals();
     let resolver = run_resolver(config, shutdown)

@@ -85,6 +85,8 @@ pub struct ResolverConfig {
     /// How long to wait for each upstream server.
     pub timeout: Duration,
     pub seed: Option<u64>,
+    /// Tasks receiving UDP at once (0: one per core).
+    pub udp_workers: usize,
 }
 
 /// Counters of the resolver.
@@ -364,9 +366,13 @@ pub async fn run_resolver(
     announce(&udp, &tcp)?;
     let resolver = Arc::new(Resolver::new(&config));
     let r_udp = resolver.clone();
+    let mut udp_config = UdpServerConfig::default();
+    if config.udp_workers > 0 {
+        udp_config.workers = config.udp_workers;
+    }
     let udp_task = run_udp(
         udp,
-        UdpServerConfig::default(),
+        udp_config,
         shutdown.clone(),
         Arc::new(UdpServerStats::default()),
         move |peer, pkt| to_udp_reply(r_udp.handle(peer, pkt, true)),
