@@ -39,7 +39,8 @@ enum Command {
   dns query example.test MX @127.0.0.1 --port 5300 --short
   dns query big.example.test TXT @127.0.0.1:5300 --no-edns     (TC, then TCP)
   dns query www.example.test --trace --root-hints root.hints --port 5300
-  dns query example.test SOA --json")]
+  dns query example.test SOA --json
+  dns query www.example.test @127.0.0.1:5300 @127.0.0.2:5300 --timeout 500ms   (second is a fallback)")]
     Query(QueryArgs),
     /// Run a caching resolver on UDP and TCP.
     #[command(after_help = "Examples:
@@ -196,10 +197,10 @@ async fn query(a: QueryArgs) -> Result<()> {
         name.append_domain(&Name::root())?
     };
     let mut qtype = RecordType::A;
-    let mut server: Option<String> = None;
+    let mut named: Vec<String> = Vec::new();
     for word in &a.rest {
         if let Some(s) = word.strip_prefix('@') {
-            server = Some(s.to_owned());
+            named.push(s.to_owned());
         } else {
             qtype = word
                 .to_ascii_uppercase()
@@ -208,19 +209,21 @@ async fn query(a: QueryArgs) -> Result<()> {
         }
     }
     let default_port = a.port.unwrap_or(53);
-    let server: SocketAddr = match &server {
-        Some(s) => {
-            let mut addr =
-                parse_addr(s, default_port).with_context(|| format!("bad server @{s}"))?;
-            if let Some(p) = a.port
-                && !s.contains(':')
-            {
-                addr.set_port(p);
-            }
-            addr
+    // Several @SERVERs are tried in turn when one does not answer.
+    let mut servers: Vec<SocketAddr> = Vec::new();
+    for s in &named {
+        let mut addr = parse_addr(s, default_port).with_context(|| format!("bad server @{s}"))?;
+        if let Some(p) = a.port
+            && !s.contains(':')
+        {
+            addr.set_port(p);
         }
-        None => SocketAddr::new(resolv_conf_server()?, default_port),
-    };
+        servers.push(addr);
+    }
+    if servers.is_empty() {
+        servers.push(SocketAddr::new(resolv_conf_server()?, default_port));
+    }
+    let server = servers[0];
     let (rng, seed) = protolab_transport::rng::seeded(a.seed);
     tracing::debug!(seed, "query RNG");
     let config = ClientConfig {
@@ -285,9 +288,9 @@ async fn query(a: QueryArgs) -> Result<()> {
         return Ok(());
     }
     let x = client
-        .query(&[server], &name, qtype)
+        .query(&servers, &name, qtype)
         .await
-        .with_context(|| format!("query {name} {qtype} @{server}"))?;
+        .with_context(|| format!("query {name} {qtype} @{}", named.join(" @")))?;
     if a.json {
         let mut v = present::message_json(&x.reply);
         v["server"] = serde_json::Value::String(x.server.to_string());

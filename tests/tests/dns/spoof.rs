@@ -229,3 +229,95 @@ fn garbage_never_stops_either_server() {
         "{rstats}"
     );
 }
+
+#[test]
+fn edns_formerr_falls_back_and_a_silent_server_is_skipped() {
+    // The first server never answers; the second is an old server that answers FORMERR to any
+    // query with an OPT record, and answers plain queries.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let old = UdpSocket::bind("127.0.0.1:0").unwrap();
+    old.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let old_addr = old.local_addr().unwrap();
+    let responder = std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        let mut seen_edns = 0;
+        for _ in 0..2 {
+            let Ok((n, from)) = old.recv_from(&mut buf) else {
+                break;
+            };
+            let q = &buf[..n];
+            let id = u16::from_be_bytes([q[0], q[1]]);
+            if q[11] > 0 {
+                seen_edns += 1;
+                let end = question_end(q);
+                let mut r = q[..end].to_vec();
+                r[2] = 0x81;
+                r[3] = 0x01;
+                r[10..12].copy_from_slice(&[0, 0]);
+                old.send_to(&r, from).unwrap();
+            } else {
+                old.send_to(&reply(q, id, [192, 0, 2, 10]), from).unwrap();
+            }
+        }
+        seen_edns
+    });
+    let (seen, v) = dns_query(
+        None,
+        &[
+            "www.example.test.",
+            &format!("@{}", silent.local_addr().unwrap()),
+            &format!("@{old_addr}"),
+            "--timeout",
+            "500ms",
+            "--tries",
+            "1",
+        ],
+    );
+    assert_eq!(seen.answers.len(), 1, "{v}");
+    assert_eq!(v["server"], old_addr.to_string());
+    assert_eq!(
+        v["EDNS"],
+        serde_json::Value::Null,
+        "the accepted reply came without EDNS"
+    );
+    assert_eq!(v["client"]["timeouts"], 1, "{v}");
+    assert_eq!(v["client"]["edns_fallbacks"], 1, "{v}");
+    assert_eq!(responder.join().unwrap(), 1);
+}
+
+#[test]
+fn resolver_refuses_clients_outside_allow() {
+    let dir = zone_dir();
+    let zone = dir.path().join("example.test.zone");
+    let (_zone_server, zaddr) = start_lab_zone(&[zone.as_path()], "127.0.0.1:0", None);
+    let up = zaddr.to_string();
+    let (resolver, raddr) = start_resolver(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--forward",
+            &up,
+            "--allow",
+            "10.0.0.0/8",
+        ],
+        None,
+    );
+    let (seen, _) = dig(
+        None,
+        &[
+            &format!("@{}", raddr.ip()),
+            "-p",
+            &raddr.port().to_string(),
+            "www.example.test.",
+            "A",
+        ],
+    );
+    assert_eq!(seen.rcode, "REFUSED");
+    assert!(seen.answers.is_empty());
+    let stats = stop_with_stats(resolver);
+    assert_eq!(stats["resolver"]["refused"], 1, "{stats}");
+    assert_eq!(
+        stats["resolver"]["cache_misses"], 0,
+        "nothing went upstream: {stats}"
+    );
+}
