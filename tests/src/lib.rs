@@ -29,7 +29,14 @@ pub fn bin(name: &str) -> PathBuf {
     let dir = BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "--bins", "--workspace", "--exclude", "xtask"])
+            .args([
+                "build",
+                "--quiet",
+                "--bins",
+                "--workspace",
+                "--exclude",
+                "xtask",
+            ])
             .current_dir(workspace_root())
             .status()
             .expect("run cargo build");
@@ -42,7 +49,11 @@ pub fn bin(name: &str) -> PathBuf {
             .to_path_buf()
     });
     let path = dir.join(name);
-    assert!(path.exists(), "binary {} not found after building", path.display());
+    assert!(
+        path.exists(),
+        "binary {} not found after building",
+        path.display()
+    );
     path
 }
 
@@ -96,7 +107,12 @@ impl Proc {
 
     /// Takes the stdout pipe, to read it line by line.
     pub fn stdout(&mut self) -> BufReader<std::process::ChildStdout> {
-        BufReader::new(self.child.stdout.take().expect("stdout is piped and not taken yet"))
+        BufReader::new(
+            self.child
+                .stdout
+                .take()
+                .expect("stdout is piped and not taken yet"),
+        )
     }
 }
 
@@ -124,6 +140,10 @@ impl Server {
     pub fn start(bin_name: &str, args: &[&str], sockets: usize) -> Server {
         let mut cmd = Command::new(bin(bin_name));
         cmd.args(args);
+        // Servers log at info by default; in tests only warnings are worth the noise.
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "warn");
+        }
         Server::start_cmd(bin_name, cmd, sockets)
     }
 
@@ -213,7 +233,9 @@ pub fn is_root() -> bool {
 
 /// Runs a command to completion and returns its stdout, panicking with stderr on failure.
 pub fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed with {}: {}{}",
@@ -245,7 +267,8 @@ pub fn raise_fd_limit() -> u64 {
 /// readiness for UDP servers (such as DNS peers) that print nothing when they are up.
 pub fn wait_udp_reply(addr: SocketAddr, probe: &[u8], limit: Duration) {
     let sock = UdpSocket::bind(SocketAddr::new(addr.ip(), 0)).expect("bind probe socket");
-    sock.set_read_timeout(Some(Duration::from_millis(50))).expect("read timeout");
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("read timeout");
     let start = Instant::now();
     let mut buf = [0u8; 4096];
     while start.elapsed() < limit {

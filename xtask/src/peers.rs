@@ -73,7 +73,10 @@ pub fn ensure(ci: bool) -> Result<()> {
         missing.join(" ")
     );
     if !is_root() {
-        println!("peers missing: {}\ninstall them as root with:\n    apt-get update && {line}", missing.join(" "));
+        println!(
+            "peers missing: {}\ninstall them as root with:\n    apt-get update && {line}",
+            missing.join(" ")
+        );
         if ci {
             bail!("CI=true and real peers are missing: {}", missing.join(" "));
         }
@@ -85,7 +88,9 @@ pub fn ensure(ci: bool) -> Result<()> {
     let created = !policy.exists();
     if created {
         std::fs::write(policy, "#!/bin/sh\nexit 101\n").context("write policy-rc.d")?;
-        std::process::Command::new("chmod").args(["755", "/usr/sbin/policy-rc.d"]).status()?;
+        std::process::Command::new("chmod")
+            .args(["755", "/usr/sbin/policy-rc.d"])
+            .status()?;
     }
     let result = install(&missing);
     if created {
@@ -94,7 +99,10 @@ pub fn ensure(ci: bool) -> Result<()> {
     result?;
     let still = self::missing();
     if !still.is_empty() {
-        bail!("after apt-get install these peers are still missing: {}", still.join(" "));
+        bail!(
+            "after apt-get install these peers are still missing: {}",
+            still.join(" ")
+        );
     }
     Ok(())
 }

@@ -10,7 +10,14 @@ pub fn run(_args: &[String]) -> Result<()> {
     let limit = protolab_tests::raise_fd_limit();
     println!("open-file limit: {limit}");
     util::cargo(&["fmt", "--all", "--check"])?;
-    util::cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    util::cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     util::cargo(&["build", "--workspace", "--bins"])?;
     util::cargo(&["test", "--workspace"])?;
     Ok(())

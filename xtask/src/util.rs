@@ -33,7 +33,22 @@ pub fn cargo(args: &[&str]) -> Result<()> {
 /// # Errors
 /// The build failing.
 pub fn build_bins(release: bool) -> Result<PathBuf> {
-    let mut args = vec!["build", "--quiet", "--bins", "--workspace", "--exclude", "xtask"];
+    build_bins_of(release, &[])
+}
+
+/// Builds the binaries of the given packages only (all of the workspace's when empty), so a
+/// demo needs no more than it runs.
+///
+/// # Errors
+/// The build failing.
+pub fn build_bins_of(release: bool, packages: &[&str]) -> Result<PathBuf> {
+    let mut args = vec!["build", "--quiet", "--bins"];
+    if packages.is_empty() {
+        args.extend(["--workspace", "--exclude", "xtask"]);
+    }
+    for p in packages {
+        args.extend(["--package", p]);
+    }
     if release {
         args.push("--release");
     }
@@ -100,13 +115,26 @@ impl Table {
                 .iter()
                 .zip(&widths)
                 .enumerate()
-                .map(|(i, (c, w))| if i == 0 { format!("{c:<w$}") } else { format!("{c:>w$}") })
+                .map(|(i, (c, w))| {
+                    if i == 0 {
+                        format!("{c:<w$}")
+                    } else {
+                        format!("{c:>w$}")
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join("  ")
         };
         println!();
         println!("{}", line(&self.columns));
-        println!("{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+        println!(
+            "{}",
+            widths
+                .iter()
+                .map(|w| "-".repeat(*w))
+                .collect::<Vec<_>>()
+                .join("  ")
+        );
         for r in &self.rows {
             println!("{}", line(r));
         }

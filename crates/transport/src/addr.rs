@@ -68,22 +68,55 @@ mod tests {
 
     #[test]
     fn forms() {
-        assert_eq!(parse_addr("127.0.0.1:80", 1).unwrap(), "127.0.0.1:80".parse().unwrap());
-        assert_eq!(parse_addr("[::1]:53", 1).unwrap(), "[::1]:53".parse().unwrap());
-        assert_eq!(parse_addr("9999", 1).unwrap(), "127.0.0.1:9999".parse().unwrap());
-        assert_eq!(parse_addr("10.1.2.3", 53).unwrap(), "10.1.2.3:53".parse().unwrap());
+        assert_eq!(
+            parse_addr("127.0.0.1:80", 1).unwrap(),
+            "127.0.0.1:80".parse().unwrap()
+        );
+        assert_eq!(
+            parse_addr("[::1]:53", 1).unwrap(),
+            "[::1]:53".parse().unwrap()
+        );
+        assert_eq!(
+            parse_addr("9999", 1).unwrap(),
+            "127.0.0.1:9999".parse().unwrap()
+        );
+        assert_eq!(
+            parse_addr("10.1.2.3", 53).unwrap(),
+            "10.1.2.3:53".parse().unwrap()
+        );
         assert_eq!(parse_addr("::1", 53).unwrap(), "[::1]:53".parse().unwrap());
-        assert_eq!(parse_addr("[::1]", 53).unwrap(), "[::1]:53".parse().unwrap());
-        assert_eq!(parse_addr("localhost:25", 1).unwrap(), "127.0.0.1:25".parse().unwrap());
-        assert_eq!(parse_addr(" localhost ", 7).unwrap(), "127.0.0.1:7".parse().unwrap());
+        assert_eq!(
+            parse_addr("[::1]", 53).unwrap(),
+            "[::1]:53".parse().unwrap()
+        );
+        assert_eq!(
+            parse_addr("localhost:25", 1).unwrap(),
+            "127.0.0.1:25".parse().unwrap()
+        );
+        assert_eq!(
+            parse_addr(" localhost ", 7).unwrap(),
+            "127.0.0.1:7".parse().unwrap()
+        );
     }
 
     #[test]
     fn errors() {
         assert_eq!(parse_addr("", 1), Err(AddrError::Empty));
-        assert_eq!(parse_addr("70000", 1), Err(AddrError::BadPort("70000".into())));
-        assert_eq!(parse_addr("1.2.3.4:x", 1), Err(AddrError::BadPort("1.2.3.4:x".into())));
-        assert!(matches!(parse_addr("example.com:80", 1), Err(AddrError::BadHost(_))));
-        assert!(matches!(parse_addr("[zz]:1", 1), Err(AddrError::BadHost(_))));
+        assert_eq!(
+            parse_addr("70000", 1),
+            Err(AddrError::BadPort("70000".into()))
+        );
+        assert_eq!(
+            parse_addr("1.2.3.4:x", 1),
+            Err(AddrError::BadPort("1.2.3.4:x".into()))
+        );
+        assert!(matches!(
+            parse_addr("example.com:80", 1),
+            Err(AddrError::BadHost(_))
+        ));
+        assert!(matches!(
+            parse_addr("[zz]:1", 1),
+            Err(AddrError::BadHost(_))
+        ));
     }
 }

@@ -46,6 +46,19 @@ impl LineCodec {
     pub fn max_len(&self) -> usize {
         self.max_len
     }
+
+    /// Takes what is buffered of a line not yet ended, as if it had ended now.
+    ///
+    /// For peers that send no delimiter and wait for a reply, like the classic greeting client:
+    /// a service may decide that a pause ends the message. Returns `None` when nothing is
+    /// buffered or the buffer holds the tail of an overlong line.
+    pub fn take_partial(&mut self, buf: &mut BytesMut) -> Option<Line> {
+        self.scanned = 0;
+        if buf.is_empty() || self.discarding {
+            return None;
+        }
+        Some(Line::Line(strip_cr(buf.split())))
+    }
 }
 
 fn strip_cr(mut line: BytesMut) -> Bytes {
@@ -77,7 +90,11 @@ impl Decoder for LineCodec {
                     let end = self.scanned + i;
                     self.scanned = 0;
                     // The CR of a CRLF does not count towards the limit.
-                    let len = if end > 0 && buf[end - 1] == b'\r' { end - 1 } else { end };
+                    let len = if end > 0 && buf[end - 1] == b'\r' {
+                        end - 1
+                    } else {
+                        end
+                    };
                     if len > self.max_len {
                         buf.advance(end + 1);
                         return Ok(Some(Line::TooLong));
@@ -179,13 +196,27 @@ mod tests {
         let mut c = LineCodec::new(4);
         let mut input = vec![b'x'; 100];
         input.extend_from_slice(b"\nnext\r\n");
-        assert_eq!(decode_all(&mut c, &input), vec![Line::TooLong, line("next")]);
+        assert_eq!(
+            decode_all(&mut c, &input),
+            vec![Line::TooLong, line("next")]
+        );
         // Fed all at once as well.
         let mut c = LineCodec::new(4);
         let mut buf = BytesMut::from(&input[..]);
         assert_eq!(c.decode(&mut buf).unwrap(), Some(Line::TooLong));
         assert_eq!(c.decode(&mut buf).unwrap(), Some(line("next")));
         assert_eq!(c.decode_eof(&mut buf).unwrap(), None);
+    }
+
+    #[test]
+    fn partial_line_taken_at_a_pause() {
+        let mut c = LineCodec::new(8);
+        let mut buf = BytesMut::from(&b"Mich"[..]);
+        assert_eq!(c.decode(&mut buf).unwrap(), None);
+        assert_eq!(c.take_partial(&mut buf), Some(line("Mich")));
+        assert_eq!(c.take_partial(&mut buf), None);
+        buf.extend_from_slice(b"ael\n");
+        assert_eq!(c.decode(&mut buf).unwrap(), Some(line("ael")));
     }
 
     #[test]

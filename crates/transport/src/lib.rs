@@ -28,5 +28,5 @@ pub use addr::{AddrError, parse_addr};
 pub use framing::{Line, LineCodec, u16_frames};
 pub use shutdown::shutdown_on_signals;
 pub use tcp::{Conn, Next, TcpServerConfig, TcpServerStats, bind_tcp, run_tcp};
-pub use udp::{UdpReply, UdpServerConfig, UdpServerStats, bind_udp, run_udp};
 pub use tokio_util::sync::CancellationToken;
+pub use udp::{UdpReply, UdpServerConfig, UdpServerStats, bind_udp, run_udp};

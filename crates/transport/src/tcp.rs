@@ -167,10 +167,17 @@ impl Conn {
     ///
     /// # Errors
     /// The write's error, `TimedOut` for a stalled peer, or `ConnectionAborted` at shutdown.
-    pub async fn write_all<W: AsyncWrite + Unpin>(&self, writer: &mut W, bytes: &[u8]) -> io::Result<()> {
+    pub async fn write_all<W: AsyncWrite + Unpin>(
+        &self,
+        writer: &mut W,
+        bytes: &[u8],
+    ) -> io::Result<()> {
         match self.bounded(writer.write_all(bytes)).await {
             Next::Item(r) => r,
-            Next::IdleTimeout => Err(io::Error::new(io::ErrorKind::TimedOut, "peer stopped reading")),
+            Next::IdleTimeout => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "peer stopped reading",
+            )),
             Next::Eof | Next::Closing => Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 "server shutting down",
@@ -283,9 +290,14 @@ where
     tracker.close();
     let live = tracker.len();
     tracing::info!(live, drain = ?config.drain_timeout, "stopped accepting; draining");
-    if tokio::time::timeout(config.drain_timeout, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(config.drain_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
         let left = tracker.len();
-        stats.cut_at_shutdown.fetch_add(left as u64, Ordering::Relaxed);
+        stats
+            .cut_at_shutdown
+            .fetch_add(left as u64, Ordering::Relaxed);
         tracing::info!(left, "drain deadline passed; closing the rest");
         closing.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(1), tracker.wait()).await;

@@ -1,7 +1,225 @@
-//! `cargo xtask bench tcp`.
+//! `cargo xtask bench tcp`: greet against redis-server and the classic Python server, with the
+//! same load generator (`greet bench`) in one run; then greet's memory with 10,000 idle
+//! connections.
 
-use anyhow::{Result, bail};
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
-pub fn run(_args: &[String]) -> Result<()> {
-    bail!("`bench tcp` is not available yet")
+use anyhow::{Context, Result, bail};
+use protolab_tests::{Proc, Server, free_port, raise_fd_limit, require_peer, wait_tcp};
+
+use crate::util::{self, Table};
+
+struct Options {
+    connections: usize,
+    duration: String,
+    idle: usize,
+}
+
+fn options(args: &[String]) -> Result<Options> {
+    let mut o = Options {
+        connections: 256,
+        duration: "10s".into(),
+        idle: 10_000,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--connections" => o.connections = value()?.parse()?,
+            "--duration" => o.duration = value()?.clone(),
+            "--idle" => o.idle = value()?.parse()?,
+            other => bail!(
+                "unknown option {other:?}: bench tcp takes --connections N --duration DUR --idle N"
+            ),
+        }
+    }
+    Ok(o)
+}
+
+fn load(greet: &Path, o: &Options, addr: SocketAddr, extra: &[&str]) -> Result<serde_json::Value> {
+    println!(
+        "  greet bench --server {addr} --connections {} --duration {} {}",
+        o.connections,
+        o.duration,
+        extra.join(" ")
+    );
+    let out = Command::new(greet)
+        .args(["bench", "--json", "--server", &addr.to_string()])
+        .args([
+            "--connections",
+            &o.connections.to_string(),
+            "--duration",
+            &o.duration,
+        ])
+        .args(extra)
+        .output()
+        .context("run greet bench")?;
+    if !out.status.success() {
+        bail!(
+            "greet bench against {addr} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn rss_kib(pid: i32) -> Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok((field("VmRSS:"), field("VmHWM:")))
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let o = options(args)?;
+    let limit = raise_fd_limit();
+    let bins = util::build_bins_of(true, &["protolab-greet"])?;
+    let greet = bins.join("greet");
+    let redis = require_peer("redis-server", "redis-server");
+    let python = require_peer("python3", "python3");
+    let dir = tempfile_dir()?;
+
+    println!(
+        "bench tcp: {} connections, {} each, same load generator, one machine",
+        o.connections, o.duration
+    );
+    let mut table = Table::new(
+        "tcp",
+        &["server", "requests/s", "p50 us", "p99 us", "errors"],
+    );
+    let mut rps = Vec::new();
+    let mut add = |table: &mut Table, name: &str, r: &serde_json::Value| {
+        let x = r["requests_per_sec"].as_f64().unwrap_or(0.0);
+        rps.push(x);
+        table.row(vec![
+            name.to_owned(),
+            format!("{x:.0}"),
+            r["latency_us"]["p50"].to_string(),
+            r["latency_us"]["p99"].to_string(),
+            (r["errors"].as_u64().unwrap_or(0) + r["connect_errors"].as_u64().unwrap_or(0))
+                .to_string(),
+        ]);
+        table.figure(name, r.clone());
+    };
+
+    {
+        let server = Server::start_cmd(
+            "greet serve",
+            {
+                let mut c = Command::new(&greet);
+                c.args(["serve", "--listen", "127.0.0.1:0"])
+                    .env("RUST_LOG", "warn");
+                c
+            },
+            1,
+        );
+        let r = load(&greet, &o, server.addr("tcp"), &["--skip-banner"])?;
+        add(&mut table, "greet serve", &r);
+    }
+    {
+        let port = free_port();
+        let _redis = Proc::spawn(
+            "redis-server",
+            Command::new(&redis)
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .args(["--maxclients", "10000"])
+                .current_dir(&dir),
+        );
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        wait_tcp(addr, Duration::from_secs(10));
+        let r = load(&greet, &o, addr, &["--line", "PING"])?;
+        add(&mut table, "redis-server (inline PING)", &r);
+    }
+    {
+        let script = util::root().join("tests/test-data/greet/seed_server.py");
+        let mut c = Command::new(&python);
+        c.arg(script).args(["127.0.0.1", "0", "0"]);
+        let server = Server::start_cmd("seed server (Python 3)", c, 1);
+        let r = load(&greet, &o, server.addr("tcp"), &[])?;
+        add(&mut table, "seed server, Python 3, no sleep", &r);
+    }
+    let (greet_rps, redis_rps, seed_rps) = (rps[0], rps[1], rps[2]);
+    table.note(format!(
+        "greet/redis-server: {:.2}x  (target >= 1.0x)",
+        greet_rps / redis_rps
+    ));
+    table.note(format!("greet/seed server:  {:.2}x", greet_rps / seed_rps));
+    table.figure("ratio_greet_redis", greet_rps / redis_rps);
+    table.figure("ratio_greet_seed", greet_rps / seed_rps);
+
+    // Memory: many idle connections, each holding a task, a small buffer and a socket.
+    if o.idle > 0 {
+        if limit < o.idle as u64 + 100 {
+            bail!(
+                "the open-file limit is {limit}; {} idle connections need more (ulimit -Hn)",
+                o.idle
+            );
+        }
+        let server = Server::start_cmd(
+            "greet serve",
+            {
+                let mut c = Command::new(&greet);
+                c.args([
+                    "serve",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--max-connections",
+                    "20000",
+                ])
+                .env("RUST_LOG", "warn");
+                c
+            },
+            1,
+        );
+        let addr = server.addr("tcp");
+        let (before, _) = rss_kib(server.proc.pid())?;
+        let mut conns = Vec::with_capacity(o.idle);
+        for _ in 0..o.idle {
+            let mut s = TcpStream::connect(addr).context("open idle connection")?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            let mut welcome = [0u8; 9];
+            s.read_exact(&mut welcome).context("read welcome")?;
+            conns.push(s);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let (rss, hwm) = rss_kib(server.proc.pid())?;
+        drop(conns);
+        let mib = |k: u64| k as f64 / 1024.0;
+        table.note(format!(
+            "greet serve RSS: {:.1} MiB idle, {:.1} MiB holding {} idle connections (peak {:.1} MiB; target <= 64 MiB)",
+            mib(before),
+            mib(rss),
+            o.idle,
+            mib(hwm)
+        ));
+        table.figure("rss_idle_connections_kib", rss);
+        table.figure("rss_peak_kib", hwm);
+        table.figure("idle_connections", o.idle as u64);
+    }
+    table.finish()
+}
+
+fn tempfile_dir() -> Result<std::path::PathBuf> {
+    let dir = util::root().join("target").join("bench").join("tcp-run");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }

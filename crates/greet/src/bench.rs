@@ -1,0 +1,191 @@
+//! `greet bench`: a load generator for any server that answers one line with one line.
+//!
+//! Each connection sends a line, waits for the reply line, and repeats until the time is up
+//! (one request in flight per connection, as an interactive client would). Latencies go into an
+//! HDR histogram per connection, merged at the end. The same generator drives `greet serve`,
+//! redis-server (`--line PING`) and the classic Python server, so they are compared fairly.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// Options of `greet bench`.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub server: SocketAddr,
+    pub connections: usize,
+    pub duration: Duration,
+    /// The request line, sent with a trailing LF.
+    pub line: String,
+    /// Read and discard one banner line after connecting (greet's `Welcome!`).
+    pub skip_banner: bool,
+    /// Print a progress line each second on a terminal.
+    pub progress: bool,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct BenchReport {
+    pub server: SocketAddr,
+    pub connections: usize,
+    /// Connections that could not be opened.
+    pub connect_errors: u64,
+    /// Connections that ended early (reset, closed, refused).
+    pub errors: u64,
+    pub requests: u64,
+    pub seconds: f64,
+    pub requests_per_sec: f64,
+    pub latency_us: Latency,
+}
+
+/// Request latencies in microseconds.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Latency {
+    pub mean: f64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("no connection to {0} could be opened: {1} (is the server running?)")]
+    NoConnection(SocketAddr, std::io::Error),
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Runs the load.
+///
+/// # Errors
+/// [`BenchError::NoConnection`] when not a single connection opens.
+pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
+    // Open every connection before the clock starts, a few hundred at a time so that the
+    // server's accept queue is not flooded.
+    let gate = Arc::new(tokio::sync::Semaphore::new(256));
+    let mut connecting = Vec::with_capacity(config.connections);
+    for _ in 0..config.connections {
+        let gate = gate.clone();
+        let (server, skip) = (config.server, config.skip_banner);
+        connecting.push(tokio::spawn(async move {
+            let _permit = gate.acquire_owned().await.expect("semaphore open");
+            let stream = TcpStream::connect(server).await?;
+            stream.set_nodelay(true)?;
+            let mut reader = BufReader::new(stream);
+            if skip {
+                let mut banner = Vec::new();
+                reader.read_until(b'\n', &mut banner).await?;
+            }
+            Ok::<_, std::io::Error>(reader)
+        }));
+    }
+    let mut streams = Vec::new();
+    let mut connect_errors = 0u64;
+    let mut last_error = None;
+    for c in connecting {
+        match c.await.expect("connect task") {
+            Ok(s) => streams.push(s),
+            Err(e) => {
+                connect_errors += 1;
+                last_error = Some(e);
+            }
+        }
+    }
+    if streams.is_empty() {
+        let e = last_error.unwrap_or_else(|| std::io::Error::other("zero connections asked"));
+        return Err(BenchError::NoConnection(config.server, e));
+    }
+
+    let request = Bytes::from(format!("{}\n", config.line));
+    let count = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + config.duration;
+    let ticker = config.progress && std::io::stderr().is_terminal();
+    let progress = ticker.then(|| {
+        let count = count.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let n = count.load(Ordering::Relaxed);
+                eprint!(
+                    "\r{n} requests, {:.0}/s   ",
+                    n as f64 / start.elapsed().as_secs_f64()
+                );
+            }
+        })
+    });
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|stream| tokio::spawn(connection(stream, request.clone(), deadline, count.clone())))
+        .collect();
+    let mut hist = histogram();
+    let mut errors = 0;
+    for t in tasks {
+        let (h, ok) = t.await.expect("connection task");
+        hist.add(&h).expect("same histogram bounds");
+        errors += u64::from(!ok);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    if let Some(p) = progress {
+        p.abort();
+        eprintln!();
+    }
+    let requests = hist.len();
+    Ok(BenchReport {
+        server: config.server,
+        connections: config.connections,
+        connect_errors,
+        errors,
+        requests,
+        seconds,
+        requests_per_sec: requests as f64 / seconds,
+        latency_us: Latency {
+            mean: hist.mean(),
+            p50: hist.value_at_quantile(0.50),
+            p90: hist.value_at_quantile(0.90),
+            p99: hist.value_at_quantile(0.99),
+            max: hist.max(),
+        },
+    })
+}
+
+/// One connection's loop; returns its latencies and whether it ran to the deadline.
+async fn connection(
+    mut stream: BufReader<TcpStream>,
+    request: Bytes,
+    deadline: Instant,
+    count: Arc<AtomicU64>,
+) -> (Histogram<u64>, bool) {
+    let mut hist = histogram();
+    let mut reply = Vec::with_capacity(64);
+    loop {
+        let sent = Instant::now();
+        if sent >= deadline {
+            return (hist, true);
+        }
+        if stream.get_mut().write_all(&request).await.is_err() {
+            return (hist, false);
+        }
+        reply.clear();
+        match stream.read_until(b'\n', &mut reply).await {
+            Ok(n) if n > 0 && reply.ends_with(b"\n") => {}
+            _ => return (hist, false),
+        }
+        let us = sent.elapsed().as_micros() as u64;
+        let _ = hist.record(us.max(1));
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+}
