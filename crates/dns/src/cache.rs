@@ -93,14 +93,15 @@ impl Cache {
     /// Answers `query` from the cache at time `now`, as wire bytes ready to send over a
     /// transport carrying at most `limit` bytes, or `None` on a miss.
     pub fn lookup(&mut self, query: &QueryView<'_>, now: Instant, limit: usize) -> Option<Vec<u8>> {
-        let key = query.cache_key();
-        let Some(entry) = self.entries.get(&key) else {
+        let mut buf = [0u8; wire::MAX_QUESTION];
+        let key = query.cache_key_in(&mut buf);
+        let Some(entry) = self.entries.get(key) else {
             self.stats.misses += 1;
             return None;
         };
         let age = now.saturating_duration_since(entry.stored).as_secs();
         if age >= u64::from(entry.lifetime) {
-            self.entries.remove(&key);
+            self.entries.remove(key);
             self.stats.expired += 1;
             self.stats.misses += 1;
             return None;

@@ -17,6 +17,8 @@ pub const EDNS_PAYLOAD: u16 = 1232;
 pub const CLASSIC_UDP_LIMIT: usize = 512;
 /// The length of the fixed header.
 pub const HEADER_LEN: usize = 12;
+/// The longest question: a 255-byte name, QTYPE and QCLASS.
+pub const MAX_QUESTION: usize = 255 + 4;
 
 /// Header flag bits (RFC 1035 section 4.1.1, RFC 4035 for AD and CD).
 pub mod flags {
@@ -114,8 +116,17 @@ impl QueryView<'_> {
     /// The cache key: the question with the name lowered to ASCII lower case, so `WWW.Example`
     /// and `www.example` share an entry (names compare case-insensitively, RFC 4343).
     pub fn cache_key(&self) -> Vec<u8> {
-        let mut key = self.question.to_vec();
-        let name_len = key.len() - 4;
+        let mut buf = [0u8; MAX_QUESTION];
+        self.cache_key_in(&mut buf).to_vec()
+    }
+
+    /// The cache key written into `buf`, so a lookup needs no allocation.
+    pub fn cache_key_in<'b>(&self, buf: &'b mut [u8; MAX_QUESTION]) -> &'b [u8] {
+        // parse_query caps names at 255 bytes, so the question always fits.
+        let len = self.question.len().min(MAX_QUESTION);
+        let key = &mut buf[..len];
+        key.copy_from_slice(&self.question[..len]);
+        let name_len = len.saturating_sub(4);
         key[..name_len].make_ascii_lowercase();
         key
     }
