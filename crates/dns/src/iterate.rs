@@ -189,7 +189,30 @@ struct State {
     steps: Vec<Step>,
 }
 
-type Servers = Vec<(Name, Vec<IpAddr>)>;
+/// Nameservers of a zone: their names and the addresses known for them (none: look them up).
+pub type Servers = Vec<(Name, Vec<IpAddr>)>;
+
+/// Delegations learnt from earlier referrals, so that a resolver starts from the closest zone
+/// it knows instead of the root every time. The store decides how long entries live (it gets
+/// the NS records' TTL) and keeps the clock; this module only asks and tells.
+pub trait Delegations: Send + Sync {
+    /// The closest enclosing zone of `name` with known servers.
+    fn closest(&self, name: &Name) -> Option<(Name, Servers)>;
+    /// A referral to `zone` was accepted, with NS records valid for `ttl` seconds.
+    fn learn(&self, zone: &Name, servers: &Servers, ttl: u32);
+}
+
+/// No memory of delegations: every resolution starts at the root (as `--trace` wants).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoDelegations;
+
+impl Delegations for NoDelegations {
+    fn closest(&self, _name: &Name) -> Option<(Name, Servers)> {
+        None
+    }
+
+    fn learn(&self, _zone: &Name, _servers: &Servers, _ttl: u32) {}
+}
 
 /// Resolves `name`/`qtype` from the root.
 ///
@@ -202,6 +225,23 @@ pub async fn resolve<A: Ask>(
     name: &Name,
     qtype: RecordType,
 ) -> Result<Resolution, ResolveError> {
+    resolve_with(asker, hints, config, &NoDelegations, name, qtype).await
+}
+
+/// Resolves `name`/`qtype`, starting from the closest zone `delegations` knows and teaching
+/// it the referrals followed. If the servers of a remembered zone all fail, the walk starts
+/// again from the root.
+///
+/// # Errors
+/// [`ResolveError`] when the bounds are reached or no server answers usefully.
+pub async fn resolve_with<A: Ask>(
+    asker: &A,
+    hints: &RootHints,
+    config: &IterConfig,
+    delegations: &dyn Delegations,
+    name: &Name,
+    qtype: RecordType,
+) -> Result<Resolution, ResolveError> {
     if hints.servers.is_empty() {
         return Err(ResolveError::NoHints);
     }
@@ -209,7 +249,13 @@ pub async fn resolve<A: Ask>(
         queries: 0,
         steps: Vec::new(),
     };
-    let r = resolve_at(asker, hints, config, name.clone(), qtype, 0, &mut state).await;
+    let ctx = Ctx {
+        asker,
+        hints,
+        config,
+        delegations,
+    };
+    let r = resolve_at(&ctx, name.clone(), qtype, 0, &mut state).await;
     let reply = r?;
     Ok(Resolution {
         reply,
@@ -217,15 +263,27 @@ pub async fn resolve<A: Ask>(
     })
 }
 
-fn resolve_at<'a, A: Ask>(
+/// What stays the same through one resolution, including its nested lookups.
+struct Ctx<'a, A> {
     asker: &'a A,
     hints: &'a RootHints,
     config: &'a IterConfig,
+    delegations: &'a dyn Delegations,
+}
+
+fn resolve_at<'a, A: Ask>(
+    ctx: &'a Ctx<'a, A>,
     qname: Name,
     qtype: RecordType,
     depth: usize,
     state: &'a mut State,
 ) -> Pin<Box<dyn Future<Output = Result<Message, ResolveError>> + Send + 'a>> {
+    let Ctx {
+        asker,
+        hints,
+        config,
+        delegations,
+    } = *ctx;
     Box::pin(async move {
         if depth > config.max_depth {
             return Err(ResolveError::Depth(config.max_depth));
@@ -234,8 +292,10 @@ fn resolve_at<'a, A: Ask>(
         let mut seen: Vec<Name> = vec![qname.to_lowercase()];
         let mut name = qname.clone();
         'cname: loop {
-            let mut zone = Name::root();
-            let mut servers: Servers = hints.servers.clone();
+            let (mut zone, mut servers, mut remembered) = match delegations.closest(&name) {
+                Some((zone, servers)) => (zone, servers, true),
+                None => (Name::root(), hints.servers.clone(), false),
+            };
             loop {
                 let mut last = String::from("no addresses");
                 let mut outcome = None;
@@ -243,16 +303,8 @@ fn resolve_at<'a, A: Ask>(
                     let (ns_name, mut ips) = entry.clone();
                     if ips.is_empty() {
                         // A nameserver without glue: find its address first.
-                        match resolve_at(
-                            asker,
-                            hints,
-                            config,
-                            ns_name.clone(),
-                            RecordType::A,
-                            depth + 1,
-                            state,
-                        )
-                        .await
+                        match resolve_at(ctx, ns_name.clone(), RecordType::A, depth + 1, state)
+                            .await
                         {
                             Ok(m) => {
                                 ips = m
@@ -325,6 +377,13 @@ fn resolve_at<'a, A: Ask>(
                     }
                 }
                 let Some((c, reply)) = outcome else {
+                    if remembered {
+                        // The remembered servers failed: they may have moved. Start over.
+                        remembered = false;
+                        zone = Name::root();
+                        servers = hints.servers.clone();
+                        continue;
+                    }
                     return Err(ResolveError::NoServer {
                         zone: zone.to_string(),
                         name: name.to_string(),
@@ -366,7 +425,8 @@ fn resolve_at<'a, A: Ask>(
                         name = target;
                         continue 'cname;
                     }
-                    Classified::Referral(child, next) => {
+                    Classified::Referral(child, next, ttl) => {
+                        delegations.learn(&child, &next, ttl);
                         zone = child;
                         servers = next;
                     }
@@ -382,7 +442,7 @@ enum Classified {
     /// The name is an alias: the chain so far (CNAME records) and the target.
     Cname(Name, Vec<Record>),
     /// Go on with the servers of this closer zone.
-    Referral(Name, Servers),
+    Referral(Name, Servers, u32),
     /// Nothing usable from this server: try the next.
     Lame(String),
 }
@@ -473,7 +533,13 @@ fn classify(reply: &Message, zone: &Name, name: &Name, qtype: RecordType) -> Cla
                 (ns_name.to_lowercase(), ips)
             })
             .collect();
-        return Classified::Referral(child, servers);
+        let ttl = ns
+            .iter()
+            .filter(|r| r.name == child)
+            .map(|r| r.ttl)
+            .min()
+            .unwrap_or(0);
+        return Classified::Referral(child, servers, ttl);
     }
     if reply.answers.is_empty() {
         // NODATA: the name exists without this type (an SOA may explain how long to cache it).
@@ -617,6 +683,62 @@ mod tests {
         );
         let e = run("x.loop.test.", RecordType::A).unwrap_err();
         assert!(matches!(e, ResolveError::NoServer { .. }), "{e}");
+    }
+
+    /// Remembers delegations without expiry.
+    #[derive(Default)]
+    struct Remember(std::sync::Mutex<HashMap<Name, Servers>>);
+
+    impl Delegations for Remember {
+        fn closest(&self, name: &Name) -> Option<(Name, Servers)> {
+            let m = self.0.lock().unwrap();
+            (1..=name.num_labels())
+                .rev()
+                .map(|n| name.trim_to(usize::from(n)))
+                .find_map(|z| m.get(&z).map(|s| (z, s.clone())))
+        }
+
+        fn learn(&self, zone: &Name, servers: &Servers, _ttl: u32) {
+            self.0.lock().unwrap().insert(zone.clone(), servers.clone());
+        }
+    }
+
+    #[test]
+    fn remembered_delegations_skip_the_root_and_stale_ones_fall_back() {
+        let (lab, hints) = lab();
+        let memory = Remember::default();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let cfg = IterConfig::default();
+        let ask = |name: &str| {
+            rt.block_on(resolve_with(
+                &lab,
+                &hints,
+                &cfg,
+                &memory,
+                &Name::from_ascii(name).unwrap(),
+                RecordType::A,
+            ))
+            .unwrap()
+        };
+        assert_eq!(ask("www.example.test.").steps.len(), 3);
+        let again = ask("ns1.example.test.");
+        assert_eq!(again.steps.len(), 1, "straight to example.test.'s server");
+        assert_eq!(again.steps[0].zone, "example.test.");
+        // A remembered server that is gone: the walk starts over from the root.
+        memory.learn(
+            &Name::from_ascii("example.test.").unwrap(),
+            &vec![(
+                Name::from_ascii("gone.test.").unwrap(),
+                vec!["127.0.0.99".parse().unwrap()],
+            )],
+            60,
+        );
+        let r = ask("www.example.test.");
+        assert_eq!(r.reply.answers.len(), 1);
+        assert_eq!(r.steps[0].outcome, "error");
+        assert_eq!(r.steps[1].zone, ".");
     }
 
     #[test]

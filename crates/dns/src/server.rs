@@ -27,7 +27,7 @@ use protolab_transport::{
 
 use crate::cache::{Cache, CacheStats};
 use crate::client::{Client, ClientConfig};
-use crate::iterate::{self, Answer, Ask, IterConfig, RootHints};
+use crate::iterate::{self, Answer, Ask, Delegations, IterConfig, RootHints, Servers};
 use crate::wire::{self, QueryView, WireError, flags};
 use crate::zone::Catalog;
 
@@ -102,10 +102,50 @@ pub struct ResolverStats {
     pub dropped: AtomicU64,
 }
 
+/// Most zones whose delegations the resolver remembers.
+const MAX_DELEGATIONS: usize = 10_000;
+
+/// Delegations learnt from referrals, each until its NS records' TTL runs out (at most a day).
+#[derive(Debug, Default)]
+pub struct DelegationCache {
+    zones: Mutex<std::collections::HashMap<Name, (Servers, Instant)>>,
+}
+
+impl Delegations for DelegationCache {
+    fn closest(&self, name: &Name) -> Option<(Name, Servers)> {
+        let zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        (1..=name.num_labels()).rev().find_map(|n| {
+            let zone = name.trim_to(usize::from(n)).to_lowercase();
+            match zones.get(&zone) {
+                Some((servers, until)) if *until > now => Some((zone, servers.clone())),
+                _ => None,
+            }
+        })
+    }
+
+    fn learn(&self, zone: &Name, servers: &Servers, ttl: u32) {
+        if ttl == 0 || servers.is_empty() {
+            return;
+        }
+        let mut zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if zones.len() >= MAX_DELEGATIONS {
+            zones.retain(|_, (_, until)| *until > now);
+            if zones.len() >= MAX_DELEGATIONS {
+                return;
+            }
+        }
+        let until = now + Duration::from_secs(u64::from(ttl.min(crate::cache::MAX_TTL)));
+        zones.insert(zone.to_lowercase(), (servers.clone(), until));
+    }
+}
+
 /// The caching resolver's state, shared by every socket and task.
 #[derive(Debug)]
 pub struct Resolver {
     cache: Mutex<Cache>,
+    delegations: DelegationCache,
     client: Client,
     upstream: Upstream,
     allow: Vec<IpNet>,
@@ -156,6 +196,7 @@ impl Resolver {
             cache: Mutex::new(Cache::new(config.cache_entries)),
             client,
             upstream: config.upstream.clone(),
+            delegations: DelegationCache::default(),
             allow: config.allow.clone(),
             stats: ResolverStats::default(),
         }
@@ -189,6 +230,12 @@ impl Resolver {
         if view.opcode() != 0 {
             self.stats.notimp.fetch_add(1, Ordering::Relaxed);
             return Handled::Now(wire::bare_reply(&view, flags::RA, 4));
+        }
+        // A resolver answers questions about the Internet class only and does not relay zone
+        // transfers (IXFR 251, AXFR 252), which could pull whole zones through it.
+        if view.qclass != 1 || view.qtype == 251 || view.qtype == 252 {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            return Handled::Now(wire::bare_reply(&view, flags::RA, 5));
         }
         if view.edns.is_some_and(|e| e.version > 0) {
             // BADVERS needs the extended rcode in the OPT record (RFC 6891 section 6.1.3).
@@ -250,7 +297,7 @@ impl Resolver {
                 .map(|x| x.reply)
                 .map_err(|e| e.to_string()),
             Upstream::Iterate { hints, config } => {
-                iterate::resolve(&self.client, hints, config, &name, qtype)
+                iterate::resolve_with(&self.client, hints, config, &self.delegations, &name, qtype)
                     .await
                     .map(|r| r.reply)
                     .map_err(|e| e.to_string())

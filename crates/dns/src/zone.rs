@@ -265,7 +265,10 @@ impl Catalog {
             return reply;
         }
         let q = &query.queries[0];
-        if q.query_class() != DNSClass::IN {
+        // Zone transfers are not offered: the lab server answers questions only.
+        if q.query_class() != DNSClass::IN
+            || matches!(q.query_type(), RecordType::AXFR | RecordType::IXFR)
+        {
             reply.metadata.response_code = ResponseCode::Refused;
             return reply;
         }
@@ -368,6 +371,8 @@ ns.sub  IN A   192.0.2.53
     #[test]
     fn refused_outside_zone_and_notimp_for_other_opcodes() {
         let r = ask("example.org.", RecordType::A);
+        assert_eq!(r.metadata.response_code, ResponseCode::Refused);
+        let r = ask("example.test.", RecordType::AXFR);
         assert_eq!(r.metadata.response_code, ResponseCode::Refused);
         let mut q = build_query(
             1,

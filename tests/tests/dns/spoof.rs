@@ -209,6 +209,19 @@ fn garbage_never_stops_either_server() {
         );
         assert_eq!(seen.answers.len(), 1, "{target} still answers over TCP");
     }
+    // Only the Internet class is resolved: a CHAOS question is refused, not forwarded.
+    let (seen, _) = dig(
+        None,
+        &[
+            &format!("@{}", raddr.ip()),
+            "-p",
+            &raddr.port().to_string(),
+            "version.bind.",
+            "CH",
+            "TXT",
+        ],
+    );
+    assert_eq!(seen.rcode, "REFUSED");
     // A header with junk after it gets FORMERR with the same id.
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
