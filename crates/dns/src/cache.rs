@@ -249,7 +249,7 @@ fn render(entry: &Entry, query: &QueryView<'_>, age: u32, limit: usize) -> Vec<u
     }
     if opt {
         out.extend_from_slice(&wire::opt_record());
-        let ar = u16::from_be_bytes([out[10], out[11]]) + 1;
+        let ar = u16::from_be_bytes([out[10], out[11]]).saturating_add(1);
         out[10..12].copy_from_slice(&ar.to_be_bytes());
     }
     out
