@@ -17,6 +17,7 @@ EXAMPLES:
     udpecho probe 127.0.0.1:7777 --rate 10000 --duration 10s --size 64
     udpecho probe 127.0.0.1:7000 --count 100000 --interval 100us --wait 2s --json
     udpecho probe 127.0.0.1:7777 --tcp --count 1000  the same probes over one TCP connection
+    udpecho probe 127.0.0.1:7777 --rate 1000 --duration 5s --busy   RTT without wake-up delay
     udpecho probe 127.0.0.1:7777 --packets probes.jsonl   one JSON line per probe
 ";
 
@@ -113,6 +114,9 @@ enum Cmd {
         /// No progress line.
         #[arg(long, short = 'q')]
         quiet: bool,
+        /// Spin on the receive socket so replies are timestamped as they land (uses a core).
+        #[arg(long)]
+        busy: bool,
     },
 }
 
@@ -165,6 +169,7 @@ fn main() -> Result<()> {
             output,
             tcp,
             quiet,
+            busy,
         } => {
             let interval = match (interval, rate) {
                 (Some(i), _) => i,
@@ -188,6 +193,7 @@ fn main() -> Result<()> {
                 seed,
                 tcp,
                 progress: false,
+                busy,
             };
             cfg.progress = !quiet && !json && probe::progress_wanted(&cfg);
             let run = probe::run(&cfg)?;

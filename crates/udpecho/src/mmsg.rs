@@ -52,6 +52,19 @@ impl RecvBatch {
     /// # Errors
     /// The call's error: `WouldBlock` when the read timeout passed with nothing.
     pub fn recv(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
+        self.recv_flags(socket, libc::MSG_WAITFORONE)
+    }
+
+    /// As [`RecvBatch::recv`] but never waits: `WouldBlock` when nothing is queued. For a
+    /// receiver that spins to take each datagram the moment it lands.
+    ///
+    /// # Errors
+    /// The call's error.
+    pub fn recv_now(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
+        self.recv_flags(socket, libc::MSG_DONTWAIT)
+    }
+
+    fn recv_flags(&mut self, socket: &impl AsRawFd, flags: i32) -> io::Result<usize> {
         self.count = 0;
         let mut iovs: Vec<libc::iovec> = self
             .bufs
@@ -81,7 +94,7 @@ impl RecvBatch {
                 socket.as_raw_fd(),
                 msgs.as_mut_ptr(),
                 BATCH as u32,
-                libc::MSG_WAITFORONE,
+                flags,
                 std::ptr::null_mut(),
             )
         };

@@ -39,6 +39,9 @@ pub struct ProbeConfig {
     pub tcp: bool,
     /// Print a progress line each second on standard error.
     pub progress: bool,
+    /// Spin on the receive socket instead of sleeping in it: the reply is timestamped the
+    /// moment it lands rather than after the thread wakes up (costs a core while it runs).
+    pub busy: bool,
 }
 
 /// Errors of a probe run.
@@ -273,7 +276,7 @@ fn run_udp(cfg: &ProbeConfig, planned: u64) -> Result<ProbeRun, ProbeError> {
     let wait_ns = cfg.wait.as_nanos() as u64;
     let receiver = {
         let shared = shared.clone();
-        let (flow, progress) = (cfg.flow, cfg.progress);
+        let (flow, progress, busy) = (cfg.flow, cfg.progress, cfg.busy);
         std::thread::spawn(move || {
             let mut stats = Stats::new(planned, wait_ns);
             let mut batch = RecvBatch::new(65_536);
@@ -281,7 +284,12 @@ fn run_udp(cfg: &ProbeConfig, planned: u64) -> Result<ProbeRun, ProbeError> {
             let mut max_rtt = 0u64;
             let mut last_progress = 0;
             loop {
-                match batch.recv(&socket) {
+                let got = if busy {
+                    batch.recv_now(&socket)
+                } else {
+                    batch.recv(&socket)
+                };
+                match got {
                     Ok(n) => {
                         let now = shared.now_ns();
                         for i in 0..n {
