@@ -79,10 +79,10 @@ pub fn dig_text(x: &Exchange, command: &str) -> String {
     let m = &x.reply;
     let mut out = String::new();
     out.push_str(&format!("; <<>> dns query <<>> {command}\n"));
-    out.push_str(";; Got answer:\n");
     if x.retried_over_tcp {
         out.push_str(";; Truncated, retrying in TCP mode.\n");
     }
+    out.push_str(";; Got answer:\n");
     out.push_str(&format!(
         ";; ->>HEADER<<- opcode: {}, status: {}, id: {}\n",
         m.metadata.op_code.to_string().to_uppercase(),
