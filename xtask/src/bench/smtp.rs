@@ -60,12 +60,26 @@ fn load(source: &Path, o: &Options, addr: SocketAddr) -> Result<(f64, f64)> {
     ];
     println!("  smtp-source {}", args.join(" "));
     let start = Instant::now();
-    let out = Command::new(source).args(&args).output().context("run smtp-source")?;
+    let out = Command::new(source)
+        .args(&args)
+        .output()
+        .context("run smtp-source")?;
     let secs = start.elapsed().as_secs_f64();
     if !out.status.success() {
-        bail!("smtp-source against {addr} failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "smtp-source against {addr} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    Ok((f64::from(o.messages) / secs, secs))
+    let rate = f64::from(o.messages) / secs;
+    println!("    {rate:.0} messages/s ({secs:.2} s)");
+    Ok((rate, secs))
+}
+
+/// Reads a peer's standard output to its end, so that a chatty peer never blocks on a full pipe.
+fn drain(proc: &mut Proc) {
+    let mut out = proc.stdout();
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
 }
 
 fn peak_rss_kib(pid: i32) -> Result<u64> {
@@ -104,20 +118,33 @@ fn aiosmtpd_python(python: &Path, dir: &Path) -> Result<PathBuf> {
         .is_ok_and(|s| s.success());
     if !ready {
         println!("  creating {} with aiosmtpd from PyPI", venv.display());
-        let ok = Command::new(python).arg("-m").arg("venv").arg(&venv).status()?.success()
+        let ok = Command::new(python)
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status()?
+            .success()
             && Command::new(&bin)
                 .args(["-m", "pip", "install", "--quiet", "aiosmtpd"])
                 .status()?
                 .success();
         if !ok {
-            bail!("cannot install aiosmtpd into {}: pip needs to reach PyPI", venv.display());
+            bail!(
+                "cannot install aiosmtpd into {}: pip needs to reach PyPI",
+                venv.display()
+            );
         }
     }
     Ok(bin)
 }
 
 /// A raw client step: send a line, expect a reply starting with `code`.
-fn step(reader: &mut BufReader<TcpStream>, writer: &mut TcpStream, send: &[u8], code: &str) -> Result<()> {
+fn step(
+    reader: &mut BufReader<TcpStream>,
+    writer: &mut TcpStream,
+    send: &[u8],
+    code: &str,
+) -> Result<()> {
     writer.write_all(send)?;
     loop {
         let mut line = String::new();
@@ -170,39 +197,65 @@ pub fn run(args: &[String]) -> Result<()> {
     };
     let sink_rate = {
         let port = free_port();
-        let _sink = Proc::spawn(
+        let mut sink_proc = Proc::spawn(
             "smtp-sink",
             Command::new(&sink)
-                .args(["-u", "nobody", "-c", &format!("127.0.0.1:{port}"), "1000"])
-                .stdout(Stdio::null())
+                .args(["-u", "nobody", &format!("127.0.0.1:{port}"), "1000"])
                 .current_dir(&dir),
         );
+        drain(&mut sink_proc);
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         wait_tcp(addr, Duration::from_secs(10));
         let (rate, secs) = load(&source, &o, addr)?;
-        table.row(vec!["Postfix smtp-sink".into(), "nothing".into(), format!("{rate:.0}"), format!("{secs:.2}")]);
+        table.row(vec![
+            "Postfix smtp-sink".into(),
+            "nothing".into(),
+            format!("{rate:.0}"),
+            format!("{secs:.2}"),
+        ]);
         table.figure("smtp_sink_msgs_per_sec", rate);
         rate
     };
     let aio_rate = {
         let port = free_port();
-        let _aio = Proc::spawn(
+        let mut aio_proc = Proc::spawn(
             "aiosmtpd",
             Command::new(&aiosmtpd)
-                .args(["-m", "aiosmtpd", "-n", "-c", "aiosmtpd.handlers.Sink", "-l", &format!("127.0.0.1:{port}")])
-                .stdout(Stdio::null())
+                .args([
+                    "-m",
+                    "aiosmtpd",
+                    "-n",
+                    "-c",
+                    "aiosmtpd.handlers.Sink",
+                    "-l",
+                    &format!("127.0.0.1:{port}"),
+                ])
                 .current_dir(&dir),
         );
+        drain(&mut aio_proc);
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         wait_tcp(addr, Duration::from_secs(20));
         let (rate, secs) = load(&source, &o, addr)?;
-        table.row(vec!["aiosmtpd (Sink handler)".into(), "nothing".into(), format!("{rate:.0}"), format!("{secs:.2}")]);
+        table.row(vec![
+            "aiosmtpd (Sink handler)".into(),
+            "nothing".into(),
+            format!("{rate:.0}"),
+            format!("{secs:.2}"),
+        ]);
         table.figure("aiosmtpd_msgs_per_sec", rate);
         rate
     };
-    table.note(format!("smtp serve / smtp-sink: {:.2}x  (target >= 1.0x, while durable)", ours / sink_rate));
-    table.note(format!("smtp serve / aiosmtpd:  {:.2}x  (target >= 2.0x)", ours / aio_rate));
-    table.note("Postfix delivering to Maildir: not measured (it needs a full private Postfix instance)");
+    table.note(format!(
+        "smtp serve / smtp-sink: {:.2}x  (target >= 1.0x, while durable)",
+        ours / sink_rate
+    ));
+    table.note(format!(
+        "smtp serve / aiosmtpd:  {:.2}x  (target >= 2.0x)",
+        ours / aio_rate
+    ));
+    table.note(
+        "Postfix delivering to Maildir: not measured (it needs a full private Postfix instance)",
+    );
     table.figure("ratio_smtp_sink", ours / sink_rate);
     table.figure("ratio_aiosmtpd", ours / aio_rate);
 
@@ -214,12 +267,27 @@ pub fn run(args: &[String]) -> Result<()> {
         let lines = 25 * 1024 * 1024 / line.len() + 1;
         std::fs::write(&body, line.repeat(lines))?;
         let out = Command::new(&smtp)
-            .args(["send", "--server", &server.addr("tcp").to_string(), "--from", "big@example.test"])
-            .args(["--to", "sink@example.test", "--subject", "25 MiB", "--body-file"])
+            .args([
+                "send",
+                "--server",
+                &server.addr("tcp").to_string(),
+                "--from",
+                "big@example.test",
+            ])
+            .args([
+                "--to",
+                "sink@example.test",
+                "--subject",
+                "25 MiB",
+                "--body-file",
+            ])
             .arg(&body)
             .output()?;
         if !out.status.success() {
-            bail!("sending the 25 MiB message failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "sending the 25 MiB message failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let peak = peak_rss_kib(server.proc.pid())?;
         let size = std::fs::read_dir(maildir.join("new"))?
@@ -238,7 +306,10 @@ pub fn run(args: &[String]) -> Result<()> {
     // Peak memory with 1,000 sessions open at once, each inside DATA, then all completed.
     if o.concurrent > 0 {
         if limit < o.concurrent as u64 + 100 {
-            bail!("the open-file limit is {limit}; {} sessions need more (ulimit -Hn)", o.concurrent);
+            bail!(
+                "the open-file limit is {limit}; {} sessions need more (ulimit -Hn)",
+                o.concurrent
+            );
         }
         let cap = (o.concurrent + 100).to_string();
         let server = start_smtp(&smtp, &maildir, &["--max-connections", &cap])?;
@@ -252,9 +323,16 @@ pub fn run(args: &[String]) -> Result<()> {
             step(&mut r, &mut w, b"", "220")?;
             step(&mut r, &mut w, b"EHLO bench.test\r\n", "250")?;
             step(&mut r, &mut w, b"MAIL FROM:<c@example.test>\r\n", "250")?;
-            step(&mut r, &mut w, format!("RCPT TO:<r{i}@example.test>\r\n").as_bytes(), "250")?;
+            step(
+                &mut r,
+                &mut w,
+                format!("RCPT TO:<r{i}@example.test>\r\n").as_bytes(),
+                "250",
+            )?;
             step(&mut r, &mut w, b"DATA\r\n", "354")?;
-            w.write_all(format!("Subject: session {i}\r\n\r\n{}\r\n", "x".repeat(1000)).as_bytes())?;
+            w.write_all(
+                format!("Subject: session {i}\r\n\r\n{}\r\n", "x".repeat(900)).as_bytes(),
+            )?;
             conns.push((r, w));
         }
         for (r, w) in &mut conns {
