@@ -57,6 +57,7 @@ impl Maildir {
             let path = root.join(sub);
             fs::create_dir_all(&path).map_err(|source| MaildirError::Create { path, source })?;
         }
+        clean_stale_tmp(&root.join("tmp"));
         let new = root.join("new");
         let syncer =
             DirSyncer::start(&new).map_err(|source| MaildirError::Create { path: new, source })?;
@@ -137,6 +138,27 @@ impl Maildir {
     /// Removes an abandoned message from `tmp/` (a blocking call).
     pub fn discard_tmp(&self, name: &str) {
         let _ = fs::remove_file(self.root.join("tmp").join(name));
+    }
+}
+
+/// Removes files left in `tmp/` for more than 36 hours, as the Maildir convention says: they are
+/// what a crash or a dropped connection left behind, and no delivery in progress is that old.
+fn clean_stale_tmp(tmp: &Path) {
+    let Ok(entries) = fs::read_dir(tmp) else {
+        return;
+    };
+    let limit = std::time::Duration::from_secs(36 * 3600);
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > limit);
+        if old {
+            tracing::info!(file = %entry.path().display(), "removing a stale file from tmp/");
+            let _ = fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -408,6 +430,21 @@ mod tests {
                 ("From".into(), "x@y".into())
             ]
         );
+    }
+
+    #[test]
+    fn stale_tmp_files_are_removed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        let stale = dir.path().join("tmp").join("stale");
+        let fresh = dir.path().join("tmp").join("fresh");
+        let f = File::create(&stale).unwrap();
+        f.set_modified(SystemTime::now() - Duration::from_secs(37 * 3600))
+            .unwrap();
+        File::create(&fresh).unwrap();
+        Maildir::open(dir.path(), "mx").unwrap();
+        assert!(!stale.exists());
+        assert!(fresh.exists());
     }
 
     #[tokio::test]

@@ -330,9 +330,7 @@ pub fn run(args: &[String]) -> Result<()> {
                 "250",
             )?;
             step(&mut r, &mut w, b"DATA\r\n", "354")?;
-            w.write_all(
-                format!("Subject: session {i}\r\n\r\n{}\r\n", "x".repeat(900)).as_bytes(),
-            )?;
+            w.write_all(format!("Subject: session {i}\r\n\r\n{}\r\n", "x".repeat(900)).as_bytes())?;
             conns.push((r, w));
         }
         for (r, w) in &mut conns {

@@ -36,17 +36,31 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let bins = util::build_bins(false)?;
     let smtp = bins.join("smtp");
-    let maildir = util::root().join("target").join("demo").join("smtp-maildir");
+    let maildir = util::root()
+        .join("target")
+        .join("demo")
+        .join("smtp-maildir");
     let _ = std::fs::remove_dir_all(&maildir);
-    let md = maildir.to_str().context("the Maildir path is not UTF-8")?.to_owned();
+    let md = maildir
+        .to_str()
+        .context("the Maildir path is not UTF-8")?
+        .to_owned();
 
     println!("== SMTP into a Maildir, step by step ==\n");
     let mut server = Server::start_cmd(
         "smtp serve",
         {
             let mut c = Command::new(&smtp);
-            c.args(["serve", "--listen", "127.0.0.1:0", "--maildir", &md, "--hostname", "mx.demo.test"])
-                .env("RUST_LOG", "warn");
+            c.args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--maildir",
+                &md,
+                "--hostname",
+                "mx.demo.test",
+            ])
+            .env("RUST_LOG", "warn");
             c
         },
         1,
@@ -61,13 +75,28 @@ pub fn run(args: &[String]) -> Result<()> {
 
     println!();
     let body = maildir.with_file_name("demo-body.txt");
-    std::fs::write(&body, "Hello from the demo.\n.This line starts with a dot.\nBye.\n")?;
+    std::fs::write(
+        &body,
+        "Hello from the demo.\n.This line starts with a dot.\nBye.\n",
+    )?;
     let out = run_shown(
         Command::new(&smtp).args([
-            "send", "-v", "--server", &addr.to_string(), "--from", "alice@demo.test", "--to", "bob@demo.test",
-            "--subject", "Lunch?", "--body-file", body.to_str().context("path")?,
+            "send",
+            "-v",
+            "--server",
+            &addr.to_string(),
+            "--from",
+            "alice@demo.test",
+            "--to",
+            "bob@demo.test",
+            "--subject",
+            "Lunch?",
+            "--body-file",
+            body.to_str().context("path")?,
         ]),
-        &format!("smtp send -v --server {addr} --from alice@demo.test --to bob@demo.test --subject Lunch? --body-file demo-body.txt"),
+        &format!(
+            "smtp send -v --server {addr} --from alice@demo.test --to bob@demo.test --subject Lunch? --body-file demo-body.txt"
+        ),
     )?;
     note(
         "C: lines are the client's, S: lines the server's. EHLO lists the extensions; MAIL FROM and\n\
@@ -83,9 +112,15 @@ pub fn run(args: &[String]) -> Result<()> {
         .context("smtp send did not report a queue id")?;
 
     println!();
-    run_shown(Command::new(&smtp).args(["list", &md]), &format!("smtp list {md}"))?;
+    run_shown(
+        Command::new(&smtp).args(["list", &md]),
+        &format!("smtp list {md}"),
+    )?;
     println!();
-    run_shown(Command::new(&smtp).args(["show", &md, &id]), &format!("smtp show {md} {id}"))?;
+    run_shown(
+        Command::new(&smtp).args(["show", &md, &id]),
+        &format!("smtp show {md} {id}"),
+    )?;
     note(
         "Return-Path: keeps MAIL FROM, Delivered-To: each RCPT TO (one copy for all recipients),\n\
          and Received: says who handed the message over, from where, and when (RFC 5321 4.4).",
@@ -112,7 +147,12 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     };
     reply()?;
-    for cmd in ["EHLO attacker.demo.test", "MAIL FROM:<mallory@demo.test>", "RCPT TO:<bob@demo.test>", "DATA"] {
+    for cmd in [
+        "EHLO attacker.demo.test",
+        "MAIL FROM:<mallory@demo.test>",
+        "RCPT TO:<bob@demo.test>",
+        "DATA",
+    ] {
         println!("C: {cmd}");
         writer.write_all(format!("{cmd}\r\n").as_bytes())?;
         reply()?;
@@ -144,7 +184,9 @@ pub fn run(args: &[String]) -> Result<()> {
         .context("smtp serve did not stop within 15 s of SIGTERM")?;
     println!("$ kill -TERM <smtp serve>   ({status})");
     let count = std::fs::read_dir(maildir.join("new"))?.count();
-    note(&format!("new/ holds {count} message(s): the smuggled one never existed."));
+    note(&format!(
+        "new/ holds {count} message(s): the smuggled one never existed."
+    ));
     if count != 1 {
         bail!("expected exactly one message in new/, found {count}");
     }
