@@ -31,7 +31,10 @@ impl Smtp {
             "mx.test",
         ];
         args.extend_from_slice(extra);
-        let server = Server::start("smtp", &args, 1);
+        let mut cmd = std::process::Command::new(protolab_tests::bin("smtp"));
+        // Warnings only: a test's output should show its own failures, not every session.
+        cmd.args(&args).env("RUST_LOG", "warn");
+        let server = Server::start_cmd("smtp serve", cmd, 1);
         let addr = server.addr("tcp");
         Smtp {
             server,
