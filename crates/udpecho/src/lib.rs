@@ -11,7 +11,8 @@
 //! - [`wire`]: the probe packet, parse and emit without I/O.
 //! - [`flows`]: the server's bounded per-flow state and counters, without I/O.
 //! - [`stats`]: the probe's statistics, without I/O: send and reply events in, a report out.
-//! - [`server`]: `udpecho serve` over UDP and TCP on protolab-transport.
+//! - [`mmsg`]: batched `recvmmsg`/`sendmmsg`, the crate's only unsafe code.
+//! - [`server`]: `udpecho serve`: UDP on batching threads, TCP on protolab-transport.
 //! - [`probe`]: `udpecho probe`, a sender and a receiver thread on blocking sockets.
 
 pub mod flows;

@@ -80,6 +80,33 @@ fn search(name: &str, mut try_rate: impl FnMut(u64) -> Result<(f64, f64, String)
     Ok(best)
 }
 
+/// One `sockperf pp` run of 3 s against the server on `port`: its full-RTT median in us.
+fn sockperf_median_us(sockperf: &Path, port: u16) -> Result<f64> {
+    let o = Command::new(sockperf)
+        .args([
+            "pp",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            "3",
+            "--full-rtt",
+        ])
+        .output()
+        .context("run sockperf pp")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    text.lines()
+        .find(|l| l.contains("percentile 50.000"))
+        .and_then(|l| l.rsplit('=').next())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .with_context(|| format!("no median in sockperf's output: {text}"))
+}
+
 fn rss_kib(pid: i32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
@@ -280,31 +307,6 @@ pub fn run(args: &[String]) -> Result<()> {
         .stderr(Stdio::null());
     let sockperf_server = Proc::spawn("sockperf sr", &mut cmd);
     std::thread::sleep(Duration::from_millis(500));
-    let o = Command::new(&sockperf)
-        .args([
-            "pp",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-t",
-            "5",
-            "--full-rtt",
-        ])
-        .output()
-        .context("run sockperf pp")?;
-    drop(sockperf_server);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let sockperf_p50_us = text
-        .lines()
-        .find(|l| l.contains("percentile 50.000"))
-        .and_then(|l| l.rsplit('=').next())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .context("no median in sockperf's output")?;
     let mut cmd = Command::new(&udpecho);
     cmd.args([
         "serve",
@@ -316,18 +318,34 @@ pub fn run(args: &[String]) -> Result<()> {
     ])
     .stderr(Stdio::null());
     let server = Server::start_cmd("udpecho serve", cmd, 1);
-    let r = probe_json(
-        &udpecho,
-        server.addr("udp"),
-        &["--rate", "1000", "--duration", "5s", "--busy"],
-    )?;
-    let ours_p50_us = f(&r, "rtt_p50_ns") / 1e3;
-    let r_sleep = probe_json(
-        &udpecho,
-        server.addr("udp"),
-        &["--rate", "1000", "--duration", "5s"],
-    )?;
-    let sleep_p50_us = f(&r_sleep, "rtt_p50_ns") / 1e3;
+    // Three interleaved rounds, medians of each kind: a neighbour's burst then hits both sides
+    // alike instead of deciding the comparison.
+    let mut rounds: [Vec<f64>; 4] = Default::default();
+    for _ in 0..3 {
+        rounds[0].push(sockperf_median_us(&sockperf, port)?);
+        for (i, extra) in [
+            &["--rate", "1000", "--busy"][..],
+            &["--rate", "1000"][..],
+            &["--rate", "20000"][..],
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut args = vec!["--duration", "3s"];
+            args.extend_from_slice(extra);
+            let r = probe_json(&udpecho, server.addr("udp"), &args)?;
+            rounds[i + 1].push(f(&r, "rtt_p50_ns") / 1e3);
+        }
+    }
+    drop(sockperf_server);
+    println!(
+        "RTT medians per round (us): sockperf {:?}, probe --busy 1k/s {:?}, probe 1k/s {:?}, probe 20k/s {:?}",
+        rounds[0], rounds[1], rounds[2], rounds[3]
+    );
+    let [sockperf_p50_us, ours_p50_us, sleep_p50_us, warm_p50_us] = rounds.map(|mut v| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    });
     table.row(vec![
         "RTT median (us): probe --busy at 1k/s vs sockperf pp".into(),
         format!("{ours_p50_us:.1}"),
@@ -342,12 +360,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "-".into(),
         "wake-up cost".into(),
     ]);
-    let r_warm = probe_json(
-        &udpecho,
-        server.addr("udp"),
-        &["--rate", "20000", "--duration", "5s"],
-    )?;
-    let warm_p50_us = f(&r_warm, "rtt_p50_ns") / 1e3;
+
     table.row(vec![
         "RTT median (us): probe at 20k/s vs sockperf pp".into(),
         format!("{warm_p50_us:.1}"),
@@ -391,7 +404,8 @@ pub fn run(args: &[String]) -> Result<()> {
         "sockperf pp sends its next ping as soon as the pong is in (tens of thousands a second), \
          so neither side ever sleeps; at 1k/s the probe's server sleeps between probes and each \
          round trip pays one thread wake-up. --busy removes the probe's own wake-up; the 20k/s \
-         row shows the round trip with warm CPUs.",
+         row shows the round trip with warm CPUs. Each RTT figure is the median of three \
+         interleaved 3 s rounds.",
     );
     let _ = std::fs::remove_dir_all(&dir);
     table.finish()
