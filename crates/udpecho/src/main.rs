@@ -197,6 +197,11 @@ fn main() -> Result<()> {
             };
             cfg.progress = !quiet && !json && probe::progress_wanted(&cfg);
             let run = probe::run(&cfg)?;
+            if run.summary.report.sent > 0 && run.summary.report.received == 0 {
+                tracing::warn!(
+                    "no reply at all from {target}: is `udpecho serve` (or a relay in front of it) running there?"
+                );
+            }
             if let Some(path) = packets {
                 write_packets(&path, &run.packets)?;
             }
