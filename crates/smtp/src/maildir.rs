@@ -5,12 +5,15 @@
 //! `new/` therefore never sees a partial file: a crash leaves at most a stray file in `tmp/`,
 //! which Maildir readers ignore.
 //!
-//! The cost is two fsyncs per message. The file's fsync is its own, but it runs on tokio's
-//! blocking pool, so the fsyncs of concurrent sessions overlap and the filesystem's journal
-//! commits them together. The fsync of `new/` is shared: [`DirSyncer`] is a group commit, one
-//! thread that takes every request queued while the previous fsync ran and answers them all with
-//! one more fsync. A request is queued only after its rename, so the fsync that answers it
-//! covers it; with twenty sessions one directory fsync serves many messages.
+//! The cost is two fsyncs per message, and on a virtual machine every hand-over between threads
+//! costs as much as the disk, so [`Maildir::deliver`] does all of a message's work in the one
+//! blocking-pool thread that runs it: write, fsync, rename, directory fsync. The fsyncs of
+//! concurrent sessions overlap and the filesystem's journal commits them together. The fsync of
+//! `new/` is shared through a leader-based group commit: a thread that needs the directory
+//! synced takes a ticket after its rename; if no fsync is running it becomes the leader and runs
+//! one covering every ticket issued so far, otherwise it waits for the fsync running now and
+//! then, if that one began before its ticket, for the next. With twenty sessions one directory
+//! fsync serves many messages.
 //!
 //! Names follow the Maildir convention `<seconds>.M<micros>P<pid>Q<counter>.<host>`, unique per
 //! process by the counter and across processes by the PID.
@@ -20,7 +23,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{Condvar, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::session::Envelope;
@@ -44,7 +47,7 @@ pub struct Maildir {
     root: PathBuf,
     host: String,
     counter: AtomicU64,
-    syncer: DirSyncer,
+    syncer: GroupSync,
 }
 
 impl Maildir {
@@ -60,7 +63,7 @@ impl Maildir {
         clean_stale_tmp(&root.join("tmp"));
         let new = root.join("new");
         let syncer =
-            DirSyncer::start(&new).map_err(|source| MaildirError::Create { path: new, source })?;
+            GroupSync::open(&new).map_err(|source| MaildirError::Create { path: new, source })?;
         // '/' and ':' cannot be in a Maildir name (RFC-less but universal convention).
         let host = hostname.replace('/', "\\057").replace(':', "\\072");
         Ok(Self {
@@ -103,36 +106,34 @@ impl Maildir {
             .open(self.root.join("tmp").join(name))
     }
 
-    /// Makes message `name` durable in `new/`, but for the directory fsync (a blocking call):
-    /// fsync the file, rename it from `tmp/` into `new/`.
+    /// Makes message `name` durable in `new/` (a blocking call): writes `rest` to its file in
+    /// `tmp/` (creating the file if `file` is `None`), fsyncs it, renames it into `new/` and waits
+    /// for a directory fsync that covers the rename. Returns the octets written now.
     ///
     /// # Errors
-    /// The fsync or the rename; the file is then removed from `tmp/`.
-    pub fn commit_file(&self, name: &str, file: File) -> io::Result<()> {
+    /// Any step's error; the message is then removed from `tmp/` and from `new/`, so nothing
+    /// unacknowledged stays behind to be delivered twice when the client retries.
+    pub fn deliver(&self, name: &str, file: Option<File>, rest: &[u8]) -> io::Result<u64> {
         let tmp = self.root.join("tmp").join(name);
-        let result = file.sync_all().and_then(|()| {
+        let new = self.root.join("new").join(name);
+        let mut renamed = false;
+        let result = (|| {
+            let mut file = match file {
+                Some(f) => f,
+                None => self.create_tmp(name)?,
+            };
+            file.write_all(rest)?;
+            file.sync_all()?;
             drop(file);
-            fs::rename(&tmp, self.root.join("new").join(name))
-        });
+            fs::rename(&tmp, &new)?;
+            renamed = true;
+            self.syncer.sync()?;
+            Ok(rest.len() as u64)
+        })();
         if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+            let _ = fs::remove_file(if renamed { &new } else { &tmp });
         }
         result
-    }
-
-    /// Waits for an fsync of `new/` that began after this call: afterwards every rename into
-    /// `new/` made before the call is durable.
-    ///
-    /// # Errors
-    /// The directory fsync's error, as text.
-    pub async fn sync_new(&self) -> Result<(), String> {
-        self.syncer.sync().await
-    }
-
-    /// Removes a message from `new/` whose delivery could not be made durable, so a retry by the
-    /// client does not leave two copies (a blocking call).
-    pub fn withdraw(&self, name: &str) {
-        let _ = fs::remove_file(self.root.join("new").join(name));
     }
 
     /// Removes an abandoned message from `tmp/` (a blocking call).
@@ -162,39 +163,75 @@ fn clean_stale_tmp(tmp: &Path) {
     }
 }
 
-/// Group commit of a directory's fsync, on a thread of its own.
+/// Leader-based group commit of a directory's fsync.
 #[derive(Debug)]
-struct DirSyncer {
-    requests: mpsc::Sender<tokio::sync::oneshot::Sender<Result<(), String>>>,
+struct GroupSync {
+    dir: File,
+    state: Mutex<SyncState>,
+    done: Condvar,
 }
 
-impl DirSyncer {
-    fn start(dir: &Path) -> io::Result<Self> {
-        let handle = File::open(dir)?;
-        let (tx, rx) = mpsc::channel::<tokio::sync::oneshot::Sender<Result<(), String>>>();
-        std::thread::Builder::new()
-            .name("maildir-sync".into())
-            .spawn(move || {
-                // The thread ends when every sender (the Maildir) is gone.
-                while let Ok(first) = rx.recv() {
-                    let mut waiters = vec![first];
-                    waiters.extend(rx.try_iter());
-                    let result = handle.sync_all().map_err(|e| format!("fsync of new/: {e}"));
-                    for w in waiters {
-                        let _ = w.send(result.clone());
-                    }
-                }
-            })?;
-        Ok(Self { requests: tx })
+#[derive(Debug, Default)]
+struct SyncState {
+    /// The last ticket issued; a ticket is taken after the caller's rename.
+    issued: u64,
+    /// Every ticket up to this one is covered by a finished fsync.
+    synced: u64,
+    /// An fsync is running now.
+    running: bool,
+    /// Set by a failed fsync and kept: after a failed fsync the kernel may have dropped the
+    /// directory's dirty state, so a later fsync succeeding proves nothing about earlier renames.
+    /// Deliveries then fail with 451 until the server is restarted.
+    failed: Option<String>,
+}
+
+impl GroupSync {
+    fn open(dir: &Path) -> io::Result<Self> {
+        Ok(Self {
+            dir: File::open(dir)?,
+            state: Mutex::new(SyncState::default()),
+            done: Condvar::new(),
+        })
     }
 
-    async fn sync(&self) -> Result<(), String> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.requests
-            .send(tx)
-            .map_err(|_| "the Maildir sync thread has stopped".to_owned())?;
-        rx.await
-            .map_err(|_| "the Maildir sync thread has stopped".to_owned())?
+    /// Returns once an fsync that began after this call has finished.
+    fn sync(&self) -> io::Result<()> {
+        let mut s = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.issued += 1;
+        let ticket = s.issued;
+        loop {
+            if let Some(why) = &s.failed {
+                return Err(io::Error::other(format!("fsync of new/ failed: {why}")));
+            }
+            if s.synced >= ticket {
+                return Ok(());
+            }
+            if s.running {
+                s = self
+                    .done
+                    .wait(s)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                continue;
+            }
+            // Lead: this fsync covers every ticket issued up to now, this one included.
+            s.running = true;
+            let covers = s.issued;
+            drop(s);
+            let result = self.dir.sync_all();
+            s = self
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            s.running = false;
+            match result {
+                Ok(()) => s.synced = covers,
+                Err(e) => s.failed = Some(e.to_string()),
+            }
+            self.done.notify_all();
+        }
     }
 }
 
@@ -447,13 +484,36 @@ mod tests {
         assert!(fresh.exists());
     }
 
-    #[tokio::test]
-    async fn deliver_and_read_back() {
+    #[test]
+    fn group_sync_from_many_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = std::sync::Arc::new(Maildir::open(dir.path(), "mx").unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let md = md.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..5 {
+                        md.deliver(&md.unique_name(), None, b"x\r\n").unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let s = md.syncer.state.lock().unwrap();
+        assert_eq!(s.issued, 40);
+        assert_eq!(s.synced, 40);
+        assert_eq!(fs::read_dir(dir.path().join("new")).unwrap().count(), 40);
+    }
+
+    #[test]
+    fn deliver_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let md = Maildir::open(dir.path(), "mx/1:2").unwrap();
         let name = md.unique_name();
         assert!(name.ends_with(".mx\\0571\\0722"), "{name}");
-        let mut f = md.create_tmp(&name).unwrap();
+        let mut f = Vec::new();
         let env = Envelope {
             helo: "c.test".into(),
             esmtp: true,
@@ -470,14 +530,13 @@ mod tests {
         ))
         .unwrap();
         f.write_all(b"Subject: hi\r\n\r\nbody\r\n").unwrap();
-        md.commit_file(&name, f).unwrap();
+        md.deliver(&name, None, &f).unwrap();
         let stored = std::fs::read_to_string(dir.path().join("new").join(&name)).unwrap();
         assert!(stored.starts_with(&format!(
             "Return-Path: <a@b.test>\r\nDelivered-To: c@d.test\r\nDelivered-To: e@f.test\r\n\
              Received: from c.test ([127.0.0.1])\r\n\tby mx (protolab-smtp) with ESMTP id {name};\r\n\
              \tThu, 1 Jan 1970 00:00:00 +0000\r\nSubject: hi\r\n"
         )));
-        md.sync_new().await.unwrap();
         assert!(!dir.path().join("tmp").join(&name).exists());
         let list = list(dir.path()).unwrap();
         assert_eq!(list.len(), 1);

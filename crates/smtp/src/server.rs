@@ -275,37 +275,24 @@ impl Incoming {
         }
     }
 
-    /// Makes the message durable in `new/` and returns its name and size.
+    /// Makes the message durable in `new/` and returns its name and size: one blocking-pool
+    /// task writes the rest, fsyncs, renames and waits for the directory's group commit.
     async fn commit(mut self) -> Result<(String, u64), String> {
-        if self.error.is_none() {
-            self.flush().await;
-        }
         if let Some(e) = self.error.take() {
             self.abandon().await;
             return Err(e);
         }
         let maildir = self.maildir.clone();
         let name = self.name.clone();
-        let Some(file) = self.file.take() else {
-            return Err("message file missing".to_owned());
-        };
-        let committed = {
-            let maildir = maildir.clone();
-            let name = name.clone();
-            tokio::task::spawn_blocking(move || maildir.commit_file(&name, file)).await
-        };
-        match committed {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(format!("fsync or rename into new/: {e}")),
-            Err(e) => return Err(format!("commit task failed: {e}")),
+        let file = self.file.take();
+        let pending = std::mem::take(&mut self.pending);
+        let delivered =
+            tokio::task::spawn_blocking(move || maildir.deliver(&name, file, &pending)).await;
+        match delivered {
+            Ok(Ok(n)) => Ok((self.name, self.octets + n)),
+            Ok(Err(e)) => Err(format!("storing into the Maildir: {e}")),
+            Err(e) => Err(format!("delivery task failed: {e}")),
         }
-        if let Err(e) = maildir.sync_new().await {
-            let withdraw = maildir.clone();
-            let n = name.clone();
-            let _ = tokio::task::spawn_blocking(move || withdraw.withdraw(&n)).await;
-            return Err(e);
-        }
-        Ok((name, self.octets))
     }
 
     /// Drops the message and its file in `tmp/`.
