@@ -331,3 +331,37 @@ fn smtp_send_list_show() {
         "{shown:?}"
     );
 }
+
+#[test]
+fn serve_reports_its_counters_as_json_at_shutdown() {
+    use std::io::BufRead;
+    let mut smtp = Smtp::start(&["--json"]);
+    run_ok(Command::new(protolab_tests::bin("smtp")).args([
+        "send",
+        "--server",
+        &smtp.addr.to_string(),
+        "--from",
+        "a@example.test",
+        "--to",
+        "b@example.test",
+    ]));
+    let mut c = crate::common::Raw::greeted(smtp.addr);
+    assert!(c.cmd("FROB").starts_with("500 "));
+    drop(c);
+    smtp.server.proc.signal(libc::SIGTERM);
+    let mut line = String::new();
+    smtp.server.stdout.read_line(&mut line).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    assert_eq!(report["stats"]["messages_stored"], 1);
+    assert_eq!(report["stats"]["protocol_errors"], 1);
+    assert_eq!(report["sessions"], 2);
+    let status = smtp
+        .server
+        .proc
+        .wait_for(std::time::Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "smtp serve did not exit cleanly: {status:?}"
+    );
+}
