@@ -16,7 +16,8 @@
 //! fsync serves many messages.
 //!
 //! Names follow the Maildir convention `<seconds>.M<micros>P<pid>Q<counter>.<host>`, unique per
-//! process by the counter and across processes by the PID.
+//! process by the counter and across processes by the PID; the microseconds have six digits so
+//! that names sort in arrival order.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -86,7 +87,7 @@ impl Maildir {
             .unwrap_or_default();
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         format!(
-            "{}.M{}P{}Q{n}.{}",
+            "{}.M{:06}P{}Q{n}.{}",
             now.as_secs(),
             now.subsec_micros(),
             std::process::id(),
