@@ -137,7 +137,17 @@ fn a_later_run_clears_what_a_crashed_run_left() {
 fn a_namespace_it_did_not_make_is_refused_and_left_alone() {
     require_root();
     let (left, right) = names("foreign");
+    /// Removes the test's own namespace however the test ends.
+    struct Foreign(String);
+    impl Drop for Foreign {
+        fn drop(&mut self) {
+            let _ = Command::new("ip")
+                .args(["netns", "delete", &self.0])
+                .output();
+        }
+    }
     run_ok(Command::new("ip").args(["netns", "add", &left]));
+    let _foreign = Foreign(left.clone());
     let out = Command::new(bin("impair"))
         .args(["link", "--left", &left, "--right", &right])
         .output()
@@ -145,7 +155,6 @@ fn a_namespace_it_did_not_make_is_refused_and_left_alone() {
     let err = String::from_utf8_lossy(&out.stderr);
     let exists = namespaces().contains(&left);
     let made_right = namespaces().contains(&right);
-    run_ok(Command::new("ip").args(["netns", "delete", &left]));
     assert!(!out.status.success());
     assert!(
         err.contains(&format!(

@@ -1,7 +1,382 @@
-//! `cargo xtask bench link`.
+//! `cargo xtask bench link`: how fast `impair link` forwards, and what it adds to a round trip,
+//! measured beside a plain veth pair between two namespaces (the kernel's own path, no process
+//! in the middle) in the same run.
+//!
+//! - Forwarding rate: iperf3 sends UDP as fast as it can (`-u -b 0`) with 64-byte and then
+//!   1,400-byte payloads from the left namespace to the right one, for 5 s each. An nftables
+//!   rule in the right namespace counts the datagrams that arrive and drops them, so that no
+//!   receiving program competes for the two cores; that counter is the delivered rate. The
+//!   link's own ground truth gives what it read and forwarded.
+//! - Round trip: sockperf ping-pong (`--full-rtt`) between the namespaces for 5 s: the median
+//!   and p99 over the link minus the same over veth is what the link adds.
 
-use anyhow::{Result, bail};
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-pub fn run(_args: &[String]) -> Result<()> {
-    bail!("`bench link` is not available yet")
+use anyhow::{Context, Result, bail};
+use protolab_tests::{Proc, is_root, require_peer};
+use serde_json::Value;
+
+use crate::util::{self, Table};
+
+const PORT: u16 = 5201;
+const SOCKPERF_PORT: u16 = 11111;
+const SECONDS: u32 = 5;
+
+/// Two namespaces and how they are joined: by a running `impair link`, or by a veth pair.
+struct Path2 {
+    name: &'static str,
+    left: String,
+    right: String,
+    link: Option<Proc>,
+    stats: Option<std::path::PathBuf>,
+}
+
+impl Path2 {
+    fn veth() -> Result<Path2> {
+        let pid = std::process::id();
+        let (left, right) = (
+            format!("plab-bench-{pid}-va"),
+            format!("plab-bench-{pid}-vb"),
+        );
+        let path = Path2 {
+            name: "veth pair",
+            left: left.clone(),
+            right: right.clone(),
+            link: None,
+            stats: None,
+        };
+        for ns in [&left, &right] {
+            ip(&["netns", "add", ns])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        ip(&[
+            "link", "add", "veth0", "netns", &left, "type", "veth", "peer", "name", "veth0",
+            "netns", &right,
+        ])?;
+        for (ns, addr, peer) in [
+            (&left, "198.18.0.1", "198.18.0.2"),
+            (&right, "198.18.0.2", "198.18.0.1"),
+        ] {
+            ip(&["-n", ns, "addr", "add", addr, "peer", peer, "dev", "veth0"])?;
+            ip(&["-n", ns, "link", "set", "veth0", "up"])?;
+        }
+        Ok(path)
+    }
+
+    fn link(bins: &Path) -> Result<Path2> {
+        let pid = std::process::id();
+        let (left, right) = (
+            format!("plab-bench-{pid}-ll"),
+            format!("plab-bench-{pid}-lr"),
+        );
+        let stats = std::env::temp_dir().join(format!("plab-bench-{pid}-truth.json"));
+        let mut cmd = Command::new(bins.join("impair"));
+        cmd.args(["link", "--left", &left, "--right", &right, "--stats"])
+            .arg(&stats);
+        let mut proc = Proc::spawn("impair link", &mut cmd);
+        let mut out = proc.stdout();
+        let mut text = String::new();
+        let start = Instant::now();
+        // Read byte by byte up to the ready line; the link prints nothing more until it stops.
+        let mut byte = [0u8; 1];
+        while !text.contains("\nready\n") {
+            if out.read(&mut byte)? == 0 || start.elapsed() > Duration::from_secs(20) {
+                bail!("impair link did not come up: {text}");
+            }
+            text.push(byte[0] as char);
+        }
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = out.read_to_end(&mut sink);
+        });
+        Ok(Path2 {
+            name: "impair link",
+            left,
+            right,
+            link: Some(proc),
+            stats: Some(stats),
+        })
+    }
+
+    fn exec(&self, left: bool, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", if left { &self.left } else { &self.right }])
+            .args(args);
+        c
+    }
+
+    /// The link's ground truth so far is written only at exit; this stops the link.
+    fn finish(&mut self) -> Option<Value> {
+        let mut proc = self.link.take()?;
+        proc.signal(libc::SIGTERM);
+        proc.wait_for(Duration::from_secs(20));
+        let stats = self.stats.as_ref()?;
+        let v = std::fs::read(stats)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let _ = std::fs::remove_file(stats);
+        v
+    }
+}
+
+impl Drop for Path2 {
+    fn drop(&mut self) {
+        if self.link.is_some() {
+            self.finish();
+        } else {
+            for ns in [&self.left, &self.right] {
+                let _ = ip(&["netns", "delete", ns]);
+            }
+        }
+    }
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip").args(args).output().context("run ip")?;
+    if !out.status.success() {
+        bail!(
+            "ip {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn output(mut cmd: Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Waits until something listens on `port` (TCP or UDP) in the path's right namespace.
+fn wait_listening(path: &Path2, port: u16) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        let out = output(path.exec(false, &["ss", "-tulnH", &format!("sport = :{port}")]))?;
+        if !out.trim().is_empty() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("nothing listens on port {port} in {}", path.right)
+}
+
+/// Result of one flood.
+struct Flood {
+    sent: u64,
+    seconds: f64,
+    delivered: u64,
+}
+
+/// iperf3 floods `size`-byte datagrams left to right; nft counts and drops them on arrival.
+fn flood(path: &Path2, size: usize) -> Result<Flood> {
+    // Small datagrams (iperf3's 4-byte UDP hello and its reply) pass; the load is counted.
+    let rules = format!(
+        "table inet plabbench {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n    \
+         udp dport {PORT} udp length > 40 counter drop\n  }}\n}}\n"
+    );
+    let mut nft = path.exec(false, &["nft", "-f", "-"]);
+    nft.stdin(Stdio::piped());
+    let mut child = nft.spawn().context("run nft")?;
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), rules.as_bytes())?;
+    drop(child.stdin.take());
+    if !child.wait()?.success() {
+        bail!("nft refused the counting rule");
+    }
+    let server = Proc::spawn(
+        "iperf3 -s",
+        path.exec(
+            false,
+            &[
+                "iperf3",
+                "-s",
+                "-B",
+                "198.18.0.2",
+                "-p",
+                &PORT.to_string(),
+                "-1",
+            ],
+        )
+        .stderr(Stdio::null()),
+    );
+    wait_listening(path, PORT)?;
+    let report = output(path.exec(
+        true,
+        &[
+            "iperf3",
+            "-c",
+            "198.18.0.2",
+            "-p",
+            &PORT.to_string(),
+            "-u",
+            "-b",
+            "0",
+            "-l",
+            &size.to_string(),
+            "-t",
+            &SECONDS.to_string(),
+            "-J",
+        ],
+    ))?;
+    drop(server);
+    let v: Value = serde_json::from_str(&report).context("iperf3 JSON")?;
+    let sum = if v["end"]["sum_sent"].is_object() {
+        &v["end"]["sum_sent"]
+    } else {
+        &v["end"]["sum"]
+    };
+    let sent = sum["packets"]
+        .as_u64()
+        .context("iperf3 reported no packet count")?;
+    let seconds = sum["seconds"].as_f64().unwrap_or(f64::from(SECONDS));
+    let listing = output(path.exec(false, &["nft", "list", "table", "inet", "plabbench"]))?;
+    let delivered = listing
+        .split("counter packets ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .context("read the nft counter")?;
+    output(path.exec(false, &["nft", "delete", "table", "inet", "plabbench"]))?;
+    Ok(Flood {
+        sent,
+        seconds,
+        delivered,
+    })
+}
+
+/// sockperf ping-pong left to right: (median, p99) round trip in microseconds.
+fn ping_pong(path: &Path2) -> Result<(f64, f64)> {
+    let port = SOCKPERF_PORT.to_string();
+    let server = Proc::spawn(
+        "sockperf sr",
+        path.exec(false, &["sockperf", "sr", "-i", "198.18.0.2", "-p", &port])
+            .stderr(Stdio::null()),
+    );
+    wait_listening(path, SOCKPERF_PORT)?;
+    let out = output(path.exec(
+        true,
+        &[
+            "sockperf",
+            "pp",
+            "-i",
+            "198.18.0.2",
+            "-p",
+            &port,
+            "-t",
+            &SECONDS.to_string(),
+            "--full-rtt",
+        ],
+    ))?;
+    drop(server);
+    let pct = |p: &str| -> Result<f64> {
+        out.lines()
+            .find(|l| l.contains(&format!("percentile {p} =")))
+            .and_then(|l| l.rsplit('=').next())
+            .and_then(|v| v.trim().parse().ok())
+            .with_context(|| format!("sockperf printed no {p} percentile: {out}"))
+    };
+    Ok((pct("50.000")?, pct("99.000")?))
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    if let Some(other) = args.first() {
+        bail!("bench link takes no options (got {other:?})");
+    }
+    if !is_root() {
+        bail!("bench link needs root: it makes network namespaces, a veth pair and TUN devices");
+    }
+    require_peer("iperf3", "iperf3");
+    require_peer("sockperf", "sockperf");
+    require_peer("nft", "nftables");
+    let bins = util::build_bins(true)?;
+
+    let mut table = Table::new(
+        "link",
+        &[
+            "path",
+            "64 B pkt/s",
+            "1400 B pkt/s",
+            "RTT p50 us",
+            "RTT p99 us",
+        ],
+    );
+    let mut results = Vec::new();
+    for make_link in [false, true] {
+        let mut path = if make_link {
+            Path2::link(&bins)?
+        } else {
+            Path2::veth()?
+        };
+        println!("measuring {} ...", path.name);
+        let small = flood(&path, 64)?;
+        let large = flood(&path, 1400)?;
+        let (p50, p99) = ping_pong(&path)?;
+        let truth = path.finish();
+        results.push((path.name, small, large, p50, p99, truth));
+    }
+    for (name, small, large, p50, p99, _) in &results {
+        table.row(vec![
+            (*name).to_owned(),
+            format!("{:.0}", small.delivered as f64 / small.seconds),
+            format!("{:.0}", large.delivered as f64 / large.seconds),
+            format!("{p50:.1}"),
+            format!("{p99:.1}"),
+        ]);
+    }
+    let (veth, link) = (&results[0], &results[1]);
+    let link_small_pps = link.1.delivered as f64 / link.1.seconds;
+    let link_large_pps = link.2.delivered as f64 / link.2.seconds;
+    let added_p50 = link.3 - veth.3;
+    for (name, small, large, ..) in &results {
+        table.note(format!(
+            "{name}: iperf3 sent {:.0} pkt/s at 64 B and {:.0} pkt/s at 1400 B; delivered {:.1}% and {:.1}%",
+            small.sent as f64 / small.seconds,
+            large.sent as f64 / large.seconds,
+            100.0 * small.delivered as f64 / small.sent.max(1) as f64,
+            100.0 * large.delivered as f64 / large.sent.max(1) as f64,
+        ));
+    }
+    if let Some(t) = &link.5 {
+        table.note(format!(
+            "impair link ground truth left to right: read {} packets, forwarded {} (the rest of \
+             what iperf3 sent overflowed the TUN device's queue before the link read it)",
+            t["left_to_right"]["received"], t["left_to_right"]["forwarded"]
+        ));
+    }
+    table.note(format!(
+        "forwarding rate at 64 B: {link_small_pps:.0} pkt/s (target >= 200,000): {}",
+        if link_small_pps >= 200_000.0 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    ));
+    table.note(format!(
+        "added median RTT over veth: {added_p50:.1} us (target <= 50 us): {}; link/veth forwarding {:.2}x at 64 B, {:.2}x at 1400 B",
+        if added_p50 <= 50.0 { "met" } else { "NOT met" },
+        link_small_pps / (veth.1.delivered as f64 / veth.1.seconds).max(1.0),
+        link_large_pps / (veth.2.delivered as f64 / veth.2.seconds).max(1.0),
+    ));
+    table.note(
+        "iperf3 -u -b 0 floods for 5 s per size; nftables counts and drops arrivals in the right \
+         namespace; sockperf pp --full-rtt for 5 s. Two shared cores: the sender, the link and \
+         the kernel's receive path compete for them.",
+    );
+    table.figure("link_pps_64", link_small_pps);
+    table.figure("link_pps_1400", link_large_pps);
+    table.figure("veth_pps_64", veth.1.delivered as f64 / veth.1.seconds);
+    table.figure("veth_pps_1400", veth.2.delivered as f64 / veth.2.seconds);
+    table.figure("link_rtt_p50_us", link.3);
+    table.figure("veth_rtt_p50_us", veth.3);
+    table.figure("added_rtt_p50_us", added_p50);
+    table.finish()
 }
