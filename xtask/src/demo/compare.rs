@@ -598,7 +598,14 @@ fn enter_netns(name: &str) -> Result<()> {
 /// sender has finished, as a busy server would: the datagrams wait as five, the bytes as one
 /// stream.
 fn boundaries(link: Option<(&str, &Options, &Path)>) -> Result<()> {
-    println!("Message boundaries: five sends of 100 bytes each, then the receiver reads.");
+    println!(
+        "Message boundaries: five sends of 100 bytes each, then the receiver reads{}.",
+        if link.is_some() {
+            ", across a fresh link with the same settings"
+        } else {
+            " (on loopback, unimpaired: without root there is no link)"
+        }
+    );
     let run = match link {
         Some((_, opts, bins)) => Some(LinkRun::start(bins, "msg", &opts.impair_args())?),
         None => None,
