@@ -377,6 +377,10 @@ fn build(left: &str, right: &str) -> Result<(tun::Tun, tun::Tun)> {
             "dev",
             tun.name(),
         ])?;
+        // The kernel queues packets on the device until the link reads them; a deep queue
+        // rides out the moments when the link's thread waits for a core, so that no packet is
+        // lost before the engine decides its fate (a loss no ground truth would count).
+        netns::ip(&["-n", ns, "link", "set", tun.name(), "txqueuelen", "10000"])?;
         netns::ip(&["-n", ns, "link", "set", tun.name(), "up"])?;
         tuns.push(tun);
     }

@@ -164,7 +164,10 @@ fn udp_probe_counts_equal_the_link_ground_truth() {
     assert_eq!(n(&report, "sent"), 20_000);
     // The trace accounts for every packet the ground truth counted, the probe's and those of
     // the final counters exchange (sent from a socket of its own).
-    assert_eq!(up_probe.seen, 20_000);
+    assert_eq!(
+        up_probe.seen, 20_000,
+        "the link did not read every probe: the kernel dropped some at the TUN device's queue"
+    );
     assert_eq!(up_probe.seen + up_other.seen, up[0]);
     assert_eq!(up_probe.dropped + up_other.dropped, up[2]);
     assert_eq!(down_probe.seen + down_other.seen, down[0]);
