@@ -6,9 +6,11 @@
 //!   1,400-byte payloads from the left namespace to the right one, for 5 s each. An nftables
 //!   rule in the right namespace counts the datagrams that arrive and drops them, so that no
 //!   receiving program competes for the two cores; that counter is the delivered rate. The
-//!   link's own ground truth gives what it read and forwarded.
-//! - Round trip: sockperf ping-pong (`--full-rtt`) between the namespaces for 5 s: the median
-//!   and p99 over the link minus the same over veth is what the link adds.
+//!   link's own ground truth gives what it read and forwarded. Each flood runs three times and
+//!   the best counts, since another process taking a core for a moment slows the sender.
+//! - Round trip: sockperf ping-pong (`--full-rtt`) between the namespaces for 3 s, alternating
+//!   between the two paths for three rounds; the lowest median of each path counts, and the
+//!   link's minus veth's is what the link adds.
 
 use std::io::Read;
 use std::path::Path;
@@ -253,6 +255,20 @@ fn flood(path: &Path2, size: usize) -> Result<Flood> {
     })
 }
 
+/// The best of three floods: on two cores shared with other work, a run where another process
+/// took a core measures that process, not the path.
+fn best_flood(path: &Path2, size: usize) -> Result<Flood> {
+    let mut best: Option<Flood> = None;
+    for _ in 0..3 {
+        let f = flood(path, size)?;
+        let rate = |f: &Flood| f.delivered as f64 / f.seconds;
+        if best.as_ref().is_none_or(|b| rate(&f) > rate(b)) {
+            best = Some(f);
+        }
+    }
+    Ok(best.expect("three runs"))
+}
+
 /// sockperf ping-pong left to right: (median, p99) round trip in microseconds.
 fn ping_pong(path: &Path2) -> Result<(f64, f64)> {
     let port = SOCKPERF_PORT.to_string();
@@ -310,18 +326,27 @@ pub fn run(args: &[String]) -> Result<()> {
         ],
     );
     let mut results = Vec::new();
-    for make_link in [false, true] {
-        let mut path = if make_link {
-            Path2::link(&bins)?
-        } else {
-            Path2::veth()?
-        };
-        println!("measuring {} ...", path.name);
-        let small = flood(&path, 64)?;
-        let large = flood(&path, 1400)?;
-        let (p50, p99) = ping_pong(&path)?;
+    let mut veth = Path2::veth()?;
+    let mut link = Path2::link(&bins)?;
+    // Round trips alternate between the two paths, three rounds, and the lowest median of each
+    // counts: a shared machine only ever adds to a round trip, and alternating exposes both
+    // paths to the same moments of load.
+    let mut rtt = [(f64::MAX, 0.0), (f64::MAX, 0.0)];
+    for round in 1..=3 {
+        println!("round trips, round {round} of 3 ...");
+        for (i, path) in [&veth, &link].into_iter().enumerate() {
+            let (p50, p99) = ping_pong(path)?;
+            if p50 < rtt[i].0 {
+                rtt[i] = (p50, p99);
+            }
+        }
+    }
+    for (i, path) in [&mut veth, &mut link].into_iter().enumerate() {
+        println!("forwarding rate over {} ...", path.name);
+        let small = best_flood(path, 64)?;
+        let large = best_flood(path, 1400)?;
         let truth = path.finish();
-        results.push((path.name, small, large, p50, p99, truth));
+        results.push((path.name, small, large, rtt[i].0, rtt[i].1, truth));
     }
     for (name, small, large, p50, p99, _) in &results {
         table.row(vec![
@@ -367,8 +392,8 @@ pub fn run(args: &[String]) -> Result<()> {
         link_large_pps / (veth.2.delivered as f64 / veth.2.seconds).max(1.0),
     ));
     table.note(
-        "iperf3 -u -b 0 floods for 5 s per size; nftables counts and drops arrivals in the right \
-         namespace; sockperf pp --full-rtt for 5 s. Two shared cores: the sender, the link and \
+        "iperf3 -u -b 0 floods for 5 s per size, best of 3 runs; nftables counts and drops arrivals in the right \
+         namespace; sockperf pp --full-rtt for 3 s, alternating paths, lowest median of 3 rounds (with its p99). Two shared cores: the sender, the link and \
          the kernel's receive path compete for them.",
     );
     table.figure("link_pps_64", link_small_pps);
