@@ -291,3 +291,26 @@ fn the_same_seed_makes_the_same_decisions() {
         "same seed, same traffic, different decisions"
     );
 }
+
+#[test]
+fn delay_and_rate_are_in_every_round_trip() {
+    let _turn = heavy();
+    // 5 ms each way plus 2 ms ± 1 ms back, and a 1 Mbit/s bottleneck: every round trip takes at
+    // least 5 + 1 ms (a floor the link guarantees, not a timing measurement).
+    let link = Link::start(
+        "delay",
+        &[
+            "--delay", "5ms/2ms", "--jitter", "0/1ms", "--rate", "1mbit", "--seed", "2",
+        ],
+    );
+    let _server = echo_server(&link);
+    let report = probe(
+        &link,
+        &["--count", "200", "--interval", "5ms", "--wait", "2s"],
+    );
+    let stopped = link.stop();
+    assert_eq!(n(&report, "received"), 200, "{report}");
+    assert!(n(&report, "rtt_min_ns") >= 6_000_000, "{report}");
+    let up = truth_of(&stopped.truth, "left_to_right");
+    assert_eq!(up[0], up[1], "a delay drops nothing: {up:?}");
+}
