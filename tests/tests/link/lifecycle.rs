@@ -190,12 +190,20 @@ fn an_error_during_setup_removes_what_was_made() {
 
 #[test]
 fn without_root_it_says_so_and_points_to_impair_udp() {
+    use std::os::unix::fs::PermissionsExt;
     let (left, right) = names("noroot");
-    let mut cmd = Command::new(bin("impair"));
+    // The user `nobody` may not reach the build folder (a clone under /root, say): it runs a
+    // copy of the binary from a folder it can read.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("impair");
+    std::fs::copy(bin("impair"), &copy).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = Command::new(&copy);
     cmd.args(["link", "--left", &left, "--right", &right]);
     if protolab_tests::is_root() {
         // Run it as the unprivileged user `nobody`.
-        cmd.uid(65534).gid(65534);
+        cmd.uid(65534).gid(65534).current_dir("/");
     }
     let out = cmd.output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
