@@ -18,7 +18,7 @@ mod netns;
 mod trace;
 mod tun;
 
-pub use trace::{Action, Direction, Line, Summary, TcpFlags, Transport};
+pub use trace::{Action, Direction, Line, Summary, TcpFlags, Transport, WindowScales};
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -589,10 +589,17 @@ fn tracer(
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     let mut out = std::io::BufWriter::new(std::io::stdout());
+    let mut scales = trace::WindowScales::default();
     let mut next = rx.recv().ok();
     while let Some(seen) = next {
         if lines {
-            let line = Line::new(seen.at, seen.direction, &seen.packet, seen.action);
+            let line = Line::new(
+                seen.at,
+                seen.direction,
+                &seen.packet,
+                seen.action,
+                &mut scales,
+            );
             // A closed stdout (the reader went away) must not stop the link.
             let _ = if json {
                 writeln!(out, "{}", serde_json::to_string(&line)?)

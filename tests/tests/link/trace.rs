@@ -20,6 +20,8 @@ struct Segment {
     seq: u32,
     ack: u32,
     len: u32,
+    /// The window in bytes, scaled as the link's trace understood the handshake.
+    window_bytes: u64,
     action: String,
 }
 
@@ -44,6 +46,7 @@ fn segments(lines: &[String], port: u16) -> Vec<Segment> {
             seq: t["seq"].as_u64().unwrap() as u32,
             ack: t["ack"].as_u64().unwrap() as u32,
             len: t["len"].as_u64().unwrap() as u32,
+            window_bytes: v["window_bytes"].as_u64().expect("a window in bytes"),
             action: v["action"].to_string(),
         });
     }
@@ -174,7 +177,7 @@ fn greeting_trace_holds_handshake_data_and_close_in_order() {
     assert!(last.ack_flag && !last.fin && last.len == 0, "{}", show());
 
     // tshark, an independent decoder, reads the capture: the same segments with the same
-    // raw sequence numbers.
+    // raw sequence numbers and the same scaled windows.
     let fields = run_ok(Command::new(tshark).args([
         "-r",
         pcap.to_str().unwrap(),
@@ -188,6 +191,8 @@ fn greeting_trace_holds_handshake_data_and_close_in_order() {
         "tcp.ack_raw",
         "-e",
         "tcp.len",
+        "-e",
+        "tcp.window_size",
     ]));
     let rows: Vec<Vec<u64>> = fields
         .lines()
@@ -203,6 +208,8 @@ fn greeting_trace_holds_handshake_data_and_close_in_order() {
         assert_eq!(row[0], u64::from(s.seq));
         assert_eq!(row[1], u64::from(s.ack));
         assert_eq!(row[2], u64::from(s.len));
+        // tshark scales the window by the handshake's window-scale options too.
+        assert_eq!(row[3], s.window_bytes, "window of {s:?}");
     }
 }
 

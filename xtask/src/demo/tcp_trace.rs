@@ -276,8 +276,8 @@ pub fn run(args: &[String]) -> Result<()> {
          middle two often share a segment)."
     );
     println!(
-        "The window (win=) is the raw 16-bit field: after the handshake it is scaled by the \
-         window-scale option each side sent in its SYN."
+        "The window (win=) is in bytes: after the handshake the 16-bit field is multiplied by \
+         2^shift, the window-scale option each side sent in its SYN."
     );
     println!(
         "The same packets are in {} (tshark -r {} opens it).",

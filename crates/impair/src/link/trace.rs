@@ -4,14 +4,17 @@
 //! A line reads
 //! `   0.001204 L>R 198.18.0.1:40312 > 198.18.0.2:9999 TCP [SYN] seq=2882931713 ack=0 win=64240 len=0  forwarded`:
 //! seconds since the link came up, the direction (left to right or right to left), the
-//! addresses, then for TCP the flags, the sequence and acknowledgement numbers, the window as
-//! sent (before any window scaling) and the payload length, and last the link's decision.
+//! addresses, then for TCP the flags, the sequence and acknowledgement numbers, the window and
+//! the payload length, and last the link's decision. The window is in bytes, scaled by the
+//! window-scale option of RFC 7323 when the trace saw the connection's handshake (see
+//! [`WindowScales`]), and as the raw 16-bit field otherwise.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use etherparse::{NetSlice, SlicedPacket, TcpOptionElement, TransportSlice};
 use serde::Serialize;
 
 use crate::engine::Fate;
@@ -76,6 +79,8 @@ pub enum Transport {
         seq: u32,
         ack: u32,
         window: u16,
+        /// The window-scale option's shift count, when this segment (a SYN) carries one.
+        wscale: Option<u8>,
         len: usize,
     },
     Udp {
@@ -142,6 +147,10 @@ impl Summary {
                 seq: tcp.sequence_number(),
                 ack: tcp.acknowledgment_number(),
                 window: tcp.window_size(),
+                wscale: tcp.options_iterator().find_map(|o| match o {
+                    Ok(TcpOptionElement::WindowScale(shift)) => Some(shift),
+                    _ => None,
+                }),
                 len: tcp.payload().len(),
             },
             Some(TransportSlice::Udp(udp)) => Transport::Udp {
@@ -166,8 +175,9 @@ impl Summary {
     }
 }
 
-impl fmt::Display for Summary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Summary {
+    /// Writes the summary, with `window` in place of the raw window field when known.
+    fn write(&self, f: &mut fmt::Formatter<'_>, window_bytes: Option<u64>) -> fmt::Result {
         match &self.transport {
             Transport::Tcp {
                 src_port,
@@ -177,12 +187,16 @@ impl fmt::Display for Summary {
                 ack,
                 window,
                 len,
-            } => write!(
-                f,
-                "{} > {} TCP {flags} seq={seq} ack={ack} win={window} len={len}",
-                sock(self.src, *src_port),
-                sock(self.dst, *dst_port)
-            ),
+                ..
+            } => {
+                let win = window_bytes.unwrap_or(u64::from(*window));
+                write!(
+                    f,
+                    "{} > {} TCP {flags} seq={seq} ack={ack} win={win} len={len}",
+                    sock(self.src, *src_port),
+                    sock(self.dst, *dst_port)
+                )
+            }
             Transport::Udp {
                 src_port,
                 dst_port,
@@ -199,6 +213,58 @@ impl fmt::Display for Summary {
                 "{} > {} IP protocol {number} len={}",
                 self.src, self.dst, self.ip_len
             ),
+        }
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, None)
+    }
+}
+
+/// What the trace learned from handshakes: each TCP endpoint's window-scale shift.
+///
+/// RFC 7323: a window field is scaled only when both SYNs carried the option; the shift that
+/// applies is the one the segment's sender announced; SYN segments are never scaled. A
+/// connection whose handshake the trace did not see keeps its raw window.
+#[derive(Debug, Default)]
+pub struct WindowScales {
+    /// (source, source port, destination, destination port) of a SYN -> its shift, if any.
+    shifts: HashMap<(IpAddr, u16, IpAddr, u16), Option<u8>>,
+}
+
+/// Connections remembered at most; past it the memory starts again empty.
+const MAX_CONNECTIONS: usize = 65_536;
+
+impl WindowScales {
+    /// Learns from `packet` and returns its window in bytes, when it is TCP and knowable.
+    pub fn observe(&mut self, packet: &Summary) -> Option<u64> {
+        let Transport::Tcp {
+            src_port,
+            dst_port,
+            flags,
+            window,
+            wscale,
+            ..
+        } = &packet.transport
+        else {
+            return None;
+        };
+        let mine = (packet.src, *src_port, packet.dst, *dst_port);
+        if flags.syn {
+            if self.shifts.len() >= MAX_CONNECTIONS {
+                self.shifts.clear();
+            }
+            // RFC 7323 caps the shift at 14.
+            self.shifts.insert(mine, wscale.map(|s| s.min(14)));
+            return Some(u64::from(*window));
+        }
+        let theirs = (packet.dst, *dst_port, packet.src, *src_port);
+        match (self.shifts.get(&mine), self.shifts.get(&theirs)) {
+            (Some(Some(shift)), Some(Some(_))) => Some(u64::from(*window) << shift),
+            (Some(_), Some(_)) => Some(u64::from(*window)),
+            _ => None,
         }
     }
 }
@@ -281,16 +347,28 @@ pub struct Line {
     pub direction: Direction,
     /// The decoded packet, or `None` for bytes that are not well-formed IP.
     pub packet: Option<Summary>,
+    /// The TCP window in bytes, when the trace saw the handshake (see [`WindowScales`]).
+    pub window_bytes: Option<u64>,
     pub action: Action,
 }
 
 impl Line {
-    /// The trace line of `packet`, crossing in `direction` at `at`, with the link's `action`.
-    pub fn new(at: Duration, direction: Direction, packet: &[u8], action: Action) -> Line {
+    /// The trace line of `packet`, crossing in `direction` at `at`, with the link's `action`;
+    /// `scales` learns from it and scales its window.
+    pub fn new(
+        at: Duration,
+        direction: Direction,
+        packet: &[u8],
+        action: Action,
+        scales: &mut WindowScales,
+    ) -> Line {
+        let packet = Summary::decode(packet).ok();
+        let window_bytes = packet.as_ref().and_then(|p| scales.observe(p));
         Line {
             at,
             direction,
-            packet: Summary::decode(packet).ok(),
+            packet,
+            window_bytes,
             action,
         }
     }
@@ -305,7 +383,7 @@ impl fmt::Display for Line {
             self.direction.arrow()
         )?;
         match &self.packet {
-            Some(p) => write!(f, "{p}")?,
+            Some(p) => p.write(f, self.window_bytes)?,
             None => f.write_str("(not an IP packet)")?,
         }
         write!(f, "  {}", self.action)
@@ -350,6 +428,7 @@ mod tests {
                 seq: 2_882_939_649,
                 ack: 0,
                 window: 64240,
+                wscale: Some(7),
                 len: 0,
             }
         );
@@ -408,6 +487,7 @@ mod tests {
             Direction::RightToLeft,
             &[0xff; 3],
             Action::from_fate(Fate::Dropped, Duration::ZERO),
+            &mut WindowScales::default(),
         );
         assert_eq!(
             line.to_string(),
@@ -438,6 +518,7 @@ mod tests {
             Direction::LeftToRight,
             &SYN,
             Action::from_fate(plain, now),
+            &mut WindowScales::default(),
         );
         assert_eq!(
             line.to_string(),
@@ -450,5 +531,56 @@ mod tests {
         assert_eq!(json["packet"]["transport"]["protocol"], "tcp");
         assert_eq!(json["packet"]["transport"]["flags"]["syn"], true);
         assert_eq!(json["action"]["copies"], 1);
+    }
+
+    #[test]
+    fn windows_are_scaled_once_both_syns_announced_a_shift() {
+        let mut scales = WindowScales::default();
+        let syn = Summary::decode(&SYN).unwrap();
+        assert_eq!(
+            scales.observe(&syn),
+            Some(64240),
+            "a SYN's window is never scaled"
+        );
+        // The client's next segment: the server's SYN+ACK has not been seen, so raw is all
+        // that can be said.
+        let mut ack = SYN;
+        ack[33] = 0x10; // ACK only
+        let ack_seg = Summary::decode(&ack).unwrap();
+        assert_eq!(scales.observe(&ack_seg), None);
+        // The server's SYN+ACK with shift 10.
+        let mut syn_ack = syn.clone();
+        std::mem::swap(&mut syn_ack.src, &mut syn_ack.dst);
+        if let Transport::Tcp {
+            src_port,
+            dst_port,
+            flags,
+            wscale,
+            ..
+        } = &mut syn_ack.transport
+        {
+            std::mem::swap(src_port, dst_port);
+            flags.ack = true;
+            *wscale = Some(10);
+        }
+        assert_eq!(scales.observe(&syn_ack), Some(64240));
+        // Now the client's window 64240 is scaled by its own shift, 7.
+        assert_eq!(scales.observe(&ack_seg), Some(64240 << 7));
+        let line = Line::new(
+            Duration::ZERO,
+            Direction::LeftToRight,
+            &ack,
+            Action::from_fate(Fate::Dropped, Duration::ZERO),
+            &mut scales,
+        );
+        assert!(
+            line.to_string()
+                .contains(&format!(" win={} ", 64240u64 << 7)),
+            "{line}"
+        );
+        assert_eq!(
+            serde_json::to_value(&line).unwrap()["window_bytes"],
+            64240u64 << 7
+        );
     }
 }
