@@ -278,3 +278,43 @@ mod tests {
         assert_eq!(&buf[..n], &[0, 0, 0]);
     }
 }
+
+/// What the kernel's TCP_INFO says of a connection, the figures the probe reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct TcpInfo {
+    /// Segments retransmitted over the connection's life (tcpi_total_retrans).
+    pub total_retrans: u32,
+    /// The smoothed round-trip time in microseconds (tcpi_rtt).
+    pub rtt_us: u32,
+    /// Its mean deviation in microseconds (tcpi_rttvar).
+    pub rttvar_us: u32,
+}
+
+/// Reads TCP_INFO of a connected TCP socket.
+///
+/// # Errors
+/// The getsockopt error.
+pub fn tcp_info(socket: &impl AsRawFd) -> io::Result<TcpInfo> {
+    // SAFETY: tcp_info is plain old data; all zeroes is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info`, which is that large, and the
+    // descriptor is borrowed from a live socket for the duration of the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(TcpInfo {
+        total_retrans: info.tcpi_total_retrans,
+        rtt_us: info.tcpi_rtt,
+        rttvar_us: info.tcpi_rttvar,
+    })
+}

@@ -86,6 +86,10 @@ pub struct ProbeSummary {
     /// Sends that failed (the probe counts as sent and lost).
     pub send_errors: u64,
     pub elapsed_ns: u64,
+    /// The kernel's view of the TCP connection (`--tcp` only): retransmissions and smoothed
+    /// RTT, read after the last reply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_info: Option<crate::mmsg::TcpInfo>,
     #[serde(flatten)]
     pub report: Report,
 }
@@ -481,6 +485,14 @@ fn run_tcp(cfg: &ProbeConfig, planned: u64) -> Result<ProbeRun, ProbeError> {
     let _ = tx.write_all(&frame);
     shared.done.store(true, Ordering::Release);
     let (mut stats, foreign, server) = receiver.join().expect("receiver thread");
+    // Read before closing: afterwards the kernel's figures are gone with the connection.
+    let tcp_info = match crate::mmsg::tcp_info(&tx) {
+        Ok(info) => Some(info),
+        Err(e) => {
+            tracing::debug!(error = %e, "TCP_INFO unavailable");
+            None
+        }
+    };
     let _ = tx.shutdown(std::net::Shutdown::Both);
     for (seq, &(planned_ns, sent_ns)) in times.iter().enumerate() {
         stats.on_send(seq as u64, planned_ns, sent_ns);
@@ -494,7 +506,9 @@ fn run_tcp(cfg: &ProbeConfig, planned: u64) -> Result<ProbeRun, ProbeError> {
         foreign,
         send_errors,
     };
-    Ok(finish(cfg, &stats, end, &shared))
+    let mut run = finish(cfg, &stats, end, &shared);
+    run.summary.tcp_info = tcp_info;
+    Ok(run)
 }
 
 /// What a transport's run ends with, besides the statistics.
@@ -534,6 +548,7 @@ fn finish(cfg: &ProbeConfig, stats: &Stats, end: Ending, shared: &Shared) -> Pro
             foreign,
             send_errors,
             elapsed_ns: shared.now_ns(),
+            tcp_info: None,
             report,
         },
         packets,
@@ -578,7 +593,7 @@ pub fn render(s: &ProbeSummary) -> String {
         s.size,
         Duration::from_nanos(s.interval_ns)
     );
-    let rows: Vec<(&str, String, &str)> = vec![
+    let mut rows: Vec<(&str, String, &str)> = vec![
         ("sent", r.sent.to_string(), ""),
         (
             "received",
@@ -655,6 +670,18 @@ pub fn render(s: &ProbeSummary) -> String {
             "send time minus schedule",
         ),
     ];
+    if let Some(info) = s.tcp_info {
+        rows.push((
+            "TCP retransmits",
+            info.total_retrans.to_string(),
+            "kernel TCP_INFO tcpi_total_retrans",
+        ));
+        rows.push((
+            "TCP smoothed RTT",
+            format!("{:.1} us", f64::from(info.rtt_us)),
+            "kernel TCP_INFO tcpi_rtt",
+        ));
+    }
     for (name, value, note) in rows {
         let _ = writeln!(out, "  {name:<16} {value:>22}  {note}");
     }

@@ -1,10 +1,7 @@
 //! The link carries the kernel's UDP and TCP; the UDP probe's counts equal the link's ground
 //! truth exactly, while TCP hides the same loss behind retransmissions.
 
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard};
 
 use protolab_tests::{Server, bin, run_ok};
 use serde_json::Value;
@@ -197,34 +194,10 @@ fn tcp_delivers_everything_in_order_by_retransmitting() {
     let _turn = heavy();
     let link = Link::start("tcp", &["--loss", "5%", "--seed", "5"]);
     let _server = echo_server(&link);
-    // The kernel's TCP_INFO of the probe's connection, sampled with `ss -ti` (inet_diag) in
-    // the left namespace while the probe runs, for a probe that does not report it itself.
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let (ns, stop) = (link.left.clone(), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            let mut last = None;
-            while !stop.load(Ordering::SeqCst) {
-                let out = Command::new("ip")
-                    .args(["netns", "exec", &ns, "ss", "-tinH", "state", "established"])
-                    .arg("dst 198.18.0.2:7777")
-                    .output()
-                    .expect("run ss");
-                let text = String::from_utf8_lossy(&out.stdout).into_owned();
-                if let Some(info) = ss_tcp_info(&text) {
-                    last = Some(info);
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            last
-        })
-    };
     let report = probe(
         &link,
         &["--tcp", "--count", "2000", "--rate", "1000", "--wait", "5s"],
     );
-    stop.store(true, Ordering::SeqCst);
-    let sampled = sampler.join().expect("ss sampler");
     let stopped = link.stop();
     assert_eq!(report["transport"], "tcp");
     assert_eq!(n(&report, "sent"), 2000);
@@ -238,31 +211,16 @@ fn tcp_delivers_everything_in_order_by_retransmitting() {
         up[2] > 10 && down[2] > 10,
         "the link dropped segments: {up:?} {down:?}"
     );
-    // The kernel's own count of retransmitted segments on the probe's connection.
-    let (retrans, rtt_us) = match (
-        report["tcp_info"]["total_retrans"].as_u64(),
-        report["tcp_info"]["rtt_us"].as_u64(),
-    ) {
-        (Some(r), Some(rtt)) => (r, rtt),
-        _ => sampled.unwrap_or_else(|| panic!("no TCP_INFO from the probe nor from ss: {report}")),
-    };
+    // The kernel's own count of retransmitted segments on the probe's connection (TCP_INFO,
+    // read by the probe after the last reply).
+    let retrans = report["tcp_info"]["total_retrans"]
+        .as_u64()
+        .expect("tcp_info in the report");
+    let rtt_us = report["tcp_info"]["rtt_us"]
+        .as_u64()
+        .expect("tcp_info in the report");
     assert!(retrans > 0, "no retransmission over a lossy link: {report}");
     assert!(rtt_us > 0);
-}
-
-/// (tcpi_total_retrans, tcpi_rtt in microseconds) from `ss -ti` output: `retrans:CUR/TOTAL`,
-/// `rtt:MS/VAR`.
-fn ss_tcp_info(text: &str) -> Option<(u64, u64)> {
-    let mut retrans = 0;
-    let mut rtt = None;
-    for word in text.split_whitespace() {
-        if let Some(v) = word.strip_prefix("retrans:") {
-            retrans = v.split('/').nth(1)?.parse().ok()?;
-        } else if let Some(v) = word.strip_prefix("rtt:") {
-            rtt = Some((v.split('/').next()?.parse::<f64>().ok()? * 1000.0) as u64);
-        }
-    }
-    rtt.map(|r| (retrans, r))
 }
 
 #[test]

@@ -184,6 +184,11 @@ fn tcp_probes_lose_nothing_and_keep_order() {
         assert_eq!(n(&report, k), 0, "{k} on TCP");
     }
     assert_eq!(n(&report, "server_received"), 20_000);
+    // The kernel's own view of the connection: a loopback path retransmits nothing, and its
+    // smoothed RTT is a positive number of microseconds.
+    let info = &report["tcp_info"];
+    assert_eq!(info["total_retrans"], 0, "{info}");
+    assert!(info["rtt_us"].as_u64().is_some_and(|us| us > 0), "{info}");
     let counters = stop(srv);
     assert_eq!(n(&counters, "probes"), 20_000);
     assert_eq!(n(&counters, "tcp_connections"), 1);

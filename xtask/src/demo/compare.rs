@@ -209,53 +209,6 @@ fn run_probe(mut cmd: Command) -> Result<Value> {
     serde_json::from_slice(&out.stdout).context("read the probe's JSON report")
 }
 
-/// The kernel's TCP_INFO for the probe's connection, read with `ss -ti` inside the left
-/// namespace while the probe runs (the last sample before the connection closes).
-#[derive(Debug, Default, Clone, Copy)]
-struct TcpInfo {
-    total_retrans: u64,
-    rtt_us: f64,
-}
-
-fn parse_ss(text: &str) -> Option<TcpInfo> {
-    let mut info = TcpInfo::default();
-    let mut seen = false;
-    for word in text.split_whitespace() {
-        if let Some(v) = word.strip_prefix("retrans:") {
-            // `retrans:CURRENT/TOTAL`
-            info.total_retrans = v.split('/').nth(1)?.parse().ok()?;
-        } else if let Some(v) = word.strip_prefix("rtt:") {
-            info.rtt_us = v.split('/').next()?.parse::<f64>().ok()? * 1000.0;
-            seen = true;
-        }
-    }
-    seen.then_some(info)
-}
-
-/// Samples `ss -ti` for connections to `target` in namespace `ns` until `stop` is set.
-fn sample_ss(
-    ns: String,
-    target: SocketAddr,
-    stop: Arc<Mutex<bool>>,
-) -> JoinHandle<Option<TcpInfo>> {
-    std::thread::spawn(move || {
-        let mut last = None;
-        let filter = format!("dst {target}");
-        while !*stop.lock().expect("flag") {
-            if let Ok(out) = Command::new("ip")
-                .args(["netns", "exec", &ns, "ss", "-tinH", "state", "established"])
-                .arg(&filter)
-                .output()
-                && let Some(info) = parse_ss(&String::from_utf8_lossy(&out.stdout))
-            {
-                last = Some(info);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        last
-    })
-}
-
 fn ms(report: &Value, key: &str) -> String {
     report[key]
         .as_f64()
@@ -296,7 +249,6 @@ fn with_link(opts: &Options, bins: &Path) -> Result<()> {
     );
     let mut reports = Vec::new();
     let mut truths = Vec::new();
-    let mut ss_infos = Vec::new();
     for tcp in [false, true] {
         let link = LinkRun::start(bins, if tcp { "tcp" } else { "udp" }, &opts.impair_args())?;
         let server = Server::start_cmd(
@@ -323,32 +275,17 @@ fn with_link(opts: &Options, bins: &Path) -> Result<()> {
             opts.count,
             opts.interval
         );
-        let stop = Arc::new(Mutex::new(false));
-        let sampler = tcp.then(|| sample_ss(link.left.clone(), target, Arc::clone(&stop)));
         let report = run_probe(probe);
-        *stop.lock().expect("flag") = true;
-        ss_infos.push(sampler.and_then(|s| s.join().ok().flatten()));
         drop(server);
         let (truth, _) = link.stop()?;
         reports.push(report?);
         truths.push(truth);
     }
     let (udp, tcp) = (&reports[0], &reports[1]);
-    // TCP_INFO from the probe itself when it reports it, else from ss (same kernel counters,
-    // read through inet_diag while the connection was open).
-    let (retrans, srtt_us, source) = match (
-        tcp["tcp_info"]["total_retrans"].as_u64(),
-        tcp["tcp_info"]["rtt_us"].as_f64(),
-        ss_infos[1],
-    ) {
-        (Some(r), Some(rtt), _) => (Some(r), Some(rtt), "the probe's getsockopt(TCP_INFO)"),
-        (_, _, Some(info)) => (
-            Some(info.total_retrans),
-            Some(info.rtt_us),
-            "`ss -ti` (TCP_INFO through inet_diag), last sample",
-        ),
-        _ => (None, None, "unavailable"),
-    };
+    // The kernel's TCP_INFO for the probe's connection, read by the probe with getsockopt
+    // after the last reply.
+    let retrans = tcp["tcp_info"]["total_retrans"].as_u64();
+    let srtt_us = tcp["tcp_info"]["rtt_us"].as_f64();
 
     let mut rows: Vec<(String, String, String)> = Vec::new();
     let mut row = |name: &str, u: String, t: String| rows.push((name.to_owned(), u, t));
@@ -400,7 +337,7 @@ fn with_link(opts: &Options, bins: &Path) -> Result<()> {
         .to_string(),
     );
     print_table(&rows);
-    println!("(TCP_INFO read from {source})\n");
+    println!("(TCP retransmissions and smoothed RTT: the kernel's TCP_INFO, read by the probe)\n");
 
     explain(opts, udp, tcp, &truths, retrans);
     println!();
@@ -709,19 +646,4 @@ fn boundaries(link: Option<(&str, &Options, &Path)>) -> Result<()> {
          with a newline; DNS over TCP puts a length first)."
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_ss_tcp_info() {
-        let text = "ESTAB 0 0 198.18.0.1:40000 198.18.0.2:7777\n\t cubic wscale:7,7 rto:204 \
-                    rtt:21.5/3.25 ato:40 mss:1448 cwnd:7 retrans:0/12 send 3.8Mbps";
-        let info = parse_ss(text).unwrap();
-        assert_eq!(info.total_retrans, 12);
-        assert!((info.rtt_us - 21_500.0).abs() < 0.1);
-        assert!(parse_ss("").is_none());
-    }
 }
