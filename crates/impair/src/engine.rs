@@ -344,6 +344,35 @@ pub fn parse_probability(s: &str) -> Result<f64, String> {
     Ok(value)
 }
 
+/// Parses a setting given once for both directions, or as `A/B`: A for the first direction
+/// (up, or left to right) and B for the other. Both front ends take their options this way.
+///
+/// # Errors
+/// `one`'s message for the part that does not parse.
+pub fn parse_each<T: Clone>(
+    text: &str,
+    one: impl Fn(&str) -> Result<T, String>,
+) -> Result<(T, T), String> {
+    match text.split_once('/') {
+        Some((a, b)) => Ok((one(a)?, one(b)?)),
+        None => {
+            let v = one(text)?;
+            Ok((v.clone(), v))
+        }
+    }
+}
+
+/// Parses a rate limit where `0`, `none` or nothing means no limit.
+///
+/// # Errors
+/// [`parse_rate`]'s message.
+pub fn parse_optional_rate(s: &str) -> Result<Option<u64>, String> {
+    match s.trim() {
+        "0" | "none" | "" => Ok(None),
+        t => parse_rate(t).map(Some),
+    }
+}
+
 /// Parses a rate in bits per second for clap: `1000000`, `10kbit`, `8mbit`, `1gbit` (SI units).
 ///
 /// # Errors
@@ -605,5 +634,19 @@ mod tests {
         assert_eq!(parse_rate("10kbit"), Ok(10_000));
         assert_eq!(parse_rate("1000000"), Ok(1_000_000));
         assert!(parse_rate("fast").is_err());
+        assert_eq!(parse_optional_rate("none"), Ok(None));
+        assert_eq!(parse_optional_rate("0"), Ok(None));
+        assert_eq!(parse_optional_rate("10kbit"), Ok(Some(10_000)));
+    }
+
+    #[test]
+    fn settings_per_direction() {
+        assert_eq!(parse_each("5%", parse_probability), Ok((0.05, 0.05)));
+        assert_eq!(parse_each("5%/0", parse_probability), Ok((0.05, 0.0)));
+        assert!(parse_each("5%/x", parse_probability).is_err());
+        assert_eq!(
+            parse_each("none/1kbit", parse_optional_rate),
+            Ok((None, Some(1000)))
+        );
     }
 }

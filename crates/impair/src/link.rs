@@ -31,7 +31,9 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::engine::{Engine, GroundTruth, Impairment, parse_probability, parse_rate};
+use crate::engine::{
+    Engine, GroundTruth, Impairment, parse_each, parse_optional_rate, parse_probability,
+};
 use protolab_transport::cli::parse_duration;
 
 /// The left end's address, from the benchmarking range of RFC 2544 (198.18.0.0/15).
@@ -118,19 +120,11 @@ pub struct Each<T> {
 }
 
 fn each<T: Clone>(text: &str, one: impl Fn(&str) -> Result<T, String>) -> Result<Each<T>, String> {
-    match text.split_once('/') {
-        Some((a, b)) => Ok(Each {
-            left_to_right: one(a)?,
-            right_to_left: one(b)?,
-        }),
-        None => {
-            let v = one(text)?;
-            Ok(Each {
-                left_to_right: v.clone(),
-                right_to_left: v,
-            })
-        }
-    }
+    let (left_to_right, right_to_left) = parse_each(text, one)?;
+    Ok(Each {
+        left_to_right,
+        right_to_left,
+    })
 }
 
 fn probability(text: &str) -> Result<Each<f64>, String> {
@@ -142,33 +136,29 @@ fn duration(text: &str) -> Result<Each<Duration>, String> {
 }
 
 fn rate(text: &str) -> Result<Each<Option<u64>>, String> {
-    each(text, |t| match t.trim() {
-        "0" | "none" => Ok(None),
-        t => parse_rate(t).map(Some),
-    })
+    each(text, parse_optional_rate)
+}
+
+impl<T: Copy> Each<T> {
+    /// The setting of one direction.
+    fn of(&self, direction: Direction) -> T {
+        match direction {
+            Direction::LeftToRight => self.left_to_right,
+            Direction::RightToLeft => self.right_to_left,
+        }
+    }
 }
 
 impl LinkArgs {
     /// The impairment of one direction.
     pub fn impairment(&self, direction: Direction) -> Impairment {
-        let pick = |e: &Each<f64>| match direction {
-            Direction::LeftToRight => e.left_to_right,
-            Direction::RightToLeft => e.right_to_left,
-        };
-        let pick_d = |e: &Each<Duration>| match direction {
-            Direction::LeftToRight => e.left_to_right,
-            Direction::RightToLeft => e.right_to_left,
-        };
         Impairment {
-            loss: pick(&self.loss),
-            dup: pick(&self.dup),
-            reorder: pick(&self.reorder),
-            delay: pick_d(&self.delay),
-            jitter: pick_d(&self.jitter),
-            rate_bps: match direction {
-                Direction::LeftToRight => self.rate.left_to_right,
-                Direction::RightToLeft => self.rate.right_to_left,
-            },
+            loss: self.loss.of(direction),
+            dup: self.dup.of(direction),
+            reorder: self.reorder.of(direction),
+            delay: self.delay.of(direction),
+            jitter: self.jitter.of(direction),
+            rate_bps: self.rate.of(direction),
         }
     }
 }

@@ -24,7 +24,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::engine::{Engine, GroundTruth, Impairment, parse_probability, parse_rate};
+use crate::engine::{
+    Engine, GroundTruth, Impairment, parse_each, parse_optional_rate, parse_probability,
+};
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -45,19 +47,8 @@ fn both<T: Clone>(
     text: &str,
     one: impl Fn(&str) -> Result<T, String>,
 ) -> Result<PerDirection<T>, String> {
-    match text.split_once('/') {
-        Some((up, down)) => Ok(PerDirection {
-            up: one(up)?,
-            down: one(down)?,
-        }),
-        None => {
-            let v = one(text)?;
-            Ok(PerDirection {
-                up: v.clone(),
-                down: v,
-            })
-        }
-    }
+    let (up, down) = parse_each(text, one)?;
+    Ok(PerDirection { up, down })
 }
 
 fn probability(text: &str) -> Result<PerDirection<f64>, String> {
@@ -69,10 +60,7 @@ fn duration(text: &str) -> Result<PerDirection<Duration>, String> {
 }
 
 fn rate(text: &str) -> Result<PerDirection<Option<u64>>, String> {
-    both(text, |t| match t.trim() {
-        "0" | "none" | "" => Ok(None),
-        t => parse_rate(t).map(Some),
-    })
+    both(text, parse_optional_rate)
 }
 
 fn addr(text: &str) -> Result<SocketAddr, String> {
