@@ -16,26 +16,36 @@ fn dotted_message(subject: &str) -> Vec<u8> {
     ))
 }
 
-#[test]
-fn swaks_plain() {
+/// Sends `msg` through swaks from a@example.test to `to` (comma-separated), with `extra`
+/// options, and returns swaks's transcript.
+fn swaks(smtp: &Smtp, to: &str, extra: &[&str], msg: &[u8]) -> String {
     let swaks = require_peer("swaks", "swaks");
-    let smtp = Smtp::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("m.eml");
-    let msg = dotted_message("swaks-plain");
-    std::fs::write(&file, &msg).unwrap();
-    let out = run_ok(Command::new(swaks).args([
+    std::fs::write(&file, msg).unwrap();
+    let port = smtp.port();
+    let data = format!("@{}", file.display());
+    let mut args = vec![
         "--server",
         "127.0.0.1",
         "--port",
-        &smtp.port(),
+        &port,
         "--from",
         "a@example.test",
         "--to",
-        "b@example.test",
+        to,
         "--data",
-        &format!("@{}", file.display()),
-    ]));
+        &data,
+    ];
+    args.extend_from_slice(extra);
+    run_ok(Command::new(swaks).args(args))
+}
+
+#[test]
+fn swaks_plain() {
+    let smtp = Smtp::start(&[]);
+    let msg = dotted_message("swaks-plain");
+    let out = swaks(&smtp, "b@example.test", &[], &msg);
     assert!(out.contains("<-  250 2.0.0 OK: queued as "), "{out}");
     let stored = smtp.messages();
     assert_eq!(stored.len(), 1);
@@ -57,25 +67,14 @@ fn swaks_plain() {
 
 #[test]
 fn swaks_pipeline_with_two_recipients() {
-    let swaks = require_peer("swaks", "swaks");
     let smtp = Smtp::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("m.eml");
     let msg = dotted_message("swaks-pipeline");
-    std::fs::write(&file, &msg).unwrap();
-    let out = run_ok(Command::new(swaks).args([
-        "--server",
-        "127.0.0.1",
-        "--port",
-        &smtp.port(),
-        "--from",
-        "a@example.test",
-        "--to",
+    let out = swaks(
+        &smtp,
         "b@example.test,c@example.test",
-        "--pipeline",
-        "--data",
-        &format!("@{}", file.display()),
-    ]));
+        &["--pipeline"],
+        &msg,
+    );
     assert!(out.contains("PIPELINING"), "{out}");
     assert!(out.contains("250 2.0.0 OK: queued as "), "{out}");
     let stored = smtp.messages();
@@ -94,10 +93,7 @@ fn swaks_pipeline_with_two_recipients() {
 
 #[test]
 fn swaks_ten_megabyte_body_streams_to_disk() {
-    let swaks = require_peer("swaks", "swaks");
     let smtp = Smtp::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("big.eml");
     let mut msg = crlf("From: <a@example.test>\nSubject: big\n\n");
     let mut i = 0u64;
     while msg.len() < 10 * 1000 * 1000 {
@@ -108,22 +104,7 @@ fn swaks_ten_megabyte_body_streams_to_disk() {
         );
         i += 1;
     }
-    std::fs::write(&file, &msg).unwrap();
-    let out = run_ok(Command::new(swaks).args([
-        "--server",
-        "127.0.0.1",
-        "--port",
-        &smtp.port(),
-        "--from",
-        "a@example.test",
-        "--to",
-        "b@example.test",
-        "--data",
-        &format!("@{}", file.display()),
-        "--silent",
-        "2",
-    ]));
-    let _ = out;
+    swaks(&smtp, "b@example.test", &["--silent", "2"], &msg);
     let stored = smtp.messages();
     assert_eq!(stored.len(), 1, "the 10 MB message was not stored");
     let mut expected = msg;
