@@ -133,9 +133,11 @@ impl LinkRun {
         let (left, right) = (format!("plab-{tag}-{pid}-l"), format!("plab-{tag}-{pid}-r"));
         let stats = std::env::temp_dir().join(format!("plab-{tag}-{pid}-truth.json"));
         let mut cmd = Command::new(bins.join("impair"));
+        // The demo narrates; the link's own info logs would only interleave with it.
         cmd.args(["link", "--left", &left, "--right", &right, "--stats"])
             .arg(&stats)
-            .args(args);
+            .args(args)
+            .env("RUST_LOG", quiet_logs());
         let mut proc = Proc::spawn("impair link", &mut cmd);
         let mut out = proc.stdout();
         loop {
@@ -175,7 +177,9 @@ impl LinkRun {
     /// A command running `program` inside one end's namespace.
     pub(super) fn exec(&self, side: Side, program: &Path) -> Command {
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", self.ns(side)]).arg(program);
+        cmd.args(["netns", "exec", self.ns(side)])
+            .arg(program)
+            .env("RUST_LOG", quiet_logs());
         cmd
     }
 
@@ -207,6 +211,11 @@ fn run_probe(mut cmd: Command) -> Result<Value> {
         );
     }
     serde_json::from_slice(&out.stdout).context("read the probe's JSON report")
+}
+
+/// The log level for processes a demo starts: the user's RUST_LOG if set, else warnings only.
+fn quiet_logs() -> String {
+    std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned())
 }
 
 fn ms(report: &Value, key: &str) -> String {
@@ -425,6 +434,7 @@ fn without_root(opts: &Options, bins: &Path) -> Result<()> {
         "udpecho serve",
         {
             let mut c = Command::new(bins.join("udpecho"));
+            c.env("RUST_LOG", quiet_logs());
             c.args([
                 "serve",
                 "--listen",
@@ -442,6 +452,7 @@ fn without_root(opts: &Options, bins: &Path) -> Result<()> {
         "impair udp",
         {
             let mut c = Command::new(bins.join("impair"));
+            c.env("RUST_LOG", quiet_logs());
             c.args(["udp", "--listen", "127.0.0.1:0", "--forward"])
                 .arg(server.addr("udp").to_string())
                 .arg("--stats")
