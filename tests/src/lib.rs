@@ -279,3 +279,21 @@ pub fn wait_udp_reply(addr: SocketAddr, probe: &[u8], limit: Duration) {
     }
     panic!("nothing answers UDP on {addr} after {limit:?}");
 }
+
+/// Starts redis-server on a free loopback port, storing nothing, in `dir`, and waits until it
+/// accepts connections. It answers the inline line `PING` with `+PONG`: a one-line
+/// request/response peer for the TCP load generator.
+pub fn start_redis(dir: &Path) -> (Proc, SocketAddr) {
+    let redis = require_peer("redis-server", "redis-server");
+    let port = free_port();
+    let proc = Proc::spawn(
+        "redis-server",
+        Command::new(redis)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--maxclients", "10000"])
+            .current_dir(dir),
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_tcp(addr, Duration::from_secs(10));
+    (proc, addr)
+}

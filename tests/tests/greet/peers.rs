@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use protolab_tests::{Proc, Server, bin, free_port, require_peer, run_ok, wait_tcp};
+use protolab_tests::{Server, bin, free_port, run_ok, start_redis};
 
 fn bench(args: &[&str]) -> serde_json::Value {
     let out = run_ok(
@@ -16,26 +16,9 @@ fn bench(args: &[&str]) -> serde_json::Value {
 
 #[test]
 fn bench_drives_redis_with_ping() {
-    let redis = require_peer("redis-server", "redis-server");
-    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let _redis = Proc::spawn(
-        "redis-server",
-        Command::new(redis)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .current_dir(dir.path()),
-    );
-    let addr = format!("127.0.0.1:{port}");
-    wait_tcp(addr.parse().unwrap(), std::time::Duration::from_secs(10));
+    let (_redis, addr) = start_redis(dir.path());
+    let addr = addr.to_string();
     let r = bench(&[
         "--server",
         &addr,

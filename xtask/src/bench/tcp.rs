@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use protolab_tests::{Proc, Server, free_port, raise_fd_limit, require_peer, wait_tcp};
+use protolab_tests::{Server, raise_fd_limit, require_peer, start_redis};
 
 use crate::util::{self, Table};
 
@@ -85,7 +85,6 @@ pub fn run(args: &[String]) -> Result<()> {
     let limit = raise_fd_limit();
     let bins = util::build_bins_of(true, &["protolab-greet"])?;
     let greet = bins.join("greet");
-    let redis = require_peer("redis-server", "redis-server");
     let python = require_peer("python3", "python3");
     let dir = tempfile_dir()?;
 
@@ -127,25 +126,7 @@ pub fn run(args: &[String]) -> Result<()> {
         add(&mut table, "greet serve", &r);
     }
     {
-        let port = free_port();
-        let _redis = Proc::spawn(
-            "redis-server",
-            Command::new(&redis)
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .args(["--maxclients", "10000"])
-                .current_dir(&dir),
-        );
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-        wait_tcp(addr, Duration::from_secs(10));
+        let (_redis, addr) = start_redis(&dir);
         let r = load(&greet, &o, addr, &["--line", "PING"])?;
         add(&mut table, "redis-server (inline PING)", &r);
     }
