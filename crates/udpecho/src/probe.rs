@@ -109,6 +109,16 @@ struct Shared {
 }
 
 impl Shared {
+    /// The state of a run starting now: its clock's epoch, nothing sent yet.
+    fn start() -> Self {
+        Self {
+            epoch: Instant::now(),
+            sent: AtomicU64::new(0),
+            last_send_ns: AtomicU64::new(0),
+            done: AtomicBool::new(false),
+        }
+    }
+
     fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
     }
@@ -271,12 +281,7 @@ fn run_udp(cfg: &ProbeConfig, planned: u64) -> Result<ProbeRun, ProbeError> {
         .map_err(err)?;
     let local = socket.local_addr().ok();
     let tx = socket.try_clone().map_err(err)?;
-    let shared = Arc::new(Shared {
-        epoch: Instant::now(),
-        sent: AtomicU64::new(0),
-        last_send_ns: AtomicU64::new(0),
-        done: AtomicBool::new(false),
-    });
+    let shared = Arc::new(Shared::start());
     let wait_ns = cfg.wait.as_nanos() as u64;
     let receiver = {
         let shared = shared.clone();
@@ -408,12 +413,7 @@ fn run_tcp(cfg: &ProbeConfig, planned: u64) -> Result<ProbeRun, ProbeError> {
         .map_err(err)?;
     let local = stream.local_addr().ok();
     let mut tx = stream.try_clone().map_err(err)?;
-    let shared = Arc::new(Shared {
-        epoch: Instant::now(),
-        sent: AtomicU64::new(0),
-        last_send_ns: AtomicU64::new(0),
-        done: AtomicBool::new(false),
-    });
+    let shared = Arc::new(Shared::start());
     let wait_ns = cfg.wait.as_nanos() as u64;
     let receiver = {
         let shared = shared.clone();
