@@ -1,4 +1,5 @@
-//! What every protolab binary shares on its command line: durations and logging.
+//! What every protolab binary shares on its command line: durations, logging, and output that
+//! survives a closed pipe.
 
 use std::time::Duration;
 
@@ -34,6 +35,40 @@ pub fn init_tracing(base: tracing::Level, verbose: u8) {
         .try_init();
 }
 
+/// Writes to standard output like `print!`, except that a reader that went away is not fatal.
+///
+/// `println!` panics when standard output is a closed pipe (`dns serve | head -1`, a test that
+/// stopped reading): the report has nowhere to go, but a server must still shut down cleanly and a
+/// client must still exit with its own status. Other write errors are logged at debug level.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        tracing::debug!("standard output: {e}");
+    }
+}
+
+/// `println!` that never panics on a closed standard output; see [`write_stdout`].
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::cli::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` that never panics on a closed standard output; see [`write_stdout`].
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!($($arg)*))
+    };
+}
+
 fn crates(level: tracing::Level) -> String {
     [
         "protolab_transport",
@@ -42,11 +77,15 @@ fn crates(level: tracing::Level) -> String {
         "protolab_dns",
         "protolab_smtp",
         "protolab_impair",
+        "protolab_http",
+        "protolab_subnet",
         "greet",
         "udpecho",
         "dns",
         "smtp",
         "impair",
+        "http",
+        "subnet",
     ]
     .iter()
     .map(|c| format!("{c}={level}"))
