@@ -27,6 +27,18 @@ pub enum ClientError {
     Closed,
     #[error("the server refused {step}: {reply}")]
     Refused { step: String, reply: String },
+    #[error(transparent)]
+    BadValue(#[from] BadValue),
+}
+
+/// A value of a [`Message`] that cannot be sent as it is: it would end a command line or a
+/// header early and start one the caller never wrote (`Subject: hi\r\nBcc: ...`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {why}")]
+pub struct BadValue {
+    /// The [`Message`] field: `from`, `to`, `subject` or `helo`.
+    pub field: &'static str,
+    pub why: &'static str,
 }
 
 /// What to send.
@@ -38,6 +50,49 @@ pub struct Message {
     pub body: Vec<u8>,
     /// The name given in EHLO.
     pub helo: String,
+}
+
+impl Message {
+    /// Checks every value that goes into a command line or a header: addresses and the EHLO
+    /// name hold no control characters (RFC 5321 section 4.1.2 allows none, and CR or LF would
+    /// add a command), the EHLO name no spaces, and the subject no CR, LF or NUL (they would
+    /// add a header).
+    ///
+    /// # Errors
+    /// The first field that cannot be sent.
+    pub fn check(&self) -> Result<(), BadValue> {
+        let address = |field, value: &str| {
+            if value.contains(char::is_control) {
+                Err(BadValue {
+                    field,
+                    why: "an address cannot hold CR, LF, NUL or other control characters",
+                })
+            } else {
+                Ok(())
+            }
+        };
+        address("from", &self.from)?;
+        for to in &self.to {
+            address("to", to)?;
+        }
+        if self.subject.contains(['\r', '\n', '\0']) {
+            return Err(BadValue {
+                field: "subject",
+                why: "a header value cannot hold CR, LF or NUL (CR LF would start another header)",
+            });
+        }
+        if self.helo.is_empty()
+            || self
+                .helo
+                .contains(|c: char| c.is_control() || c.is_whitespace())
+        {
+            return Err(BadValue {
+                field: "helo",
+                why: "the EHLO name is one word without CR, LF, spaces or other control characters",
+            });
+        }
+        Ok(())
+    }
 }
 
 /// What happened, for `--json`.
@@ -189,6 +244,7 @@ pub async fn send(
     timeout: Duration,
     dialog: &mut dyn FnMut(&str),
 ) -> Result<SendReport, ClientError> {
+    msg.check()?;
     let stream = tokio::time::timeout(timeout, TcpStream::connect(server))
         .await
         .map_err(|_| ClientError::Timeout(timeout))?
@@ -280,6 +336,39 @@ mod tests {
         assert_eq!(dot_stuff(b"x\r\n.\r\n"), b"x\r\n..\r\n");
         assert_eq!(dot_stuff(b""), b"");
         assert_eq!(dot_stuff(b"a\rb"), b"a\r\nb\r\n");
+    }
+
+    #[test]
+    fn values_that_would_inject_are_refused() {
+        let ok = Message {
+            from: "a@x.test".into(),
+            to: vec!["b@x.test".into()],
+            subject: "hi\tthere".into(),
+            body: Vec::new(),
+            helo: "c.test".into(),
+        };
+        assert_eq!(ok.check(), Ok(()));
+        let field = |m: Message| m.check().unwrap_err().field;
+        let subject = Message {
+            subject: "hi\r\nBcc: evil@x.test".into(),
+            ..ok.clone()
+        };
+        assert_eq!(field(subject), "subject");
+        let to = Message {
+            to: vec!["b@x.test".into(), "c@x.test\r\nRSET".into()],
+            ..ok.clone()
+        };
+        assert_eq!(field(to), "to");
+        let from = Message {
+            from: "a\0@x.test".into(),
+            ..ok.clone()
+        };
+        assert_eq!(field(from), "from");
+        let helo = Message {
+            helo: "c.test\nX: y".into(),
+            ..ok.clone()
+        };
+        assert_eq!(field(helo), "helo");
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub mod wire;
 
 pub use maildir::Maildir;
 pub use server::{ServerConfig, SmtpStats, serve};
-pub use session::{Envelope, Session, SessionConfig};
+pub use session::{Envelope, Session, SessionConfig, StoreError};
 pub use wire::{Command, Reply};
 
 /// The port `smtp serve` listens on by default (2525: no privileges needed, unlike 25).

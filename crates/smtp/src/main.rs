@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use protolab_smtp::{
     DEFAULT_PORT, Maildir, ServerConfig, SessionConfig, SmtpStats, client, maildir,
 };
 use protolab_transport::cli::{init_tracing, parse_duration};
-use protolab_transport::{TcpServerStats, bind_tcp, shutdown_on_signals};
+use protolab_transport::{TcpServerStats, bind_tcp, outln, shutdown_on_signals};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -116,8 +117,28 @@ enum Cmd {
     },
 }
 
-fn main() -> Result<()> {
+/// A command line that cannot be run as given: exit code 2, as clap's own usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Usage(String);
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, `error: what: why`, the causes joined by anyhow's alternate form.
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            if e.downcast_ref::<Usage>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     let base = match cli.command {
         Cmd::Serve { .. } => tracing::Level::INFO,
         _ => tracing::Level::WARN,
@@ -136,6 +157,17 @@ fn main() -> Result<()> {
             let addr = protolab_transport::parse_addr(&listen, DEFAULT_PORT)
                 .with_context(|| format!("bad --listen {listen:?}"))?;
             let hostname = hostname.unwrap_or_else(protolab_smtp::system_hostname);
+            // The name goes into the greeting, every Received: header and every message's file
+            // name: one word of printable characters.
+            if hostname.is_empty()
+                || hostname.contains(|c: char| c.is_control() || c.is_whitespace())
+            {
+                return Err(Usage(format!(
+                    "--hostname: {hostname:?} is not a host name: give one word without spaces or \
+                     control characters"
+                ))
+                .into());
+            }
             let config = ServerConfig {
                 session: SessionConfig {
                     hostname: hostname.clone(),
@@ -171,6 +203,8 @@ fn main() -> Result<()> {
                 body,
                 helo,
             };
+            msg.check()
+                .map_err(|e| Usage(format!("--{}: {}", e.field, e.why)))?;
             send(server, &msg, timeout, cli.verbose > 0, cli.json)
         }
         Cmd::List { dir } => list(&dir, cli.json),
@@ -194,8 +228,7 @@ fn serve(addr: SocketAddr, dir: &std::path::Path, config: ServerConfig, json: bo
         let listener = bind_tcp(addr)
             .with_context(|| format!("cannot listen on {addr}; is the port in use?"))?;
         let local = listener.local_addr()?;
-        println!("listening tcp {local}");
-        std::io::stdout().flush()?;
+        outln!("listening tcp {local}");
         tracing::info!(maildir = %maildir.root().display(), "delivering into Maildir");
         let stats = Arc::new(SmtpStats::default());
         let tcp_stats = Arc::new(TcpServerStats::default());
@@ -219,7 +252,7 @@ fn serve(addr: SocketAddr, dir: &std::path::Path, config: ServerConfig, json: bo
                 "busy": tcp_stats.busy.load(Ordering::Relaxed),
                 "stats": &*stats,
             });
-            println!("{report}");
+            outln!("{report}");
         } else {
             tracing::info!(sessions, stored, "stopped");
         }
@@ -236,18 +269,20 @@ fn send(
 ) -> Result<()> {
     let mut dialog = |line: &str| {
         if show {
-            eprintln!("{line}");
+            let _ = writeln!(std::io::stderr(), "{line}");
         }
     };
     let report = runtime()?
         .block_on(client::send(server, msg, timeout, &mut dialog))
         .context("sending failed")?;
     if json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?);
     } else {
-        println!(
+        outln!(
             "sent {} octets to {}: {}",
-            report.octets, report.server, report.reply
+            report.octets,
+            report.server,
+            report.reply
         );
     }
     Ok(())
@@ -256,20 +291,20 @@ fn send(
 fn list(dir: &std::path::Path, json: bool) -> Result<()> {
     let messages = maildir::list(dir).with_context(|| format!("cannot list {}", dir.display()))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&messages)?);
+        outln!("{}", serde_json::to_string_pretty(&messages)?);
         return Ok(());
     }
     if messages.is_empty() {
-        println!("no messages in {}", dir.display());
+        outln!("no messages in {}", dir.display());
     }
     for m in &messages {
-        println!("{}  {:>7} octets  {}", m.id, m.size, m.folder);
-        println!(
+        outln!("{}  {:>7} octets  {}", m.id, m.size, m.folder);
+        outln!(
             "    from {}  to {}",
             m.return_path,
             m.delivered_to.join(", ")
         );
-        println!("    subject: {}", m.subject);
+        outln!("    subject: {}", m.subject);
     }
     Ok(())
 }
@@ -294,11 +329,17 @@ fn show(dir: &std::path::Path, id: &str, json: bool) -> Result<()> {
             "headers": headers,
             "body": String::from_utf8_lossy(content.get(head_end + 2..).unwrap_or_default()),
         });
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
+    let mut file =
+        std::fs::File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut out = std::io::stdout().lock();
-    maildir::copy_message(&path, &mut out)?;
-    out.flush()?;
-    Ok(())
+    match std::io::copy(&mut file, &mut out).and_then(|_| out.flush()) {
+        // The reader went away (`smtp show ... | head`): nothing more to do, and no failure.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        result => result
+            .map(|_| ())
+            .with_context(|| format!("cannot copy {} to standard output", path.display())),
+    }
 }

@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::maildir::{Maildir, trace_headers};
-use crate::session::{Envelope, Output, Session, SessionConfig};
+use crate::session::{Envelope, Output, Session, SessionConfig, StoreError};
 
 /// Message content gathered in memory before it is written to the file in `tmp/`.
 pub const FLUSH_AT: usize = 256 * 1024;
@@ -145,7 +145,7 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
                     Output::MessageEnd(_) => {
                         let result = match message.take() {
                             Some(m) => m.commit().await,
-                            None => Err("no message in progress".to_owned()),
+                            None => Err(StoreError::Failed("no message in progress".into())),
                         };
                         match &result {
                             Ok((_, octets)) => {
@@ -213,14 +213,21 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// A message being received: its name, its file in `tmp/` once opened, and content not yet
 /// written.
+///
+/// Whatever ends a message other than a successful [`Incoming::commit`] (a failed write, a
+/// refused or abandoned message, a dropped connection) removes its file from `tmp/`: a file
+/// left there after a full disk would keep the disk full, and every later message would fail
+/// until the 36-hour cleanup at a restart.
 struct Incoming {
     maildir: Arc<Maildir>,
     name: String,
     file: Option<File>,
+    /// Creating the file in `tmp/` has been tried, so a file may exist there to remove.
+    created: bool,
     pending: Vec<u8>,
     octets: u64,
-    /// The first write error; the message is then answered 451 at its end.
-    error: Option<String>,
+    /// The first write error; the message is then answered 451 or 452 at its end.
+    error: Option<StoreError>,
 }
 
 impl Incoming {
@@ -231,6 +238,7 @@ impl Incoming {
             maildir,
             name,
             file: None,
+            created: false,
             pending,
             octets: 0,
             error: None,
@@ -247,21 +255,36 @@ impl Incoming {
         }
     }
 
-    /// Writes the pending content to the file, opening it first if needed.
+    /// Writes the pending content to the file, opening it first if needed. On an error the file
+    /// is removed at once, in the same blocking task, so its space is free before the client has
+    /// even finished sending the rest of the message.
     async fn flush(&mut self) {
         let maildir = self.maildir.clone();
         let name = self.name.clone();
         let file = self.file.take();
         let mut pending = std::mem::take(&mut self.pending);
+        self.created = true;
         let written = tokio::task::spawn_blocking(move || {
-            let mut file = match file {
-                Some(f) => f,
-                None => maildir.create_tmp(&name)?,
-            };
-            file.write_all(&pending)?;
-            let n = pending.len() as u64;
-            pending.clear();
-            Ok::<_, io::Error>((file, pending, n))
+            let result = (|| {
+                let mut file = match file {
+                    Some(f) => f,
+                    None => maildir.create_tmp(&name)?,
+                };
+                file.write_all(&pending)?;
+                Ok::<_, io::Error>(file)
+            })();
+            match result {
+                Ok(file) => {
+                    let n = pending.len() as u64;
+                    pending.clear();
+                    Ok((file, pending, n))
+                }
+                Err(e) => {
+                    // The file was closed when the closure above returned.
+                    maildir.discard_tmp(&name);
+                    Err(e)
+                }
+            }
         })
         .await;
         match written {
@@ -270,14 +293,14 @@ impl Incoming {
                 self.pending = pending;
                 self.octets += n;
             }
-            Ok(Err(e)) => self.error = Some(format!("writing to tmp/: {e}")),
-            Err(e) => self.error = Some(format!("writer task failed: {e}")),
+            Ok(Err(e)) => self.error = Some(StoreError::from_io("writing to tmp/", &e)),
+            Err(e) => self.error = Some(StoreError::Failed(format!("writer task failed: {e}"))),
         }
     }
 
     /// Makes the message durable in `new/` and returns its name and size: one blocking-pool
     /// task writes the rest, fsyncs, renames and waits for the directory's group commit.
-    async fn commit(mut self) -> Result<(String, u64), String> {
+    async fn commit(mut self) -> Result<(String, u64), StoreError> {
         if let Some(e) = self.error.take() {
             self.abandon().await;
             return Err(e);
@@ -286,19 +309,28 @@ impl Incoming {
         let name = self.name.clone();
         let file = self.file.take();
         let pending = std::mem::take(&mut self.pending);
+        // From here on `deliver` owns the file and removes it on any error of its own.
+        self.created = false;
         let delivered =
             tokio::task::spawn_blocking(move || maildir.deliver(&name, file, &pending)).await;
         match delivered {
             Ok(Ok(n)) => Ok((self.name, self.octets + n)),
-            Ok(Err(e)) => Err(format!("storing into the Maildir: {e}")),
-            Err(e) => Err(format!("delivery task failed: {e}")),
+            Ok(Err(e)) => Err(StoreError::from_io("storing into the Maildir", &e)),
+            Err(e) => {
+                // The task died: whatever it left in tmp/ goes (a rename into new/ that
+                // happened is not acknowledged, and a retry makes a second copy, which is the
+                // safe side: nothing is lost).
+                self.created = true;
+                self.abandon().await;
+                Err(StoreError::Failed(format!("delivery task failed: {e}")))
+            }
         }
     }
 
-    /// Drops the message and its file in `tmp/`.
+    /// Drops the message and its file in `tmp/`, if one may exist.
     async fn abandon(mut self) {
-        if let Some(file) = self.file.take() {
-            drop(file);
+        drop(self.file.take());
+        if self.created {
             let maildir = self.maildir.clone();
             let name = self.name.clone();
             let _ = tokio::task::spawn_blocking(move || maildir.discard_tmp(&name)).await;

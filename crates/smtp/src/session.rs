@@ -53,6 +53,30 @@ pub struct Envelope {
     pub smtputf8: bool,
 }
 
+/// Why the driver could not store a message; either way nothing of it is kept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The disk or the quota is full: 452 4.3.1, the client may retry once space is free.
+    #[error("{0}")]
+    NoSpace(String),
+    /// Any other failure: 451 4.3.0.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl StoreError {
+    /// Classifies an I/O error by whether more space would cure it.
+    pub fn from_io(context: &str, e: &std::io::Error) -> Self {
+        let why = format!("{context}: {e}");
+        match e.kind() {
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                StoreError::NoSpace(why)
+            }
+            _ => StoreError::Failed(why),
+        }
+    }
+}
+
 /// What the driver must do, in order.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Output {
@@ -175,7 +199,7 @@ impl Session {
     }
 
     /// The reply to a DATA whose message was stored (`Ok` with its id) or failed to be.
-    pub fn stored(&mut self, result: Result<String, String>) -> Reply {
+    pub fn stored(&mut self, result: Result<String, StoreError>) -> Reply {
         debug_assert_eq!(self.state, State::Storing);
         self.state = State::Ready;
         self.envelope = Envelope {
@@ -185,7 +209,12 @@ impl Session {
         };
         match result {
             Ok(id) => Reply::new(250, "2.0.0", format!("OK: queued as {id}")),
-            Err(why) => {
+            Err(StoreError::NoSpace(why)) => {
+                tracing::warn!(error = %why, "storing a message failed: no space");
+                // RFC 5321 section 4.2.2 and RFC 3463's "mail system full".
+                Reply::new(452, "4.3.1", "insufficient system storage; try again later")
+            }
+            Err(StoreError::Failed(why)) => {
                 tracing::warn!(error = %why, "storing a message failed");
                 Reply::new(
                     451,
@@ -593,9 +622,64 @@ mod tests {
         let mut again = Vec::new();
         s.feed(&mut buf, &mut again);
         assert!(again.is_empty());
-        assert_eq!(s.stored(Err("disk full".into())).code, 451);
+        assert_eq!(
+            s.stored(Err(StoreError::Failed("EIO".into()))).to_bytes(),
+            b"451 4.3.0 local error in storing the message; try again later\r\n"
+        );
         s.feed(&mut buf, &mut again);
         assert_eq!(again, vec![Output::Reply(Reply::new(250, "2.0.0", "OK"))]);
+    }
+
+    #[test]
+    fn a_full_disk_is_452_and_the_session_goes_on() {
+        let mut s = Session::new(config());
+        let (_, _) = transcript(&mut s, b"HELO c\r\n");
+        let mut buf = BytesMut::from(&b"MAIL FROM:<>\r\nRCPT TO:<x@y>\r\nDATA\r\n.\r\n"[..]);
+        let mut out = Vec::new();
+        s.feed(&mut buf, &mut out);
+        assert!(matches!(out.last(), Some(Output::MessageEnd(_))));
+        let e = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        assert_eq!(
+            s.stored(Err(StoreError::from_io("writing", &e))).to_bytes(),
+            b"452 4.3.1 insufficient system storage; try again later\r\n"
+        );
+        let (t, _) = transcript(&mut s, b"MAIL FROM:<a@b>\r\n");
+        assert_eq!(t, "250 2.1.0 sender OK\r\n");
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_envelope() {
+        let mut s = Session::new(SessionConfig {
+            max_errors: 10,
+            ..config()
+        });
+        let (t, _) = transcript(
+            &mut s,
+            b"EHLO c\x00X: y\r\nEHLO c\r\nMAIL FROM:<\"a\x00b\"@x.test>\r\nMAIL FROM:<a@x.test>\r\n\
+              RCPT TO:<\"v\rX-Injected: yes\"@y.test>\r\nRCPT TO:<v@[1.2.3.4\rX-Evil: 1]>\r\n\
+              RCPT TO:<ok@y.test>\r\nDATA\r\n.\r\n",
+        );
+        assert!(
+            t.starts_with(
+                "501 5.5.4 syntax: EHLO your.host.name (no control characters)\r\n250-mx.test"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "250 HELP\r\n\
+                 501 5.1.7 bad address: CR, LF, NUL and other control characters are not allowed\r\n\
+                 250 2.1.0 sender OK\r\n\
+                 501 5.1.3 bad address: CR, LF, NUL and other control characters are not allowed\r\n\
+                 501 5.1.3 bad address: CR, LF, NUL and other control characters are not allowed\r\n\
+                 250 2.1.5 recipient OK\r\n"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("[end a@x.test [\"ok@y.test\"]]\n250 2.0.0 OK: queued as ID\r\n"),
+            "{t}"
+        );
     }
 
     #[test]

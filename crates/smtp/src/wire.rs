@@ -160,6 +160,13 @@ impl Command {
         match verb_upper.as_str() {
             "EHLO" | "HELO" => {
                 let domain = rest.trim();
+                // The name goes into the Received: header of every message of the session.
+                if domain.contains(char::is_control) {
+                    return Err(CommandError::Syntax(
+                        "5.5.4",
+                        format!("syntax: {verb_upper} your.host.name (no control characters)"),
+                    ));
+                }
                 if domain.is_empty() || domain.contains(char::is_whitespace) {
                     return Err(CommandError::Syntax(
                         "5.5.4",
@@ -173,9 +180,12 @@ impl Command {
                 })
             }
             "MAIL" => {
-                let (path, params) = parse_path_arg(rest, "FROM:").ok_or_else(|| {
+                let syntax = || {
                     CommandError::Syntax("5.5.4", "syntax: MAIL FROM:<address> [parameters]".into())
-                })?;
+                };
+                let (path, params) = parse_path_arg(rest, "FROM:").ok_or_else(syntax)?;
+                check_no_controls(path, "5.1.7")?;
+                let path = strip_source_route(path).ok_or_else(syntax)?.to_owned();
                 if !path.is_empty() {
                     check_mailbox(&path)?;
                 }
@@ -183,9 +193,10 @@ impl Command {
                 Ok(Command::Mail(path, params))
             }
             "RCPT" => {
-                let (path, params) = parse_path_arg(rest, "TO:").ok_or_else(|| {
-                    CommandError::Syntax("5.5.4", "syntax: RCPT TO:<address>".into())
-                })?;
+                let syntax = || CommandError::Syntax("5.5.4", "syntax: RCPT TO:<address>".into());
+                let (path, params) = parse_path_arg(rest, "TO:").ok_or_else(syntax)?;
+                check_no_controls(path, "5.1.3")?;
+                let path = strip_source_route(path).ok_or_else(syntax)?.to_owned();
                 if path.is_empty() {
                     return Err(CommandError::Syntax(
                         "5.1.3",
@@ -236,7 +247,7 @@ fn printable(verb: &str) -> String {
 
 /// Splits `FROM:<path> params` (keyword case-insensitive, spaces after the colon tolerated as
 /// many clients send them) into the path without brackets and the parameter text.
-fn parse_path_arg<'a>(rest: &'a str, keyword: &str) -> Option<(String, &'a str)> {
+fn parse_path_arg<'a>(rest: &'a str, keyword: &str) -> Option<(&'a str, &'a str)> {
     let head = rest.get(..keyword.len())?;
     if !head.eq_ignore_ascii_case(keyword) {
         return None;
@@ -244,16 +255,36 @@ fn parse_path_arg<'a>(rest: &'a str, keyword: &str) -> Option<(String, &'a str)>
     let after = rest[keyword.len()..].trim_start();
     let inner = after.strip_prefix('<')?;
     let close = find_path_end(inner)?;
-    let mut path = &inner[..close];
+    let path = &inner[..close];
     let params = &inner[close + 1..];
     if !params.is_empty() && !params.starts_with(' ') {
         return None;
     }
-    // An obsolete source route (`@a,@b:user@c`) is accepted and dropped (RFC 5321 section 4.1.2).
+    Some((path, params.trim()))
+}
+
+/// Drops an obsolete source route (`@a,@b:user@c`), which is accepted and ignored (RFC 5321
+/// section 4.1.2); `None` for a route without its colon.
+fn strip_source_route(path: &str) -> Option<&str> {
     if path.starts_with('@') {
-        path = &path[path.find(':')? + 1..];
+        Some(&path[path.find(':')? + 1..])
+    } else {
+        Some(path)
     }
-    Some((path.to_owned(), params.trim()))
+}
+
+/// Refuses a path holding a control character anywhere, quoted local parts and address
+/// literals included: the grammar of RFC 5321 section 4.1.2 allows none (qtextSMTP, dcontent),
+/// and the path is written into the stored message's `Return-Path:`, `Delivered-To:` and
+/// `Received:` headers, where a bare CR, an LF or a NUL would forge or break a header.
+fn check_no_controls(path: &str, enhanced: &'static str) -> Result<(), CommandError> {
+    if path.contains(char::is_control) {
+        return Err(CommandError::Syntax(
+            enhanced,
+            "bad address: CR, LF, NUL and other control characters are not allowed".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The index of the `>` closing a path, skipping over a quoted local part.
@@ -463,6 +494,46 @@ mod tests {
             Command::parse(b"MAIL TO:<a@b>"),
             Err(CommandError::Syntax(..))
         ));
+    }
+
+    #[test]
+    fn control_characters_in_paths_and_helo_are_refused() {
+        let rcpt: [&[u8]; 6] = [
+            b"RCPT TO:<\"v\rX-Injected: yes\"@y.test>",
+            b"RCPT TO:<v@[1.2.3.4\rX-Evil: 1]>",
+            b"RCPT TO:<\"a\x00b\"@y.test>",
+            b"RCPT TO:<\"tab\there\"@y.test>",
+            b"RCPT TO:<@relay\r.test:c@d.test>",
+            b"RCPT TO:<Postmaster\x00>",
+        ];
+        for line in rcpt {
+            assert!(
+                matches!(Command::parse(line), Err(CommandError::Syntax("5.1.3", _))),
+                "{line:?}"
+            );
+        }
+        let mail: [&[u8]; 3] = [
+            b"MAIL FROM:<\"a\x00b\"@x.test>",
+            b"MAIL FROM:<a@[1.2.3.4\r]>",
+            b"MAIL FROM:<\"a\x7fb\"@x.test> SIZE=10",
+        ];
+        for line in mail {
+            assert!(
+                matches!(Command::parse(line), Err(CommandError::Syntax("5.1.7", _))),
+                "{line:?}"
+            );
+        }
+        for line in [&b"EHLO c\x00X-Evil: 1"[..], b"HELO c\x1b[1m", b"EHLO a\rb"] {
+            assert!(
+                matches!(Command::parse(line), Err(CommandError::Syntax("5.5.4", _))),
+                "{line:?}"
+            );
+        }
+        // Quoted local parts and address literals without controls still pass.
+        assert_eq!(
+            Command::parse(b"RCPT TO:<\"a b\"@[1.2.3.4]>").unwrap(),
+            Command::Rcpt("\"a b\"@[1.2.3.4]".into())
+        );
     }
 
     #[test]

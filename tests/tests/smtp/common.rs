@@ -13,13 +13,19 @@ pub struct Smtp {
     pub server: Server,
     pub addr: SocketAddr,
     pub maildir: PathBuf,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Smtp {
     pub fn start(extra: &[&str]) -> Smtp {
         let dir = tempfile::tempdir().expect("tempdir");
-        let maildir = dir.path().join("maildir");
+        let mut smtp = Smtp::start_in(dir.path().join("maildir"), extra);
+        smtp._dir = Some(dir);
+        smtp
+    }
+
+    /// `smtp serve` delivering into `maildir`, which the caller owns.
+    pub fn start_in(maildir: PathBuf, extra: &[&str]) -> Smtp {
         let md = maildir.to_str().expect("utf-8 path").to_owned();
         let mut args = vec![
             "serve",
@@ -40,7 +46,7 @@ impl Smtp {
             server,
             addr,
             maildir,
-            _dir: dir,
+            _dir: None,
         }
     }
 
@@ -59,6 +65,58 @@ impl Smtp {
             .expect("read tmp/")
             .count()
     }
+}
+
+/// A tmpfs of a fixed size mounted by the test, unmounted when dropped (also when the test
+/// fails), so that a full disk can be made without touching the machine's own filesystems.
+pub struct Tmpfs {
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it, e.g. `2m`). Needs root, and fails
+    /// loudly without it: CI runs as root, and a skipped test would prove nothing.
+    pub fn mount(size: &str) -> Tmpfs {
+        assert!(
+            protolab_tests::is_root(),
+            "this test mounts a small tmpfs to fill it and needs root; run it as root \
+             (cargo xtask test does in CI)"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().to_path_buf();
+        protolab_tests::run_ok(std::process::Command::new("mount").args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=0755"),
+            "tmpfs",
+            path.to_str().expect("utf-8 path"),
+        ]));
+        Tmpfs { path, _dir: dir }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // A lazy unmount succeeds even if a server that still holds a folder open outlives us.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+/// Every file in a folder, with its size, for messages that say what was left behind.
+pub fn files_in(dir: &Path) -> Vec<(String, u64)> {
+    std::fs::read_dir(dir)
+        .expect("read folder")
+        .map(|e| {
+            let e = e.expect("dir entry");
+            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            (e.file_name().to_string_lossy().into_owned(), size)
+        })
+        .collect()
 }
 
 /// A message as stored: our trace headers taken apart from the message as the client sent it.

@@ -1,4 +1,5 @@
 mod clients;
 mod common;
 mod durability;
+mod hostile;
 mod limits;
