@@ -34,6 +34,8 @@ use crate::session::Envelope;
 pub enum MaildirError {
     #[error("cannot create Maildir folder {path}: {source}; check the path and its permissions")]
     Create { path: PathBuf, source: io::Error },
+    #[error("cannot write {path}: {source}; check the path, its permissions and free space")]
+    Write { path: PathBuf, source: io::Error },
     #[error("no message {0:?} in the Maildir; run `smtp list` for the ids")]
     NotFound(String),
     #[error("message id {0:?} matches several messages; give more of it")]
@@ -52,15 +54,19 @@ pub struct Maildir {
 }
 
 impl Maildir {
-    /// Opens `root` as a Maildir, creating `tmp/`, `new/` and `cur/` as needed.
+    /// Opens `root` as a Maildir, creating `tmp/`, `new/` and `cur/` as needed, and proves it
+    /// can deliver: a probe file is written and fsynced in `tmp/`, renamed into `new/` and
+    /// removed. A server that cannot store mail fails at its start, naming the path, instead of
+    /// answering 451 to every message.
     ///
     /// # Errors
-    /// A folder that cannot be created or opened.
+    /// A folder that cannot be created, opened or written.
     pub fn open(root: &Path, hostname: &str) -> Result<Self, MaildirError> {
         for sub in ["", "tmp", "new", "cur"] {
             let path = root.join(sub);
             fs::create_dir_all(&path).map_err(|source| MaildirError::Create { path, source })?;
         }
+        probe(root)?;
         clean_stale_tmp(&root.join("tmp"));
         let new = root.join("new");
         let syncer =
@@ -141,6 +147,40 @@ impl Maildir {
     pub fn discard_tmp(&self, name: &str) {
         let _ = fs::remove_file(self.root.join("tmp").join(name));
     }
+}
+
+/// Writes, fsyncs, renames and removes a probe file, as a delivery does. Its name starts with a
+/// dot, which Maildir readers skip, and it lives in `new/` only between a rename and a remove.
+fn probe(root: &Path) -> Result<(), MaildirError> {
+    let name = format!(".probe.P{}", std::process::id());
+    let tmp = root.join("tmp").join(&name);
+    let new = root.join("new").join(&name);
+    let write = |path: &Path| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        f.write_all(b"probe\r\n")?;
+        f.sync_all()
+    };
+    write(&tmp).map_err(|source| {
+        let _ = fs::remove_file(&tmp);
+        MaildirError::Write {
+            path: tmp.clone(),
+            source,
+        }
+    })?;
+    let moved = fs::rename(&tmp, &new).map_err(|source| {
+        let _ = fs::remove_file(&tmp);
+        MaildirError::Write {
+            path: new.clone(),
+            source,
+        }
+    });
+    moved?;
+    fs::remove_file(&new).map_err(|source| MaildirError::Write { path: new, source })
 }
 
 /// Removes files left in `tmp/` for more than 36 hours, as the Maildir convention says: they are
@@ -330,6 +370,10 @@ pub fn list(root: &Path) -> Result<Vec<Summary>, MaildirError> {
             })?;
             let path = entry.path();
             let id = entry.file_name().to_string_lossy().into_owned();
+            // Dot files are no messages by the Maildir convention (the start-up probe is one).
+            if id.starts_with('.') {
+                continue;
+            }
             let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
             let head = read_head(&path)?;
             let mut s = Summary {
@@ -448,6 +492,21 @@ pub fn copy_message(path: &Path, w: &mut impl Write) -> Result<(), MaildirError>
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn open_probes_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        Maildir::open(dir.path(), "h").unwrap();
+        for sub in ["tmp", "new", "cur"] {
+            assert_eq!(fs::read_dir(dir.path().join(sub)).unwrap().count(), 0);
+        }
+        let file = dir.path().join("f");
+        fs::write(&file, b"x").unwrap();
+        assert!(matches!(
+            Maildir::open(&file.join("m"), "h"),
+            Err(MaildirError::Create { .. })
+        ));
+    }
 
     #[test]
     fn dates() {

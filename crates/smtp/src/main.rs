@@ -14,7 +14,7 @@ use protolab_smtp::{
     DEFAULT_PORT, Maildir, ServerConfig, SessionConfig, SmtpStats, client, maildir,
 };
 use protolab_transport::cli::{init_tracing, parse_duration};
-use protolab_transport::{TcpServerStats, bind_tcp, outln, shutdown_on_signals};
+use protolab_transport::{CancellationToken, TcpServerStats, bind_tcp, outln};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -47,7 +47,8 @@ struct Cli {
 enum Cmd {
     /// Receive mail into a Maildir; 250 is sent only once a message is on disk for good.
     #[command(
-        after_help = "Examples:\n  smtp serve\n  smtp serve --listen 127.0.0.1:0 --maildir /tmp/mail --timeout 30s"
+        after_help = "Examples:\n  smtp serve\n  smtp serve --listen 127.0.0.1:0 --maildir /tmp/mail --idle-timeout 30s\n  \
+                      smtp serve --drain-timeout 1m    # the first Ctrl-C lets sessions finish, a second exits"
     )]
     Serve {
         /// Address to listen on (a bare port means loopback).
@@ -69,8 +70,13 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         max_connections: usize,
         /// How long a client may stay silent before 421 4.4.2.
-        #[arg(long, default_value = "5m", value_parser = parse_duration)]
-        timeout: Duration,
+        // `--timeout` is the old name, kept as a hidden alias so existing scripts still run.
+        #[arg(long, alias = "timeout", default_value = "5m", value_parser = parse_duration)]
+        idle_timeout: Duration,
+        /// On SIGINT/SIGTERM, let sessions finish their messages for this long, then 421 4.3.2;
+        /// a second signal exits at once.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        drain_timeout: Duration,
     },
     /// Send one message and show the dialog with -v.
     #[command(
@@ -127,8 +133,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line, `error: what: why`, the causes joined by anyhow's alternate form.
-            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            let _ = writeln!(std::io::stderr(), "error: {}", one_line(&e));
             if e.downcast_ref::<Usage>().is_some() {
                 ExitCode::from(2)
             } else {
@@ -136,6 +141,23 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The error and its causes on one line, `what: why: why`, leaving out a cause whose text an
+/// outer message already holds (the library's errors name their cause themselves).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -152,7 +174,8 @@ fn run(cli: Cli) -> Result<()> {
             max_size,
             max_recipients,
             max_connections,
-            timeout,
+            idle_timeout,
+            drain_timeout,
         } => {
             let addr = protolab_transport::parse_addr(&listen, DEFAULT_PORT)
                 .with_context(|| format!("bad --listen {listen:?}"))?;
@@ -176,7 +199,8 @@ fn run(cli: Cli) -> Result<()> {
                     ..SessionConfig::default()
                 },
                 max_connections,
-                timeout,
+                idle_timeout,
+                drain_timeout,
             };
             serve(addr, &maildir, config, cli.json)
         }
@@ -228,11 +252,12 @@ fn serve(addr: SocketAddr, dir: &std::path::Path, config: ServerConfig, json: bo
         let listener = bind_tcp(addr)
             .with_context(|| format!("cannot listen on {addr}; is the port in use?"))?;
         let local = listener.local_addr()?;
+        // Before the announcement, so that a signal sent as soon as it is read drains.
+        let shutdown = shutdown_on_signals_twice();
         outln!("listening tcp {local}");
         tracing::info!(maildir = %maildir.root().display(), "delivering into Maildir");
         let stats = Arc::new(SmtpStats::default());
         let tcp_stats = Arc::new(TcpServerStats::default());
-        let shutdown = shutdown_on_signals();
         protolab_smtp::serve(
             listener,
             config,
@@ -258,6 +283,39 @@ fn serve(addr: SocketAddr, dir: &std::path::Path, config: ServerConfig, json: bo
         }
         Ok(())
     })
+}
+
+/// A token cancelled by the first SIGINT or SIGTERM, which starts the drain; a second signal
+/// ends the process at once with 130 (128 + SIGINT), for an operator who will not wait.
+///
+/// A session cut this way has not been told 250 for the message it was sending, so nothing
+/// acknowledged is lost: its client retries, and the partial file in `tmp/` is what a crash
+/// leaves (removed at a later start once it is 36 hours old).
+fn shutdown_on_signals_twice() -> CancellationToken {
+    use tokio::signal::unix::{SignalKind, signal};
+    let token = CancellationToken::new();
+    let fire = token.clone();
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::warn!("cannot install signal handlers; stop the process with SIGKILL");
+        return token;
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => tracing::info!("SIGINT: draining; a second signal exits at once"),
+            _ = term.recv() => tracing::info!("SIGTERM: draining; a second signal exits at once"),
+        }
+        fire.cancel();
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        tracing::warn!("second signal: exiting without waiting for sessions");
+        std::process::exit(130);
+    });
+    token
 }
 
 fn send(

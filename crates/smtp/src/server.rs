@@ -36,7 +36,10 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// How long the server waits for a command or a piece of a message (RFC 5321 section
     /// 4.5.3.2 suggests minutes).
-    pub timeout: Duration,
+    pub idle_timeout: Duration,
+    /// At shutdown, how long sessions may go on to finish their messages before they are told
+    /// 421 4.3.2 and closed.
+    pub drain_timeout: Duration,
 }
 
 /// Counters of the SMTP server, readable while it runs.
@@ -70,8 +73,8 @@ pub async fn serve(
 ) -> io::Result<()> {
     let tcp = TcpServerConfig {
         max_connections: config.max_connections,
-        idle_timeout: Some(config.timeout),
-        drain_timeout: Duration::from_secs(10),
+        idle_timeout: Some(config.idle_timeout),
+        drain_timeout: config.drain_timeout,
         busy_reply: Bytes::from(format!(
             "421 4.3.2 {} too many connections; try again later\r\n",
             config.session.hostname

@@ -97,6 +97,17 @@ impl Tmpfs {
     }
 }
 
+impl Tmpfs {
+    /// Makes the filesystem read-only: writing fails even for root, with EROFS.
+    pub fn remount_read_only(&self) {
+        protolab_tests::run_ok(std::process::Command::new("mount").args([
+            "-o",
+            "remount,ro",
+            self.path.to_str().expect("utf-8 path"),
+        ]));
+    }
+}
+
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         // A lazy unmount succeeds even if a server that still holds a folder open outlives us.

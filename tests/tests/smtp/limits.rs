@@ -168,7 +168,14 @@ fn too_many_errors_end_the_session_with_421() {
 
 #[test]
 fn idle_timeout_is_421_and_other_clients_carry_on() {
-    let smtp = Smtp::start(&["--timeout", "1s"]);
+    // `--timeout` is the old name of `--idle-timeout`, still accepted.
+    for flag in ["--idle-timeout", "--timeout"] {
+        idle_timeout_with(flag);
+    }
+}
+
+fn idle_timeout_with(flag: &str) {
+    let smtp = Smtp::start(&[flag, "1s"]);
     let mut idle = Raw::greeted(smtp.addr);
     idle.begin("a@b.test", "c@d.test");
     idle.send(b"half a message");

@@ -3,3 +3,4 @@ mod common;
 mod durability;
 mod hostile;
 mod limits;
+mod serve_cli;
