@@ -74,12 +74,13 @@ fn second_sigint_exits_at_once() {
     );
 }
 
-/// Starts `smtp serve --maildir path` and returns its exit code and standard error, failing at
-/// once if it starts listening.
-fn serve_must_not_start(maildir: &std::path::Path) -> (Option<i32>, String) {
+/// Starts `smtp serve --maildir path` with `extra` arguments and returns its exit code and
+/// standard error, failing at once if it starts listening.
+fn serve_must_not_start(maildir: &std::path::Path, extra: &[&str]) -> (Option<i32>, String) {
     let mut cmd = Command::new(protolab_tests::bin("smtp"));
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--maildir"])
         .arg(maildir)
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stderr(Stdio::piped());
     let mut proc = Proc::spawn("smtp serve", &mut cmd);
@@ -88,7 +89,7 @@ fn serve_must_not_start(maildir: &std::path::Path) -> (Option<i32>, String) {
     assert_eq!(
         line,
         "",
-        "smtp serve started with a Maildir it cannot write ({})",
+        "smtp serve started although it must refuse --maildir {} {extra:?}",
         maildir.display()
     );
     let status = proc.wait_for(Duration::from_secs(30));
@@ -120,7 +121,7 @@ fn serve_fails_at_start_when_the_maildir_cannot_be_written() {
         (&read_only, "Read-only file system"),
         (&under_file, "Not a directory"),
     ] {
-        let (code, stderr) = serve_must_not_start(maildir);
+        let (code, stderr) = serve_must_not_start(maildir, &[]);
         assert_eq!(
             code,
             Some(1),
@@ -135,6 +136,17 @@ fn serve_fails_at_start_when_the_maildir_cannot_be_written() {
             )) && stderr.contains(why),
             "{stderr}"
         );
+    }
+}
+
+#[test]
+fn serve_refuses_a_hostname_that_would_break_received_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["mx.test\r\nX-Evil: 1", "mx\x1btest", "two words"] {
+        let (code, stderr) = serve_must_not_start(&dir.path().join("md"), &["--hostname", name]);
+        assert_eq!(code, Some(2), "--hostname {name:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line of error: {stderr}");
+        assert!(stderr.starts_with("error: --hostname: "), "{stderr}");
     }
 }
 
