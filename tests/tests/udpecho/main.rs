@@ -1,5 +1,6 @@
 mod common;
 mod garbage;
+mod hostile;
 mod namespace;
 mod peers;
 mod relay;
