@@ -325,8 +325,13 @@ fn run_udp(cfg: &ProbeConfig, planned: u64) -> Result<ProbeRun, ProbeError> {
                     let sent = shared.sent.load(Ordering::Acquire);
                     // Every reply in: stop once a duplicate would have had time to follow
                     // (copies travel together), well before the wait runs out.
-                    let settle = (2 * max_rtt + 20_000_000).min(wait_ns);
-                    if now > last + wait_ns || (stats.received() == sent && now > last + settle) {
+                    let settle = max_rtt
+                        .saturating_mul(2)
+                        .saturating_add(20_000_000)
+                        .min(wait_ns);
+                    if now > last.saturating_add(wait_ns)
+                        || (stats.received() == sent && now > last.saturating_add(settle))
+                    {
                         break;
                     }
                 }
