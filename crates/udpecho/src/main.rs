@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use protolab_transport::cli::parse_duration;
+use protolab_transport::{out, outln};
 use protolab_udpecho::{flows::FlowConfig, probe, server};
 
 const EXAMPLES: &str = "\
@@ -152,7 +153,7 @@ fn main() -> Result<()> {
                 let shutdown = protolab_transport::shutdown_on_signals();
                 server::serve(cfg, shutdown).await
             })?;
-            println!("{}", serde_json::to_string(&report)?);
+            outln!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
         Cmd::Probe {
@@ -211,9 +212,9 @@ fn main() -> Result<()> {
                     .with_context(|| format!("write {}", path.display()))?;
             }
             if json {
-                println!("{report}");
+                outln!("{report}");
             } else {
-                print!("{}", probe::render(&run.summary));
+                out!("{}", probe::render(&run.summary));
             }
             Ok(())
         }

@@ -152,7 +152,11 @@ fn a_flood_over_the_cap_holds_no_sockets_and_others_are_served() {
     let server = serve(&["--max-connections", "10", "--threads", "1"]);
     let addr = server.addr("tcp");
     let fd_dir = format!("/proc/{}/fd", server.proc.pid());
-    let fds = || std::fs::read_dir(&fd_dir).expect("read /proc/PID/fd").count();
+    let fds = || {
+        std::fs::read_dir(&fd_dir)
+            .expect("read /proc/PID/fd")
+            .count()
+    };
     let base = fds();
     let held: Vec<_> = (0..10)
         .map(|_| {
@@ -179,7 +183,11 @@ fn a_flood_over_the_cap_holds_no_sockets_and_others_are_served() {
         peak <= base + 10 + 16,
         "server descriptors peaked at {peak} (at rest {base}, 10 served)"
     );
-    assert!(flood.len() > 3000, "only {} connects went through", flood.len());
+    assert!(
+        flood.len() > 3000,
+        "only {} connects went through",
+        flood.len()
+    );
     for s in [&flood[0], &flood[flood.len() - 1]] {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut r = BufReader::new(s.try_clone().unwrap());

@@ -148,9 +148,13 @@ fn probe_with_standard_output_closed_exits_cleanly() {
     let srv = server(&["--no-tcp"]);
     for json in [true, false] {
         let mut cmd = Command::new(bin("udpecho"));
-        cmd.arg("probe")
-            .arg(srv.addr("udp").to_string())
-            .args(["--count", "3", "--interval", "1ms", "--quiet"]);
+        cmd.arg("probe").arg(srv.addr("udp").to_string()).args([
+            "--count",
+            "3",
+            "--interval",
+            "1ms",
+            "--quiet",
+        ]);
         if json {
             cmd.arg("--json");
         }
