@@ -73,6 +73,12 @@ enum Cmd {
         /// Serve UDP only.
         #[arg(long)]
         no_tcp: bool,
+        /// TCP connections served at once; a client over it is closed at once.
+        #[arg(long, default_value_t = 1024)]
+        max_connections: usize,
+        /// Close a TCP connection silent (or not reading its replies) for this long.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        idle_timeout: Duration,
     },
     /// Send probes to an echo server and report loss, duplicates, reordering, RTT and jitter.
     Probe {
@@ -134,6 +140,8 @@ fn main() -> Result<()> {
             flow_idle,
             max_size,
             no_tcp,
+            max_connections,
+            idle_timeout,
         } => {
             let cfg = server::ServeConfig {
                 listen,
@@ -142,6 +150,8 @@ fn main() -> Result<()> {
                 workers: workers
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
                 tcp: !no_tcp,
+                max_connections,
+                idle_timeout,
                 flows: FlowConfig {
                     max_flows,
                     idle: flow_idle,

@@ -35,6 +35,10 @@ pub struct ServeConfig {
     pub workers: usize,
     /// Also serve framed probes over TCP on the same port.
     pub tcp: bool,
+    /// TCP connections served at once; a client over it is closed at once.
+    pub max_connections: usize,
+    /// A TCP connection silent (or not reading its replies) for this long is closed.
+    pub idle_timeout: Duration,
     pub flows: FlowConfig,
 }
 
@@ -57,6 +61,10 @@ pub struct ServeReport {
     pub udp_bytes_in: u64,
     pub udp_bytes_out: u64,
     pub tcp_connections: u64,
+    /// TCP clients closed at once for being over `max_connections`.
+    pub tcp_busy: u64,
+    /// TCP connections closed for being idle.
+    pub tcp_idle_timeouts: u64,
     /// Datagrams or frames whose handling panicked: dropped unanswered, and the server went
     /// on. Always zero unless there is a bug; counted so that one would show.
     pub handler_panics: u64,
@@ -156,8 +164,8 @@ pub async fn serve(
     let tcp_task = tcp.map(|listener| {
         let shared = shared.clone();
         let config = TcpServerConfig {
-            max_connections: 1024,
-            idle_timeout: Some(Duration::from_secs(60)),
+            max_connections: cfg.max_connections,
+            idle_timeout: Some(cfg.idle_timeout),
             nodelay: true,
             ..TcpServerConfig::default()
         };
@@ -195,6 +203,8 @@ pub async fn serve(
         udp_bytes_in: s.bytes_in,
         udp_bytes_out: s.bytes_out,
         tcp_connections: tcp_stats.accepted.load(Ordering::Relaxed),
+        tcp_busy: tcp_stats.busy.load(Ordering::Relaxed),
+        tcp_idle_timeouts: tcp_stats.idle_timeouts.load(Ordering::Relaxed),
         handler_panics: s.handler_panics,
     })
 }

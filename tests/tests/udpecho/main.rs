@@ -1,6 +1,7 @@
 mod common;
 mod garbage;
 mod hostile;
+mod limits;
 mod namespace;
 mod peers;
 mod relay;
