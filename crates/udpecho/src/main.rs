@@ -2,11 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use protolab_transport::cli::parse_duration;
+use protolab_transport::{out, outln};
 use protolab_udpecho::{flows::FlowConfig, probe, server};
 
 const EXAMPLES: &str = "\
@@ -72,8 +74,17 @@ enum Cmd {
         /// Serve UDP only.
         #[arg(long)]
         no_tcp: bool,
+        /// TCP connections served at once; a client over it is closed at once.
+        #[arg(long, default_value_t = 1024)]
+        max_connections: usize,
+        /// Close a TCP connection silent (or not reading its replies) for this long.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        idle_timeout: Duration,
     },
     /// Send probes to an echo server and report loss, duplicates, reordering, RTT and jitter.
+    ///
+    /// Ctrl-C stops sending, waits for the replies in flight and prints the report of what was
+    /// sent; a second Ctrl-C exits at once.
     Probe {
         /// The server (or a relay in front of it).
         #[arg(value_parser = addr)]
@@ -120,9 +131,50 @@ enum Cmd {
     },
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     protolab_transport::cli::init_tracing(tracing::Level::INFO, cli.verbose);
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: what failed and why, with the hint the error carries.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Set by the first SIGINT during `udpecho probe`: stop sending, then report.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    // Only async-signal-safe work here: an atomic swap, and _exit for the second Ctrl-C.
+    if INTERRUPTED.swap(true, Ordering::SeqCst) {
+        // SAFETY: _exit(2) is async-signal-safe and ends the process at once, as a second
+        // Ctrl-C asks; nothing is left to flush that the user still wants.
+        unsafe { libc::_exit(130) };
+    }
+}
+
+/// The first SIGINT ends the probe's sending and lets it report; the second exits at once.
+fn interrupt_on_sigint() -> Result<&'static AtomicBool> {
+    // SAFETY: sigaction is given a zero-initialised struct (a valid value) with an empty mask
+    // and a handler that only touches an atomic and calls _exit.
+    let rc = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&raw mut action.sa_mask);
+        libc::sigaction(libc::SIGINT, &raw const action, std::ptr::null_mut())
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("install the SIGINT handler");
+    }
+    Ok(&INTERRUPTED)
+}
+
+fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Serve {
             listen,
@@ -133,6 +185,8 @@ fn main() -> Result<()> {
             flow_idle,
             max_size,
             no_tcp,
+            max_connections,
+            idle_timeout,
         } => {
             let cfg = server::ServeConfig {
                 listen,
@@ -141,6 +195,8 @@ fn main() -> Result<()> {
                 workers: workers
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
                 tcp: !no_tcp,
+                max_connections,
+                idle_timeout,
                 flows: FlowConfig {
                     max_flows,
                     idle: flow_idle,
@@ -152,7 +208,7 @@ fn main() -> Result<()> {
                 let shutdown = protolab_transport::shutdown_on_signals();
                 server::serve(cfg, shutdown).await
             })?;
-            println!("{}", serde_json::to_string(&report)?);
+            outln!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
         Cmd::Probe {
@@ -194,6 +250,7 @@ fn main() -> Result<()> {
                 tcp,
                 progress: false,
                 busy,
+                interrupt: Some(interrupt_on_sigint()?),
             };
             cfg.progress = !quiet && !json && probe::progress_wanted(&cfg);
             let run = probe::run(&cfg)?;
@@ -211,9 +268,9 @@ fn main() -> Result<()> {
                     .with_context(|| format!("write {}", path.display()))?;
             }
             if json {
-                println!("{report}");
+                outln!("{report}");
             } else {
-                print!("{}", probe::render(&run.summary));
+                out!("{}", probe::render(&run.summary));
             }
             Ok(())
         }
