@@ -1,4 +1,5 @@
 mod carry;
 mod harness;
 mod lifecycle;
+mod limits;
 mod trace;
