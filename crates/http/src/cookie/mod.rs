@@ -6,6 +6,14 @@
 //! loaded in the Netscape cookie file format, so curl (`-b`/`-c`) and Python's
 //! `MozillaCookieJar` read what it writes and the other way round.
 //!
+//! Where the two reference peers differ from RFC 6265, this module follows the RFC (each case is
+//! checked in `tests/cookies.rs`): the default path stops before the right-most `/` (curl keeps
+//! it: `/app/`); a `Path` not starting with `/` means the default path (curl and Python keep it
+//! verbatim); public suffixes are refused (Python has no list and takes `Domain=co.uk`); a
+//! Secure cookie from a plain-HTTP origin is stored (curl refuses it, as RFC 6265bis does);
+//! cookies of equal path length go out in creation order (curl sorts by domain and name length
+//! first, Python by domain).
+//!
 //! Layout:
 //! - [`date`]: the cookie date parser (section 5.1.1).
 //! - [`matching`]: canonical hosts, domain matching (5.1.3), default path and path matching

@@ -119,7 +119,12 @@ fn parse_line(line: &str) -> Option<Cookie> {
     if domain.is_empty() || name.is_empty() || !path.starts_with('/') {
         return None;
     }
-    let expiry: i64 = expiry.parse().ok()?;
+    // Python's MozillaCookieJar writes a session cookie with an empty expiry, curl with 0.
+    let expiry: i64 = if expiry.is_empty() {
+        0
+    } else {
+        expiry.parse().ok()?
+    };
     Some(Cookie {
         name: name.to_owned(),
         value: value.to_owned(),
@@ -207,13 +212,14 @@ mod tests {
             example.com\tFALSE\t/\tFALSE\t0\n\
             example.com\tFALSE\t/\tFALSE\t100\told\t1\n\
             example.com\tFALSE\t/\tFALSE\t0\tnovalue\n\
+            .python.example\tTRUE\t/\tFALSE\t\tsession\t1\n\
             #HttpOnly_.example.com\tTRUE\t/\tFALSE\t0\th\t1\r\n";
         let mut jar = CookieJar::default();
         let r = jar.load_netscape(text, NOW);
         assert_eq!(
             r,
             LoadReport {
-                loaded: 2,
+                loaded: 3,
                 skipped: 4,
                 expired: 1
             }
