@@ -55,7 +55,7 @@ const STEPS: &[(&str, &[&str])] = &[
         &["uk=1; Domain=co.uk", "ok=1; Domain=example.co.uk"],
     ),
     (
-        "http://foo.github.io/",
+        "http://foo.github.io/login",
         &["gh=1; Domain=github.io", "ghhost=1"],
     ),
     ("http://www.example.com/secure", &["sec=1; Secure; Path=/"]),
