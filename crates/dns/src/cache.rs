@@ -110,6 +110,16 @@ impl Cache {
         Some(render(entry, query, age as u32, limit))
     }
 
+    /// Like [`Cache::lookup`], but counts nothing and changes nothing: for a reply just
+    /// stored, or a waiter answered from a merged upstream query, which were already counted
+    /// as misses when they were asked.
+    pub fn peek(&self, query: &QueryView<'_>, now: Instant, limit: usize) -> Option<Vec<u8>> {
+        let mut buf = [0u8; wire::MAX_QUESTION];
+        let entry = self.entries.get(query.cache_key_in(&mut buf))?;
+        let age = now.saturating_duration_since(entry.stored).as_secs();
+        (age < u64::from(entry.lifetime)).then(|| render(entry, query, age as u32, limit))
+    }
+
     /// Stores `reply` (an upstream's answer to the question `key`) at time `now`.
     pub fn insert(&mut self, key: Vec<u8>, reply: &Message, now: Instant) -> Stored {
         let Some((wire, lifetime, negative)) = cacheable(reply) else {

@@ -96,6 +96,8 @@ pub struct ResolverStats {
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
     pub upstream_failures: AtomicU64,
+    /// Misses answered from an upstream query already in flight for the same question.
+    pub merged: AtomicU64,
     pub refused: AtomicU64,
     pub formerr: AtomicU64,
     pub notimp: AtomicU64,
@@ -141,10 +143,59 @@ impl Delegations for DelegationCache {
     }
 }
 
+/// What an upstream query in flight ends with, for every query waiting on it: the upstream's
+/// reply, or `None` when it failed.
+type Outcome = Option<Arc<Message>>;
+
+/// The upstream queries in flight, by cache key (the question: name in lower case, type,
+/// class). A miss for a question already asked waits for that query instead of sending its
+/// own: one query per question means an off-path attacker racing forged replies has one id and
+/// port to hit, not as many as there are clients asking (RFC 5452 section 5).
+type InFlight = Mutex<std::collections::HashMap<Vec<u8>, tokio::sync::broadcast::Sender<Outcome>>>;
+
+/// The one query asking upstream for a question. Dropping it ends the flight: the key is
+/// removed and, if [`Flight::finish`] was not called (the task was cancelled), the waiters see
+/// the channel closed and answer SERVFAIL instead of waiting forever.
+struct Flight<'a> {
+    resolver: &'a Resolver,
+    key: Vec<u8>,
+    tx: Option<tokio::sync::broadcast::Sender<Outcome>>,
+}
+
+impl Flight<'_> {
+    /// Ends the flight and hands `outcome` to every query that joined it.
+    fn finish(mut self, outcome: Outcome) {
+        let tx = self.tx.take();
+        self.end();
+        if let Some(tx) = tx {
+            // No receiver is fine: nobody else asked.
+            let _ = tx.send(outcome);
+        }
+    }
+
+    fn end(&self) {
+        let mut map = self
+            .resolver
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.remove(&self.key);
+    }
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        if self.tx.is_some() {
+            self.end();
+        }
+    }
+}
+
 /// The caching resolver's state, shared by every socket and task.
 #[derive(Debug)]
 pub struct Resolver {
     cache: Mutex<Cache>,
+    inflight: InFlight,
     delegations: DelegationCache,
     client: Client,
     upstream: Upstream,
@@ -194,6 +245,7 @@ impl Resolver {
         );
         Self {
             cache: Mutex::new(Cache::new(config.cache_entries)),
+            inflight: Mutex::default(),
             client,
             upstream: config.upstream.clone(),
             delegations: DelegationCache::default(),
@@ -287,6 +339,52 @@ impl Resolver {
             self.stats.formerr.fetch_add(1, Ordering::Relaxed);
             return wire::formerr_header(&packet);
         };
+        let key = view.cache_key();
+        let joined = {
+            let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            match map.get(&key) {
+                Some(tx) => Err(tx.subscribe()),
+                None => {
+                    let (tx, _) = tokio::sync::broadcast::channel(1);
+                    map.insert(key.clone(), tx.clone());
+                    Ok(Flight {
+                        resolver: &self,
+                        key,
+                        tx: Some(tx),
+                    })
+                }
+            }
+        };
+        let outcome = match joined {
+            Err(mut rx) => {
+                self.stats.merged.fetch_add(1, Ordering::Relaxed);
+                rx.recv().await.ok().flatten()
+            }
+            Ok(flight) => {
+                let outcome = self.ask_upstream(&query).await.map(Arc::new);
+                if let Some(reply) = &outcome {
+                    let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+                    cache.insert(view.cache_key(), reply, Instant::now());
+                }
+                // Stored before the flight ends: a query arriving after it finds the cache.
+                flight.finish(outcome.clone());
+                outcome
+            }
+        };
+        let Some(reply) = outcome else {
+            return Some(wire::bare_reply(&view, flags::RA, 2));
+        };
+        let stored =
+            self.cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .peek(&view, Instant::now(), limit);
+        // Not cacheable (SERVFAIL from upstream, TTL 0): answer from what came.
+        Some(stored.unwrap_or_else(|| direct_reply(&view, &query, &reply, limit)))
+    }
+
+    /// Asks upstream for the question of `query`; `None` (counted, logged) when that failed.
+    async fn ask_upstream(&self, query: &Message) -> Option<Message> {
         let q = query.queries.first()?;
         let (name, qtype) = (q.name().clone(), q.query_type());
         let reply = match &self.upstream {
@@ -303,23 +401,14 @@ impl Resolver {
                     .map_err(|e| e.to_string())
             }
         };
-        let reply = match reply {
-            Ok(r) => r,
+        match reply {
+            Ok(r) => Some(r),
             Err(e) => {
                 self.stats.upstream_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%name, %qtype, error = %e, "upstream failed: SERVFAIL");
-                return Some(wire::bare_reply(&view, flags::RA, 2));
+                None
             }
-        };
-        let now = Instant::now();
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache.insert(view.cache_key(), &reply, now);
-        if let Some(bytes) = cache.lookup(&view, now, limit) {
-            return Some(bytes);
         }
-        drop(cache);
-        // Not cacheable (SERVFAIL from upstream, TTL 0): answer once from what came.
-        Some(direct_reply(&view, &query, &reply, limit))
     }
 }
 

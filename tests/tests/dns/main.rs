@@ -2,4 +2,5 @@ mod cache;
 mod common;
 mod corpus;
 mod iterative;
+mod limits;
 mod spoof;

@@ -12,29 +12,6 @@ use protolab_tests::bin;
 
 use crate::common::*;
 
-/// The question section's end in a query: header, name, type and class.
-fn question_end(q: &[u8]) -> usize {
-    let mut pos = 12;
-    while q[pos] != 0 {
-        pos += usize::from(q[pos]) + 1;
-    }
-    pos + 5
-}
-
-/// A reply to `query` (its id and question) with one A record.
-fn reply(query: &[u8], id: u16, addr: [u8; 4]) -> Vec<u8> {
-    let end = question_end(query);
-    let mut r = query[..end].to_vec();
-    r[0..2].copy_from_slice(&id.to_be_bytes());
-    r[2] = 0x81;
-    r[3] = 0x80;
-    r[6..8].copy_from_slice(&[0, 1]);
-    r[8..12].copy_from_slice(&[0, 0, 0, 0]);
-    r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
-    r.extend_from_slice(&addr);
-    r
-}
-
 #[test]
 fn forged_replies_are_dropped_and_counted() {
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();
