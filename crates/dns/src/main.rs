@@ -127,6 +127,10 @@ struct ServeArgs {
     /// Seed for upstream query ids and source ports.
     #[arg(long)]
     seed: Option<u64>,
+    /// Upstream queries in flight at once; each holds a socket. Misses beyond it get SERVFAIL
+    /// at once (counted as resolver.overloaded).
+    #[arg(long, default_value_t = 256)]
+    max_pending: usize,
     /// Tasks receiving UDP queries at once (one per core by default).
     #[arg(long, default_value_t = 0, hide_default_value = true)]
     udp_workers: usize,
@@ -385,6 +389,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
         timeout: a.timeout,
         seed: a.seed,
         udp_workers: a.udp_workers,
+        max_pending: a.max_pending,
     };
     let shutdown = protolab_transport::shutdown_on_signals();
     let resolver = run_resolver(config, shutdown)

@@ -87,6 +87,8 @@ pub struct ResolverConfig {
     pub seed: Option<u64>,
     /// Tasks receiving UDP at once (0: one per core).
     pub udp_workers: usize,
+    /// Upstream queries in flight at once; a miss beyond it is answered SERVFAIL.
+    pub max_pending: usize,
 }
 
 /// Counters of the resolver.
@@ -98,6 +100,8 @@ pub struct ResolverStats {
     pub upstream_failures: AtomicU64,
     /// Misses answered from an upstream query already in flight for the same question.
     pub merged: AtomicU64,
+    /// Misses answered SERVFAIL at once because `max_pending` upstream queries were in flight.
+    pub overloaded: AtomicU64,
     pub refused: AtomicU64,
     pub formerr: AtomicU64,
     pub notimp: AtomicU64,
@@ -153,16 +157,18 @@ type Outcome = Option<Arc<Message>>;
 /// port to hit, not as many as there are clients asking (RFC 5452 section 5).
 type InFlight = Mutex<std::collections::HashMap<Vec<u8>, tokio::sync::broadcast::Sender<Outcome>>>;
 
-/// The one query asking upstream for a question. Dropping it ends the flight: the key is
-/// removed and, if [`Flight::finish`] was not called (the task was cancelled), the waiters see
-/// the channel closed and answer SERVFAIL instead of waiting forever.
-struct Flight<'a> {
-    resolver: &'a Resolver,
+/// The one query asking upstream for a question, holding one of the `--max-pending` slots.
+/// Dropping it ends the flight: the key is removed, the slot freed and, if [`Flight::finish`]
+/// was not called (the task was cancelled), the waiters see the channel closed and answer
+/// SERVFAIL instead of waiting forever.
+struct Flight {
+    resolver: Arc<Resolver>,
     key: Vec<u8>,
     tx: Option<tokio::sync::broadcast::Sender<Outcome>>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
-impl Flight<'_> {
+impl Flight {
     /// Ends the flight and hands `outcome` to every query that joined it.
     fn finish(mut self, outcome: Outcome) {
         let tx = self.tx.take();
@@ -183,7 +189,7 @@ impl Flight<'_> {
     }
 }
 
-impl Drop for Flight<'_> {
+impl Drop for Flight {
     fn drop(&mut self) {
         if self.tx.is_some() {
             self.end();
@@ -191,11 +197,21 @@ impl Drop for Flight<'_> {
     }
 }
 
+/// How a miss gets its answer.
+enum Miss {
+    /// Ask upstream: no query for this question is in flight.
+    Lead(Flight),
+    /// Wait for the query in flight.
+    Join(tokio::sync::broadcast::Receiver<Outcome>),
+}
+
 /// The caching resolver's state, shared by every socket and task.
 #[derive(Debug)]
 pub struct Resolver {
     cache: Mutex<Cache>,
     inflight: InFlight,
+    /// One permit per upstream query in flight: each holds a socket and a receive buffer.
+    upstream_slots: Arc<tokio::sync::Semaphore>,
     delegations: DelegationCache,
     client: Client,
     upstream: Upstream,
@@ -246,6 +262,7 @@ impl Resolver {
         Self {
             cache: Mutex::new(Cache::new(config.cache_entries)),
             inflight: Mutex::default(),
+            upstream_slots: Arc::new(tokio::sync::Semaphore::new(config.max_pending.max(1))),
             client,
             upstream: config.upstream.clone(),
             delegations: DelegationCache::default(),
@@ -312,11 +329,38 @@ impl Resolver {
             return Handled::Now(reply);
         }
         self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let Ok(query) = Message::from_vec(packet) else {
+            self.stats.formerr.fetch_add(1, Ordering::Relaxed);
+            return Handled::Now(wire::bare_reply(&view, flags::RA, 1));
+        };
+        let key = view.cache_key();
+        let miss = {
+            let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(tx) = map.get(&key) {
+                self.stats.merged.fetch_add(1, Ordering::Relaxed);
+                Miss::Join(tx.subscribe())
+            } else if let Ok(slot) = self.upstream_slots.clone().try_acquire_owned() {
+                let (tx, _) = tokio::sync::broadcast::channel(1);
+                map.insert(key.clone(), tx.clone());
+                Miss::Lead(Flight {
+                    resolver: self.clone(),
+                    key,
+                    tx: Some(tx),
+                    _slot: slot,
+                })
+            } else {
+                // Every slot is taken: answering at once costs nothing, while queueing would
+                // hold memory for a reply that could only come late.
+                self.stats.overloaded.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, "--max-pending upstream queries in flight: SERVFAIL");
+                return Handled::Now(wire::bare_reply(&view, flags::RA, 2));
+            }
+        };
         let this = self.clone();
         let packet = packet.to_vec();
-        Handled::Later(Box::pin(
-            async move { this.resolve_miss(packet, limit).await },
-        ))
+        Handled::Later(Box::pin(async move {
+            this.resolve_miss(miss, query, packet, limit).await
+        }))
     }
 
     fn malformed(&self, peer: SocketAddr, packet: &[u8], e: WireError) -> Handled {
@@ -333,34 +377,17 @@ impl Resolver {
         }
     }
 
-    async fn resolve_miss(self: Arc<Self>, packet: Vec<u8>, limit: usize) -> Option<Vec<u8>> {
+    async fn resolve_miss(
+        self: Arc<Self>,
+        miss: Miss,
+        query: Message,
+        packet: Vec<u8>,
+        limit: usize,
+    ) -> Option<Vec<u8>> {
         let view = wire::parse_query(&packet).ok()?;
-        let Ok(query) = Message::from_vec(&packet) else {
-            self.stats.formerr.fetch_add(1, Ordering::Relaxed);
-            return wire::formerr_header(&packet);
-        };
-        let key = view.cache_key();
-        let joined = {
-            let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-            match map.get(&key) {
-                Some(tx) => Err(tx.subscribe()),
-                None => {
-                    let (tx, _) = tokio::sync::broadcast::channel(1);
-                    map.insert(key.clone(), tx.clone());
-                    Ok(Flight {
-                        resolver: &self,
-                        key,
-                        tx: Some(tx),
-                    })
-                }
-            }
-        };
-        let outcome = match joined {
-            Err(mut rx) => {
-                self.stats.merged.fetch_add(1, Ordering::Relaxed);
-                rx.recv().await.ok().flatten()
-            }
-            Ok(flight) => {
+        let outcome = match miss {
+            Miss::Join(mut rx) => rx.recv().await.ok().flatten(),
+            Miss::Lead(flight) => {
                 let outcome = self.ask_upstream(&query).await.map(Arc::new);
                 if let Some(reply) = &outcome {
                     let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());

@@ -111,3 +111,159 @@ fn identical_misses_in_flight_make_one_upstream_query() {
     );
     assert_eq!(stats["resolver"]["merged"], 199, "{stats}");
 }
+
+/// An upstream that answers only `cached.example.test.` and never answers anything else.
+fn black_hole_upstream(stop: Arc<AtomicBool>) -> (SocketAddr, std::thread::JoinHandle<usize>) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let addr = sock.local_addr().unwrap();
+    let handle = std::thread::spawn(move || {
+        let mut swallowed = 0;
+        let mut buf = [0u8; 1500];
+        let start = Instant::now();
+        while !stop.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(60) {
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let q = &buf[..n];
+            if q.windows(7).any(|w| w == b"\x06cached") {
+                let id = u16::from_be_bytes([q[0], q[1]]);
+                let _ = sock.send_to(&reply(q, id, [192, 0, 2, 88]), from);
+            } else {
+                swallowed += 1;
+            }
+        }
+        swallowed
+    });
+    (addr, handle)
+}
+
+/// Asks `addr` for `name` from a fresh socket bound to `from`, up to three times; the reply's
+/// header, or `None` when nothing came back.
+fn ask_udp(from: &str, addr: SocketAddr, name: &str, wait: Duration) -> Option<Head> {
+    let sock = UdpSocket::bind(from).unwrap();
+    sock.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 1500];
+    for id in 1..=3u16 {
+        sock.send_to(&query_bytes(id, name, false), addr).unwrap();
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            return head(&buf[..n]);
+        }
+    }
+    None
+}
+
+#[test]
+fn pending_miss_flood_is_capped_in_descriptors_and_memory() {
+    const CAP: usize = 64;
+    const FLOOD: usize = 12_000;
+    protolab_tests::raise_fd_limit();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (upstream, hole) = black_hole_upstream(stop.clone());
+    let up = upstream.to_string();
+    let cap = CAP.to_string();
+    let (resolver, addr) = start_resolver(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--forward",
+            &up,
+            "--timeout",
+            "2s",
+            "--max-pending",
+            &cap,
+        ],
+        None,
+    );
+    let pid = resolver.proc.pid();
+    let cached = ask_udp(
+        "127.0.0.1:0",
+        addr,
+        "cached.example.test.",
+        Duration::from_secs(3),
+    );
+    assert_eq!(
+        cached.map(|h| (h.rcode, h.answers)),
+        Some((0, 1)),
+        "warm-up"
+    );
+    let (fds_idle, rss_idle) = (fd_count(pid), rss_kib(pid));
+
+    // The flood: every query a distinct name, so none is merged or cached.
+    let flood = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+    let _ = flood.set_recv_buffer_size(8 << 20);
+    flood
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    let flood: UdpSocket = flood.into();
+    flood.set_nonblocking(true).unwrap();
+    let (mut fds_max, mut rss_max, mut servfail, mut cached_during) = (0, 0, 0usize, 0);
+    let mut buf = [0u8; 1500];
+    for i in 0..FLOOD {
+        let _ = flood.send_to(
+            &query_bytes(i as u16, &format!("n{i}.flood.test."), false),
+            addr,
+        );
+        if i % 500 == 499 {
+            std::thread::sleep(Duration::from_millis(20));
+            fds_max = fds_max.max(fd_count(pid));
+            rss_max = rss_max.max(rss_kib(pid));
+            while let Ok((n, _)) = flood.recv_from(&mut buf) {
+                servfail += usize::from(head(&buf[..n]).is_some_and(|h| h.rcode == 2));
+            }
+        }
+        if i % 3000 == 1500 {
+            let h = ask_udp(
+                "127.0.0.1:0",
+                addr,
+                "cached.example.test.",
+                Duration::from_secs(1),
+            );
+            cached_during += usize::from(h.is_some_and(|h| h.rcode == 0 && h.answers == 1));
+        }
+    }
+    // Past the upstream timeout every pending query has ended.
+    std::thread::sleep(Duration::from_millis(3000));
+    while let Ok((n, _)) = flood.recv_from(&mut buf) {
+        servfail += usize::from(head(&buf[..n]).is_some_and(|h| h.rcode == 2));
+    }
+    let (fds_after, rss_after) = (fd_count(pid), rss_kib(pid));
+    stop.store(true, Ordering::Relaxed);
+    let swallowed = hole.join().unwrap();
+    let stats = stop_with_stats(resolver);
+    eprintln!(
+        "{FLOOD} misses to a black hole, cap {CAP}: fds idle {fds_idle} max {fds_max} after \
+         {fds_after}; RSS KiB idle {rss_idle} max {rss_max} after {rss_after}; upstream saw \
+         {swallowed}; SERVFAIL seen {servfail}; cached answered {cached_during}/4; {stats}"
+    );
+    assert!(
+        fds_max <= fds_idle + CAP + 16,
+        "descriptors capped: {fds_max}"
+    );
+    assert!(
+        swallowed <= FLOOD / 2,
+        "most of the flood never went upstream: {swallowed}"
+    );
+    assert!(
+        rss_max <= rss_idle + 32 * 1024,
+        "memory bounded: {rss_max} KiB"
+    );
+    assert!(
+        rss_after <= rss_idle + 16 * 1024,
+        "memory returned: {rss_after} KiB"
+    );
+    assert!(
+        fds_after <= fds_idle + 4,
+        "descriptors returned: {fds_after}"
+    );
+    assert_eq!(
+        cached_during, 4,
+        "a cached name is answered during the flood"
+    );
+    let overloaded = stats["resolver"]["overloaded"].as_u64().unwrap();
+    assert!(overloaded > 0 && servfail > 0, "SERVFAILs counted: {stats}");
+    assert!(
+        servfail as u64 <= overloaded + stats["resolver"]["upstream_failures"].as_u64().unwrap()
+    );
+}
