@@ -15,7 +15,7 @@ use protolab_dns::present;
 use protolab_dns::server::{ResolverConfig, Upstream, run_resolver, run_zone_server};
 use protolab_dns::zone::{Catalog, Zone};
 use protolab_transport::cli::{init_tracing, parse_duration};
-use protolab_transport::parse_addr;
+use protolab_transport::{out, outln, parse_addr};
 
 #[derive(Parser)]
 #[command(
@@ -48,8 +48,8 @@ enum Command {
   dns serve --listen 127.0.0.1:1053 --root-hints root.hints
   dns serve --forward 127.0.0.1:5300 --allow 127.0.0.0/8 --allow 10.0.0.0/8 --cache-size 50000
 
-Only allowed clients (loopback by default) get answers; others get REFUSED, so the resolver
-is never open to the world by accident. Counters are printed as JSON on exit.")]
+Only allowed clients (loopback by default) get answers; others get no reply at all, so the
+resolver is never open to the world by accident. Counters are printed as JSON on exit.")]
     Serve(ServeArgs),
     /// Serve zones from master files, authoritatively, on UDP and TCP.
     #[command(after_help = "Examples:
@@ -175,6 +175,25 @@ fn main() -> Result<()> {
     })
 }
 
+/// A token cancelled on SIGINT or SIGTERM, with both handlers installed before it returns: a
+/// signal that comes right after the `listening` lines must stop the server cleanly, not kill
+/// it with the default action.
+fn shutdown_on_signals() -> Result<protolab_transport::CancellationToken> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
+    let token = protolab_transport::CancellationToken::new();
+    let fire = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+        fire.cancel();
+    });
+    Ok(token)
+}
+
 fn resolv_conf_server() -> Result<IpAddr> {
     let text = std::fs::read_to_string("/etc/resolv.conf")
         .context("no @SERVER given and /etc/resolv.conf unreadable: give @SERVER")?;
@@ -268,21 +287,21 @@ async fn query(a: QueryArgs) -> Result<()> {
             if let Some(e) = &err {
                 v["error"] = serde_json::Value::String(e.to_string());
             }
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            outln!("{}", serde_json::to_string_pretty(&v)?);
         } else if a.short {
             if let Some(r) = &reply {
-                print!("{}", present::short_text(r));
+                out!("{}", present::short_text(r));
             }
         } else {
-            println!("; <<>> dns query <<>> {command}");
-            print!("{}", present::trace_text(&steps));
+            outln!("; <<>> dns query <<>> {command}");
+            out!("{}", present::trace_text(&steps));
             if let Some(r) = &reply {
-                println!(
+                outln!(
                     ";; resolved: {}",
                     protolab_dns::wire::rcode_name(r.metadata.response_code)
                 );
                 for rec in r.answers.iter().chain(&r.authorities) {
-                    println!("{}", present::record_line(rec));
+                    outln!("{}", present::record_line(rec));
                 }
             }
         }
@@ -303,11 +322,11 @@ async fn query(a: QueryArgs) -> Result<()> {
         v["messageSize"] = x.size.into();
         v["queryTimeMs"] = (x.elapsed.as_secs_f64() * 1e3).into();
         v["client"] = client.stats.snapshot();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else if a.short {
-        print!("{}", present::short_text(&x.reply));
+        out!("{}", present::short_text(&x.reply));
     } else {
-        print!("{}", present::dig_text(&x, &command));
+        out!("{}", present::dig_text(&x, &command));
     }
     Ok(())
 }
@@ -391,11 +410,11 @@ async fn serve(a: ServeArgs) -> Result<()> {
         udp_workers: a.udp_workers,
         max_pending: a.max_pending,
     };
-    let shutdown = protolab_transport::shutdown_on_signals();
+    let shutdown = shutdown_on_signals()?;
     let resolver = run_resolver(config, shutdown)
         .await
         .with_context(|| format!("serve on {listen}"))?;
-    println!("stats {}", resolver.report());
+    outln!("stats {}", resolver.report());
     Ok(())
 }
 
@@ -410,10 +429,10 @@ async fn zone(a: ZoneArgs) -> Result<()> {
         tracing::info!(origin = %z.origin(), names = z.len(), file = %p.display(), "zone loaded");
         zones.push(z);
     }
-    let shutdown = protolab_transport::shutdown_on_signals();
+    let shutdown = shutdown_on_signals()?;
     let server = run_zone_server(listen, Catalog::new(zones), shutdown)
         .await
         .with_context(|| format!("serve zones on {listen}"))?;
-    println!("stats {}", serde_json::to_value(&server.stats)?);
+    outln!("stats {}", serde_json::to_value(&server.stats)?);
     Ok(())
 }

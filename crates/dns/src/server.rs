@@ -54,11 +54,10 @@ pub fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
 }
 
 fn announce(udp: &UdpSocket, tcp: &TcpListener) -> io::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "listening udp {}", udp.local_addr()?)?;
-    writeln!(out, "listening tcp {}", tcp.local_addr()?)?;
-    out.flush()
+    // Through outln!: a reader that went away must not stop the server.
+    protolab_transport::outln!("listening udp {}", udp.local_addr()?);
+    protolab_transport::outln!("listening tcp {}", tcp.local_addr()?);
+    Ok(())
 }
 
 /// Where the resolver gets answers it does not have.
@@ -92,11 +91,14 @@ pub struct ResolverConfig {
 }
 
 /// Counters of the resolver.
+///
+/// Cache hits and misses are the cache's own counters ([`CacheStats`]), shown under both
+/// `resolver` and `cache` in the report: one count, never two that could disagree.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct ResolverStats {
     pub queries: AtomicU64,
-    pub cache_hits: AtomicU64,
-    pub cache_misses: AtomicU64,
+    /// Datagrams and messages from sources outside the allow-list: dropped unread, unanswered.
+    pub not_allowed: AtomicU64,
     pub upstream_failures: AtomicU64,
     /// Misses answered from an upstream query already in flight for the same question.
     pub merged: AtomicU64,
@@ -278,24 +280,31 @@ impl Resolver {
 
     /// All counters as JSON, for the report printed at shutdown.
     pub fn report(&self) -> serde_json::Value {
+        let cache = self.cache_stats();
+        let mut resolver = serde_json::to_value(&self.stats).unwrap_or_default();
+        resolver["cache_hits"] = cache.hits.into();
+        resolver["cache_misses"] = cache.misses.into();
         serde_json::json!({
-            "resolver": serde_json::to_value(&self.stats).unwrap_or_default(),
-            "cache": serde_json::to_value(self.cache_stats()).unwrap_or_default(),
+            "resolver": resolver,
+            "cache": serde_json::to_value(cache).unwrap_or_default(),
             "upstream_client": self.client.stats.snapshot(),
         })
     }
 
     fn handle(self: &Arc<Self>, peer: SocketAddr, packet: &[u8], limit_udp: bool) -> Handled {
+        // The source is checked before a byte is parsed, and an outsider hears nothing: not
+        // even REFUSED or FORMERR, which would make this server a reflector for forged
+        // sources and tell a scanner that a resolver is here.
+        if !self.allow.iter().any(|n| n.contains(&peer.ip())) {
+            self.stats.not_allowed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "client not allowed: dropped");
+            return Handled::Drop;
+        }
         self.stats.queries.fetch_add(1, Ordering::Relaxed);
         let view = match wire::parse_query(packet) {
             Ok(v) => v,
             Err(e) => return self.malformed(peer, packet, e),
         };
-        if !self.allow.iter().any(|n| n.contains(&peer.ip())) {
-            self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%peer, "client not allowed: REFUSED");
-            return Handled::Now(wire::bare_reply(&view, flags::RA, 5));
-        }
         if view.opcode() != 0 {
             self.stats.notimp.fetch_add(1, Ordering::Relaxed);
             return Handled::Now(wire::bare_reply(&view, flags::RA, 4));
@@ -325,10 +334,8 @@ impl Resolver {
             .unwrap_or_else(|e| e.into_inner())
             .lookup(&view, now, limit);
         if let Some(reply) = hit {
-            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Handled::Now(reply);
         }
-        self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
         let Ok(query) = Message::from_vec(packet) else {
             self.stats.formerr.fetch_add(1, Ordering::Relaxed);
             return Handled::Now(wire::bare_reply(&view, flags::RA, 1));

@@ -170,3 +170,20 @@ fn big_answer_through_the_resolver_truncates_then_tcp() {
         "{stats}"
     );
 }
+
+#[test]
+fn one_hit_is_counted_once_everywhere() {
+    let dir = zone_dir();
+    let (_knot, upstream) = knot_upstream(dir.path());
+    let up = upstream.to_string();
+    let (resolver, addr) = start_resolver(&["--listen", "127.0.0.1:0", "--forward", &up], None);
+    for _ in 0..2 {
+        assert_eq!(ask(addr, "www.example.test.", "A").0.answers.len(), 2);
+    }
+    let stats = stop_with_stats(resolver);
+    assert_eq!(stats["resolver"]["cache_hits"], 1, "{stats}");
+    assert_eq!(stats["cache"]["hits"], 1, "{stats}");
+    assert_eq!(stats["resolver"]["cache_misses"], 1, "{stats}");
+    assert_eq!(stats["cache"]["misses"], 1, "{stats}");
+    assert_eq!(stats["cache"]["inserted"], 1, "{stats}");
+}

@@ -3,4 +3,5 @@ mod common;
 mod corpus;
 mod iterative;
 mod limits;
+mod shutdown;
 mod spoof;
