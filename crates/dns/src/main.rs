@@ -46,7 +46,7 @@ enum Command {
     #[command(after_help = "Examples:
   dns serve --forward 127.0.0.1:5300
   dns serve --listen 127.0.0.1:1053 --root-hints root.hints
-  dns serve --forward 127.0.0.1:5300 --allow 127.0.0.0/8 --allow 10.0.0.0/8 --cache-size 50000
+  dns serve --forward 127.0.0.1:5300 --allow 127.0.0.0/8 --allow 10.0.0.0/8 --cache-size 64MiB
 
 Only allowed clients (loopback by default) get answers; others get no reply at all, so the
 resolver is never open to the world by accident. Counters are printed as JSON on exit.")]
@@ -118,8 +118,9 @@ struct ServeArgs {
     /// Networks allowed to ask (repeatable); loopback only by default.
     #[arg(long, value_name = "CIDR")]
     allow: Vec<IpNet>,
-    /// Most replies kept in the cache.
-    #[arg(long, default_value_t = 100_000)]
+    /// Memory the cache may hold: bytes, or with a unit K, M, G (KiB, MiB, GiB also read);
+    /// each reply is accounted at its wire bytes, key and bookkeeping.
+    #[arg(long, default_value = "32MiB", value_parser = parse_size)]
     cache_size: usize,
     /// How long to wait for each upstream server.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
@@ -173,6 +174,29 @@ fn main() -> Result<()> {
             Command::Zone(a) => zone(a).await,
         }
     })
+}
+
+/// Parses a size such as `32MiB`, `512K`, `1G` or `65536` (bytes); units are powers of 1024.
+fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?}: write a size like 32MiB, 512K or 65536"
+            ));
+        }
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("bad size {text:?}: write a size like 32MiB, 512K or 65536"))
 }
 
 /// A token cancelled on SIGINT or SIGTERM, with both handlers installed before it returns: a
@@ -404,7 +428,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
         listen,
         upstream,
         allow,
-        cache_entries: a.cache_size,
+        cache_bytes: a.cache_size,
         timeout: a.timeout,
         seed: a.seed,
         udp_workers: a.udp_workers,
@@ -435,4 +459,19 @@ async fn zone(a: ZoneArgs) -> Result<()> {
         .with_context(|| format!("serve zones on {listen}"))?;
     outln!("stats {}", serde_json::to_value(&server.stats)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_with_units() {
+        assert_eq!(parse_size("65536"), Ok(65_536));
+        assert_eq!(parse_size("32MiB"), Ok(32 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("1 G"), Ok(1 << 30));
+        assert!(parse_size("12 parsecs").unwrap_err().contains("32MiB"));
+        assert!(parse_size("").is_err());
+    }
 }

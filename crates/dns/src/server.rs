@@ -79,8 +79,8 @@ pub struct ResolverConfig {
     pub upstream: Upstream,
     /// Clients allowed to ask; everyone else gets REFUSED.
     pub allow: Vec<IpNet>,
-    /// Most replies held in the cache.
-    pub cache_entries: usize,
+    /// Bytes the cache may account to its entries (see [`Cache::cost`]).
+    pub cache_bytes: usize,
     /// How long to wait for each upstream server.
     pub timeout: Duration,
     pub seed: Option<u64>,
@@ -262,7 +262,7 @@ impl Resolver {
             rng,
         );
         Self {
-            cache: Mutex::new(Cache::new(config.cache_entries)),
+            cache: Mutex::new(Cache::new(config.cache_bytes)),
             inflight: Mutex::default(),
             upstream_slots: Arc::new(tokio::sync::Semaphore::new(config.max_pending.max(1))),
             client,

@@ -267,3 +267,114 @@ fn pending_miss_flood_is_capped_in_descriptors_and_memory() {
         servfail as u64 <= overloaded + stats["resolver"]["upstream_failures"].as_u64().unwrap()
     );
 }
+
+/// A reply to `query` with `n` A records (192.0.2.0, .1, ...), TTL one hour.
+fn fat_reply(query: &[u8], n: u8) -> Vec<u8> {
+    let mut r = query[..question_end(query)].to_vec();
+    r[2] = 0x81;
+    r[3] = 0x80;
+    r[6..8].copy_from_slice(&u16::from(n).to_be_bytes());
+    r[8..12].copy_from_slice(&[0, 0, 0, 0]);
+    for i in 0..n {
+        r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4, 192, 0, 2, i]);
+    }
+    r
+}
+
+/// An upstream answering every query at once with 60 A records (a 1 KB reply).
+fn fat_upstream(stop: Arc<AtomicBool>) -> (SocketAddr, std::thread::JoinHandle<usize>) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let addr = sock.local_addr().unwrap();
+    let handle = std::thread::spawn(move || {
+        let mut answered = 0;
+        let mut buf = [0u8; 1500];
+        let start = Instant::now();
+        while !stop.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(120) {
+            if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                let _ = sock.send_to(&fat_reply(&buf[..n], 60), from);
+                answered += 1;
+            }
+        }
+        answered
+    });
+    (addr, handle)
+}
+
+#[test]
+fn cache_filled_with_many_names_stays_within_its_bytes() {
+    const NAMES: usize = 16_000;
+    const BATCH: usize = 200;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (upstream, fat) = fat_upstream(stop.clone());
+    let up = upstream.to_string();
+    let (resolver, addr) = start_resolver(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--forward",
+            &up,
+            "--cache-size",
+            "4MiB",
+        ],
+        None,
+    );
+    let pid = resolver.proc.pid();
+    let warm = ask_udp(
+        "127.0.0.1:0",
+        addr,
+        "warm.fill.test.",
+        Duration::from_secs(3),
+    );
+    // Without EDNS the reply does not fit 512 bytes: TC, no answers, but a reply.
+    assert_eq!(
+        warm.map(|h| (h.flags & 0x0200, h.answers)),
+        Some((0x0200, 0))
+    );
+    let rss_idle = rss_kib(pid);
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let (mut answered, mut rss_max) = (0, 0);
+    let mut buf = [0u8; 1500];
+    for batch in 0..NAMES / BATCH {
+        for i in 0..BATCH {
+            let n = batch * BATCH + i;
+            let _ = client.send_to(
+                &query_bytes(n as u16, &format!("n{n}.fill.test."), true),
+                addr,
+            );
+        }
+        for _ in 0..BATCH {
+            let Ok((n, _)) = client.recv_from(&mut buf) else {
+                break;
+            };
+            answered += usize::from(head(&buf[..n]).is_some_and(|h| h.answers == 60));
+        }
+        rss_max = rss_max.max(rss_kib(pid));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let upstream_answered = fat.join().unwrap();
+    let stats = stop_with_stats(resolver);
+    eprintln!(
+        "{NAMES} names of 60 A records into a 4 MiB cache: {answered} answered, upstream \
+         {upstream_answered}; RSS KiB idle {rss_idle} max {rss_max}; {}",
+        stats["cache"]
+    );
+    assert!(
+        answered >= NAMES * 9 / 10,
+        "the names were answered: {answered}"
+    );
+    let cache = &stats["cache"];
+    assert!(cache["bytes"].as_u64().unwrap() <= 4 << 20, "{cache}");
+    assert!(
+        cache["evicted"].as_u64().unwrap() > 0,
+        "the cache filled up: {cache}"
+    );
+    assert!(
+        rss_max <= rss_idle + 16 * 1024,
+        "memory bounded: {rss_max} KiB"
+    );
+}
