@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use protolab_dns::client::{Client, ClientConfig};
 use protolab_dns::iterate::{self, IterConfig, RootHints};
 use protolab_dns::present;
-use protolab_dns::server::{ResolverConfig, Upstream, run_resolver, run_zone_server};
+use protolab_dns::server::{ResolverConfig, Upstream, ZoneConfig, run_resolver, run_zone_server};
 use protolab_dns::zone::{Catalog, Zone};
 use protolab_transport::cli::{init_tracing, parse_duration};
 use protolab_transport::{out, outln, parse_addr};
@@ -132,6 +132,9 @@ struct ServeArgs {
     /// at once (counted as resolver.overloaded).
     #[arg(long, default_value_t = 256)]
     max_pending: usize,
+    /// TCP connections open at once from one client address; more are closed at once.
+    #[arg(long, default_value_t = 16)]
+    max_tcp_per_client: usize,
     /// Tasks receiving UDP queries at once (one per core by default).
     #[arg(long, default_value_t = 0, hide_default_value = true)]
     udp_workers: usize,
@@ -148,6 +151,9 @@ struct ZoneArgs {
     /// Master files to serve (repeatable).
     #[arg(long = "zone", value_name = "FILE", required = true)]
     zones: Vec<PathBuf>,
+    /// TCP connections open at once from one client address; more are closed at once.
+    #[arg(long, default_value_t = 16)]
+    max_tcp_per_client: usize,
 }
 
 fn main() -> Result<()> {
@@ -433,6 +439,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
         seed: a.seed,
         udp_workers: a.udp_workers,
         max_pending: a.max_pending,
+        max_tcp_per_client: a.max_tcp_per_client,
     };
     let shutdown = shutdown_on_signals()?;
     let resolver = run_resolver(config, shutdown)
@@ -454,7 +461,11 @@ async fn zone(a: ZoneArgs) -> Result<()> {
         zones.push(z);
     }
     let shutdown = shutdown_on_signals()?;
-    let server = run_zone_server(listen, Catalog::new(zones), shutdown)
+    let config = ZoneConfig {
+        listen,
+        max_tcp_per_client: a.max_tcp_per_client,
+    };
+    let server = run_zone_server(config, Catalog::new(zones), shutdown)
         .await
         .with_context(|| format!("serve zones on {listen}"))?;
     outln!("stats {}", serde_json::to_value(&server.stats)?);

@@ -17,12 +17,11 @@ use bytes::{Bytes, BytesMut};
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use ipnet::IpNet;
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio_util::codec::FramedRead;
+use tokio::net::{TcpListener, UdpSocket};
 
 use protolab_transport::{
     CancellationToken, Conn, Next, TcpServerConfig, TcpServerStats, UdpReply, UdpServerConfig,
-    UdpServerStats, bind_tcp, bind_udp, run_tcp, run_udp, u16_frames,
+    UdpServerStats, bind_tcp, bind_udp, run_tcp, run_udp,
 };
 
 use crate::cache::{Cache, CacheStats};
@@ -88,6 +87,8 @@ pub struct ResolverConfig {
     pub udp_workers: usize,
     /// Upstream queries in flight at once; a miss beyond it is answered SERVFAIL.
     pub max_pending: usize,
+    /// TCP connections open at once from one client address.
+    pub max_tcp_per_client: usize,
 }
 
 /// Counters of the resolver.
@@ -108,6 +109,7 @@ pub struct ResolverStats {
     pub formerr: AtomicU64,
     pub notimp: AtomicU64,
     pub dropped: AtomicU64,
+    pub tcp: TcpStats,
 }
 
 /// Most zones whose delegations the resolver remembers.
@@ -214,6 +216,7 @@ pub struct Resolver {
     inflight: InFlight,
     /// One permit per upstream query in flight: each holds a socket and a receive buffer.
     upstream_slots: Arc<tokio::sync::Semaphore>,
+    tcp_clients: TcpClients,
     delegations: DelegationCache,
     client: Client,
     upstream: Upstream,
@@ -265,6 +268,7 @@ impl Resolver {
             cache: Mutex::new(Cache::new(config.cache_bytes)),
             inflight: Mutex::default(),
             upstream_slots: Arc::new(tokio::sync::Semaphore::new(config.max_pending.max(1))),
+            tcp_clients: TcpClients::new(config.max_tcp_per_client),
             client,
             upstream: config.upstream.clone(),
             delegations: DelegationCache::default(),
@@ -480,23 +484,153 @@ fn to_udp_reply(h: Handled) -> UdpReply {
     }
 }
 
-/// Serves DNS messages over one TCP connection: length-prefixed queries in, replies out, in
-/// order, until the client closes, idles out, or the server shuts down.
-async fn serve_tcp_conn<F>(stream: TcpStream, conn: Conn, handle: F)
+/// How long a whole message may take to arrive over TCP, counted from its first byte, or from
+/// the connection's start for the first message. A client that stalls inside a message (or
+/// connects and says nothing) holds a connection for this long, not for the idle timeout.
+const MESSAGE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Counters of DNS over TCP, beside the transport's own.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct TcpStats {
+    /// Connections closed at once because their client already had `max_per_client` open.
+    pub over_client_cap: AtomicU64,
+    /// Connections closed because a message did not arrive whole within its deadline.
+    pub message_timeouts: AtomicU64,
+    /// Connections closed for a zero-length message.
+    pub bad_frames: AtomicU64,
+}
+
+/// Open TCP connections per client address, so that one client cannot take every connection
+/// the server allows. The table holds only addresses with a connection open: it is bounded by
+/// the server's connection cap.
+#[derive(Debug)]
+pub struct TcpClients {
+    open: Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    max_per_client: usize,
+}
+
+/// One client's connection slot; dropping it frees the slot.
+pub struct TcpSlot<'a> {
+    clients: &'a TcpClients,
+    ip: std::net::IpAddr,
+}
+
+impl TcpClients {
+    /// A table allowing `max_per_client` connections per address (at least one).
+    pub fn new(max_per_client: usize) -> Self {
+        Self {
+            open: Mutex::default(),
+            max_per_client: max_per_client.max(1),
+        }
+    }
+
+    /// A slot for a new connection from `ip`, or `None` when it has its share open already.
+    pub fn admit(&self, ip: std::net::IpAddr) -> Option<TcpSlot<'_>> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.max_per_client {
+            return None;
+        }
+        *n += 1;
+        Some(TcpSlot { clients: self, ip })
+    }
+}
+
+impl Drop for TcpSlot<'_> {
+    fn drop(&mut self) {
+        let mut open = self.clients.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Reads the next length-prefixed message into `buf` (which keeps what follows it), or `None`
+/// when the connection should close. Between messages the transport's idle timeout applies;
+/// once a message has begun (or, for the first message, once the connection is open) it must
+/// arrive whole within [`MESSAGE_DEADLINE`].
+async fn read_message<R>(
+    read: &mut R,
+    buf: &mut BytesMut,
+    conn: &Conn,
+    first: bool,
+    stats: &TcpStats,
+) -> Option<BytesMut>
 where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    let mut deadline = first.then(|| tokio::time::Instant::now() + MESSAGE_DEADLINE);
+    loop {
+        if buf.len() >= 2 {
+            let len = usize::from(u16::from_be_bytes([buf[0], buf[1]]));
+            if len == 0 {
+                stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("zero-length TCP message: closing");
+                return None;
+            }
+            if buf.len() >= 2 + len {
+                let mut frame = buf.split_to(2 + len);
+                let _ = frame.split_to(2);
+                return Some(frame);
+            }
+            buf.reserve(2 + len - buf.len());
+        } else {
+            buf.reserve(2);
+        }
+        if !buf.is_empty() && deadline.is_none() {
+            deadline = Some(tokio::time::Instant::now() + MESSAGE_DEADLINE);
+        }
+        let next = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, conn.read_buf(read, buf)).await {
+                Ok(next) => next,
+                Err(_) => {
+                    stats.message_timeouts.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!("TCP message not whole within its deadline: closing");
+                    return None;
+                }
+            },
+            None => conn.read_buf(read, buf).await,
+        };
+        match next {
+            Next::Item(Ok(_)) => {}
+            Next::Item(Err(e)) => {
+                tracing::debug!(error = %e, "TCP read: closing");
+                return None;
+            }
+            Next::Eof | Next::IdleTimeout | Next::Closing => return None,
+        }
+    }
+}
+
+/// Serves DNS messages over one TCP connection: length-prefixed queries in, replies out, in
+/// order, until the client closes, idles out, stalls inside a message, or the server shuts
+/// down. A client with `max_per_client` connections open already is closed at once.
+async fn serve_tcp_conn<S, F>(
+    stream: S,
+    conn: Conn,
+    clients: &TcpClients,
+    stats: &TcpStats,
+    handle: F,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     F: Fn(SocketAddr, &[u8]) -> Handled,
 {
-    let (read, mut write) = stream.into_split();
-    let mut frames = FramedRead::new(read, u16_frames());
+    let Some(_slot) = clients.admit(conn.peer.ip()) else {
+        stats.over_client_cap.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(peer = %conn.peer, "over --max-tcp-per-client: closing");
+        return;
+    };
+    let (mut read, mut write) = tokio::io::split(stream);
+    let mut buf = BytesMut::with_capacity(512);
+    let mut first = true;
     loop {
-        let frame: BytesMut = match conn.next(&mut frames).await {
-            Next::Item(Ok(f)) => f,
-            Next::Item(Err(e)) => {
-                tracing::debug!(error = %e, "bad TCP frame: closing");
-                return;
-            }
-            Next::Eof | Next::IdleTimeout | Next::Closing => return,
+        let Some(frame) = read_message(&mut read, &mut buf, &conn, first, stats).await else {
+            return;
         };
+        first = false;
         let reply = match handle(conn.peer, &frame) {
             Handled::Drop => continue,
             Handled::Now(r) => r,
@@ -514,9 +648,13 @@ where
     }
 }
 
+/// Connections either server keeps open at once. With the resolver's 256 upstream queries in
+/// flight and the process's own descriptors this stays under the usual limit of 1,024.
+const TCP_MAX_CONNECTIONS: usize = 512;
+
 fn tcp_config() -> TcpServerConfig {
     TcpServerConfig {
-        max_connections: 1_000,
+        max_connections: TCP_MAX_CONNECTIONS,
         // RFC 7766 section 6.2.3 suggests seconds, not minutes, for idle DNS connections.
         idle_timeout: Some(Duration::from_secs(10)),
         drain_timeout: Duration::from_secs(2),
@@ -556,7 +694,15 @@ pub async fn run_resolver(
         move |stream, conn| {
             let r = r_tcp.clone();
             async move {
-                serve_tcp_conn(stream, conn, move |peer, pkt| r.handle(peer, pkt, false)).await
+                let h = r.clone();
+                serve_tcp_conn(
+                    stream,
+                    conn,
+                    &r.tcp_clients,
+                    &r.stats.tcp,
+                    move |peer, pkt| h.handle(peer, pkt, false),
+                )
+                .await;
             }
         },
     );
@@ -573,20 +719,31 @@ pub struct ZoneServerStats {
     pub formerr: AtomicU64,
     pub dropped: AtomicU64,
     pub truncated: AtomicU64,
+    pub tcp: TcpStats,
 }
 
 /// The lab authoritative server's state.
 #[derive(Debug)]
 pub struct ZoneServer {
     catalog: Catalog,
+    tcp_clients: TcpClients,
     pub stats: ZoneServerStats,
+}
+
+/// Settings of the lab zone server.
+#[derive(Debug, Clone)]
+pub struct ZoneConfig {
+    pub listen: SocketAddr,
+    /// TCP connections open at once from one client address.
+    pub max_tcp_per_client: usize,
 }
 
 impl ZoneServer {
     /// A server for `catalog`.
-    pub fn new(catalog: Catalog) -> Self {
+    pub fn new(catalog: Catalog, config: &ZoneConfig) -> Self {
         Self {
             catalog,
+            tcp_clients: TcpClients::new(config.max_tcp_per_client),
             stats: ZoneServerStats::default(),
         }
     }
@@ -640,13 +797,13 @@ impl ZoneServer {
 /// # Errors
 /// Binding the sockets.
 pub async fn run_zone_server(
-    listen: SocketAddr,
+    config: ZoneConfig,
     catalog: Catalog,
     shutdown: CancellationToken,
 ) -> io::Result<Arc<ZoneServer>> {
-    let (udp, tcp) = bind_pair(listen)?;
+    let (udp, tcp) = bind_pair(config.listen)?;
     announce(&udp, &tcp)?;
-    let server = Arc::new(ZoneServer::new(catalog));
+    let server = Arc::new(ZoneServer::new(catalog, &config));
     let s_udp = server.clone();
     let udp_task = run_udp(
         udp,
@@ -667,10 +824,17 @@ pub async fn run_zone_server(
         move |stream, conn| {
             let s = s_tcp.clone();
             async move {
-                serve_tcp_conn(stream, conn, move |_peer, pkt| match s.answer(pkt, false) {
-                    Some(r) => Handled::Now(r),
-                    None => Handled::Drop,
-                })
+                let h = s.clone();
+                serve_tcp_conn(
+                    stream,
+                    conn,
+                    &s.tcp_clients,
+                    &s.stats.tcp,
+                    move |_peer, pkt| match h.answer(pkt, false) {
+                        Some(r) => Handled::Now(r),
+                        None => Handled::Drop,
+                    },
+                )
                 .await;
             }
         },
@@ -693,7 +857,11 @@ mod tests {
             None,
         )
         .unwrap();
-        ZoneServer::new(Catalog::new(vec![z]))
+        let config = ZoneConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            max_tcp_per_client: 16,
+        };
+        ZoneServer::new(Catalog::new(vec![z]), &config)
     }
 
     #[test]
@@ -722,5 +890,92 @@ mod tests {
             }
         }
         assert!(s.stats.formerr.load(Ordering::Relaxed) > 0);
+    }
+
+    #[test]
+    fn one_client_gets_its_share_of_tcp_slots() {
+        let clients = TcpClients::new(2);
+        let a: std::net::IpAddr = [127, 0, 0, 1].into();
+        let b: std::net::IpAddr = [127, 0, 0, 2].into();
+        let s1 = clients.admit(a).unwrap();
+        let _s2 = clients.admit(a).unwrap();
+        assert!(clients.admit(a).is_none());
+        assert!(clients.admit(b).is_some());
+        drop(s1);
+        assert!(
+            clients.admit(a).is_some(),
+            "a closed connection frees its slot"
+        );
+        // Addresses with nothing open leave the table.
+        assert_eq!(clients.open.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_must_arrive_whole_within_its_deadline() {
+        use tokio::io::AsyncWriteExt;
+        let stats = TcpStats::default();
+        // Two pipelined messages in one write, then half a third that never ends.
+        let (mut client, mut server, conn) =
+            protolab_transport::memory::pair(Some(Duration::from_secs(10)));
+        client
+            .write_all(b"\x00\x03abc\x00\x02hi\x00\x05ab")
+            .await
+            .unwrap();
+        let mut buf = BytesMut::new();
+        let m1 = read_message(&mut server, &mut buf, &conn, true, &stats).await;
+        assert_eq!(m1.as_deref(), Some(&b"abc"[..]));
+        let m2 = read_message(&mut server, &mut buf, &conn, false, &stats).await;
+        assert_eq!(m2.as_deref(), Some(&b"hi"[..]));
+        let start = tokio::time::Instant::now();
+        assert!(
+            read_message(&mut server, &mut buf, &conn, false, &stats)
+                .await
+                .is_none()
+        );
+        assert_eq!(start.elapsed(), MESSAGE_DEADLINE);
+        assert_eq!(stats.message_timeouts.load(Ordering::Relaxed), 1);
+
+        // A connection that says nothing is closed after the deadline, not the idle timeout.
+        let (_client, mut server, conn) =
+            protolab_transport::memory::pair(Some(Duration::from_secs(10)));
+        let start = tokio::time::Instant::now();
+        let mut buf = BytesMut::new();
+        assert!(
+            read_message(&mut server, &mut buf, &conn, true, &stats)
+                .await
+                .is_none()
+        );
+        assert_eq!(start.elapsed(), MESSAGE_DEADLINE);
+
+        // Between messages, the idle timeout applies.
+        let (mut client, mut server, conn) =
+            protolab_transport::memory::pair(Some(Duration::from_secs(10)));
+        client.write_all(b"\x00\x01x").await.unwrap();
+        let mut buf = BytesMut::new();
+        assert!(
+            read_message(&mut server, &mut buf, &conn, true, &stats)
+                .await
+                .is_some()
+        );
+        let start = tokio::time::Instant::now();
+        assert!(
+            read_message(&mut server, &mut buf, &conn, false, &stats)
+                .await
+                .is_none()
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+        assert_eq!(stats.message_timeouts.load(Ordering::Relaxed), 2);
+
+        // A zero-length message closes the connection.
+        let (mut client, mut server, conn) =
+            protolab_transport::memory::pair(Some(Duration::from_secs(10)));
+        client.write_all(b"\x00\x00").await.unwrap();
+        let mut buf = BytesMut::new();
+        assert!(
+            read_message(&mut server, &mut buf, &conn, true, &stats)
+                .await
+                .is_none()
+        );
+        assert_eq!(stats.bad_frames.load(Ordering::Relaxed), 1);
     }
 }

@@ -378,3 +378,77 @@ fn cache_filled_with_many_names_stays_within_its_bytes() {
         "memory bounded: {rss_max} KiB"
     );
 }
+
+/// Sends `query` over TCP from a socket bound to `from`; the reply's header, or `None`.
+fn ask_tcp(from: &str, addr: SocketAddr, query: &[u8]) -> Option<Head> {
+    use std::io::{Read, Write};
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+    sock.bind(&from.parse::<SocketAddr>().ok()?.into()).ok()?;
+    sock.connect_timeout(&addr.into(), Duration::from_secs(3))
+        .ok()?;
+    let mut s: std::net::TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(query);
+    s.write_all(&framed).ok()?;
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).ok()?;
+    let mut body = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    s.read_exact(&mut body).ok()?;
+    head(&body)
+}
+
+/// A TCP connection to `addr` from a socket bound to `from`.
+fn connect_from(from: &str, addr: SocketAddr) -> std::net::TcpStream {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&from.parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    sock.connect(&addr.into()).unwrap();
+    sock.into()
+}
+
+#[test]
+fn stalled_tcp_connections_from_one_client_do_not_lock_out_others() {
+    use std::io::{Read, Write};
+    const STALLED: usize = 1_100;
+    protolab_tests::raise_fd_limit();
+    let dir = zone_dir();
+    let zone = dir.path().join("example.test.zone");
+    let (server, _) = start_lab_zone(&[zone.as_path()], "127.0.0.1:0", None);
+    let tcp = server.addr("tcp");
+    // One client, 127.0.0.1, opens more connections than the server allows in all, and says
+    // nothing on them.
+    let stalled: Vec<std::net::TcpStream> = (0..STALLED)
+        .filter_map(|_| std::net::TcpStream::connect(tcp).ok())
+        .collect();
+    let opened = stalled.len();
+    // Another client, 127.0.0.2, is still answered over TCP.
+    let q = query_bytes(0x4242, "www.example.test.", false);
+    let other = ask_tcp("127.0.0.2:0", tcp, &q);
+    eprintln!("{opened} stalled connections from 127.0.0.1; 127.0.0.2 over TCP: {other:?}");
+    assert_eq!(other.map(|h| (h.id, h.answers)), Some((0x4242, 2)));
+    // A third, 127.0.0.3, starts a message and stalls inside it: the server closes the
+    // connection when the message's deadline passes (the counter tells it from the idle
+    // timeout).
+    let mut half = connect_from("127.0.0.3:0", tcp);
+    half.write_all(b"\x00\x40\x12").unwrap();
+    half.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut sink = [0u8; 16];
+    assert!(
+        matches!(half.read(&mut sink), Ok(0) | Err(_)),
+        "closed by the server"
+    );
+    drop(stalled);
+    let stats = stop_with_stats(server);
+    eprintln!("{stats}");
+    let tcp_stats = &stats["tcp"];
+    assert!(
+        tcp_stats["over_client_cap"].as_u64().unwrap() >= (opened - 16) as u64,
+        "{stats}"
+    );
+    assert!(
+        tcp_stats["message_timeouts"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+}
