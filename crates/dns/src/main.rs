@@ -12,6 +12,7 @@ use ipnet::IpNet;
 use protolab_dns::client::{Client, ClientConfig};
 use protolab_dns::iterate::{self, IterConfig, RootHints};
 use protolab_dns::present;
+use protolab_dns::rrl::RrlConfig;
 use protolab_dns::server::{ResolverConfig, Upstream, ZoneConfig, run_resolver, run_zone_server};
 use protolab_dns::zone::{Catalog, Zone};
 use protolab_transport::cli::{init_tracing, parse_duration};
@@ -55,6 +56,7 @@ resolver is never open to the world by accident. Counters are printed as JSON on
     #[command(after_help = "Examples:
   dns zone --zone example.test.zone
   dns zone --listen 127.0.0.1:5300 --zone root.zone --zone test.zone
+  dns zone --listen 198.18.0.1:53 --zone test.zone --rrl 20 --rrl-slip 2
 
 A zone file needs an SOA at its origin; $ORIGIN, $TTL and the usual types are understood.")]
     Zone(ZoneArgs),
@@ -151,6 +153,17 @@ struct ZoneArgs {
     /// Master files to serve (repeatable).
     #[arg(long = "zone", value_name = "FILE", required = true)]
     zones: Vec<PathBuf>,
+    /// UDP replies per second per client /24 (IPv4) or /56 (IPv6); 0 turns limiting off.
+    /// Default: off when listening on loopback, 20 otherwise.
+    #[arg(long, value_name = "N")]
+    rrl: Option<u32>,
+    /// Over the rate, every Nth reply goes out truncated (TC=1) so real clients retry over
+    /// TCP; the rest are dropped. 0: drop all.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    rrl_slip: u32,
+    /// Seed for the rate limiter's hash table (random when absent).
+    #[arg(long)]
+    seed: Option<u64>,
     /// TCP connections open at once from one client address; more are closed at once.
     #[arg(long, default_value_t = 16)]
     max_tcp_per_client: usize,
@@ -461,14 +474,30 @@ async fn zone(a: ZoneArgs) -> Result<()> {
         zones.push(z);
     }
     let shutdown = shutdown_on_signals()?;
+    // Off on loopback by default: nothing outside the machine can reach it (the kernel drops
+    // loopback sources arriving from outside), so it cannot reflect at anyone, and tests and
+    // benchmarks send tens of thousands of queries a second from 127.0.0.1.
+    let rate = a
+        .rrl
+        .unwrap_or(if listen.ip().is_loopback() { 0 } else { 20 });
+    tracing::info!(
+        rate,
+        slip = a.rrl_slip,
+        "response rate limit per /24 or /56 (0: off)"
+    );
     let config = ZoneConfig {
         listen,
         max_tcp_per_client: a.max_tcp_per_client,
+        rrl: RrlConfig {
+            rate,
+            slip: a.rrl_slip,
+        },
+        seed: a.seed,
     };
     let server = run_zone_server(config, Catalog::new(zones), shutdown)
         .await
         .with_context(|| format!("serve zones on {listen}"))?;
-    outln!("stats {}", serde_json::to_value(&server.stats)?);
+    outln!("stats {}", server.report());
     Ok(())
 }
 

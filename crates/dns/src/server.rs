@@ -27,6 +27,7 @@ use protolab_transport::{
 use crate::cache::{Cache, CacheStats};
 use crate::client::{Client, ClientConfig};
 use crate::iterate::{self, Answer, Ask, Delegations, IterConfig, RootHints, Servers};
+use crate::rrl::{RateLimiter, RrlConfig, RrlStats, Verdict};
 use crate::wire::{self, QueryView, WireError, flags};
 use crate::zone::Catalog;
 
@@ -727,6 +728,7 @@ pub struct ZoneServerStats {
 pub struct ZoneServer {
     catalog: Catalog,
     tcp_clients: TcpClients,
+    rrl: Mutex<RateLimiter>,
     pub stats: ZoneServerStats,
 }
 
@@ -736,15 +738,54 @@ pub struct ZoneConfig {
     pub listen: SocketAddr,
     /// TCP connections open at once from one client address.
     pub max_tcp_per_client: usize,
+    /// Response rate limiting of UDP replies (`rate` 0: off).
+    pub rrl: RrlConfig,
+    /// Seed for the rate limiter's table (random when absent).
+    pub seed: Option<u64>,
 }
 
 impl ZoneServer {
     /// A server for `catalog`.
     pub fn new(catalog: Catalog, config: &ZoneConfig) -> Self {
+        use rand::Rng;
+        let (mut rng, _) = protolab_transport::rng::seeded(config.seed);
         Self {
             catalog,
             tcp_clients: TcpClients::new(config.max_tcp_per_client),
+            rrl: Mutex::new(RateLimiter::new(config.rrl, rng.random(), Instant::now())),
             stats: ZoneServerStats::default(),
+        }
+    }
+
+    /// The rate limiter's counters.
+    pub fn rrl_stats(&self) -> RrlStats {
+        self.rrl.lock().unwrap_or_else(|e| e.into_inner()).stats()
+    }
+
+    /// All counters as JSON, for the report printed at shutdown.
+    pub fn report(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(&self.stats).unwrap_or_default();
+        v["rrl"] = serde_json::to_value(self.rrl_stats()).unwrap_or_default();
+        v
+    }
+
+    /// Answers one UDP datagram from `peer`, through the rate limiter: over the limit the
+    /// reply is dropped or, every `slip`-th time, replaced by a truncated one.
+    pub fn answer_udp(&self, peer: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
+        let reply = self.answer(packet, true)?;
+        let verdict = self
+            .rrl
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .check(peer.ip(), Instant::now());
+        match verdict {
+            Verdict::Send => Some(reply),
+            Verdict::Drop => None,
+            // The truncated reply: header and question, TC set, no records; never larger than
+            // the query. A message without a question to echo is simply dropped.
+            Verdict::Slip => wire::parse_query(packet)
+                .ok()
+                .map(|view| wire::bare_reply(&view, flags::AA | flags::TC, 0)),
         }
     }
 
@@ -810,7 +851,7 @@ pub async fn run_zone_server(
         UdpServerConfig::default(),
         shutdown.clone(),
         Arc::new(UdpServerStats::default()),
-        move |_peer, pkt| match s_udp.answer(pkt, true) {
+        move |peer, pkt| match s_udp.answer_udp(peer, pkt) {
             Some(r) => UdpReply::Now(Bytes::from(r)),
             None => UdpReply::None,
         },
@@ -860,6 +901,8 @@ mod tests {
         let config = ZoneConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             max_tcp_per_client: 16,
+            rrl: RrlConfig { rate: 0, slip: 2 },
+            seed: Some(1),
         };
         ZoneServer::new(Catalog::new(vec![z]), &config)
     }

@@ -3,5 +3,6 @@ mod common;
 mod corpus;
 mod iterative;
 mod limits;
+mod rrl;
 mod shutdown;
 mod spoof;
