@@ -1021,4 +1021,18 @@ mod tests {
         );
         assert_eq!(stats.bad_frames.load(Ordering::Relaxed), 1);
     }
+
+    #[test]
+    fn remembered_delegations_are_bounded() {
+        let cache = DelegationCache::default();
+        let servers: Servers = vec![(
+            Name::from_ascii("ns.example.").unwrap(),
+            vec![std::net::IpAddr::from([192, 0, 2, 1])],
+        )];
+        for i in 0..MAX_DELEGATIONS + 500 {
+            let zone = Name::from_ascii(format!("z{i}.example.")).unwrap();
+            cache.learn(&zone, &servers, 3600);
+        }
+        assert_eq!(cache.zones.lock().unwrap().len(), MAX_DELEGATIONS);
+    }
 }
