@@ -104,7 +104,8 @@ pub struct ResolverStats {
     pub upstream_failures: AtomicU64,
     /// Misses answered from an upstream query already in flight for the same question.
     pub merged: AtomicU64,
-    /// Misses answered SERVFAIL at once because `max_pending` upstream queries were in flight.
+    /// Misses answered SERVFAIL at once because `max_pending` upstream queries were in flight,
+    /// or [`MAX_WAITERS`] misses were waiting for them.
     pub overloaded: AtomicU64,
     pub refused: AtomicU64,
     pub formerr: AtomicU64,
@@ -205,10 +206,18 @@ impl Drop for Flight {
 /// How a miss gets its answer.
 enum Miss {
     /// Ask upstream: no query for this question is in flight.
-    Lead(Flight),
-    /// Wait for the query in flight.
-    Join(tokio::sync::broadcast::Receiver<Outcome>),
+    Lead(Flight, Box<Message>),
+    /// Wait for the query in flight, holding one of the [`MAX_WAITERS`] places.
+    Join(
+        tokio::sync::broadcast::Receiver<Outcome>,
+        tokio::sync::OwnedSemaphorePermit,
+    ),
 }
+
+/// Misses waiting at once for a query in flight for the same question. A waiter costs a task,
+/// its datagram and a channel receiver (about 2 KiB all told); past this bound a miss is
+/// answered SERVFAIL at once, like one beyond `--max-pending`.
+pub const MAX_WAITERS: usize = 4_096;
 
 /// The caching resolver's state, shared by every socket and task.
 #[derive(Debug)]
@@ -217,6 +226,8 @@ pub struct Resolver {
     inflight: InFlight,
     /// One permit per upstream query in flight: each holds a socket and a receive buffer.
     upstream_slots: Arc<tokio::sync::Semaphore>,
+    /// One permit per miss waiting for a query in flight.
+    waiting_slots: Arc<tokio::sync::Semaphore>,
     tcp_clients: TcpClients,
     delegations: DelegationCache,
     client: Client,
@@ -269,6 +280,7 @@ impl Resolver {
             cache: Mutex::new(Cache::new(config.cache_bytes)),
             inflight: Mutex::default(),
             upstream_slots: Arc::new(tokio::sync::Semaphore::new(config.max_pending.max(1))),
+            waiting_slots: Arc::new(tokio::sync::Semaphore::new(MAX_WAITERS)),
             tcp_clients: TcpClients::new(config.max_tcp_per_client),
             client,
             upstream: config.upstream.clone(),
@@ -341,38 +353,46 @@ impl Resolver {
         if let Some(reply) = hit {
             return Handled::Now(reply);
         }
-        let Ok(query) = Message::from_vec(packet) else {
-            self.stats.formerr.fetch_add(1, Ordering::Relaxed);
-            return Handled::Now(wire::bare_reply(&view, flags::RA, 1));
-        };
         let key = view.cache_key();
         let miss = {
             let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(tx) = map.get(&key) {
+                let Ok(place) = self.waiting_slots.clone().try_acquire_owned() else {
+                    return self.overloaded(peer, &view, "waiting misses");
+                };
                 self.stats.merged.fetch_add(1, Ordering::Relaxed);
-                Miss::Join(tx.subscribe())
+                Miss::Join(tx.subscribe(), place)
             } else if let Ok(slot) = self.upstream_slots.clone().try_acquire_owned() {
+                let Ok(query) = Message::from_vec(packet) else {
+                    self.stats.formerr.fetch_add(1, Ordering::Relaxed);
+                    return Handled::Now(wire::bare_reply(&view, flags::RA, 1));
+                };
                 let (tx, _) = tokio::sync::broadcast::channel(1);
                 map.insert(key.clone(), tx.clone());
-                Miss::Lead(Flight {
+                let flight = Flight {
                     resolver: self.clone(),
                     key,
                     tx: Some(tx),
                     _slot: slot,
-                })
+                };
+                Miss::Lead(flight, Box::new(query))
             } else {
-                // Every slot is taken: answering at once costs nothing, while queueing would
-                // hold memory for a reply that could only come late.
-                self.stats.overloaded.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%peer, "--max-pending upstream queries in flight: SERVFAIL");
-                return Handled::Now(wire::bare_reply(&view, flags::RA, 2));
+                return self.overloaded(peer, &view, "--max-pending upstream queries");
             }
         };
         let this = self.clone();
         let packet = packet.to_vec();
         Handled::Later(Box::pin(async move {
-            this.resolve_miss(miss, query, packet, limit).await
+            this.resolve_miss(miss, packet, limit).await
         }))
+    }
+
+    /// SERVFAIL at once for a miss over a bound: answering costs nothing, while queueing would
+    /// hold memory for a reply that could only come late.
+    fn overloaded(&self, peer: SocketAddr, view: &QueryView<'_>, what: &str) -> Handled {
+        self.stats.overloaded.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(%peer, "{what} at their bound: SERVFAIL");
+        Handled::Now(wire::bare_reply(view, flags::RA, 2))
     }
 
     fn malformed(&self, peer: SocketAddr, packet: &[u8], e: WireError) -> Handled {
@@ -392,15 +412,16 @@ impl Resolver {
     async fn resolve_miss(
         self: Arc<Self>,
         miss: Miss,
-        query: Message,
         packet: Vec<u8>,
         limit: usize,
     ) -> Option<Vec<u8>> {
         let view = wire::parse_query(&packet).ok()?;
         let outcome = match miss {
-            Miss::Join(mut rx) => rx.recv().await.ok().flatten(),
-            Miss::Lead(flight) => {
-                let outcome = self.ask_upstream(&query).await.map(Arc::new);
+            Miss::Join(mut rx, _place) => rx.recv().await.ok().flatten(),
+            Miss::Lead(flight, query) => {
+                // Boxed: the upstream exchange's state is large, and without the box every
+                // waiter's task would be sized for it too.
+                let outcome = Box::pin(self.ask_upstream(&query)).await.map(Arc::new);
                 if let Some(reply) = &outcome {
                     let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
                     cache.insert(view.cache_key(), reply, Instant::now());
@@ -418,8 +439,15 @@ impl Resolver {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .peek(&view, Instant::now(), limit);
+        if stored.is_some() {
+            return stored;
+        }
         // Not cacheable (SERVFAIL from upstream, TTL 0): answer from what came.
-        Some(stored.unwrap_or_else(|| direct_reply(&view, &query, &reply, limit)))
+        let Ok(query) = Message::from_vec(&packet) else {
+            self.stats.formerr.fetch_add(1, Ordering::Relaxed);
+            return Some(wire::bare_reply(&view, flags::RA, 1));
+        };
+        Some(direct_reply(&view, &query, &reply, limit))
     }
 
     /// Asks upstream for the question of `query`; `None` (counted, logged) when that failed.

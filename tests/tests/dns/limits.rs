@@ -452,3 +452,64 @@ fn stalled_tcp_connections_from_one_client_do_not_lock_out_others() {
         "{stats}"
     );
 }
+
+#[test]
+fn identical_misses_to_a_black_hole_wait_on_one_query_in_bounded_memory() {
+    const FLOOD: usize = 12_000;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (upstream, hole) = black_hole_upstream(stop.clone());
+    let up = upstream.to_string();
+    let (resolver, addr) = start_resolver(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--forward",
+            &up,
+            "--timeout",
+            "2s",
+        ],
+        None,
+    );
+    let pid = resolver.proc.pid();
+    let warm = ask_udp(
+        "127.0.0.1:0",
+        addr,
+        "cached.example.test.",
+        Duration::from_secs(3),
+    );
+    assert!(warm.is_some());
+    let (fds_idle, rss_idle) = (fd_count(pid), rss_kib(pid));
+    let flood = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (mut fds_max, mut rss_max) = (0, 0);
+    for i in 0..FLOOD {
+        let _ = flood.send_to(&query_bytes(i as u16, "same.flood.test.", false), addr);
+        if i % 500 == 499 {
+            std::thread::sleep(Duration::from_millis(10));
+            fds_max = fds_max.max(fd_count(pid));
+            rss_max = rss_max.max(rss_kib(pid));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(3000));
+    let rss_after = rss_kib(pid);
+    stop.store(true, Ordering::Relaxed);
+    let swallowed = hole.join().unwrap();
+    let stats = stop_with_stats(resolver);
+    eprintln!(
+        "{FLOOD} identical misses to a black hole: upstream saw {swallowed}; fds idle {fds_idle} \
+         max {fds_max}; RSS KiB idle {rss_idle} max {rss_max} after {rss_after}; {}",
+        stats["resolver"]
+    );
+    assert!(
+        swallowed <= 4,
+        "one query at a time for the one question: {swallowed}"
+    );
+    assert!(fds_max <= fds_idle + 4, "{fds_max}");
+    // At most 4,096 misses wait at once (about 1.5 KiB each); the rest get SERVFAIL.
+    let resolver = &stats["resolver"];
+    assert!(resolver["merged"].as_u64().unwrap() <= 4_096, "{resolver}");
+    assert!(resolver["overloaded"].as_u64().unwrap() > 0, "{resolver}");
+    assert!(
+        rss_max <= rss_idle + 16 * 1024,
+        "memory bounded: {rss_max} KiB"
+    );
+}
