@@ -34,12 +34,14 @@ macro_rules! tried {
     };
 }
 
+/// The window over which goodput is averaged: long enough to smooth the bursts of a recovery.
+const GOODPUT_WINDOW: f64 = 0.2;
 const FONT: &str = "sans-serif";
 const CWND: RGBColor = RGBColor(31, 119, 180);
 const SSTHRESH: RGBColor = RGBColor(255, 127, 14);
 const RETRANS: RGBColor = RGBColor(214, 39, 40);
 const RTT: RGBColor = RGBColor(44, 160, 44);
-const GOODPUT: RGBColor = RGBColor(31, 119, 180);
+const GOODPUT: RGBColor = RGBColor(23, 140, 160);
 const DELIVERY: RGBColor = RGBColor(148, 103, 189);
 const LIMIT: RGBColor = RGBColor(80, 80, 80);
 const LOST_UP: RGBColor = RGBColor(214, 39, 40);
@@ -233,8 +235,8 @@ pub fn congestion(
             .draw()
     );
 
-    // Panel 3: goodput (bytes acknowledged per 100 ms) and the kernel's delivery rate.
-    let goodput = goodput_series(report, 0.1);
+    // Panel 3: goodput (bytes acknowledged per 200 ms) and the kernel's delivery rate.
+    let goodput = goodput_series(report, GOODPUT_WINDOW);
     let mbit = |bps: f64| bps / 1e6;
     let top = goodput
         .iter()
@@ -283,7 +285,7 @@ pub fn congestion(
             GOODPUT.stroke_width(2),
         ))
     )
-    .label("goodput (bytes acked per 100 ms)")
+    .label("goodput (bytes acked per 200 ms)")
     .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GOODPUT.stroke_width(2)));
     if let Some(limit) = bottleneck_bps {
         tried!(
@@ -341,7 +343,7 @@ pub fn throughput(
         .map(|b| b.offered_bps.max(b.goodput_bps))
         .fold(bottleneck_bps, f64::max)
         / 1e6
-        * 1.2;
+        * 1.3;
     let n = bars.len().max(1) as f64;
     let mut chart = tried!(
         path,
@@ -428,7 +430,7 @@ pub fn throughput(
         path,
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(SeriesLabelPosition::UpperLeft)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .draw()
