@@ -184,7 +184,7 @@ pub fn congestion(
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
+            .background_style(WHITE.mix(0.7))
             .border_style(BLACK)
             .draw()
     );
@@ -230,7 +230,7 @@ pub fn congestion(
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
+            .background_style(WHITE.mix(0.7))
             .border_style(BLACK)
             .draw()
     );
@@ -305,7 +305,7 @@ pub fn congestion(
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
+            .background_style(WHITE.mix(0.7))
             .border_style(BLACK)
             .draw()
     );
@@ -431,7 +431,7 @@ pub fn throughput(
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
+            .background_style(WHITE.mix(0.7))
             .border_style(BLACK)
             .draw()
     );
@@ -574,7 +574,7 @@ fn rtt_panel(
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
+            .background_style(WHITE.mix(0.7))
             .border_style(BLACK)
             .draw()
     );
@@ -639,7 +639,7 @@ fn ipdv_panel(
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
+            .background_style(WHITE.mix(0.7))
             .border_style(BLACK)
             .draw()
     );
