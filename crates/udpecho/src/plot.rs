@@ -183,7 +183,7 @@ pub fn congestion(
         path,
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(SeriesLabelPosition::LowerRight)
             .background_style(WHITE.mix(0.7))
             .border_style(BLACK)
             .draw()

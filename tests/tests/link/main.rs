@@ -1,6 +1,8 @@
 mod carry;
 mod congestion;
+mod diagram;
 mod harness;
+mod layers;
 mod lifecycle;
 mod limits;
 #[path = "../pictures/render.rs"]

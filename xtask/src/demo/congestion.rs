@@ -98,6 +98,12 @@ impl Options {
     }
 }
 
+/// Where the captures go: always under target/, since they are large (13 MB for 10 s at
+/// 10 Mbit/s) and `--out` may be a folder of the docs.
+fn captures() -> PathBuf {
+    util::root().join("target/demo-congestion")
+}
+
 /// `10mbit`, `500kbit`, `64000` in bits per second.
 fn bits_per_second(text: &str) -> Result<f64> {
     let t = text.trim().to_ascii_lowercase();
@@ -194,7 +200,7 @@ pub fn run(args: &[String]) -> Result<()> {
 
 /// One bulk transfer under `cc` through a fresh link; its picture and pcap in `--out`.
 fn one_transfer(opts: &Options, bins: &Path, cc: &str, rate: f64) -> Result<BulkReport> {
-    let pcap = opts.out.join(format!("congestion-{cc}.pcap"));
+    let pcap = captures().join(format!("congestion-{cc}.pcap"));
     let svg = opts.out.join(format!("congestion-{cc}.svg"));
     let link = LinkRun::start(bins, &format!("cc{cc}"), &opts.link_args(&pcap))?;
     let sink = Server::start_cmd(
@@ -277,7 +283,7 @@ struct UdpRun {
 /// UDP offered at twice the bottleneck's rate through a fresh link, for the same time.
 fn udp_flood(opts: &Options, bins: &Path, rate: f64) -> Result<UdpRun> {
     let pps = 2.0 * rate / ((UDP_PAYLOAD + UDP_HEADERS) * 8) as f64;
-    let pcap = opts.out.join("congestion-udp.pcap");
+    let pcap = captures().join("congestion-udp.pcap");
     let link = LinkRun::start(bins, "ccudp", &opts.link_args(&pcap))?;
     let server = Server::start_cmd(
         "udpecho serve",
@@ -432,7 +438,7 @@ fn summarize(opts: &Options, rate: f64, reports: &[BulkReport], udp: &UdpRun) ->
     println!("  {}", svg.display());
     println!(
         "Captures for tcptrace or tshark: {}",
-        opts.out.join("congestion-<cc>.pcap").display()
+        captures().join("congestion-<cc>.pcap").display()
     );
     Ok(())
 }

@@ -3,6 +3,7 @@
 mod compare;
 mod congestion;
 mod dns;
+mod layers;
 mod smtp;
 mod tcp;
 mod tcp_trace;
@@ -12,7 +13,7 @@ use anyhow::{Result, bail};
 
 pub fn run(args: &[String]) -> Result<()> {
     let Some((which, rest)) = args.split_first() else {
-        bail!("say which demo: cargo xtask demo <tcp|udp|dns|smtp|compare|congestion>");
+        bail!("say which demo: cargo xtask demo <tcp|udp|dns|smtp|compare|congestion|layers>");
     };
     match which.as_str() {
         "tcp" => tcp::run(rest),
@@ -21,6 +22,9 @@ pub fn run(args: &[String]) -> Result<()> {
         "smtp" => smtp::run(rest),
         "compare" => compare::run(rest),
         "congestion" => congestion::run(rest),
-        other => bail!("no demo {other:?}: choose tcp, udp, dns, smtp, compare or congestion"),
+        "layers" => layers::run(rest),
+        other => {
+            bail!("no demo {other:?}: choose tcp, udp, dns, smtp, compare, congestion or layers")
+        }
     }
 }
