@@ -407,9 +407,10 @@ pub fn throughput(
                     b.goodput_bps / 1e6,
                     b.app_loss * 100.0
                 ),
+                // Above the taller bar and the bottleneck line: a text's anchor is its top left.
                 (
-                    i as f64 + 0.3,
-                    b.goodput_bps.max(b.offered_bps) / 1e6 + top * 0.04,
+                    i as f64 + 0.2,
+                    b.goodput_bps.max(b.offered_bps).max(bottleneck_bps) / 1e6 + top * 0.1,
                 ),
                 (FONT, 16),
             )
