@@ -61,7 +61,8 @@ pub struct Sample {
     pub total_retrans: u32,
     /// The kernel's latest delivery rate estimate, bits per second (tcpi_delivery_rate).
     pub delivery_rate_bps: u64,
-    /// Bytes the receiver acknowledged so far (tcpi_bytes_acked).
+    /// Bytes the receiver acknowledged so far (tcpi_bytes_acked; the SYN and the FIN count one
+    /// each).
     pub bytes_acked: u64,
     /// The sender's maximum segment size (tcpi_snd_mss).
     pub mss: u32,
@@ -353,7 +354,8 @@ mod tests {
         assert_eq!(report.congestion, "reno");
         assert!(report.bytes_sent > 0);
         assert_eq!(received.bytes, report.bytes_sent);
-        assert_eq!(report.bytes_acked, report.bytes_sent);
+        // tcpi_bytes_acked counts the SYN's and the FIN's sequence numbers too.
+        assert_eq!(report.bytes_acked, report.bytes_sent + 2);
         assert!(
             report.samples.len() >= 2,
             "{} samples",

@@ -13,6 +13,9 @@ use plotters::prelude::*;
 
 use super::trace::{Direction, Line, Transport};
 
+/// The drawing surface: one SVG file, in pixels.
+type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+
 /// Packets drawn at most: past that a diagram is no longer read by people.
 pub const MAX_PACKETS: usize = 200;
 
@@ -123,10 +126,7 @@ pub fn draw(path: &Path, lines: &[Line], total: u64) -> Result<(), DiagramError>
     } else {
         format!("{total} packets across the link")
     };
-    let draw =
-        |e: &dyn Fn(&DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> Result<(), String>| {
-            e(&root).map_err(|e| fail(&e))
-        };
+    let draw = |e: &dyn Fn(&Area<'_>) -> Result<(), String>| e(&root).map_err(|e| fail(&e));
     draw(&|r| {
         r.draw(&Text::new(title.clone(), (20, 15), (FONT, 20)))
             .map_err(|e| e.to_string())
