@@ -99,6 +99,11 @@ pub enum BulkError {
     TooLong(Duration),
 }
 
+/// The slow-start threshold as TCP_INFO gives it, or `None` while the kernel holds it infinite.
+pub fn ssthresh(raw: u32) -> Option<u32> {
+    (raw < SSTHRESH_INFINITE).then_some(raw)
+}
+
 /// Reads TCP_INFO as one [`Sample`], `t` seconds into the transfer.
 ///
 /// # Errors
@@ -124,7 +129,7 @@ pub fn sample(socket: &impl AsRawFd, t: f64) -> io::Result<Sample> {
     Ok(Sample {
         t,
         cwnd: info.tcpi_snd_cwnd,
-        ssthresh: (info.tcpi_snd_ssthresh < SSTHRESH_INFINITE).then_some(info.tcpi_snd_ssthresh),
+        ssthresh: ssthresh(info.tcpi_snd_ssthresh),
         srtt_us: info.tcpi_rtt,
         total_retrans: info.tcpi_total_retrans,
         delivery_rate_bps: info.tcpi_delivery_rate.saturating_mul(8),
@@ -362,6 +367,14 @@ mod tests {
             report.samples.len()
         );
         assert!(report.samples.iter().all(|s| s.cwnd > 0));
+    }
+
+    #[test]
+    fn an_infinite_ssthresh_is_absent() {
+        assert_eq!(ssthresh(0x7fff_ffff), None);
+        assert_eq!(ssthresh(u32::MAX), None);
+        assert_eq!(ssthresh(42), Some(42));
+        assert_eq!(ssthresh(2), Some(2));
     }
 
     #[test]

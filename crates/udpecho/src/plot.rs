@@ -646,3 +646,98 @@ fn ipdv_panel(
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bulk::Sample;
+
+    fn sample(t: f64, cwnd: u32, ssthresh: Option<u32>, retrans: u32, acked: u64) -> Sample {
+        Sample {
+            t,
+            cwnd,
+            ssthresh,
+            srtt_us: 40_000,
+            total_retrans: retrans,
+            delivery_rate_bps: 10_000_000,
+            bytes_acked: acked,
+            mss: 1448,
+        }
+    }
+
+    fn report(samples: Vec<Sample>) -> BulkReport {
+        BulkReport {
+            target: "127.0.0.1:5001".parse().unwrap(),
+            congestion: "reno".into(),
+            seconds: samples.last().map_or(0.0, |s| s.t),
+            bytes_sent: 0,
+            bytes_acked: 0,
+            total_retrans: 0,
+            goodput_bps: 0.0,
+            samples,
+        }
+    }
+
+    #[test]
+    fn an_absent_threshold_leaves_a_gap_not_a_line() {
+        let lines = runs(
+            [
+                (0.0, None),
+                (0.1, Some(5)),
+                (0.2, Some(6)),
+                (0.3, None),
+                (0.4, Some(7)),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(lines, vec![vec![(0.1, 5), (0.2, 6)], vec![(0.4, 7)]]);
+        assert!(runs([(0.0, None::<u32>)].into_iter()).is_empty());
+    }
+
+    #[test]
+    fn retransmissions_are_marked_where_the_count_rises() {
+        let r = report(vec![
+            sample(0.0, 10, None, 0, 0),
+            sample(0.1, 20, None, 0, 0),
+            sample(0.2, 40, None, 3, 0),
+            sample(0.3, 20, Some(20), 3, 0),
+            sample(0.4, 21, Some(20), 4, 0),
+        ]);
+        assert_eq!(retransmissions(&r), vec![(0.2, 40), (0.4, 21)]);
+    }
+
+    #[test]
+    fn goodput_is_bytes_acked_per_window() {
+        // 156,250 bytes per 0.125 s is 10 Mbit/s (times exact in binary).
+        let r = report(
+            (0..=10u32)
+                .map(|i| sample(f64::from(i) * 0.125, 10, None, 0, u64::from(i) * 156_250))
+                .collect(),
+        );
+        let g = goodput_series(&r, 0.25);
+        assert_eq!(g.len(), 5);
+        for (_, bps) in g {
+            assert!((bps - 10e6).abs() < 1.0, "{bps}");
+        }
+    }
+
+    #[test]
+    fn ipdv_pairs_only_consecutive_answered_probes() {
+        let p = |seq, rtt_ms: Option<u64>| PacketRecord {
+            seq,
+            sent_ns: seq * 1_000_000,
+            rtt_ns: rtt_ms.map(|m| m * 1_000_000),
+            duplicates: 0,
+            lost: rtt_ms.is_none().then_some("upstream"),
+            reordered: false,
+        };
+        let v = ipdv_ms(&[
+            p(0, Some(10)),
+            p(1, Some(13)),
+            p(2, None),
+            p(3, Some(9)),
+            p(4, Some(7)),
+        ]);
+        assert_eq!(v, vec![3.0, -2.0]);
+    }
+}

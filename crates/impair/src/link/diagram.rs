@@ -197,3 +197,106 @@ pub fn draw(path: &Path, lines: &[Line], total: u64) -> Result<(), DiagramError>
     root.present().map_err(|e| fail(&e))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link::trace::{Action, Summary, TcpFlags};
+    use std::time::Duration;
+
+    fn segment(left_to_right: bool, flags: TcpFlags, seq: u32, ack: u32, dropped: bool) -> Line {
+        let (a, b): (IpAddr, IpAddr) =
+            ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap());
+        let (src, dst, sp, dp) = if left_to_right {
+            (a, b, 40000, 9999)
+        } else {
+            (b, a, 9999, 40000)
+        };
+        Line {
+            at: Duration::from_millis(1),
+            direction: if left_to_right {
+                Direction::LeftToRight
+            } else {
+                Direction::RightToLeft
+            },
+            packet: Some(Summary {
+                src,
+                dst,
+                ip_len: 52,
+                transport: Transport::Tcp {
+                    src_port: sp,
+                    dst_port: dp,
+                    flags,
+                    seq,
+                    ack,
+                    window: 512,
+                    wscale: None,
+                    len: 0,
+                },
+            }),
+            window_bytes: None,
+            action: Action {
+                dropped,
+                copies: u8::from(!dropped),
+                reordered: false,
+                delay: Duration::ZERO,
+            },
+        }
+    }
+
+    fn handshake() -> Vec<Line> {
+        let syn = TcpFlags {
+            syn: true,
+            ..TcpFlags::default()
+        };
+        let syn_ack = TcpFlags {
+            syn: true,
+            ack: true,
+            ..TcpFlags::default()
+        };
+        let ack = TcpFlags {
+            ack: true,
+            ..TcpFlags::default()
+        };
+        vec![
+            segment(true, syn, 1000, 0, true),
+            segment(true, syn, 1000, 0, false),
+            segment(false, syn_ack, 5000, 1001, false),
+            segment(true, ack, 1001, 5001, false),
+        ]
+    }
+
+    #[test]
+    fn numbers_are_relative_to_each_sides_initial_one() {
+        let mut isns = Isns::default();
+        let labels: Vec<String> = handshake().iter().map(|l| label(l, &mut isns)).collect();
+        assert_eq!(
+            labels,
+            [
+                "[SYN] seq=0 (ISN 1000) len=0",
+                "[SYN] seq=0 (ISN 1000) len=0",
+                "[SYN, ACK] seq=0 (ISN 5000) ack=1 len=0",
+                "[ACK] seq=1 ack=1 len=0",
+            ]
+        );
+    }
+
+    #[test]
+    fn draws_an_arrowhead_per_delivered_packet_and_a_cross_per_drop() {
+        let path = std::env::temp_dir().join(format!("plab-diagram-{}.svg", std::process::id()));
+        draw(&path, &handshake(), 4).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(
+            svg.matches(r##"<polygon opacity="1" fill="#1F77B4""##)
+                .count(),
+            3
+        );
+        assert_eq!(
+            svg.matches(r##"stroke="#D62728" stroke-width="3""##)
+                .count(),
+            2
+        );
+        assert!(svg.contains("4 packets across the link"));
+    }
+}
