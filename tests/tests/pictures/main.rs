@@ -4,3 +4,4 @@
 mod bulk;
 mod probe;
 mod render;
+mod throughput;
