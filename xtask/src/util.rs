@@ -189,14 +189,16 @@ fn clock_ticks_per_sec() -> u64 {
 fn stat_fields(pid: i32) -> Result<Vec<i64>> {
     let path = format!("/proc/{pid}/stat");
     let text = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
-    let rest = text
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .with_context(|| format!("no command name in {path}"))?;
-    Ok(rest
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect())
+    parse_stat(&text).with_context(|| format!("no command name in {path}"))
+}
+
+fn parse_stat(text: &str) -> Option<Vec<i64>> {
+    let (_, rest) = text.rsplit_once(')')?;
+    Some(
+        rest.split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect(),
+    )
 }
 
 /// Field `n` (numbered from 1, as in proc(5)) out of what [`stat_fields`] returned.
@@ -394,4 +396,61 @@ pub fn cpu_cell(ms_per_thousand: f64) -> String {
 pub struct Side {
     pub per_sec: f64,
     pub cpu_ms_per_thousand: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_after_a_command_name_with_spaces_and_parentheses() {
+        let line = "4242 (a) (b c) S 1 4242 4242 0 -1 4194560 500 0 0 0 731 29 5 7 20 0 1 0 99 \
+                    1000 10 18446744073709551615\n";
+        let f = parse_stat(line).expect("fields");
+        assert_eq!(stat_field(&f, 3), 0, "state S is not a number");
+        assert_eq!(stat_field(&f, 4), 1, "ppid");
+        assert_eq!(stat_field(&f, 14), 731, "utime");
+        assert_eq!(stat_field(&f, 15), 29, "stime");
+        assert_eq!(stat_field(&f, 16), 5, "cutime");
+        assert_eq!(stat_field(&f, 17), 7, "cstime");
+        assert_eq!(stat_field(&f, 99), 0, "past the end");
+    }
+
+    #[test]
+    fn a_process_tree_holds_the_children_and_counts_their_time() {
+        // A shell that spends CPU time in a child it waits for, then sleeps.
+        let mut child = Command::new("sh")
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 30",
+            ])
+            .spawn()
+            .expect("spawn sh");
+        let me = std::process::id() as i32;
+        let pid = child.id() as i32;
+        assert!(process_tree(me).contains(&pid), "our child is in our tree");
+        // The shell's loop burns CPU in the shell itself: wait until it shows (bounded).
+        for _ in 0..600 {
+            if process_cpu(pid).expect("read the child") >= Duration::from_millis(50) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (own, child_cpu) = (
+            process_cpu(me).expect("me"),
+            process_cpu(pid).expect("child"),
+        );
+        let tree = ProcCpu::Tree(me).read().expect("read our tree");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            child_cpu > Duration::ZERO,
+            "the shell's loop used no CPU time"
+        );
+        assert!(
+            tree >= own + child_cpu,
+            "the tree ({tree:?}) counts us ({own:?}) and the child ({child_cpu:?})"
+        );
+        assert!(ProcCpu::Process(-1).read().is_err(), "no such process");
+    }
 }
