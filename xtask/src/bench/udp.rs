@@ -216,7 +216,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let irtt = require_peer("irtt", "irtt");
     let iperf3 = require_peer("iperf3", "iperf3");
     let sockperf = require_peer("sockperf", "sockperf");
-    let bins = util::build_bins(true)?;
+    let bins = util::build_bins_of(true, &["protolab-udpecho"])?;
     let udpecho = bins.join("udpecho");
     let cpu_column = format!("{CPU_COLUMN} ours / peer");
     let mut table = Table::new(
