@@ -245,6 +245,7 @@ pub fn run(args: &[String]) -> Result<()> {
         let (f, cpu) = with_cpu(of, || {
             maildir::durable_floor(&dir.join("floor"), o.sessions, o.messages, o.size)
         })?;
+        let _ = std::fs::remove_dir_all(dir.join("floor"));
         println!("    {:.0} messages/s ({:.2} s)", f.rate, f.secs);
         let per_k = cpu.ms_per_thousand(messages);
         row(
