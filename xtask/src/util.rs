@@ -1,4 +1,5 @@
-//! What the tasks share: building, starting servers, and printing benchmark tables.
+//! What the tasks share: building, starting servers, printing benchmark tables, and reading
+//! a server's CPU time from /proc for the CPU-per-request column every benchmark table has.
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use protolab_tests::{Proc, Server, free_port, require_peer, wait_udp_reply};
 
-use crate::util::{CPU_COLUMN, CpuUse, ProcCpu, Side, Table, build_bins, cpu_cell, with_cpu};
+use crate::util::{CPU_COLUMN, CpuUse, ProcCpu, Side, Table, build_bins_of, cpu_cell, with_cpu};
 
 /// A query for `. SOA`, as a readiness probe: any reply means the server is up.
 pub const PROBE: &[u8] = b"\x77\x77\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x06\x00\x01";
@@ -218,7 +218,7 @@ pub fn run(args: &[String]) -> Result<()> {
             other => bail!("unknown option {other:?}: bench dns takes --seconds N"),
         }
     }
-    let bins: PathBuf = build_bins(true)?;
+    let bins: PathBuf = build_bins_of(true, &["protolab-dns"])?;
     let dns = bins.join("dns");
     let dir = ScratchDir::new("bench")?;
     let zone_path = dir.path().join("example.test.zone");
