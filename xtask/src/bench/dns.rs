@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use protolab_tests::{Proc, Server, free_port, require_peer, wait_udp_reply};
 
-use crate::util::{Table, build_bins};
+use crate::util::{CPU_COLUMN, CpuUse, ProcCpu, Side, Table, build_bins_of, cpu_cell, with_cpu};
 
 /// A query for `. SOA`, as a readiness probe: any reply means the server is up.
 pub const PROBE: &[u8] = b"\x77\x77\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x06\x00\x01";
@@ -180,11 +180,24 @@ impl Drop for ScratchDir {
     }
 }
 
-fn row(t: &mut Table, who: &str, how: &str, p: Perf) {
+/// dnsperf against `addr` with the CPU time of the server process `pid` measured around it.
+fn measured(pid: i32, addr: SocketAddr, queries: &Path, extra: &[&str]) -> Result<(Perf, CpuUse)> {
+    with_cpu(ProcCpu::Process(pid), || dnsperf(addr, queries, extra))
+}
+
+fn side((p, cpu): (Perf, CpuUse)) -> Side {
+    Side {
+        per_sec: p.qps,
+        cpu_ms_per_thousand: cpu.ms_per_thousand(p.completed),
+    }
+}
+
+fn row(t: &mut Table, who: &str, how: &str, (p, cpu): (Perf, CpuUse)) {
     t.row(vec![
         who.into(),
         how.into(),
         format!("{:.0}", p.qps),
+        cpu_cell(cpu.ms_per_thousand(p.completed)),
         format!("{:.3}", p.avg_latency_ms),
         p.completed.to_string(),
         p.lost.to_string(),
@@ -205,7 +218,7 @@ pub fn run(args: &[String]) -> Result<()> {
             other => bail!("unknown option {other:?}: bench dns takes --seconds N"),
         }
     }
-    let bins: PathBuf = build_bins(true)?;
+    let bins: PathBuf = build_bins_of(true, &["protolab-dns"])?;
     let dns = bins.join("dns");
     let dir = ScratchDir::new("bench")?;
     let zone_path = dir.path().join("example.test.zone");
@@ -218,10 +231,10 @@ pub fn run(args: &[String]) -> Result<()> {
         .collect();
     std::fs::write(&cold_path, cold)?;
 
-    let (_knot, knot) = start_knot(dir.path(), &zone_path)?;
+    let (knot_proc, knot) = start_knot(dir.path(), &zone_path)?;
     let ours = start_dns_serve(&dns, knot);
     let ours_addr = ours.addr("udp");
-    let (_unbound, unbound) = start_unbound(dir.path(), knot)?;
+    let (unbound_proc, unbound) = start_unbound(dir.path(), knot)?;
     let secs = seconds.to_string();
     let warm = ["-l", secs.as_str()];
 
@@ -233,9 +246,9 @@ pub fn run(args: &[String]) -> Result<()> {
         "dnsperf, {seconds} s each, the same {} questions",
         WARM_QUERIES.lines().count()
     );
-    let p_ours = dnsperf(ours_addr, &warm_path, &warm)?;
-    let p_unbound = dnsperf(unbound, &warm_path, &warm)?;
-    let p_knot = dnsperf(knot, &warm_path, &warm)?;
+    let p_ours = measured(ours.proc.pid(), ours_addr, &warm_path, &warm)?;
+    let p_unbound = measured(unbound_proc.pid(), unbound, &warm_path, &warm)?;
+    let p_knot = measured(knot_proc.pid(), knot, &warm_path, &warm)?;
 
     // Cold cache: a fresh resolver, every question asked once, so every one is a miss that goes
     // to knot; the same file straight to knot is the baseline.
@@ -244,8 +257,8 @@ pub fn run(args: &[String]) -> Result<()> {
     let cold_server = start_dns_serve(&dns, knot);
     let cold_addr = cold_server.addr("udp");
     let cold_args = ["-n", "1", "-q", "20"];
-    let p_cold = dnsperf(cold_addr, &cold_path, &cold_args)?;
-    let p_direct = dnsperf(knot, &cold_path, &cold_args)?;
+    let p_cold = measured(cold_server.proc.pid(), cold_addr, &cold_path, &cold_args)?;
+    let p_direct = measured(knot_proc.pid(), knot, &cold_path, &cold_args)?;
     drop(cold_server);
 
     let mut t = Table::new(
@@ -254,6 +267,7 @@ pub fn run(args: &[String]) -> Result<()> {
             "server",
             "answering from",
             "queries/s",
+            CPU_COLUMN,
             "avg latency ms",
             "completed",
             "lost",
@@ -279,15 +293,22 @@ pub fn run(args: &[String]) -> Result<()> {
         p_cold,
     );
     row(&mut t, "knot", "the same queries, directly", p_direct);
-    let ratio = p_ours.qps / p_unbound.qps;
-    t.note(format!(
-        "dns serve / unbound, warm cache: {ratio:.2}x queries/s (target >= 1.0x: {})",
-        if ratio >= 1.0 { "met" } else { "NOT met" }
-    ));
-    t.note(format!(
-        "dns serve / knot authoritative: {:.2}x queries/s",
-        p_ours.qps / p_knot.qps
-    ));
+    t.ratios(
+        "vs_unbound",
+        "dns serve / unbound, warm cache",
+        side(p_ours),
+        side(p_unbound),
+        "target >= 1.0x throughput",
+    );
+    t.ratios(
+        "vs_knot",
+        "dns serve / knot authoritative",
+        side(p_ours),
+        side(p_knot),
+        "",
+    );
+    let (p_ours, p_unbound, p_knot, p_cold, p_direct) =
+        (p_ours.0, p_unbound.0, p_knot.0, p_cold.0, p_direct.0);
     t.note(format!(
         "cold-cache forwarding overhead: {:+.3} ms average latency per query ({:.3} ms through dns serve vs {:.3} ms direct), {:.2}x the direct queries/s",
         p_cold.avg_latency_ms - p_direct.avg_latency_ms,
@@ -299,7 +320,6 @@ pub fn run(args: &[String]) -> Result<()> {
     t.figure("dns_serve_warm_qps", p_ours.qps);
     t.figure("unbound_warm_qps", p_unbound.qps);
     t.figure("knot_qps", p_knot.qps);
-    t.figure("ratio_vs_unbound", ratio);
     t.figure("cold_avg_latency_ms", p_cold.avg_latency_ms);
     t.figure("direct_avg_latency_ms", p_direct.avg_latency_ms);
     t.finish()

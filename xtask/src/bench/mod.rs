@@ -2,6 +2,7 @@
 
 mod dns;
 mod link;
+mod maildir;
 mod smtp;
 mod tcp;
 mod udp;
