@@ -16,17 +16,27 @@
 //!   bodies from arriving bytes; [`body::encode_chunk`] writes chunked bodies.
 //! - [`conn`]: connections as state machines: [`conn::ServerConn`] (requests in, one at a time,
 //!   pipelining and keep-alive decided) and [`conn::ClientConn`] (one response in).
+//! - [`origin`]: what `http serve` answers: files with validators, conditional GET and ranges,
+//!   and the lab endpoints (/echo, /cookies, /cache/N, /status/N, /delay/D, /bytes/N, /stream/N).
+//! - [`serve`]: the server's I/O driver on protolab-transport's TCP runner, with a deadline per
+//!   phase (head, body, idle keep-alive): `serve::run(listener, config, shutdown) -> Report`.
+//! - [`client`]: `http get`: each exchange with the request as sent, the response head, and the
+//!   timing of each phase.
 //! - [`cache`]: the HTTP cache of RFC 9111 without I/O: requests and responses in, decisions
 //!   (hit, forward, revalidate, serve stale) out, every one labelled with `Cache-Status`.
-//! - [`proxy`]: the caching proxy (forward and reverse, CONNECT tunnels) on protolab-transport.
+//! - [`proxy`]: `http proxy`, the caching proxy (forward and reverse, CONNECT tunnels) on
+//!   protolab-transport's TCP runner: `proxy::run(listener, config, shutdown) -> Report`.
 //!
-//! Nothing in those three modules touches a socket or a clock: bytes in, values and events out.
-//! The cache and the proxy build on them the same way the origin server does.
+//! Nothing in `wire`, `body` and `conn` touches a socket or a clock: bytes in, values and events
+//! out. The cache and the proxy build on them the same way the origin server does.
 
 pub mod body;
 pub mod cache;
+pub mod client;
 pub mod conn;
+pub mod origin;
 pub mod proxy;
+pub mod serve;
 pub mod wire;
 
 pub use body::{BodyDecoder, Decoded, Framing, FramingError};
