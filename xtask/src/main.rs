@@ -3,8 +3,10 @@
 //! - `demo <tcp|udp|dns|smtp|compare>`: a protocol end to end on loopback, narrated.
 //! - `test`: installs the real peers (as root), then fmt, clippy and the whole test suite.
 //! - `bench <tcp|udp|dns|smtp|link>`: this project and its peers measured in one run.
+//! - `conformance http-cache`: the HTTP cache test suite against `http proxy` and Debian's caches.
 
 mod bench;
+mod conformance;
 mod demo;
 mod peers;
 mod test;
@@ -19,6 +21,7 @@ USAGE:
     cargo xtask demo <tcp|udp|dns|smtp|compare> [OPTIONS]
     cargo xtask test
     cargo xtask bench <tcp|udp|dns|smtp|link>
+    cargo xtask conformance http-cache [--only NAME,...] [--json] [--keep DIR]
 
 TASKS:
     demo      run a protocol end to end on loopback and narrate what happens on the wire
@@ -27,6 +30,10 @@ TASKS:
               cargo clippy -D warnings and every test; with CI=true a missing peer is fatal
     bench     measure protolab against its real peers in one run; prints a table with ratios
               and writes it as JSON under target/bench/
+    conformance
+              run the HTTP cache test suite through `http proxy` and through trafficserver,
+              squid, varnish, nginx and apache2 (as configured in the suite's docker/ folder);
+              prints required, optimal and check results per cache
 
 EXAMPLES:
     cargo xtask demo tcp
@@ -45,6 +52,7 @@ fn main() -> Result<()> {
         "demo" => demo::run(rest),
         "test" | "ci" => test::run(rest),
         "bench" => bench::run(rest),
+        "conformance" => conformance::run(rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())

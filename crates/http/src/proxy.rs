@@ -444,7 +444,7 @@ async fn fetch_and_complete(
         let r = lock(&shared.cache).failed(fwd, SystemTime::now(), &why);
         Fetched::Response(r)
     };
-    let mut origin = match tokio::time::timeout(timeout, connect(upstream)).await {
+    let mut origin = match tokio::time::timeout(timeout, connect(upstream, timeout)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             return failed(
@@ -461,7 +461,6 @@ async fn fetch_and_complete(
             );
         }
     };
-    let _ = origin.set_nodelay(true);
     match tokio::time::timeout(timeout, origin.write_all(&out)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return failed(shared, fwd, format!("send: {e}")),
@@ -671,8 +670,23 @@ async fn stream_rest(
     }
 }
 
-async fn connect(upstream: &Upstream) -> std::io::Result<TcpStream> {
-    TcpStream::connect((upstream.host.as_str(), upstream.port)).await
+/// Resolves the origin's name and connects through transport, trying each address in turn.
+async fn connect(upstream: &Upstream, timeout: Duration) -> std::io::Result<TcpStream> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((upstream.host.as_str(), upstream.port))
+        .await?
+        .collect();
+    connect_any(&addrs, timeout).await
+}
+
+async fn connect_any(addrs: &[SocketAddr], timeout: Duration) -> std::io::Result<TcpStream> {
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address for the host");
+    for addr in addrs {
+        match protolab_transport::connect_tcp(*addr, timeout).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 fn lock(cache: &Mutex<Cache>) -> std::sync::MutexGuard<'_, Cache> {
@@ -767,7 +781,7 @@ async fn tunnel(
         return;
     }
     let timeout = shared.config.upstream_timeout;
-    let origin = match tokio::time::timeout(timeout, TcpStream::connect(&addrs[..])).await {
+    let origin = match tokio::time::timeout(timeout, connect_any(&addrs, timeout)).await {
         Ok(Ok(s)) => s,
         _ => {
             shared

@@ -437,7 +437,11 @@ impl Cache {
             }
         }
 
-        let stored = if p.method == "GET" {
+        // RFC 9110 §6.6.1: a cache that forwards a response without Date adds one.
+        if !response.fields.contains("date") {
+            response.fields.append("Date", http_date(now));
+        }
+        let stored = if p.method == "GET" || self.post_names_itself(&p, &response) {
             self.store(&p, &response, now)
         } else {
             Err("method")
@@ -728,6 +732,21 @@ impl Cache {
         self.evict_to_cap(Some(id));
         self.stats.peak_bytes = self.stats.peak_bytes.max(self.stats.bytes);
         Ok(id)
+    }
+
+    /// A POST response with explicit freshness whose Content-Location is the request's own URI
+    /// is a response to a GET of that URI (RFC 9110 §9.3.3), and may answer later GETs.
+    fn post_names_itself(&self, p: &Pending, response: &Response) -> bool {
+        if p.method != "POST" || !matches!(response.status, 200 | 203) {
+            return false;
+        }
+        let Some(location) = response.fields.get("content-location") else {
+            return false;
+        };
+        let cc = Directives::parse(response.fields.get_all("cache-control"));
+        let explicit =
+            cc.has("max-age") || cc.has("s-maxage") || response.fields.contains("expires");
+        explicit && resolve(&p.key, location.trim()) == p.key
     }
 
     /// RFC 9111 §3 for a shared cache, with `CDN-Cache-Control` taking over when present.

@@ -1,0 +1,2 @@
+mod cache_suite;
+mod proxy_peers;
