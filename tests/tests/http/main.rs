@@ -1,0 +1,5 @@
+mod clients;
+mod common;
+mod crosscheck;
+mod desync;
+mod peers;
