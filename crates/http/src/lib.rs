@@ -16,13 +16,13 @@
 //!   bodies from arriving bytes; [`body::encode_chunk`] writes chunked bodies.
 //! - [`conn`]: connections as state machines: [`conn::ServerConn`] (requests in, one at a time,
 //!   pipelining and keep-alive decided) and [`conn::ClientConn`] (one response in).
-//!
 //! - [`origin`]: what `http serve` answers: files with validators, conditional GET and ranges,
 //!   and the lab endpoints (/echo, /cookies, /cache/N, /status/N, /delay/D, /bytes/N, /stream/N).
 //! - [`serve`]: the server's I/O driver on protolab-transport's TCP runner, with a deadline per
 //!   phase (head, body, idle keep-alive): `serve::run(listener, config, shutdown) -> Report`.
 //! - [`client`]: `http get`: each exchange with the request as sent, the response head, and the
 //!   timing of each phase.
+//! - [`cookie`]: the RFC 6265 cookie jar, without I/O, and the Netscape cookie file format.
 //!
 //! Nothing in `wire`, `body` and `conn` touches a socket or a clock: bytes in, values and events
 //! out. The cache and the proxy build on them the same way the origin server does.
@@ -30,6 +30,7 @@
 pub mod body;
 pub mod client;
 pub mod conn;
+pub mod cookie;
 pub mod origin;
 pub mod serve;
 pub mod wire;
