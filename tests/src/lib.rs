@@ -6,6 +6,7 @@
 //! port 0 and reads the real port from there instead of guessing a free one.
 
 pub mod cache_suite;
+pub mod http_peers;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};

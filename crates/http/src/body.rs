@@ -99,8 +99,15 @@ pub fn transfer_codings(headers: &Headers) -> Result<Vec<String>, FramingError> 
             return Err(FramingError::BadTransferEncoding("a coding is not a token"));
         }
         // Parameters: token [= token / quoted-string], tolerated with empty elements; only
-        // the characters matter here, since no parameter changes the framing.
+        // the characters matter here, since no parameter changes the framing. Chunked defines
+        // none, and RFC 9112 section 7.1 says their presence SHOULD be treated as an error.
+        let chunked = name.eq_ignore_ascii_case(b"chunked");
         for param in parts {
+            if chunked && !crate::wire::trim_ows(param).is_empty() {
+                return Err(FramingError::BadTransferEncoding(
+                    "chunked takes no parameters",
+                ));
+            }
             let ok = param
                 .iter()
                 .all(|&b| is_tchar(b) || matches!(b, b' ' | b'\t' | b'=' | b'"'));
@@ -545,9 +552,13 @@ mod tests {
             Ok(Framing::Chunked)
         );
         assert_eq!(
-            framing("Transfer-Encoding: \t\tchunked;custom_param;\t\r\n"),
+            framing("Transfer-Encoding: gzip ; , chunked;\r\n"),
             Ok(Framing::Chunked)
         );
+        assert!(matches!(
+            framing("Transfer-Encoding: \t\tchunked;custom_param;\t\r\n"),
+            Err(E::BadTransferEncoding(_))
+        ));
         assert_eq!(
             framing("Transfer-Encoding: chunked\r\nContent-Length: 4\r\n"),
             Err(E::TransferEncodingAndLength)

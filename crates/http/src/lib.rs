@@ -26,6 +26,7 @@
 //!   (hit, forward, revalidate, serve stale) out, every one labelled with `Cache-Status`.
 //! - [`proxy`]: `http proxy`, the caching proxy (forward and reverse, CONNECT tunnels) on
 //!   protolab-transport's TCP runner: `proxy::run(listener, config, shutdown) -> Report`.
+//! - [`cookie`]: the RFC 6265 cookie jar, without I/O, and the Netscape cookie file format.
 //!
 //! Nothing in `wire`, `body` and `conn` touches a socket or a clock: bytes in, values and events
 //! out. The cache and the proxy build on them the same way the origin server does.
@@ -34,6 +35,7 @@ pub mod body;
 pub mod cache;
 pub mod client;
 pub mod conn;
+pub mod cookie;
 pub mod origin;
 pub mod proxy;
 pub mod serve;

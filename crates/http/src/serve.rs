@@ -204,6 +204,9 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
                         send_file(&mut stream, &conn, path, *offset, *len).await?;
                     }
                     if !http.response_sent(close) {
+                        if !input.is_empty() {
+                            linger(&mut stream).await;
+                        }
                         return Ok(());
                     }
                 }
@@ -215,6 +218,7 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
                     write_error(&mut out, &reply);
                     counters.status(reply.status);
                     conn.write_all(&mut stream, &out).await?;
+                    linger(&mut stream).await;
                     return Ok(());
                 }
             }
@@ -272,6 +276,34 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
 }
+
+/// Closes our side, then reads and discards what the client still sends, for a moment.
+///
+/// Closing a socket with unread input makes the kernel send a reset, which can destroy the
+/// error response before the client has read it; reading until the client closes (at most
+/// [`LINGER_BYTES`] or [`LINGER_TIME`]) lets the response arrive.
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
+    use tokio::io::AsyncWriteExt;
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut scratch = [0u8; 4096];
+    let mut left = LINGER_BYTES;
+    let _ = tokio::time::timeout(LINGER_TIME, async {
+        while left > 0 {
+            match stream.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+}
+
+/// Bytes read and dropped at most while lingering.
+const LINGER_BYTES: usize = 256 * 1024;
+/// How long lingering lasts at most.
+const LINGER_TIME: Duration = Duration::from_secs(1);
 
 /// Writes a reply's head (and its body, unless the request was HEAD or the body is a file).
 fn write_reply(out: &mut BytesMut, reply: &Reply, req: &Request, close: bool) {

@@ -1,2 +1,7 @@
 mod cache_suite;
+mod clients;
+mod common;
+mod crosscheck;
+mod desync;
+mod peers;
 mod proxy_peers;

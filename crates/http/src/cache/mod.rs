@@ -658,8 +658,7 @@ impl Cache {
         response: &Response,
         now: SystemTime,
     ) -> Result<u64, &'static str> {
-        let why = self.storable(p, response)?;
-        let _ = why;
+        self.storable(p, response)?;
         let vary_names = response.fields.list("vary");
         if vary_names.iter().any(|v| v == "*") {
             return Err("vary-star");
