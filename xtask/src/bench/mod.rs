@@ -1,6 +1,7 @@
 //! `cargo xtask bench <name>`: protolab and its real peers, measured in one run.
 
 mod dns;
+mod http_proxy;
 mod link;
 mod smtp;
 mod tcp;
@@ -10,7 +11,7 @@ use anyhow::{Result, bail};
 
 pub fn run(args: &[String]) -> Result<()> {
     let Some((which, rest)) = args.split_first() else {
-        bail!("say which benchmark: cargo xtask bench <tcp|udp|dns|smtp|link>");
+        bail!("say which benchmark: cargo xtask bench <tcp|udp|dns|smtp|link|http>");
     };
     match which.as_str() {
         "tcp" => tcp::run(rest),
@@ -18,6 +19,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "dns" => dns::run(rest),
         "smtp" => smtp::run(rest),
         "link" => link::run(rest),
-        other => bail!("no benchmark {other:?}: choose tcp, udp, dns, smtp or link"),
+        "http" => http_proxy::run(rest),
+        other => bail!("no benchmark {other:?}: choose tcp, udp, dns, smtp, link or http"),
     }
 }

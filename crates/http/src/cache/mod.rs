@@ -249,7 +249,8 @@ impl Cache {
     /// Decides how to answer `req` at time `now`.
     pub fn lookup(&mut self, req: &Request, now: SystemTime) -> Lookup {
         let req_cc = Directives::parse(req.fields.get_all("cache-control"));
-        let mut pending = Pending {
+        // Built only when the request goes forward: a hit copies nothing of the request.
+        let pending = || Pending {
             key: req.uri.clone(),
             method: req.method.clone(),
             client: req.fields.clone(),
@@ -258,21 +259,24 @@ impl Cache {
             no_store: req_cc.has("no-store"),
             background: false,
         };
-        let mut upstream = req.fields.clone();
         if req.method != "GET" && req.method != "HEAD" {
             // Other methods are not answered from the store (RFC 9111 §4); unsafe ones
             // invalidate when they succeed (§4.4), which complete() does.
             return Lookup::Forward(Forward {
                 method: req.method.clone(),
-                fields: upstream,
+                fields: req.fields.clone(),
                 reason: "method",
-                pending,
+                pending: pending(),
             });
         }
         // The cache answers the client's own conditionals itself, from the stored or fetched
         // response, so the origin always sends something storable.
-        upstream.remove("if-none-match");
-        upstream.remove("if-modified-since");
+        let upstream = || {
+            let mut f = req.fields.clone();
+            f.remove("if-none-match");
+            f.remove("if-modified-since");
+            f
+        };
         let only_if_cached = req_cc.has("only-if-cached");
 
         let Some(id) = self.select(req) else {
@@ -290,9 +294,9 @@ impl Cache {
             };
             return Lookup::Forward(Forward {
                 method: req.method.clone(),
-                fields: upstream,
+                fields: upstream(),
                 reason,
-                pending,
+                pending: pending(),
             });
         };
         self.touch(id);
@@ -357,12 +361,14 @@ impl Cache {
 
         // Build the conditional request (RFC 9111 §4.3.1).
         let entry = &self.entries[&id];
+        let mut upstream = upstream();
         if let Some(etag) = &entry.policy.etag {
             upstream.set("If-None-Match", etag.as_bytes());
         }
         if let Some(lm) = entry.response.fields.get("last-modified") {
             upstream.set("If-Modified-Since", lm.as_bytes());
         }
+        let mut pending = pending();
         pending.validating = Some(id);
         let reason = if request_says_validate {
             "request"
