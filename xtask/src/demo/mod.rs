@@ -2,6 +2,7 @@
 
 mod compare;
 mod dns;
+mod http_cache;
 mod smtp;
 mod tcp;
 mod tcp_trace;
@@ -11,7 +12,7 @@ use anyhow::{Result, bail};
 
 pub fn run(args: &[String]) -> Result<()> {
     let Some((which, rest)) = args.split_first() else {
-        bail!("say which demo: cargo xtask demo <tcp|udp|dns|smtp|compare>");
+        bail!("say which demo: cargo xtask demo <tcp|udp|dns|smtp|compare|http>");
     };
     match which.as_str() {
         "tcp" => tcp::run(rest),
@@ -19,6 +20,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "dns" => dns::run(rest),
         "smtp" => smtp::run(rest),
         "compare" => compare::run(rest),
-        other => bail!("no demo {other:?}: choose tcp, udp, dns, smtp or compare"),
+        "http" => http_cache::run(rest),
+        other => bail!("no demo {other:?}: choose tcp, udp, dns, smtp, compare or http"),
     }
 }

@@ -431,7 +431,8 @@ impl Cache {
             if response.status == 304 && self.validators_agree(id, &response.fields) {
                 self.freshen(id, &response.fields, p.request_time, now);
                 self.stats.revalidated += 1;
-                return self.serve(id, &client_req, now, "fwd=stale; fwd-status=304");
+                let status = format!("fwd={reason}; fwd-status=304");
+                return self.serve(id, &client_req, now, &status);
             }
             if (500..600).contains(&response.status) && self.stale_if_error(id, now) {
                 self.stats.stale_served += 1;
@@ -607,22 +608,40 @@ impl Cache {
             return;
         };
         let old_size = entry.size;
-        let mut replaced: Vec<String> = Vec::new();
-        for (name, value) in update.iter() {
-            let lower = name.to_ascii_lowercase();
-            // The 304 describes the stored representation; its framing fields do not apply.
-            if matches!(
-                lower.as_str(),
-                "content-length" | "content-encoding" | "content-range" | "transfer-encoding"
-            ) {
+        // The 304's fields replace the stored ones of the same name, where those stood; its
+        // framing fields describe no body and are left out.
+        let framing = |n: &str| {
+            [
+                "content-length",
+                "content-encoding",
+                "content-range",
+                "transfer-encoding",
+            ]
+            .iter()
+            .any(|f| n.eq_ignore_ascii_case(f))
+        };
+        let updated = |n: &str| !framing(n) && update.contains(n);
+        let mut merged = Fields::new();
+        let mut placed: Vec<String> = Vec::new();
+        for (name, value) in entry.response.fields.iter() {
+            if !updated(name) {
+                merged.append(name, value);
                 continue;
             }
-            if !replaced.contains(&lower) {
-                entry.response.fields.remove(&lower);
-                replaced.push(lower);
+            let lower = name.to_ascii_lowercase();
+            if !placed.contains(&lower) {
+                for (n, v) in update.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                    merged.append(n, v);
+                }
+                placed.push(lower);
             }
-            entry.response.fields.append(name, value);
         }
+        for (name, value) in update.iter() {
+            if !framing(name) && !placed.iter().any(|p| p.eq_ignore_ascii_case(name)) {
+                merged.append(name, value);
+            }
+        }
+        entry.response.fields = merged;
         entry.request_time = request_time;
         entry.response_time = now;
         entry.policy = policy_of(
