@@ -3,9 +3,11 @@
 //! - `demo <tcp|udp|dns|smtp|compare>`: a protocol end to end on loopback, narrated.
 //! - `test`: installs the real peers (as root), then fmt, clippy and the whole test suite.
 //! - `bench <tcp|udp|dns|smtp|link>`: this project and its peers measured in one run.
+//! - `fuzz [TARGET]`: the cargo-fuzz targets of fuzz/, with a report per target.
 
 mod bench;
 mod demo;
+mod fuzz;
 mod peers;
 mod test;
 mod util;
@@ -19,6 +21,7 @@ USAGE:
     cargo xtask demo <tcp|udp|dns|smtp|compare> [OPTIONS]
     cargo xtask test
     cargo xtask bench <tcp|udp|dns|smtp|link>
+    cargo xtask fuzz [TARGET...] [--time 60s] [--json]
 
 TASKS:
     demo      run a protocol end to end on loopback and narrate what happens on the wire
@@ -27,12 +30,15 @@ TASKS:
               cargo clippy -D warnings and every test; with CI=true a missing peer is fatal
     bench     measure protolab against its real peers in one run; prints a table with ratios
               and writes it as JSON under target/bench/
+    fuzz      run the coverage-guided fuzz targets (cargo-fuzz, nightly) and report executions,
+              exec/s, coverage and crashes per target; `cargo xtask fuzz --help` for more
 
 EXAMPLES:
     cargo xtask demo tcp
     cargo xtask demo compare --loss 5% --reorder 10% --delay 20ms --seed 7
     cargo xtask test
     cargo xtask bench tcp
+    cargo xtask fuzz smtp_session --time 10m
 ";
 
 fn main() -> Result<()> {
@@ -45,6 +51,7 @@ fn main() -> Result<()> {
         "demo" => demo::run(rest),
         "test" | "ci" => test::run(rest),
         "bench" => bench::run(rest),
+        "fuzz" => fuzz::run(rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())
