@@ -19,9 +19,11 @@
 //! - [`dns`]: the header walker, zone files, the reply cache and the referral classifier.
 //! - [`smtp`]: the command parser, the DATA decoder and the whole `Session`.
 //! - [`impair`]: the impairment engine's ground truth and the link's packet trace decoder.
+//! - [`http`]: the HTTP/1.1 server connection (heads and framing) and the chunked decoder.
 
 pub mod dns;
 pub mod greet;
+pub mod http;
 pub mod impair;
 pub mod smtp;
 pub mod udpecho;
@@ -44,6 +46,8 @@ pub const TARGETS: &[Target] = &[
     ("smtp_session", smtp::smtp_session),
     ("impair_engine", impair::impair_engine),
     ("link_trace", impair::link_trace),
+    ("http_request", http::http_request),
+    ("http_framing", http::http_framing),
 ];
 
 /// The check of the target called `name`.
