@@ -1,8 +1,8 @@
 //! protolab's task runner, run as `cargo xtask <task>`.
 //!
-//! - `demo <tcp|udp|dns|smtp|compare>`: a protocol end to end on loopback, narrated.
+//! - `demo <tcp|udp|dns|smtp|http|compare>`: a protocol end to end on loopback, narrated.
 //! - `test`: installs the real peers (as root), then fmt, clippy and the whole test suite.
-//! - `bench <tcp|udp|dns|smtp|link>`: this project and its peers measured in one run.
+//! - `bench <tcp|udp|dns|smtp|http|link>`: this project and its peers measured in one run.
 //! - `fuzz [TARGET]`: the cargo-fuzz targets of fuzz/, with a report per target.
 
 mod bench;
@@ -18,9 +18,9 @@ const HELP: &str = "\
 cargo xtask: protolab's tasks
 
 USAGE:
-    cargo xtask demo <tcp|udp|dns|smtp|compare> [OPTIONS]
+    cargo xtask demo <tcp|udp|dns|smtp|http|compare> [OPTIONS]
     cargo xtask test
-    cargo xtask bench <tcp|udp|dns|smtp|link>
+    cargo xtask bench <tcp|udp|dns|smtp|http|link>
     cargo xtask fuzz [TARGET...] [--time 60s] [--json]
 
 TASKS:
@@ -37,7 +37,9 @@ EXAMPLES:
     cargo xtask demo tcp
     cargo xtask demo compare --loss 5% --reorder 10% --delay 20ms --seed 7
     cargo xtask test
+    cargo xtask demo http
     cargo xtask bench tcp
+    cargo xtask bench http --duration 10s
     cargo xtask fuzz smtp_session --time 10m
 ";
 

@@ -235,15 +235,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let json = cli.json;
             let printing_body = output.is_none() && !json;
+            // Without --cookie-jar there is no jar at all: each request stands alone.
             let jar = std::cell::RefCell::new(load_jar(cookie_jar.as_deref())?);
+            let keeping = cookie_jar.is_some();
             let exchanges = runtime(1)?.block_on(client::get(
                 &config,
                 |url| {
-                    let url = url::Url::parse(url).ok()?;
+                    let url = url::Url::parse(url).ok().filter(|_| keeping)?;
                     jar.borrow_mut().cookie_header(&url, now())
                 },
                 |ex| {
-                    if let Ok(url) = url::Url::parse(&ex.url) {
+                    if keeping && let Ok(url) = url::Url::parse(&ex.url) {
                         for header in &ex.set_cookies {
                             if let Err(why) = jar.borrow_mut().set_cookie(header, &url, now()) {
                                 tracing::info!(%header, ?why, "cookie refused");

@@ -702,6 +702,8 @@ fn cookies(req: &Request) -> Reply {
         text.push_str(
             "You sent no Cookie field, so this server does not know you: HTTP is stateless.\n",
         );
+    } else if others.is_empty() {
+        text.push_str("Your Cookie field carries only the visit counter.\n");
     } else {
         text.push_str("Your Cookie field says:\n");
         for (n, v) in &others {
