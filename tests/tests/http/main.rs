@@ -2,4 +2,5 @@ mod clients;
 mod common;
 mod crosscheck;
 mod desync;
+mod limits;
 mod peers;
