@@ -38,8 +38,6 @@ pub struct GetConfig {
     pub timeout: Duration,
     /// The largest response body read.
     pub max_body: u64,
-    /// Cookies to send, as `name=value` pairs, in order (from a jar).
-    pub cookies: Vec<(String, String)>,
 }
 
 impl Default for GetConfig {
@@ -53,7 +51,6 @@ impl Default for GetConfig {
             proxy: None,
             timeout: Duration::from_secs(30),
             max_body: 1 << 30,
-            cookies: Vec::new(),
         }
     }
 }
@@ -197,14 +194,15 @@ struct Open {
 
 /// Runs every exchange of `config` in order, reusing the connection where possible.
 ///
-/// `on_exchange` sees each exchange as it completes (so a jar can store cookies before the next
-/// request is built, through `cookies_for`, which returns the cookies for a URL).
+/// `cookies_for` gives the Cookie field's value for a URL, if any, and `on_exchange` sees each
+/// exchange as it completes, so a cookie jar stores what one response set before the next
+/// request is built.
 ///
 /// # Errors
 /// The first exchange that fails.
 pub async fn get(
     config: &GetConfig,
-    mut cookies_for: impl FnMut(&Url) -> Vec<(String, String)>,
+    mut cookies_for: impl FnMut(&str) -> Option<String>,
     mut on_exchange: impl FnMut(&Exchange),
 ) -> Result<Vec<Exchange>, ClientError> {
     let mut done = Vec::with_capacity(config.urls.len());
@@ -213,9 +211,8 @@ pub async fn get(
     for (i, text) in config.urls.iter().enumerate() {
         let url = Url::parse(text)?;
         let last = i + 1 == config.urls.len();
-        let mut cookies = config.cookies.clone();
-        cookies.extend(cookies_for(&url));
-        let head = build_request(config, &url, proxy.is_some(), last, &cookies)?;
+        let cookie = cookies_for(&format!("http://{}{}", url.authority(), url.path));
+        let head = build_request(config, &url, proxy.is_some(), last, cookie.as_deref())?;
         let exchange = tokio::time::timeout(
             config.timeout,
             exchange(config, &url, proxy.as_ref(), head, &mut open),
@@ -233,7 +230,7 @@ fn build_request(
     url: &Url,
     via_proxy: bool,
     last: bool,
-    cookies: &[(String, String)],
+    cookie: Option<&str>,
 ) -> Result<RequestHead, ClientError> {
     let method = config
         .method
@@ -255,9 +252,8 @@ fn build_request(
         ("Accept-Language".into(), "en".into()),
         ("Accept".into(), "*/*".into()),
     ];
-    if !cookies.is_empty() {
-        let line: Vec<String> = cookies.iter().map(|(n, v)| format!("{n}={v}")).collect();
-        fields.push(("Cookie".into(), line.join("; ")));
+    if let Some(cookie) = cookie {
+        fields.push(("Cookie".into(), cookie.to_owned()));
     }
     if let Some(data) = &config.data {
         fields.push((
@@ -478,14 +474,14 @@ mod tests {
             ..GetConfig::default()
         };
         let url = Url::parse("http://www.someschool.edu/somedir/page.html").unwrap();
-        let head = build_request(&config, &url, false, true, &[]).unwrap();
+        let head = build_request(&config, &url, false, true, None).unwrap();
         let text = String::from_utf8(head.to_bytes()).unwrap();
         assert_eq!(
             text,
             "GET /somedir/page.html HTTP/1.1\r\nHost: www.someschool.edu\r\nConnection: close\r\n\
              Accept-Language: fr\r\nAccept: */*\r\nX-Extra: 1\r\n\r\n"
         );
-        let proxied = build_request(&config, &url, true, false, &[]).unwrap();
+        let proxied = build_request(&config, &url, true, false, None).unwrap();
         assert_eq!(
             proxied.target,
             "http://www.someschool.edu/somedir/page.html"
@@ -499,7 +495,7 @@ mod tests {
                 &url,
                 false,
                 true,
-                &[]
+                None
             )
             .is_err()
         );

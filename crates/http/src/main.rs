@@ -9,6 +9,7 @@ use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use protolab_http::cache::CacheConfig;
 use protolab_http::client::{self, Exchange, GetConfig};
+use protolab_http::cookie::CookieJar;
 use protolab_http::proxy::{self, ProxyConfig, Upstream};
 use protolab_http::serve::{self, ServeConfig};
 use protolab_http::{DEFAULT_PORT, Limits, PROXY_PORT};
@@ -21,6 +22,7 @@ Examples:
   http get http://127.0.0.1:8080/echo
   http get http://127.0.0.1:8080/cookies/set?flavour=oat http://127.0.0.1:8080/cookies
   http get -X POST -d 'a=1' -H 'X-Trace: on' http://127.0.0.1:8080/echo --json
+  http get -c jar.txt http://127.0.0.1:8080/cookies   # run twice: the visit counter goes up
   http get --resolve example.test:8080:127.0.0.1 http://example.test:8080/cache/60
   curl -v http://127.0.0.1:8080/status/418
   http proxy --upstream http://127.0.0.1:8080  # a caching reverse proxy on 127.0.0.1:3128
@@ -111,6 +113,9 @@ enum Cmd {
         /// How long each exchange may take.
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         timeout: Duration,
+        /// A cookie jar in the Netscape format (curl's -b/-c): read before, written after.
+        #[arg(long, short = 'c')]
+        cookie_jar: Option<PathBuf>,
     },
     /// A caching proxy (RFC 9111): forward for absolute-form requests, reverse with --upstream;
     /// every response carries Cache-Status and Age. Prints `listening tcp ADDR` once bound.
@@ -338,6 +343,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             proxy,
             output,
             timeout,
+            cookie_jar,
         } => {
             let data = match data {
                 Some(d) => Some(match d.strip_prefix('@') {
@@ -360,15 +366,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let json = cli.json;
             let printing_body = output.is_none() && !json;
+            // Without --cookie-jar there is no jar at all: each request stands alone.
+            let jar = std::cell::RefCell::new(load_jar(cookie_jar.as_deref())?);
+            let keeping = cookie_jar.is_some();
             let exchanges = runtime(1)?.block_on(client::get(
                 &config,
-                |_| Vec::new(),
+                |url| {
+                    let url = url::Url::parse(url).ok().filter(|_| keeping)?;
+                    jar.borrow_mut().cookie_header(&url, now())
+                },
                 |ex| {
+                    if keeping && let Ok(url) = url::Url::parse(&ex.url) {
+                        for header in &ex.set_cookies {
+                            if let Err(why) = jar.borrow_mut().set_cookie(header, &url, now()) {
+                                tracing::info!(%header, ?why, "cookie refused");
+                            }
+                        }
+                    }
                     if !json {
                         print_exchange(ex, printing_body);
                     }
                 },
             ))?;
+            if let Some(path) = &cookie_jar {
+                std::fs::write(path, jar.borrow().to_netscape(now()))
+                    .with_context(|| format!("cannot write --cookie-jar {}", path.display()))?;
+            }
             if let (Some(path), Some(last)) = (&output, exchanges.last()) {
                 std::fs::write(path, &last.body)
                     .with_context(|| format!("cannot write -o {}", path.display()))?;
@@ -379,6 +402,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Seconds since the epoch, the cookie jar's clock.
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn load_jar(path: Option<&std::path::Path>) -> Result<CookieJar> {
+    let mut jar = CookieJar::new(protolab_http::cookie::Limits::default());
+    if let Some(path) = path {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let report = jar.load_netscape(&text, now());
+                tracing::debug!(?report, "cookie jar loaded");
+            }
+            // A jar that does not exist yet is created when the exchanges are done.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot read --cookie-jar {}", path.display()));
+            }
+        }
+    }
+    Ok(jar)
 }
 
 fn print_exchange(ex: &Exchange, body: bool) {

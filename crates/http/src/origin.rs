@@ -269,10 +269,7 @@ impl Origin {
         let Some(rel) = safe_relative(path) else {
             return Reply::error(404, "no such file");
         };
-        let mut full = root.join(&rel);
-        if full.is_dir() {
-            full.push("index.html");
-        }
+        let full = root.join(&rel);
         let entry = match self.cached(&full) {
             Ok(Some(e)) => e,
             Ok(None) => return self.large_file(&full, req),
@@ -329,6 +326,9 @@ impl Origin {
             }
         }
         let meta = std::fs::metadata(path)?;
+        if meta.is_dir() && !path.ends_with("index.html") {
+            return self.cached(&path.join("index.html"));
+        }
         if !meta.is_file() {
             return Err(std::io::ErrorKind::NotFound.into());
         }
@@ -383,6 +383,9 @@ impl Origin {
     }
 
     fn large_file(&self, path: &Path, req: &Request) -> Reply {
+        if path.is_dir() && !path.ends_with("index.html") {
+            return self.large_file(&path.join("index.html"), req);
+        }
         let Ok(meta) = std::fs::metadata(path) else {
             return Reply::error(404, "no such file");
         };
@@ -702,6 +705,8 @@ fn cookies(req: &Request) -> Reply {
         text.push_str(
             "You sent no Cookie field, so this server does not know you: HTTP is stateless.\n",
         );
+    } else if others.is_empty() {
+        text.push_str("Your Cookie field carries only the visit counter.\n");
     } else {
         text.push_str("Your Cookie field says:\n");
         for (n, v) in &others {

@@ -279,7 +279,7 @@ impl UdpWorker {
 }
 
 /// The reply to one datagram or frame, or `None` for garbage (counted, logged at debug).
-fn echo(
+pub fn echo(
     table: &mut FlowTable,
     now: Duration,
     peer: SocketAddr,

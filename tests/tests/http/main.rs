@@ -3,5 +3,6 @@ mod clients;
 mod common;
 mod crosscheck;
 mod desync;
+mod limits;
 mod peers;
 mod proxy_peers;

@@ -172,3 +172,46 @@ fn http_get_pipelines_nothing_but_reuses_and_reports_phases() {
         );
     }
 }
+
+#[test]
+fn http_get_cookie_jar_remembers_and_curl_reads_it() {
+    let http = Http::start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jar = dir.path().join("jar.txt");
+    let jar_s = jar.to_str().expect("utf-8").to_owned();
+    // Without a jar, every visit is the first, even on one connection: the server keeps no
+    // state, and the client sends no Cookie it was not asked to keep.
+    let v = http_get(&[&http.url("/cookies"), &http.url("/cookies")]);
+    for ex in v.as_array().expect("exchanges") {
+        assert!(ex["response"].to_string().contains("visits=1;"), "{v}");
+        assert!(!ex["request"].to_string().contains("Cookie:"), "{v}");
+    }
+    // With one, the Set-Cookie of each response comes back in the next request's Cookie.
+    http_get(&[
+        "-c",
+        &jar_s,
+        &http.url("/cookies/set?flavour=oat"),
+        &http.url("/cookies"),
+    ]);
+    let v = http_get(&["-c", &jar_s, &http.url("/cookies")]);
+    let cookie = v[0]["request"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|l| l.as_str()?.strip_prefix("Cookie: ").map(str::to_owned))
+        .expect("a Cookie field from the jar");
+    assert!(
+        cookie.contains("flavour=oat") && cookie.contains("visits=1"),
+        "{cookie}"
+    );
+    assert!(v[0]["response"].to_string().contains("visits=2;"), "{v}");
+    // curl reads the same file (Netscape format) and sends the same cookies.
+    let out = run_ok(
+        Command::new(protolab_tests::require_peer("curl", "curl"))
+            .args(["-sS", "-H", "Accept: application/json", "-b", &jar_s])
+            .arg(http.url("/cookies")),
+    );
+    let seen: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(seen["cookies"]["flavour"], "oat");
+    assert_eq!(seen["visit"], 3);
+}

@@ -46,25 +46,6 @@ struct Measured {
     cpu_ms: f64,
 }
 
-/// Parses `--rounds N --threads N --connections N --duration D`.
-pub fn options(args: &[String]) -> Result<Load> {
-    let mut o = Load::default();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{a} needs a value"));
-        match a.as_str() {
-            "--rounds" => o.rounds = value()?.parse()?,
-            "--threads" => o.threads = value()?.parse()?,
-            "--connections" => o.connections = value()?.parse()?,
-            "--duration" => o.duration = value()?.clone(),
-            other => bail!(
-                "unknown option {other:?}: bench http takes --rounds N --threads N --connections N --duration DUR"
-            ),
-        }
-    }
-    Ok(o)
-}
-
 /// Runs the proxy rows into `table`, with `bins` holding release builds of `http`.
 pub fn rows(table: &mut Table, bins: &Path, load: &Load) -> Result<()> {
     raise_fd_limit();
@@ -135,7 +116,6 @@ pub fn rows(table: &mut Table, bins: &Path, load: &Load) -> Result<()> {
         table.row(vec![
             format!("{name} (cache hits)"),
             format!("{:.0}", m.rps),
-            format!("{:.2}", m.p50_ms),
             format!("{:.2}", m.p99_ms),
             format!("{:.1}", cpu_per_1k(m)),
             m.errors.to_string(),
@@ -216,7 +196,6 @@ pub fn rows(table: &mut Table, bins: &Path, load: &Load) -> Result<()> {
     table.row(vec![
         "http proxy (all misses, distinct URLs)".to_owned(),
         format!("{:.0}", churn.rps),
-        format!("{:.2}", churn.p50_ms),
         format!("{:.2}", churn.p99_ms),
         format!("{:.1}", cpu_per_1k(&churn)),
         churn.errors.to_string(),
@@ -236,25 +215,6 @@ pub fn rows(table: &mut Table, bins: &Path, load: &Load) -> Result<()> {
         bail!("http proxy held {peak} bytes, over its {cap}-byte cap");
     }
     Ok(())
-}
-
-/// The standalone `cargo xtask bench http` when only the proxy rows exist.
-pub fn run(args: &[String]) -> Result<()> {
-    let load = options(args)?;
-    let bins = crate::util::build_bins_of(true, &["protolab-http"])?;
-    let mut table = Table::new(
-        "http",
-        &[
-            "server",
-            "requests/s",
-            "p50 ms",
-            "p99 ms",
-            "CPU ms/1k req",
-            "errors",
-        ],
-    );
-    rows(&mut table, &bins, &load)?;
-    table.finish()
 }
 
 fn cpu_per_1k(m: &Measured) -> f64 {

@@ -139,9 +139,3 @@ pub fn run_with(http: &Path) -> Result<()> {
     drop(origin);
     Ok(())
 }
-
-/// `cargo xtask demo http` while the cache part is the only one.
-pub fn run(_args: &[String]) -> Result<()> {
-    let bins = crate::util::build_bins_of(false, &["protolab-http"])?;
-    run_with(&bins.join("http"))
-}

@@ -2,6 +2,7 @@
 
 mod compare;
 mod dns;
+mod http;
 mod http_cache;
 mod smtp;
 mod tcp;
@@ -12,15 +13,15 @@ use anyhow::{Result, bail};
 
 pub fn run(args: &[String]) -> Result<()> {
     let Some((which, rest)) = args.split_first() else {
-        bail!("say which demo: cargo xtask demo <tcp|udp|dns|smtp|compare|http>");
+        bail!("say which demo: cargo xtask demo <tcp|udp|dns|smtp|http|compare>");
     };
     match which.as_str() {
         "tcp" => tcp::run(rest),
         "udp" => udp::run(rest),
         "dns" => dns::run(rest),
+        "http" => http::run(rest),
         "smtp" => smtp::run(rest),
         "compare" => compare::run(rest),
-        "http" => http_cache::run(rest),
-        other => bail!("no demo {other:?}: choose tcp, udp, dns, smtp, compare or http"),
+        other => bail!("no demo {other:?}: choose tcp, udp, dns, smtp, http or compare"),
     }
 }
