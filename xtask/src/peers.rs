@@ -34,6 +34,17 @@ pub const PEERS: &[(&str, &str)] = &[
     // Subnets
     ("ipcalc", "ipcalc"),
     ("sipcalc", "sipcalc"),
+    // HTTP: clients, origins and the caches `http proxy` is measured against; node and npm run
+    // the HTTP cache test suite.
+    ("wget", "wget"),
+    ("wrk", "wrk"),
+    ("nginx", "nginx"),
+    ("varnishd", "varnish"),
+    ("squid", "squid"),
+    ("traffic_server", "trafficserver"),
+    ("apache2", "apache2"),
+    ("node", "nodejs"),
+    ("npm", "npm"),
 ];
 
 /// Where a peer's command is found, if anywhere.
