@@ -191,6 +191,8 @@ struct Entry {
     policy: Policy,
     size: usize,
     tick: u64,
+    /// A background (stale-while-revalidate) revalidation is on its way.
+    revalidating: bool,
 }
 
 /// What a stored response's fields say, computed once when stored or updated.
@@ -391,6 +393,15 @@ impl Cache {
                 entry.policy.lifetime - age
             );
             let response = self.serve(id, req, now, &status);
+            // One background revalidation per stored response at a time: a busy URL in its
+            // stale-while-revalidate window must not send the origin one request per client.
+            let Some(entry) = self.entries.get_mut(&id) else {
+                return Lookup::Hit(response);
+            };
+            if entry.revalidating {
+                return Lookup::Hit(response);
+            }
+            entry.revalidating = true;
             pending.background = true;
             return Lookup::StaleWhileRevalidate {
                 response,
@@ -417,6 +428,7 @@ impl Cache {
         response.fields.strip_hop_by_hop();
         let reason = fwd.reason;
         let p = fwd.pending;
+        self.end_background(&p);
         let client_req = Request {
             method: p.method.clone(),
             uri: p.key.clone(),
@@ -509,6 +521,7 @@ impl Cache {
     /// a stale response when one may be served, else a 502 naming `why`.
     pub fn failed(&mut self, fwd: Forward, now: SystemTime, why: &str) -> Response {
         let p = fwd.pending;
+        self.end_background(&p);
         if let Some(id) = p.validating.filter(|id| self.entries.contains_key(id)) {
             let entry = &self.entries[&id];
             let staleness = entry.current_age(now) - entry.policy.lifetime;
@@ -540,6 +553,14 @@ impl Cache {
             Response::generated(status, reason, &format!("origin unreachable: {why}")),
             &format!("fwd={}; detail=\"{detail}\"", fwd.reason),
         )
+    }
+
+    fn end_background(&mut self, p: &Pending) {
+        if p.background
+            && let Some(e) = p.validating.and_then(|id| self.entries.get_mut(&id))
+        {
+            e.revalidating = false;
+        }
     }
 
     fn decorate_generated(&self, mut response: Response, status: &str) -> Response {
@@ -746,6 +767,7 @@ impl Cache {
                 policy,
                 size,
                 tick: self.tick,
+                revalidating: false,
             },
         );
         self.lru.insert(self.tick, id);

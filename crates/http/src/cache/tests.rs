@@ -510,6 +510,28 @@ fn stale_if_error_and_stale_while_revalidate() {
         at(3),
     );
     assert_eq!(&hit(&mut c, &get("/s", &[]), 4).body[..], b"new");
+    // While one background revalidation is out, others get the stale response without another.
+    let mut c = cache();
+    exchange(
+        &mut c,
+        &get("/s", &[]),
+        0,
+        Some(resp(
+            200,
+            &[("Cache-Control", "max-age=1, stale-while-revalidate=60")],
+            "old",
+        )),
+    );
+    let Lookup::StaleWhileRevalidate { revalidate, .. } = c.lookup(&get("/s", &[]), at(3)) else {
+        panic!("expected stale-while-revalidate");
+    };
+    assert!(matches!(c.lookup(&get("/s", &[]), at(3)), Lookup::Hit(_)));
+    let r = c.failed(revalidate, at(4), "connection refused");
+    assert_eq!(&r.body[..], b"old");
+    assert!(matches!(
+        c.lookup(&get("/s", &[]), at(5)),
+        Lookup::StaleWhileRevalidate { .. }
+    ));
     // Past the window, it is an ordinary revalidation.
     let mut c = cache();
     exchange(
