@@ -150,6 +150,8 @@ struct Shared {
     config: ProxyConfig,
     cache: Mutex<Cache>,
     counters: Counters,
+    /// This proxy's `Via` entry (RFC 9110 §7.6.3): seeing it come back means a loop.
+    via: String,
 }
 
 /// Runs the proxy on `listener` until `shutdown` fires; prints nothing.
@@ -166,6 +168,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         cache: Mutex::new(Cache::new(config.cache.clone())),
         counters: Counters::default(),
+        via: format!("1.1 {listen} (protolab)"),
         config,
     });
     let stats = Arc::new(TcpServerStats::default());
@@ -320,6 +323,20 @@ async fn handle(
     close: bool,
 ) -> bool {
     let head_only = head.method == "HEAD";
+    // A forward proxy asked for its own address would send the request to itself forever.
+    if head
+        .headers
+        .get_all("via")
+        .any(|v| String::from_utf8_lossy(v).contains(shared.via.as_str()))
+    {
+        shared.counters.refused.fetch_add(1, Ordering::Relaxed);
+        let r = Response::generated(
+            508,
+            "Loop Detected",
+            "this request already passed this proxy",
+        );
+        return write_response(stream, conn, &r, head.version, head_only, close).await;
+    }
     let target = match target_of(shared, head) {
         Ok(t) => t,
         Err(why) => {
@@ -432,7 +449,8 @@ async fn fetch_and_complete(
     if !body.is_empty() || matches!(fwd.method.as_str(), "POST" | "PUT" | "PATCH") {
         out.put_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
     }
-    out.put_slice(b"Via: 1.1 protolab\r\nConnection: close\r\n\r\n");
+    put_field(&mut out, "Via", shared.via.as_bytes());
+    out.put_slice(b"Connection: close\r\n\r\n");
     out.put_slice(&body);
 
     let failed = |shared: &Arc<Shared>, fwd: Forward, why: String| {

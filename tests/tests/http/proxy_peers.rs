@@ -227,3 +227,25 @@ fn connect_tunnels_to_loopback_and_refuses_elsewhere() {
     assert!(head.starts_with("HTTP/1.1 403"), "{head}");
     assert!(!out.status.success());
 }
+
+#[test]
+fn a_forward_request_for_the_proxy_itself_is_refused_as_a_loop() {
+    let proxy = proxy(None);
+    let p = format!("http://{}", proxy.addr("tcp"));
+    // Without loop detection this request would come back to the proxy until the connection
+    // cap ran out.
+    let out = Command::new(require_peer("curl", "curl"))
+        .args([
+            "-s",
+            "-i",
+            "--max-time",
+            "20",
+            "-x",
+            &p,
+            &format!("{p}/loop"),
+        ])
+        .output()
+        .expect("run curl");
+    let head = String::from_utf8_lossy(&out.stdout);
+    assert!(head.starts_with("HTTP/1.1 508"), "{head}");
+}
