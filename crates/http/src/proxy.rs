@@ -52,7 +52,16 @@ impl Upstream {
         parse_authority(authority, 80).ok_or_else(|| format!("{url}: no host:port in it"))
     }
 
-    /// `host:port`, as a Host field and in the cache key.
+    /// The Host field for requests to it: the port is left out when it is 80.
+    pub fn host_field(&self) -> String {
+        match (self.port, self.host.contains(':')) {
+            (80, false) => self.host.clone(),
+            (80, true) => format!("[{}]", self.host),
+            _ => self.authority(),
+        }
+    }
+
+    /// `host:port`, in the cache key and messages.
     pub fn authority(&self) -> String {
         if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
@@ -435,7 +444,7 @@ async fn fetch_and_complete(
     out.put_u8(b' ');
     out.put_slice(path.as_bytes());
     out.put_slice(b" HTTP/1.1\r\nHost: ");
-    out.put_slice(upstream.authority().as_bytes());
+    out.put_slice(upstream.host_field().as_bytes());
     out.put_slice(b"\r\n");
     for (name, value) in fwd.fields.iter() {
         if name.eq_ignore_ascii_case("host")
@@ -753,6 +762,9 @@ async fn write_response(
     }
     if close {
         out.put_slice(b"Connection: close\r\n");
+    } else if version == Version::Http10 {
+        // An HTTP/1.0 client keeps the connection only if told so.
+        out.put_slice(b"Connection: keep-alive\r\n");
     }
     out.put_slice(b"\r\n");
     if !bodyless && !head_only {
@@ -966,6 +978,16 @@ mod tests {
         assert_eq!(
             Upstream::parse("http://[::1]:81").unwrap().authority(),
             "[::1]:81"
+        );
+        assert_eq!(
+            Upstream::parse("http://example.test").unwrap().host_field(),
+            "example.test"
+        );
+        assert_eq!(
+            Upstream::parse("http://example.test:8080")
+                .unwrap()
+                .host_field(),
+            "example.test:8080"
         );
         assert!(Upstream::parse("https://x").is_err());
         assert!(Upstream::parse("http://").is_err());
