@@ -678,6 +678,7 @@ impl Cache {
         let new_size = entry.size;
         self.stats.bytes = self.stats.bytes + new_size as u64 - old_size as u64;
         self.evict_to_cap(Some(id));
+        self.stats.peak_bytes = self.stats.peak_bytes.max(self.stats.bytes);
     }
 
     fn stale_if_error(&self, id: u64, now: SystemTime) -> bool {
@@ -753,6 +754,14 @@ impl Cache {
             self.heuristic_params(),
             self.config.cdn_cache_control,
         );
+        // Make room first, so the store never holds more than its cap, not even for a moment.
+        while self.stats.bytes + size as u64 > self.config.max_bytes as u64 {
+            let Some(victim) = self.lru.values().next().copied() else {
+                break;
+            };
+            self.remove(victim);
+            self.stats.evicted += 1;
+        }
         let id = self.next_id;
         self.next_id += 1;
         self.tick += 1;
@@ -775,7 +784,6 @@ impl Cache {
         self.stats.bytes += size as u64;
         self.stats.entries += 1;
         self.stats.stored += 1;
-        self.evict_to_cap(Some(id));
         self.stats.peak_bytes = self.stats.peak_bytes.max(self.stats.bytes);
         Ok(id)
     }
