@@ -249,3 +249,34 @@ fn a_forward_request_for_the_proxy_itself_is_refused_as_a_loop() {
     let head = String::from_utf8_lossy(&out.stdout);
     assert!(head.starts_with("HTTP/1.1 508"), "{head}");
 }
+
+#[test]
+fn a_response_larger_than_max_object_streams_through_whole_and_unstored() {
+    let origin = origin();
+    let up = format!("http://{}", origin.addr("tcp"));
+    let proxy = Server::start(
+        "http",
+        &[
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &up,
+            "--max-object",
+            "1MiB",
+        ],
+        1,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big");
+    let url = format!("http://{}/bytes/3000000", proxy.addr("tcp"));
+    let head = run_ok(
+        Command::new(require_peer("curl", "curl"))
+            .args(["-s", "-D", "-", "--max-time", "30", "-o"])
+            .arg(&file)
+            .arg(&url),
+    );
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), 3_000_000, "{head}");
+    let status = field(&head, "cache-status").unwrap_or_default();
+    assert!(status.contains("too-large"), "{head}");
+}
