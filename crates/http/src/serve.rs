@@ -150,6 +150,8 @@ struct Shared {
 }
 
 const READ_SIZE: usize = 16 * 1024;
+/// Buffers larger than this are freed after each exchange rather than kept for the next.
+const KEEP_BUFFER: usize = 256 * 1024;
 /// Large files are sent in pieces of this size.
 const FILE_PIECE: usize = 256 * 1024;
 
@@ -202,6 +204,13 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
                         && req.head.method != "HEAD"
                     {
                         send_file(&mut stream, &conn, path, *offset, *len).await?;
+                    }
+                    // A large response or body must not stay allocated on a kept connection.
+                    if out.capacity() > KEEP_BUFFER {
+                        out = BytesMut::with_capacity(READ_SIZE);
+                    }
+                    if body.capacity() > KEEP_BUFFER {
+                        body = BytesMut::new();
                     }
                     if !http.response_sent(close) {
                         if !input.is_empty() {
