@@ -273,6 +273,7 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, conn: Conn
 }
 
 /// Where one request goes and under which cache key.
+#[derive(Debug, Clone)]
 struct Target {
     upstream: Upstream,
     /// The request target to send (origin-form).
@@ -373,17 +374,16 @@ async fn handle(
             revalidate,
         } => {
             let bg = shared.clone();
-            let upstream = target.upstream.clone();
-            let path = target.path.clone();
+            let target = target.clone();
             tokio::spawn(async move {
                 let _ = fetch_and_complete(
                     &bg,
                     None,
                     conn_none(),
-                    &upstream,
-                    &path,
+                    &target,
                     revalidate,
                     Bytes::new(),
+                    (Version::Http11, true),
                 )
                 .await;
             });
@@ -394,10 +394,10 @@ async fn handle(
                 shared,
                 Some(stream),
                 Some(conn),
-                &target.upstream,
-                &target.path,
+                &target,
                 fwd,
                 body,
+                (head.version, close),
             )
             .await
             {
@@ -429,11 +429,12 @@ async fn fetch_and_complete(
     shared: &Arc<Shared>,
     mut client: Option<&mut TcpStream>,
     conn: Option<&Conn>,
-    upstream: &Upstream,
-    path: &str,
+    target: &Target,
     fwd: Forward,
     body: Bytes,
+    (version, close): (Version, bool),
 ) -> Fetched {
+    let (upstream, path) = (&target.upstream, target.path.as_str());
     shared
         .counters
         .upstream_requests
@@ -563,13 +564,18 @@ async fn fetch_and_complete(
                         &mut fields,
                         SystemTime::now(),
                     );
-                    if write_streamed_head(stream, conn, status, &reason, &fields, framing)
-                        .await
-                        .is_err()
-                    {
+                    let Ok(passing) = write_streamed_head(
+                        stream,
+                        conn,
+                        (status, &reason, &fields),
+                        framing,
+                        (version, close),
+                    )
+                    .await
+                    else {
                         return Fetched::ClientGone;
-                    }
-                    return stream_rest(stream, conn, &mut origin, reader, input, timeout, false)
+                    };
+                    return stream_rest(stream, conn, &mut origin, reader, input, timeout, passing)
                         .await;
                 }
             }
@@ -587,25 +593,27 @@ async fn fetch_and_complete(
                         &mut fields,
                         SystemTime::now(),
                     );
-                    if write_streamed_head(
+                    let Ok(passing) = write_streamed_head(
                         stream,
                         conn,
-                        status,
-                        &reason,
-                        &fields,
+                        (status, &reason, &fields),
                         crate::body::Framing::Chunked,
+                        (version, close),
                     )
                     .await
-                    .is_err()
-                    {
+                    else {
+                        return Fetched::ClientGone;
+                    };
+                    let mut first = BytesMut::new();
+                    if passing.chunked {
+                        crate::body::encode_chunk(&collected, &mut first);
+                    } else {
+                        first.extend_from_slice(&collected);
+                    }
+                    if conn.write_all(stream, &first).await.is_err() {
                         return Fetched::ClientGone;
                     }
-                    let mut chunk = BytesMut::new();
-                    crate::body::encode_chunk(&collected, &mut chunk);
-                    if conn.write_all(stream, &chunk).await.is_err() {
-                        return Fetched::ClientGone;
-                    }
-                    return stream_rest(stream, conn, &mut origin, reader, input, timeout, true)
+                    return stream_rest(stream, conn, &mut origin, reader, input, timeout, passing)
                         .await;
                 }
             }
@@ -626,30 +634,55 @@ async fn fetch_and_complete(
     }
 }
 
+/// Writes the head of a response passed through unbuffered, and says how its body goes on.
+/// Without a length, an HTTP/1.1 client gets it chunked, an HTTP/1.0 client until the close.
 async fn write_streamed_head(
     stream: &mut TcpStream,
     conn: &Conn,
-    status: u16,
-    reason: &str,
-    fields: &Fields,
+    (status, reason, fields): (u16, &str, &Fields),
     framing: crate::body::Framing,
-) -> std::io::Result<()> {
+    (version, close): (Version, bool),
+) -> std::io::Result<Passing> {
     let mut out = BytesMut::new();
-    out.put_slice(format!("HTTP/1.1 {status} {reason}\r\n").as_bytes());
+    out.put_slice(format!("{} {status} {reason}\r\n", version.as_str()).as_bytes());
     for (name, value) in fields.iter() {
         if name.eq_ignore_ascii_case("content-length") {
             continue;
         }
         put_field(&mut out, name, value);
     }
-    match framing {
+    let chunked = match framing {
         crate::body::Framing::Length(n) => {
-            out.put_slice(format!("Content-Length: {n}\r\n").as_bytes())
+            out.put_slice(format!("Content-Length: {n}\r\n").as_bytes());
+            false
         }
-        _ => out.put_slice(b"Transfer-Encoding: chunked\r\n"),
+        _ if version == Version::Http11 => {
+            out.put_slice(b"Transfer-Encoding: chunked\r\n");
+            true
+        }
+        _ => false,
+    };
+    let delimited_by_close = !chunked && !matches!(framing, crate::body::Framing::Length(_));
+    if close || delimited_by_close {
+        out.put_slice(b"Connection: close\r\n");
+    } else if version == Version::Http10 {
+        out.put_slice(b"Connection: keep-alive\r\n");
     }
     out.put_slice(b"\r\n");
-    conn.write_all(stream, &out).await
+    conn.write_all(stream, &out).await?;
+    Ok(Passing {
+        chunked,
+        close: delimited_by_close,
+    })
+}
+
+/// How a body passed through unbuffered is delimited for the client.
+#[derive(Debug, Clone, Copy)]
+struct Passing {
+    /// Re-chunked (an HTTP/1.1 client, no length known).
+    chunked: bool,
+    /// Ended by closing the connection (an HTTP/1.0 client, no length known).
+    close: bool,
 }
 
 /// Copies the rest of a large body to the client: as is for Content-Length, re-chunked
@@ -661,8 +694,9 @@ async fn stream_rest(
     mut reader: ClientConn,
     mut input: BytesMut,
     timeout: Duration,
-    chunked: bool,
+    passing: Passing,
 ) -> Fetched {
+    let chunked = passing.chunked;
     loop {
         let event = match reader.poll(&mut input) {
             Ok(Some(e)) => e,
@@ -684,7 +718,7 @@ async fn stream_rest(
                 if chunked {
                     crate::body::encode_last_chunk(&trailers, &mut out);
                 }
-                if conn.write_all(stream, &out).await.is_err() {
+                if conn.write_all(stream, &out).await.is_err() || passing.close {
                     return Fetched::ClientGone;
                 }
                 return Fetched::Streamed;
