@@ -1036,11 +1036,45 @@ fn selecting_value(fields: &Fields, name: &str) -> Option<String> {
         .flat_map(|v| v.split(','))
         .map(|e| e.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect();
-    let mut joined = items.join(",");
     if name.eq_ignore_ascii_case("accept-language") {
-        joined = joined.to_ascii_lowercase();
+        return Some(language_preferences(&items));
     }
-    Some(joined)
+    Some(items.join(","))
+}
+
+/// `Accept-Language` as a preference list: tags case-folded, spaces dropped, ordered by weight
+/// and then by tag, since ranges of equal weight are equally preferred (RFC 9110 §12.5.4);
+/// `en, de` and `DE,en` select the same variant.
+fn language_preferences(items: &[String]) -> String {
+    let mut prefs: Vec<(u32, String)> = items
+        .iter()
+        .filter(|i| !i.trim().is_empty())
+        .map(|item| {
+            let mut parts = item.split(';');
+            let tag = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .find_map(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .or_else(|| p.trim().strip_prefix("Q="))
+                })
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .map_or(1000, |q| (q.clamp(0.0, 1.0) * 1000.0).round() as u32);
+            (q, tag)
+        })
+        .collect();
+    prefs.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    prefs
+        .iter()
+        .map(|(q, tag)| {
+            if *q == 1000 {
+                tag.clone()
+            } else {
+                format!("{tag};q={q}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Status codes a cache may give heuristic freshness (RFC 9110 §15.1).

@@ -363,6 +363,30 @@ fn vary_selects_variants_and_star_never_matches() {
     );
     assert_eq!(&hit(&mut c, &en, 2).body[..], b"en");
     assert_eq!(&hit(&mut c, &fr, 2).body[..], b"fr");
+    // Languages of equal weight in another order, or another case, are the same preference.
+    hit(&mut c, &get("/v", &[("Accept-Language", "en")]), 2);
+    let mut c2 = cache();
+    let r = resp(
+        200,
+        &[("Cache-Control", "max-age=60"), ("Vary", "Accept-Language")],
+        "x",
+    );
+    exchange(
+        &mut c2,
+        &get("/l", &[("Accept-Language", "en, de;q=0.5, fr")]),
+        0,
+        Some(r),
+    );
+    hit(
+        &mut c2,
+        &get("/l", &[("Accept-Language", "FR,en , de;q=0.50")]),
+        1,
+    );
+    forwarded(
+        &mut c2,
+        &get("/l", &[("Accept-Language", "en, de, fr;q=0.5")]),
+        1,
+    );
     // A request without the header does not match a variant made with it, and vice versa.
     forwarded(&mut c, &get("/v", &[]), 2);
     // Whitespace and line splits do not make a different variant.
