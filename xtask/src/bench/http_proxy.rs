@@ -27,7 +27,7 @@ pub struct Load {
 impl Default for Load {
     fn default() -> Self {
         Self {
-            rounds: 2,
+            rounds: 3,
             threads: 2,
             connections: 256,
             duration: "10s".to_owned(),
