@@ -150,8 +150,8 @@ struct Shared {
 }
 
 const READ_SIZE: usize = 16 * 1024;
-/// Buffers larger than this are freed after each exchange rather than kept for the next.
-const KEEP_BUFFER: usize = 256 * 1024;
+/// What an idle keep-alive connection reads into: a whole small request.
+const IDLE_READ: usize = 1024;
 /// Large files are sent in pieces of this size.
 const FILE_PIECE: usize = 256 * 1024;
 
@@ -167,8 +167,9 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
     let limits = shared.config.limits;
     let counters = &shared.counters;
     let mut http = ServerConn::new(limits);
-    let mut input = BytesMut::with_capacity(READ_SIZE);
-    let mut out = BytesMut::with_capacity(READ_SIZE);
+    // Buffers start small and are given back while the connection idles: 10,000 idle
+    // keep-alive connections must not hold 10,000 large buffers.
+    let mut input = BytesMut::with_capacity(IDLE_READ);
     let mut request: Option<Box<Request>> = None;
     let mut body = BytesMut::new();
     let mut head_deadline: Option<tokio::time::Instant> = None;
@@ -180,8 +181,7 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
                     counters.requests.fetch_add(1, Ordering::Relaxed);
                     if req.expect_continue {
                         counters.status(100);
-                        conn.write_all(&mut stream, b"HTTP/1.1 100 Continue\r\n\r\n")
-                            .await?;
+                        write_out(&mut stream, &conn, b"HTTP/1.1 100 Continue\r\n\r\n").await?;
                     }
                     body.clear();
                     request = Some(req);
@@ -196,22 +196,17 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
                         tokio::time::sleep(d).await;
                     }
                     let close = http.will_close() || conn.is_draining();
-                    out.clear();
+                    let mut out = BytesMut::with_capacity(reply_len(&reply));
                     write_reply(&mut out, &reply, &req, close);
                     counters.status(reply.status);
-                    conn.write_all(&mut stream, &out).await?;
+                    write_out(&mut stream, &conn, &out).await?;
                     if let Body::File { path, offset, len } = &reply.body
                         && req.head.method != "HEAD"
                     {
                         send_file(&mut stream, &conn, path, *offset, *len).await?;
                     }
-                    // A large response or body must not stay allocated on a kept connection.
-                    if out.capacity() > KEEP_BUFFER {
-                        out = BytesMut::with_capacity(READ_SIZE);
-                    }
-                    if body.capacity() > KEEP_BUFFER {
-                        body = BytesMut::new();
-                    }
+                    // A request body must not stay allocated on a kept connection.
+                    body = BytesMut::new();
                     if !http.response_sent(close) {
                         if !input.is_empty() {
                             linger(&mut stream).await;
@@ -223,10 +218,10 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
                     counters.requests.fetch_add(1, Ordering::Relaxed);
                     counters.refused.fetch_add(1, Ordering::Relaxed);
                     let reply = Reply::error(e.status(), &e.to_string());
-                    out.clear();
+                    let mut out = BytesMut::with_capacity(reply_len(&reply));
                     write_error(&mut out, &reply);
                     counters.status(reply.status);
-                    conn.write_all(&mut stream, &out).await?;
+                    write_out(&mut stream, &conn, &out).await?;
                     linger(&mut stream).await;
                     return Ok(());
                 }
@@ -247,8 +242,12 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
                     tokio::time::Instant::now() + shared.config.head_timeout
                 }))
             };
-        if input.capacity() - input.len() < 1024 {
-            input.reserve(READ_SIZE);
+        if idle && input.is_empty() && input.capacity() > 4 * IDLE_READ {
+            input = BytesMut::with_capacity(IDLE_READ);
+        }
+        let want = if idle { IDLE_READ } else { READ_SIZE };
+        if input.capacity() - input.len() < want / 2 {
+            input.reserve(want);
         }
         let read = match deadline {
             None => conn.read_buf(&mut stream, &mut input).await,
@@ -275,10 +274,10 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
             Next::IdleTimeout => {
                 counters.timeouts.fetch_add(1, Ordering::Relaxed);
                 let reply = Reply::error(408, "the request did not arrive in time");
-                out.clear();
+                let mut out = BytesMut::with_capacity(reply_len(&reply));
                 write_error(&mut out, &reply);
                 counters.status(408);
-                let _ = conn.write_all(&mut stream, &out).await;
+                let _ = write_out(&mut stream, &conn, &out).await;
                 return Ok(());
             }
             Next::Closing => return Ok(()),
@@ -296,7 +295,8 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
     if stream.shutdown().await.is_err() {
         return;
     }
-    let mut scratch = [0u8; 4096];
+    // On the heap: a buffer inside the future would make every connection's task larger.
+    let mut scratch = vec![0u8; 4096];
     let mut left = LINGER_BYTES;
     let _ = tokio::time::timeout(LINGER_TIME, async {
         while left > 0 {
@@ -313,6 +313,34 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
 const LINGER_BYTES: usize = 256 * 1024;
 /// How long lingering lasts at most.
 const LINGER_TIME: Duration = Duration::from_secs(1);
+
+/// The bytes a reply takes on the wire, near enough to size its buffer once.
+fn reply_len(reply: &Reply) -> usize {
+    let body = match &reply.body {
+        Body::Bytes(b) => b.len(),
+        Body::File { .. } => 0,
+    };
+    160 + reply.fields.len() + body
+}
+
+/// Writes `bytes`, trying once without arming the transport's timeout: a response that fits
+/// the socket's buffer (nearly all) then costs one system call and no timer.
+async fn write_out<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    conn: &Conn,
+    bytes: &[u8],
+) -> io::Result<()> {
+    use futures_util::FutureExt;
+    use tokio::io::AsyncWriteExt;
+    let done = match stream.write(bytes).now_or_never() {
+        Some(r) => r?,
+        None => 0,
+    };
+    if done < bytes.len() {
+        conn.write_all(stream, &bytes[done..]).await?;
+    }
+    Ok(())
+}
 
 /// Writes a reply's head (and its body, unless the request was HEAD or the body is a file).
 fn write_reply(out: &mut BytesMut, reply: &Reply, req: &Request, close: bool) {
