@@ -41,11 +41,7 @@ pub const PEERS: &[(&str, &str)] = &[
     // Subnets
     ("ipcalc", "ipcalc"),
     ("sipcalc", "sipcalc"),
-    // HTTP: clients, origins and the caches `http proxy` is measured against; node and npm run
-    // the HTTP cache test suite.
-    ("wget", "wget"),
-    ("wrk", "wrk"),
-    ("nginx", "nginx"),
+    // The caches `http proxy` is measured against; node and npm run the HTTP cache test suite.
     ("varnishd", "varnish"),
     ("squid", "squid"),
     ("traffic_server", "trafficserver"),
