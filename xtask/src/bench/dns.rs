@@ -1,6 +1,8 @@
 //! `cargo xtask bench dns`: dnsperf against `dns serve` with a warm cache, unbound answering
 //! from its cache in the same forwarding setup, and knot answering authoritatively; then the
-//! cold-cache cost of forwarding, against asking knot directly.
+//! cold-cache cost of forwarding through a fresh `dns serve` and a fresh unbound, against
+//! asking knot directly. Each row also shows the server's CPU time (user + system, from
+//! `/proc/PID/stat`) per 1,000 queries completed.
 //!
 //! Options: `--seconds N` per warm run (10 by default).
 
@@ -12,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use protolab_tests::{Proc, Server, free_port, require_peer, wait_udp_reply};
 
-use crate::util::{Table, build_bins};
+use crate::util::{Table, build_bins_of};
 
 /// A query for `. SOA`, as a readiness probe: any reply means the server is up.
 pub const PROBE: &[u8] = b"\x77\x77\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x06\x00\x01";
@@ -53,13 +55,48 @@ nope.example.test A
 www.example.test MX
 ";
 
-/// What dnsperf reported.
+/// What dnsperf reported, and the CPU time the server under test spent meanwhile.
 #[derive(Debug, Clone, Copy)]
 struct Perf {
     qps: f64,
     avg_latency_ms: f64,
     completed: u64,
     lost: u64,
+    /// Milliseconds of CPU (user + system) per 1,000 queries completed.
+    cpu_ms_per_1k: f64,
+}
+
+/// User plus system CPU time of process `pid` so far, in milliseconds: fields 14 and 15 of
+/// `/proc/PID/stat`, in clock ticks.
+fn cpu_ms(pid: i32) -> Result<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("read /proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces; the fields after it start past its `)`.
+    let rest = text
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("no `)` in /proc/PID/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| -> Result<f64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .with_context(|| format!("no field {} in /proc/{pid}/stat", i + 3))
+    };
+    // Field 3 (state) is fields[0], so utime (14) and stime (15) are fields[11] and [12].
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as f64 } else { 100.0 };
+    Ok((tick(11)? + tick(12)?) * 1e3 / hz)
+}
+
+/// dnsperf against `addr`, with the CPU time of `server_pid` measured around it.
+fn measured(server_pid: i32, addr: SocketAddr, queries: &Path, extra: &[&str]) -> Result<Perf> {
+    let before = cpu_ms(server_pid)?;
+    let mut p = dnsperf(addr, queries, extra)?;
+    let spent = cpu_ms(server_pid)? - before;
+    p.cpu_ms_per_1k = spent * 1e3 / (p.completed.max(1) as f64);
+    Ok(p)
 }
 
 fn dnsperf(addr: SocketAddr, queries: &Path, extra: &[&str]) -> Result<Perf> {
@@ -90,6 +127,7 @@ fn dnsperf(addr: SocketAddr, queries: &Path, extra: &[&str]) -> Result<Perf> {
         avg_latency_ms: field("Average Latency (s):")? * 1e3,
         completed: field("Queries completed:")? as u64,
         lost: field("Queries lost:")? as u64,
+        cpu_ms_per_1k: 0.0,
     })
 }
 
@@ -188,6 +226,7 @@ fn row(t: &mut Table, who: &str, how: &str, p: Perf) {
         format!("{:.3}", p.avg_latency_ms),
         p.completed.to_string(),
         p.lost.to_string(),
+        format!("{:.1}", p.cpu_ms_per_1k),
     ]);
 }
 
@@ -205,7 +244,8 @@ pub fn run(args: &[String]) -> Result<()> {
             other => bail!("unknown option {other:?}: bench dns takes --seconds N"),
         }
     }
-    let bins: PathBuf = build_bins(true)?;
+    // Only the binary measured: a release build of the whole workspace would cost minutes.
+    let bins: PathBuf = build_bins_of(true, &["protolab-dns"])?;
     let dns = bins.join("dns");
     let dir = ScratchDir::new("bench")?;
     let zone_path = dir.path().join("example.test.zone");
@@ -218,10 +258,13 @@ pub fn run(args: &[String]) -> Result<()> {
         .collect();
     std::fs::write(&cold_path, cold)?;
 
-    let (_knot, knot) = start_knot(dir.path(), &zone_path)?;
+    let (knot_proc, knot) = start_knot(dir.path(), &zone_path)?;
+    let knot_pid = knot_proc.pid();
     let ours = start_dns_serve(&dns, knot);
     let ours_addr = ours.addr("udp");
-    let (_unbound, unbound) = start_unbound(dir.path(), knot)?;
+    let warm_dir = dir.path().join("unbound-warm");
+    std::fs::create_dir_all(&warm_dir)?;
+    let (unbound_proc, unbound) = start_unbound(&warm_dir, knot)?;
     let secs = seconds.to_string();
     let warm = ["-l", secs.as_str()];
 
@@ -233,20 +276,35 @@ pub fn run(args: &[String]) -> Result<()> {
         "dnsperf, {seconds} s each, the same {} questions",
         WARM_QUERIES.lines().count()
     );
-    let p_ours = dnsperf(ours_addr, &warm_path, &warm)?;
-    let p_unbound = dnsperf(unbound, &warm_path, &warm)?;
-    let p_knot = dnsperf(knot, &warm_path, &warm)?;
+    let p_ours = measured(ours.proc.pid(), ours_addr, &warm_path, &warm)?;
+    let p_unbound = measured(unbound_proc.pid(), unbound, &warm_path, &warm)?;
+    let p_knot = measured(knot_pid, knot, &warm_path, &warm)?;
+    drop(ours);
+    drop(unbound_proc);
 
     // Cold cache: a fresh resolver, every question asked once, so every one is a miss that goes
-    // to knot; the same file straight to knot is the baseline.
+    // to knot; a fresh unbound the same way; the same file straight to knot is the baseline.
     println!("cold cache: {COLD_NAMES} distinct names, each asked once");
-    drop(ours);
-    let cold_server = start_dns_serve(&dns, knot);
-    let cold_addr = cold_server.addr("udp");
     let cold_args = ["-n", "1", "-q", "20"];
-    let p_cold = dnsperf(cold_addr, &cold_path, &cold_args)?;
-    let p_direct = dnsperf(knot, &cold_path, &cold_args)?;
+    let cold_server = start_dns_serve(&dns, knot);
+    let p_cold = measured(
+        cold_server.proc.pid(),
+        cold_server.addr("udp"),
+        &cold_path,
+        &cold_args,
+    )?;
     drop(cold_server);
+    let cold_dir = dir.path().join("unbound-cold");
+    std::fs::create_dir_all(&cold_dir)?;
+    let (cold_unbound_proc, cold_unbound) = start_unbound(&cold_dir, knot)?;
+    let p_unbound_cold = measured(
+        cold_unbound_proc.pid(),
+        cold_unbound,
+        &cold_path,
+        &cold_args,
+    )?;
+    drop(cold_unbound_proc);
+    let p_direct = measured(knot_pid, knot, &cold_path, &cold_args)?;
 
     let mut t = Table::new(
         "dns",
@@ -257,6 +315,7 @@ pub fn run(args: &[String]) -> Result<()> {
             "avg latency ms",
             "completed",
             "lost",
+            "server CPU ms/1k q",
         ],
     );
     row(
@@ -278,6 +337,12 @@ pub fn run(args: &[String]) -> Result<()> {
         "cold cache: every query a miss",
         p_cold,
     );
+    row(
+        &mut t,
+        "unbound",
+        "cold cache: every query a miss",
+        p_unbound_cold,
+    );
     row(&mut t, "knot", "the same queries, directly", p_direct);
     let ratio = p_ours.qps / p_unbound.qps;
     t.note(format!(
@@ -288,11 +353,25 @@ pub fn run(args: &[String]) -> Result<()> {
         "dns serve / knot authoritative: {:.2}x queries/s",
         p_ours.qps / p_knot.qps
     ));
+    let overhead = p_cold.avg_latency_ms - p_direct.avg_latency_ms;
+    let unbound_overhead = p_unbound_cold.avg_latency_ms - p_direct.avg_latency_ms;
     t.note(format!(
-        "cold-cache forwarding overhead: {:+.3} ms average latency per query ({:.3} ms through dns serve vs {:.3} ms direct), {:.2}x the direct queries/s",
-        p_cold.avg_latency_ms - p_direct.avg_latency_ms,
-        p_cold.avg_latency_ms,
-        p_direct.avg_latency_ms,
+        "cold-cache forwarding overhead: dns serve {overhead:+.3} ms, unbound {unbound_overhead:+.3} ms average latency per query over knot direct ({:.3} ms)",
+        p_direct.avg_latency_ms
+    ));
+    let overhead_ratio = overhead / unbound_overhead;
+    t.note(format!(
+        "dns serve / unbound, cold-miss overhead: {overhead_ratio:.2}x (target <= 0.5x: {})",
+        if overhead_ratio <= 0.5 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    ));
+    let cold_ratio = p_cold.qps / p_unbound_cold.qps;
+    t.note(format!(
+        "dns serve / unbound, cold queries/s: {cold_ratio:.2}x (target >= 2.0x: {}); {:.2}x the direct queries/s",
+        if cold_ratio >= 2.0 { "met" } else { "NOT met" },
         p_cold.qps / p_direct.qps
     ));
     t.note("dnsperf shares the machine's cores with the server under test; one run each.");
@@ -301,6 +380,13 @@ pub fn run(args: &[String]) -> Result<()> {
     t.figure("knot_qps", p_knot.qps);
     t.figure("ratio_vs_unbound", ratio);
     t.figure("cold_avg_latency_ms", p_cold.avg_latency_ms);
+    t.figure("unbound_cold_avg_latency_ms", p_unbound_cold.avg_latency_ms);
     t.figure("direct_avg_latency_ms", p_direct.avg_latency_ms);
+    t.figure("cold_qps", p_cold.qps);
+    t.figure("unbound_cold_qps", p_unbound_cold.qps);
+    t.figure("cold_overhead_ratio_vs_unbound", overhead_ratio);
+    t.figure("cold_qps_ratio_vs_unbound", cold_ratio);
+    t.figure("cold_cpu_ms_per_1k", p_cold.cpu_ms_per_1k);
+    t.figure("unbound_cold_cpu_ms_per_1k", p_unbound_cold.cpu_ms_per_1k);
     t.finish()
 }
