@@ -25,7 +25,7 @@ use protolab_transport::{
 };
 
 use crate::cache::{Cache, CacheStats};
-use crate::client::{Client, ClientConfig};
+use crate::client::{Client, ClientConfig, ClientError};
 use crate::iterate::{self, Answer, Ask, Delegations, IterConfig, RootHints, Servers};
 use crate::rrl::{RateLimiter, RrlConfig, RrlStats, Verdict};
 use crate::wire::{self, QueryView, WireError, flags};
@@ -244,20 +244,16 @@ enum Handled {
 }
 
 impl Ask for Client {
-    async fn ask(
-        &self,
-        server: SocketAddr,
-        name: &Name,
-        qtype: RecordType,
-    ) -> Result<Answer, String> {
-        self.query_one(server, name, qtype)
-            .await
-            .map(|x| Answer {
+    async fn ask(&self, server: SocketAddr, name: &Name, qtype: RecordType) -> iterate::Reply {
+        match self.query_one(server, name, qtype).await {
+            Ok(x) => iterate::Reply::Answer(Answer {
                 reply: x.reply,
                 size: x.size,
                 elapsed: x.elapsed,
-            })
-            .map_err(|e| e.to_string())
+            }),
+            Err(ClientError::Timeout { .. }) => iterate::Reply::Timeout,
+            Err(e) => iterate::Reply::Failed(e.to_string()),
+        }
     }
 }
 
