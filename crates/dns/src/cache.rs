@@ -296,7 +296,7 @@ fn cacheable(reply: &Message) -> Option<(Vec<u8>, u32, bool)> {
 fn render(entry: &Entry, query: &QueryView<'_>, age: u32, limit: usize) -> Vec<u8> {
     let opt = query.edns.is_some();
     if entry.wire.len() + if opt { 11 } else { 0 } > limit {
-        return wire::bare_reply(query, flags::TC | flags::RA, 0);
+        return wire::bare_reply(query, flags::TC | flags::RA, ResponseCode::NoError);
     }
     let mut out = Vec::with_capacity(entry.wire.len() + 11);
     out.extend_from_slice(&entry.wire);

@@ -6,7 +6,7 @@
 //! of a zone closer to the name (NS records in the authority section, and maybe their addresses
 //! as glue in the additional section). The resolver follows referrals until an answer comes.
 //!
-//! [`Walk`] holds that logic. The driver calls [`Walk::next`] and gets either
+//! [`Walk`] holds that logic. The driver calls [`Walk::action`] and gets either
 //! [`Action::Ask`] (send this question to this server, then [`Walk::feed`] the [`Reply`]: a
 //! message, a timeout or another failure) or [`Action::Done`] with the answer or the error. The
 //! walk keeps a typed trace ([`Step`]) of every question asked. [`resolve_with`] drives it over
@@ -404,7 +404,7 @@ impl<'a> Walk<'a> {
     }
 
     /// What to do next. While a question is in flight (asked, not yet fed), it is asked again.
-    pub fn next(&mut self) -> Action {
+    pub fn action(&mut self) -> Action {
         loop {
             if let Some(done) = &self.done {
                 return Action::Done(done.clone());
@@ -647,7 +647,7 @@ pub async fn resolve_with<A: Ask>(
 ) -> Result<Resolution, ResolveError> {
     let mut walk = Walk::new(hints, config.clone(), delegations, name.clone(), qtype);
     loop {
-        match walk.next() {
+        match walk.action() {
             Action::Ask {
                 server,
                 name,
@@ -1037,7 +1037,7 @@ mod tests {
     ) -> (Result<Message, ResolveError>, Vec<(SocketAddr, String)>) {
         let mut asked = Vec::new();
         for _ in 0..100 {
-            match walk.next() {
+            match walk.action() {
                 Action::Ask {
                     server,
                     name,
@@ -1064,7 +1064,7 @@ mod tests {
             RecordType::A,
         );
         assert_eq!(
-            w.next(),
+            w.action(),
             Action::Ask {
                 server: at("127.0.0.1"),
                 name: n("www.example.test."),
@@ -1072,21 +1072,21 @@ mod tests {
             }
         );
         // Asking again before feeding repeats the question instead of sending another.
-        assert!(matches!(w.next(), Action::Ask { server, .. } if server == at("127.0.0.1")));
+        assert!(matches!(w.action(), Action::Ask { server, .. } if server == at("127.0.0.1")));
         w.feed(reply(
             ResponseCode::NoError,
             vec![],
             vec![ns("example.test.", "ns1.example.test.")],
             vec![a("ns1.example.test.", "10.0.0.3")],
         ));
-        assert!(matches!(w.next(), Action::Ask { server, .. } if server == at("10.0.0.3")));
+        assert!(matches!(w.action(), Action::Ask { server, .. } if server == at("10.0.0.3")));
         w.feed(reply(
             ResponseCode::NoError,
             vec![a("www.example.test.", "192.0.2.1")],
             vec![],
             vec![],
         ));
-        let Action::Done(Ok(m)) = w.next() else {
+        let Action::Done(Ok(m)) = w.action() else {
             panic!("done expected")
         };
         assert_eq!(m.answers, vec![a("www.example.test.", "192.0.2.1")]);

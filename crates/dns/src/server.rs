@@ -27,8 +27,9 @@ use protolab_transport::{
 use crate::cache::{Cache, CacheStats};
 use crate::client::{Client, ClientConfig, ClientError};
 use crate::iterate::{self, Answer, Ask, Delegations, IterConfig, RootHints, Servers};
+use crate::pool::{PoolConfig, SocketPool};
 use crate::rrl::{RateLimiter, RrlConfig, RrlStats, Verdict};
-use crate::wire::{self, QueryView, WireError, flags};
+use crate::wire::{self, OwnedQuery, QueryView, WireError, flags};
 use crate::zone::Catalog;
 
 /// The largest message over TCP.
@@ -206,7 +207,7 @@ impl Drop for Flight {
 /// How a miss gets its answer.
 enum Miss {
     /// Ask upstream: no query for this question is in flight.
-    Lead(Flight, Box<Message>),
+    Lead(Flight),
     /// Wait for the query in flight, holding one of the [`MAX_WAITERS`] places.
     Join(
         tokio::sync::broadcast::Receiver<Outcome>,
@@ -271,7 +272,8 @@ impl Resolver {
                 attempts: 1,
             },
             rng,
-        );
+        )
+        .with_pool(SocketPool::new(PoolConfig::default()));
         Self {
             cache: Mutex::new(Cache::new(config.cache_bytes)),
             inflight: Mutex::default(),
@@ -301,6 +303,7 @@ impl Resolver {
             "resolver": resolver,
             "cache": serde_json::to_value(cache).unwrap_or_default(),
             "upstream_client": self.client.stats.snapshot(),
+            "upstream_sockets": self.client.pool().map(|p| serde_json::to_value(p.stats()).unwrap_or_default()),
         })
     }
 
@@ -320,20 +323,17 @@ impl Resolver {
         };
         if view.opcode() != 0 {
             self.stats.notimp.fetch_add(1, Ordering::Relaxed);
-            return Handled::Now(wire::bare_reply(&view, flags::RA, 4));
+            return Handled::Now(wire::bare_reply(&view, flags::RA, ResponseCode::NotImp));
         }
         // A resolver answers questions about the Internet class only and does not relay zone
         // transfers (IXFR 251, AXFR 252), which could pull whole zones through it.
         if view.qclass != 1 || view.qtype == 251 || view.qtype == 252 {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            return Handled::Now(wire::bare_reply(&view, flags::RA, 5));
+            return Handled::Now(wire::bare_reply(&view, flags::RA, ResponseCode::Refused));
         }
         if view.edns.is_some_and(|e| e.version > 0) {
-            // BADVERS needs the extended rcode in the OPT record (RFC 6891 section 6.1.3).
-            let mut r = wire::bare_reply(&view, flags::RA, 0);
-            let n = r.len();
-            r[n - 6] = 1;
-            return Handled::Now(r);
+            // BADVERS: its upper bits go in the OPT record (RFC 6891 section 6.1.3).
+            return Handled::Now(wire::bare_reply(&view, flags::RA, ResponseCode::BADVERS));
         }
         let limit = if limit_udp {
             view.udp_limit()
@@ -359,10 +359,6 @@ impl Resolver {
                 self.stats.merged.fetch_add(1, Ordering::Relaxed);
                 Miss::Join(tx.subscribe(), place)
             } else if let Ok(slot) = self.upstream_slots.clone().try_acquire_owned() {
-                let Ok(query) = Message::from_vec(packet) else {
-                    self.stats.formerr.fetch_add(1, Ordering::Relaxed);
-                    return Handled::Now(wire::bare_reply(&view, flags::RA, 1));
-                };
                 let (tx, _) = tokio::sync::broadcast::channel(1);
                 map.insert(key.clone(), tx.clone());
                 let flight = Flight {
@@ -371,15 +367,16 @@ impl Resolver {
                     tx: Some(tx),
                     _slot: slot,
                 };
-                Miss::Lead(flight, Box::new(query))
+                Miss::Lead(flight)
             } else {
                 return self.overloaded(peer, &view, "--max-pending upstream queries");
             }
         };
+        // The question goes on as read here: the miss path parses nothing again.
+        let query = view.to_owned_query();
         let this = self.clone();
-        let packet = packet.to_vec();
         Handled::Later(Box::pin(async move {
-            this.resolve_miss(miss, packet, limit).await
+            this.resolve_miss(miss, query, limit).await
         }))
     }
 
@@ -388,7 +385,7 @@ impl Resolver {
     fn overloaded(&self, peer: SocketAddr, view: &QueryView<'_>, what: &str) -> Handled {
         self.stats.overloaded.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(%peer, "{what} at their bound: SERVFAIL");
-        Handled::Now(wire::bare_reply(view, flags::RA, 2))
+        Handled::Now(wire::bare_reply(view, flags::RA, ResponseCode::ServFail))
     }
 
     fn malformed(&self, peer: SocketAddr, packet: &[u8], e: WireError) -> Handled {
@@ -408,19 +405,19 @@ impl Resolver {
     async fn resolve_miss(
         self: Arc<Self>,
         miss: Miss,
-        packet: Vec<u8>,
+        query: OwnedQuery,
         limit: usize,
     ) -> Option<Vec<u8>> {
-        let view = wire::parse_query(&packet).ok()?;
+        let view = query.view();
         let outcome = match miss {
             Miss::Join(mut rx, _place) => rx.recv().await.ok().flatten(),
-            Miss::Lead(flight, query) => {
+            Miss::Lead(flight) => {
                 // Boxed: the upstream exchange's state is large, and without the box every
                 // waiter's task would be sized for it too.
                 let outcome = Box::pin(self.ask_upstream(&query)).await.map(Arc::new);
                 if let Some(reply) = &outcome {
                     let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-                    cache.insert(view.cache_key(), reply, Instant::now());
+                    cache.insert(flight.key.clone(), reply, Instant::now());
                 }
                 // Stored before the flight ends: a query arriving after it finds the cache.
                 flight.finish(outcome.clone());
@@ -428,7 +425,7 @@ impl Resolver {
             }
         };
         let Some(reply) = outcome else {
-            return Some(wire::bare_reply(&view, flags::RA, 2));
+            return Some(wire::bare_reply(&view, flags::RA, ResponseCode::ServFail));
         };
         let stored =
             self.cache
@@ -439,57 +436,64 @@ impl Resolver {
             return stored;
         }
         // Not cacheable (SERVFAIL from upstream, TTL 0): answer from what came.
-        let Ok(query) = Message::from_vec(&packet) else {
-            self.stats.formerr.fetch_add(1, Ordering::Relaxed);
-            return Some(wire::bare_reply(&view, flags::RA, 1));
-        };
-        Some(direct_reply(&view, &query, &reply, limit))
+        Some(direct_reply(&query, &reply, limit))
     }
 
-    /// Asks upstream for the question of `query`; `None` (counted, logged) when that failed.
-    async fn ask_upstream(&self, query: &Message) -> Option<Message> {
-        let q = query.queries.first()?;
-        let (name, qtype) = (q.name().clone(), q.query_type());
+    /// Asks upstream the question of `query`; `None` (counted, logged) when that failed.
+    async fn ask_upstream(&self, query: &OwnedQuery) -> Option<Message> {
+        let qtype = RecordType::from(query.qtype);
         let reply = match &self.upstream {
+            // The client's question bytes go upstream as they came.
             Upstream::Forward(servers) => self
                 .client
-                .query(servers, &name, qtype)
+                .query_question(servers, &query.question)
                 .await
                 .map(|x| x.reply)
                 .map_err(|e| e.to_string()),
-            Upstream::Iterate { hints, config } => {
-                iterate::resolve_with(&self.client, hints, config, &self.delegations, &name, qtype)
-                    .await
-                    .map(|r| r.reply)
-                    .map_err(|e| e.to_string())
-            }
+            Upstream::Iterate { hints, config } => match query.name() {
+                Some(name) => iterate::resolve_with(
+                    &self.client,
+                    hints,
+                    config,
+                    &self.delegations,
+                    &name,
+                    qtype,
+                )
+                .await
+                .map(|r| r.reply)
+                .map_err(|e| e.to_string()),
+                None => Err("the question's name does not decode".into()),
+            },
         };
         match reply {
             Ok(r) => Some(r),
             Err(e) => {
                 self.stats.upstream_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%name, %qtype, error = %e, "upstream failed: SERVFAIL");
+                tracing::debug!(name = ?query.name(), %qtype, error = %e, "upstream failed: SERVFAIL");
                 None
             }
         }
     }
 }
 
-fn direct_reply(
-    view: &QueryView<'_>,
-    query: &Message,
-    upstream: &Message,
-    limit: usize,
-) -> Vec<u8> {
+/// A reply to `query` carrying an upstream reply's sections, for a reply the cache did not
+/// take. Built once from the message; the query's header facts come from its owned form.
+fn direct_reply(query: &OwnedQuery, upstream: &Message, limit: usize) -> Vec<u8> {
+    let view = query.view();
+    let Some(name) = query.name() else {
+        return wire::bare_reply(&view, flags::RA, ResponseCode::ServFail);
+    };
     let mut m = Message::new(
-        query.metadata.id,
+        query.id,
         MessageType::Response,
-        query.metadata.op_code,
+        hickory_proto::op::OpCode::from_u8(view.opcode()),
     );
-    m.metadata.recursion_desired = query.metadata.recursion_desired;
+    m.metadata.recursion_desired = query.flags & flags::RD != 0;
     m.metadata.recursion_available = true;
     m.metadata.response_code = upstream.metadata.response_code;
-    m.queries = query.queries.clone();
+    let mut q = hickory_proto::op::Query::query(name, RecordType::from(query.qtype));
+    q.set_query_class(hickory_proto::rr::DNSClass::from(query.qclass));
+    m.add_query(q);
     m.answers = upstream.answers.clone();
     m.authorities = upstream.authorities.clone();
     m.additionals = upstream.additionals.clone();
@@ -498,7 +502,8 @@ fn direct_reply(
         e.set_max_payload(wire::EDNS_PAYLOAD);
         m.set_edns(e);
     }
-    wire::encode_limited(&m, limit).unwrap_or_else(|_| wire::bare_reply(view, flags::RA, 2))
+    wire::encode_limited(&m, limit)
+        .unwrap_or_else(|_| wire::bare_reply(&view, flags::RA, ResponseCode::ServFail))
 }
 
 fn to_udp_reply(h: Handled) -> UdpReply {
@@ -809,7 +814,7 @@ impl ZoneServer {
             // the query. A message without a question to echo is simply dropped.
             Verdict::Slip => wire::parse_query(packet)
                 .ok()
-                .map(|view| wire::bare_reply(&view, flags::AA | flags::TC, 0)),
+                .map(|view| wire::bare_reply(&view, flags::AA | flags::TC, ResponseCode::NoError)),
         }
     }
 
@@ -834,7 +839,7 @@ impl ZoneServer {
         };
         let Ok(query) = Message::from_vec(packet) else {
             self.stats.formerr.fetch_add(1, Ordering::Relaxed);
-            return Some(wire::bare_reply(&view, 0, 1));
+            return Some(wire::bare_reply(&view, 0, ResponseCode::FormErr));
         };
         let reply = self.catalog.respond(&query);
         let limit = if limit_udp {
@@ -844,14 +849,14 @@ impl ZoneServer {
         };
         match wire::encode_limited(&reply, limit) {
             Ok(bytes) => {
-                if bytes.len() >= 4 && bytes[2] & 0x02 != 0 {
+                if wire::is_truncated(&bytes) {
                     self.stats.truncated.fetch_add(1, Ordering::Relaxed);
                 }
                 Some(bytes)
             }
             Err(e) => {
                 tracing::debug!(error = %e, "cannot encode reply: SERVFAIL");
-                Some(wire::bare_reply(&view, 0, ResponseCode::ServFail.low()))
+                Some(wire::bare_reply(&view, 0, ResponseCode::ServFail))
             }
         }
     }
