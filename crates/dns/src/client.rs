@@ -132,6 +132,55 @@ pub struct Exchange {
     pub retried_over_tcp: bool,
 }
 
+/// One accepted reply in wire form, undecoded: for a resolver that stores and forwards bytes.
+#[derive(Debug, Clone)]
+pub struct WireExchange {
+    pub bytes: Vec<u8>,
+    pub server: SocketAddr,
+    pub elapsed: Duration,
+    /// `udp` or `tcp`: how the accepted reply came.
+    pub transport: &'static str,
+    /// True when a truncated UDP reply was followed by this TCP one.
+    pub retried_over_tcp: bool,
+}
+
+/// An accepted reply, decoded when the caller wants a message.
+struct Got {
+    wire: WireExchange,
+    reply: Option<Message>,
+}
+
+impl Got {
+    fn into_exchange(self) -> Result<Exchange, ClientError> {
+        let server = self.wire.server;
+        let reply = match self.reply {
+            Some(r) => r,
+            None => Message::from_vec(&self.wire.bytes).map_err(|e| ClientError::Malformed {
+                server,
+                error: e.to_string(),
+            })?,
+        };
+        Ok(Exchange {
+            reply,
+            server,
+            size: self.wire.bytes.len(),
+            elapsed: self.wire.elapsed,
+            transport: self.wire.transport,
+            retried_over_tcp: self.wire.retried_over_tcp,
+        })
+    }
+}
+
+/// A query sent over UDP, as its reply is checked against it.
+#[derive(Clone, Copy)]
+struct Sent<'a> {
+    id: u16,
+    question: &'a [u8],
+    bytes: &'a [u8],
+    edns: bool,
+    decode: bool,
+}
+
 /// A stub client with its own RNG and counters.
 #[derive(Debug)]
 pub struct Client {
@@ -206,13 +255,37 @@ impl Client {
         servers: &[SocketAddr],
         question: &[u8],
     ) -> Result<Exchange, ClientError> {
+        self.ask_list(servers, question, true)
+            .await?
+            .into_exchange()
+    }
+
+    /// As [`Client::query_question`], returning the accepted reply's bytes undecoded: the
+    /// checks of [`accept`] have walked every record, nothing more is done.
+    ///
+    /// # Errors
+    /// [`ClientError::Timeout`] when no server answered, or the last I/O error.
+    pub async fn query_question_wire(
+        &self,
+        servers: &[SocketAddr],
+        question: &[u8],
+    ) -> Result<WireExchange, ClientError> {
+        Ok(self.ask_list(servers, question, false).await?.wire)
+    }
+
+    async fn ask_list(
+        &self,
+        servers: &[SocketAddr],
+        question: &[u8],
+        decode: bool,
+    ) -> Result<Got, ClientError> {
         if servers.is_empty() {
             return Err(ClientError::NoServers);
         }
         let mut last = None;
         for _ in 0..self.config.attempts.max(1) {
             for &server in servers {
-                match self.ask_one(server, question).await {
+                match self.ask_one(server, question, decode).await {
                     Ok(x) => return Ok(x),
                     Err(e) => {
                         tracing::debug!(%server, error = %e, "query failed");
@@ -246,28 +319,35 @@ impl Client {
         qtype: RecordType,
     ) -> Result<Exchange, ClientError> {
         let question = question_of(name, qtype)?;
-        self.ask_one(server, &question).await
+        self.ask_one(server, &question, true).await?.into_exchange()
     }
 
-    async fn ask_one(&self, server: SocketAddr, question: &[u8]) -> Result<Exchange, ClientError> {
+    async fn ask_one(
+        &self,
+        server: SocketAddr,
+        question: &[u8],
+        decode: bool,
+    ) -> Result<Got, ClientError> {
         let mut edns = self.config.edns;
         loop {
             let x = if self.config.tcp {
-                self.tcp_exchange(server, question, edns).await?
+                self.tcp_exchange(server, question, edns, decode).await?
             } else {
-                let x = self.udp_exchange(server, question, edns).await?;
-                if x.reply.metadata.truncation {
+                let x = self.udp_exchange(server, question, edns, decode).await?;
+                if wire::is_truncated(&x.wire.bytes) {
                     self.stats.tcp_retries.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%server, "truncated reply: asking again over TCP");
-                    let mut t = self.tcp_exchange(server, question, edns).await?;
-                    t.retried_over_tcp = true;
+                    let mut t = self.tcp_exchange(server, question, edns, decode).await?;
+                    t.wire.retried_over_tcp = true;
                     t
                 } else {
                     x
                 }
             };
-            let rcode = x.reply.metadata.response_code;
-            if edns && (rcode == ResponseCode::FormErr || rcode == ResponseCode::NotImp) {
+            // accept() walked the header: the low four bits of byte 3 are the code.
+            let rcode = x.wire.bytes[3] & 0xF;
+            if edns && (rcode == ResponseCode::FormErr.low() || rcode == ResponseCode::NotImp.low())
+            {
                 self.stats.edns_fallbacks.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%server, %rcode, "EDNS refused: asking again without it");
                 edns = false;
@@ -319,7 +399,8 @@ impl Client {
         server: SocketAddr,
         question: &[u8],
         edns: bool,
-    ) -> Result<Exchange, ClientError> {
+        decode: bool,
+    ) -> Result<Got, ClientError> {
         let io = |error| ClientError::Io { server, error };
         let (id, bytes) = self.encode(question, edns);
         let mut pooled = match &self.pool {
@@ -348,8 +429,14 @@ impl Client {
                 (None, Some(s)) => s,
                 (None, None) => unreachable!("one of the two is set above"),
             };
-            self.udp_wait(socket, pooled.is_some(), server, id, question, &bytes, edns)
-                .await
+            let sent = Sent {
+                id,
+                question,
+                bytes: &bytes,
+                edns,
+                decode,
+            };
+            self.udp_wait(socket, pooled.is_some(), server, &sent).await
         };
         if let (Some(pool), Some(p)) = (&self.pool, pooled.take()) {
             match &result {
@@ -361,17 +448,20 @@ impl Client {
     }
 
     /// Sends `bytes` on `socket` and waits for the reply [`accept`] takes.
-    #[allow(clippy::too_many_arguments)]
     async fn udp_wait(
         &self,
         socket: &tokio::net::UdpSocket,
         connected: bool,
         server: SocketAddr,
-        id: u16,
-        question: &[u8],
-        bytes: &[u8],
-        edns: bool,
-    ) -> Result<Exchange, ClientError> {
+        sent: &Sent<'_>,
+    ) -> Result<Got, ClientError> {
+        let Sent {
+            id,
+            question,
+            bytes,
+            edns,
+            decode,
+        } = *sent;
         let io = |error| ClientError::Io { server, error };
         let start = Instant::now();
         if connected {
@@ -419,18 +509,26 @@ impl Client {
                 continue;
             }
             // The walk passed; hickory may still refuse a record's contents.
-            let Ok(reply) = Message::from_vec(&buf[..len]) else {
-                self.count_drop(Verdict::Garbage, from, server);
-                continue;
+            let reply = if decode {
+                let Ok(reply) = Message::from_vec(&buf[..len]) else {
+                    self.count_drop(Verdict::Garbage, from, server);
+                    continue;
+                };
+                Some(reply)
+            } else {
+                None
             };
             self.stats.replies_accepted.fetch_add(1, Ordering::Relaxed);
-            return Ok(Exchange {
+            buf.truncate(len);
+            return Ok(Got {
+                wire: WireExchange {
+                    bytes: buf,
+                    server,
+                    elapsed: start.elapsed(),
+                    transport: "udp",
+                    retried_over_tcp: false,
+                },
                 reply,
-                server,
-                size: len,
-                elapsed: start.elapsed(),
-                transport: "udp",
-                retried_over_tcp: false,
             });
         }
     }
@@ -440,7 +538,8 @@ impl Client {
         server: SocketAddr,
         question: &[u8],
         edns: bool,
-    ) -> Result<Exchange, ClientError> {
+        decode: bool,
+    ) -> Result<Got, ClientError> {
         let (id, bytes) = self.encode(question, edns);
         let expected = Expected {
             server,
@@ -475,15 +574,21 @@ impl Client {
                         continue;
                     }
                 }
-                let reply = Message::from_vec(&body).map_err(|e| malformed(e.to_string()))?;
+                let reply = if decode {
+                    Some(Message::from_vec(&body).map_err(|e| malformed(e.to_string()))?)
+                } else {
+                    None
+                };
                 self.stats.replies_accepted.fetch_add(1, Ordering::Relaxed);
-                return Ok(Exchange {
+                return Ok(Got {
+                    wire: WireExchange {
+                        bytes: body,
+                        server,
+                        elapsed: start.elapsed(),
+                        transport: "tcp",
+                        retried_over_tcp: false,
+                    },
                     reply,
-                    server,
-                    size: body.len(),
-                    elapsed: start.elapsed(),
-                    transport: "tcp",
-                    retried_over_tcp: false,
                 });
             }
         };

@@ -155,8 +155,8 @@ impl Delegations for DelegationCache {
 }
 
 /// What an upstream query in flight ends with, for every query waiting on it: the upstream's
-/// reply, or `None` when it failed.
-type Outcome = Option<Arc<Message>>;
+/// reply in wire form, or `None` when it failed.
+type Outcome = Option<Arc<Vec<u8>>>;
 
 /// The upstream queries in flight, by cache key (the question: name in lower case, type,
 /// class). A miss for a question already asked waits for that query instead of sending its
@@ -417,7 +417,7 @@ impl Resolver {
                 let outcome = Box::pin(self.ask_upstream(&query)).await.map(Arc::new);
                 if let Some(reply) = &outcome {
                     let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-                    cache.insert(flight.key.clone(), reply, Instant::now());
+                    cache.insert_wire(flight.key.clone(), reply, Instant::now());
                 }
                 // Stored before the flight ends: a query arriving after it finds the cache.
                 flight.finish(outcome.clone());
@@ -439,16 +439,18 @@ impl Resolver {
         Some(direct_reply(&query, &reply, limit))
     }
 
-    /// Asks upstream the question of `query`; `None` (counted, logged) when that failed.
-    async fn ask_upstream(&self, query: &OwnedQuery) -> Option<Message> {
+    /// Asks upstream the question of `query`; the reply in wire form, or `None` (counted,
+    /// logged) when that failed.
+    async fn ask_upstream(&self, query: &OwnedQuery) -> Option<Vec<u8>> {
         let qtype = RecordType::from(query.qtype);
         let reply = match &self.upstream {
-            // The client's question bytes go upstream as they came.
+            // The client's question bytes go upstream as they came, and the reply's bytes come
+            // back checked by accept() but not decoded: the cache takes them as they are.
             Upstream::Forward(servers) => self
                 .client
-                .query_question(servers, &query.question)
+                .query_question_wire(servers, &query.question)
                 .await
-                .map(|x| x.reply)
+                .map(|x| x.bytes)
                 .map_err(|e| e.to_string()),
             Upstream::Iterate { hints, config } => match query.name() {
                 Some(name) => iterate::resolve_with(
@@ -460,8 +462,8 @@ impl Resolver {
                     qtype,
                 )
                 .await
-                .map(|r| r.reply)
-                .map_err(|e| e.to_string()),
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.reply.to_vec().map_err(|e| e.to_string())),
                 None => Err("the question's name does not decode".into()),
             },
         };
@@ -477,10 +479,11 @@ impl Resolver {
 }
 
 /// A reply to `query` carrying an upstream reply's sections, for a reply the cache did not
-/// take. Built once from the message; the query's header facts come from its owned form.
-fn direct_reply(query: &OwnedQuery, upstream: &Message, limit: usize) -> Vec<u8> {
+/// take (SERVFAIL, TTL 0): the only place a miss decodes the upstream's reply. The query's
+/// header facts come from its owned form.
+fn direct_reply(query: &OwnedQuery, upstream: &[u8], limit: usize) -> Vec<u8> {
     let view = query.view();
-    let Some(name) = query.name() else {
+    let (Some(name), Ok(upstream)) = (query.name(), Message::from_vec(upstream)) else {
         return wire::bare_reply(&view, flags::RA, ResponseCode::ServFail);
     };
     let mut m = Message::new(
