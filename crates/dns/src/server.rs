@@ -162,7 +162,11 @@ type Outcome = Option<Arc<Vec<u8>>>;
 /// class). A miss for a question already asked waits for that query instead of sending its
 /// own: one query per question means an off-path attacker racing forged replies has one id and
 /// port to hit, not as many as there are clients asking (RFC 5452 section 5).
-type InFlight = Mutex<std::collections::HashMap<Vec<u8>, tokio::sync::broadcast::Sender<Outcome>>>;
+///
+/// The channel to the waiters is made by the first miss that joins: most questions in flight
+/// are asked by one client only, and they cost no channel.
+type InFlight =
+    Mutex<std::collections::HashMap<Vec<u8>, Option<tokio::sync::broadcast::Sender<Outcome>>>>;
 
 /// The one query asking upstream for a question, holding one of the `--max-pending` slots.
 /// Dropping it ends the flight: the key is removed, the slot freed and, if [`Flight::finish`]
@@ -171,34 +175,35 @@ type InFlight = Mutex<std::collections::HashMap<Vec<u8>, tokio::sync::broadcast:
 struct Flight {
     resolver: Arc<Resolver>,
     key: Vec<u8>,
-    tx: Option<tokio::sync::broadcast::Sender<Outcome>>,
+    ended: bool,
     _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Flight {
     /// Ends the flight and hands `outcome` to every query that joined it.
     fn finish(mut self, outcome: Outcome) {
-        let tx = self.tx.take();
-        self.end();
-        if let Some(tx) = tx {
-            // No receiver is fine: nobody else asked.
+        if let Some(tx) = self.end() {
+            // A receiver that went away is fine.
             let _ = tx.send(outcome);
         }
     }
 
-    fn end(&self) {
+    /// Removes the flight from the table, returning its waiters' channel if any joined.
+    fn end(&mut self) -> Option<tokio::sync::broadcast::Sender<Outcome>> {
+        self.ended = true;
         let mut map = self
             .resolver
             .inflight
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        map.remove(&self.key);
+        map.remove(&self.key).flatten()
     }
 }
 
 impl Drop for Flight {
     fn drop(&mut self) {
-        if self.tx.is_some() {
+        if !self.ended {
+            // Dropping the channel here tells the waiters the flight is over, empty-handed.
             self.end();
         }
     }
@@ -352,19 +357,26 @@ impl Resolver {
         let key = view.cache_key();
         let miss = {
             let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(tx) = map.get(&key) {
+            if let Some(waiters) = map.get_mut(&key) {
                 let Ok(place) = self.waiting_slots.clone().try_acquire_owned() else {
                     return self.overloaded(peer, &view, "waiting misses");
                 };
                 self.stats.merged.fetch_add(1, Ordering::Relaxed);
-                Miss::Join(tx.subscribe(), place)
+                let rx = match waiters {
+                    Some(tx) => tx.subscribe(),
+                    None => {
+                        let (tx, rx) = tokio::sync::broadcast::channel(1);
+                        *waiters = Some(tx);
+                        rx
+                    }
+                };
+                Miss::Join(rx, place)
             } else if let Ok(slot) = self.upstream_slots.clone().try_acquire_owned() {
-                let (tx, _) = tokio::sync::broadcast::channel(1);
-                map.insert(key.clone(), tx.clone());
+                map.insert(key.clone(), None);
                 let flight = Flight {
                     resolver: self.clone(),
                     key,
-                    tx: Some(tx),
+                    ended: false,
                     _slot: slot,
                 };
                 Miss::Lead(flight)
