@@ -1,8 +1,8 @@
 //! `cargo xtask bench dns`: dnsperf against `dns serve` with a warm cache, unbound answering
 //! from its cache in the same forwarding setup, and knot answering authoritatively; then the
 //! cold-cache cost of forwarding through a fresh `dns serve` and a fresh unbound, against
-//! asking knot directly (the median of three cold runs each). Each row also shows the server's CPU time (user + system, from
-//! `/proc/PID/stat`) per 1,000 queries completed.
+//! asking knot directly (the median of three cold runs each). Each row also shows the server's
+//! CPU time (user + system, from `/proc/PID/stat`) per 1,000 queries completed.
 //!
 //! Options: `--seconds N` per warm run (10 by default).
 
