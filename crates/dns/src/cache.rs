@@ -289,10 +289,10 @@ fn cacheable_wire(reply: &[u8]) -> Wire {
     }
     let count = |at: usize| usize::from(u16::from_be_bytes([reply[at], reply[at + 1]]));
     let (ancount, nscount, arcount) = (count(6), count(8), count(10));
-    let rcode = head.flags & 0xF;
+    let rcode = ResponseCode::from(0, (head.flags & flags::RCODE) as u8);
     let negative = match rcode {
-        3 => true,
-        0 => ancount == 0,
+        ResponseCode::NXDomain => true,
+        ResponseCode::NoError => ancount == 0,
         _ => return Wire::No,
     };
     // Each record: where it starts, its type, where its TTL and RDATA sit, its RDATA length.
@@ -348,7 +348,7 @@ fn cacheable_wire(reply: &[u8]) -> Wire {
     }
     let mut out = reply[..opt_at.unwrap_or(pos)].to_vec();
     out[..2].copy_from_slice(&[0, 0]);
-    let f = flags::QR | flags::RD | flags::RA | rcode;
+    let f = flags::QR | flags::RD | flags::RA | u16::from(rcode.low());
     out[2..4].copy_from_slice(&f.to_be_bytes());
     if opt_at.is_some() {
         out[10..12].copy_from_slice(&((arcount - 1) as u16).to_be_bytes());

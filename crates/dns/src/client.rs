@@ -344,10 +344,8 @@ impl Client {
                     x
                 }
             };
-            // accept() walked the header: the low four bits of byte 3 are the code.
-            let rcode = x.wire.bytes[3] & 0xF;
-            if edns && (rcode == ResponseCode::FormErr.low() || rcode == ResponseCode::NotImp.low())
-            {
+            let rcode = wire::header_rcode(&x.wire.bytes).unwrap_or(ResponseCode::NoError);
+            if edns && (rcode == ResponseCode::FormErr || rcode == ResponseCode::NotImp) {
                 self.stats.edns_fallbacks.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%server, %rcode, "EDNS refused: asking again without it");
                 edns = false;

@@ -29,6 +29,10 @@ pub mod flags {
     pub const RA: u16 = 0x0080;
     pub const AD: u16 = 0x0020;
     pub const CD: u16 = 0x0010;
+    /// The opcode's four bits.
+    pub const OPCODE: u16 = 0x7800;
+    /// The response code's low four bits (the upper ones live in an OPT record).
+    pub const RCODE: u16 = 0x000F;
 }
 
 /// Why bytes are not a usable DNS message.
@@ -407,8 +411,8 @@ pub fn opt_record() -> [u8; 11] {
 pub fn bare_reply(query: &QueryView<'_>, extra_flags: u16, rcode: ResponseCode) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + query.question.len() + 11);
     out.extend_from_slice(&query.id.to_be_bytes());
-    let opcode_rd_cd = query.flags & (0x7800 | flags::RD | flags::CD);
-    let f = flags::QR | opcode_rd_cd | extra_flags | u16::from(rcode.low() & 0xF);
+    let opcode_rd_cd = query.flags & (flags::OPCODE | flags::RD | flags::CD);
+    let f = flags::QR | opcode_rd_cd | extra_flags | (u16::from(rcode.low()) & flags::RCODE);
     out.extend_from_slice(&f.to_be_bytes());
     out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, u8::from(query.edns.is_some())]);
     out.extend_from_slice(query.question);
@@ -429,14 +433,23 @@ pub fn is_truncated(message: &[u8]) -> bool {
 /// Returns `None` when there is no header to echo an id from, or when the message is itself a
 /// response (answering responses could make two servers bounce errors forever).
 pub fn formerr_header(buf: &[u8]) -> Option<Vec<u8>> {
-    if buf.len() < HEADER_LEN || buf[2] & 0x80 != 0 {
+    let query_flags = u16_at(buf, 2).ok()?;
+    if buf.len() < HEADER_LEN || query_flags & flags::QR != 0 {
         return None;
     }
     let mut out = vec![0u8; HEADER_LEN];
     out[..2].copy_from_slice(&buf[..2]);
-    out[2] = 0x80 | (buf[2] & 0x79);
-    out[3] = 1;
+    let f = flags::QR
+        | (query_flags & (flags::OPCODE | flags::RD))
+        | u16::from(ResponseCode::FormErr.low());
+    out[2..4].copy_from_slice(&f.to_be_bytes());
     Some(out)
+}
+
+/// The response code in a message's header (its low four bits; `None` without a header).
+pub fn header_rcode(message: &[u8]) -> Option<ResponseCode> {
+    let f = u16_at(message, 2).ok()?;
+    Some(ResponseCode::from(0, (f & flags::RCODE) as u8))
 }
 
 /// Builds a query message: a random `id` chosen by the caller (RFC 5452), one question, RD as
