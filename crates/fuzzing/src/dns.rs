@@ -76,13 +76,17 @@ pub fn dns_wire(data: &[u8]) {
             let mut buf = [0u8; MAX_QUESTION];
             assert_eq!(view.cache_key_in(&mut buf), &key[..]);
             assert!((512..=usize::from(wire::EDNS_PAYLOAD)).contains(&view.udp_limit()));
-            for (extra, rcode) in [(flags::RA, 5), (flags::RA, 2), (flags::TC | flags::RA, 0)] {
+            for (extra, rcode) in [
+                (flags::RA, ResponseCode::Refused),
+                (flags::RA, ResponseCode::ServFail),
+                (flags::TC | flags::RA, ResponseCode::NoError),
+            ] {
                 let r = bare_reply(&view, extra, rcode);
                 assert!(r.len() <= data.len(), "error reply larger than the query");
                 assert_eq!(be16(&r, 0), view.id);
                 let f = be16(&r, 2);
                 assert_ne!(f & flags::QR, 0);
-                assert_eq!(f & 0xF, u16::from(rcode));
+                assert_eq!(f & 0xF, u16::from(rcode.low()));
                 assert_eq!(f & 0x7800, view.flags & 0x7800, "opcode not echoed");
                 assert_eq!(be16(&r, 4), 1);
                 assert_eq!(&r[HEADER_LEN..HEADER_LEN + q.len()], q);
