@@ -37,7 +37,10 @@ pub const PEERS: &[(&str, &str)] = &[
     ("ab", "apache2-utils"),
     ("wrk", "wrk"),
     // A Python module, not a command: an absolute path is checked as it is.
-    ("/usr/lib/python3/dist-packages/requests/__init__.py", "python3-requests"),
+    (
+        "/usr/lib/python3/dist-packages/requests/__init__.py",
+        "python3-requests",
+    ),
     // Subnets
     ("ipcalc", "ipcalc"),
     ("sipcalc", "sipcalc"),
