@@ -114,7 +114,9 @@ pub async fn run(
     };
     let tcp_stats = Arc::new(TcpServerStats::default());
     let counters = Arc::new(Counters::default());
-    let workers = config.workers.max(1);
+    // Each worker caps its own connections, as nginx's worker_connections does; the caps add
+    // up to exactly `max_connections`, so there are never more workers than connections.
+    let workers = config.workers.clamp(1, config.max_connections.max(1));
     let shared = Arc::new(Shared {
         origin: Origin::new(config.origin.clone()),
         config,
@@ -124,15 +126,16 @@ pub async fn run(
     // from the same listening socket, as nginx's worker processes do: a connection then lives
     // on one thread, and no request costs a wake-up across threads.
     let mut threads = Vec::new();
-    let per_worker = TcpServerConfig {
-        max_connections: tcp.max_connections.div_ceil(workers),
-        ..tcp
+    let per_worker = |i: usize| TcpServerConfig {
+        max_connections: tcp.max_connections / workers
+            + usize::from(i < tcp.max_connections % workers),
+        ..tcp.clone()
     };
     let std_listener = bound.into_std()?;
     for i in 1..workers {
         let listener = std_listener.try_clone()?;
         let (tcp, shutdown, stats, shared) = (
-            per_worker.clone(),
+            per_worker(i),
             shutdown.clone(),
             tcp_stats.clone(),
             shared.clone(),
@@ -151,7 +154,7 @@ pub async fn run(
         threads.push(thread);
     }
     let listener = TcpListener::from_std(std_listener)?;
-    let first = serve_on(listener, per_worker, shutdown, tcp_stats.clone(), shared).await;
+    let first = serve_on(listener, per_worker(0), shutdown, tcp_stats.clone(), shared).await;
     let others = tokio::task::spawn_blocking(move || {
         threads
             .into_iter()
