@@ -19,13 +19,14 @@ pub const EXIT_NO_ANSWER: u8 = 9;
 
 /// An error that carries its exit status and, where there is one, the fix.
 ///
-/// Put it anywhere in an error chain (`anyhow` context or `source`): [`exit_with`] finds it and
-/// exits with its status and prints its hint.
+/// Put it anywhere in an error chain as an error (not as an `anyhow` context, which hides its
+/// type): [`exit_with`] finds it, exits with its status and prints its hint.
 #[derive(Debug)]
 pub struct Failure {
     what: String,
     hint: Option<String>,
     code: u8,
+    source: Option<Box<dyn Error + Send + Sync + 'static>>,
 }
 
 impl Failure {
@@ -35,6 +36,7 @@ impl Failure {
             what: what.into(),
             hint: None,
             code: EXIT_FAILURE,
+            source: None,
         }
     }
 
@@ -61,6 +63,13 @@ impl Failure {
         self
     }
 
+    /// The error underneath, printed after this one.
+    #[must_use]
+    pub fn caused_by(mut self, source: impl Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
     /// The exit status this failure asks for.
     pub fn code(&self) -> u8 {
         self.code
@@ -73,7 +82,11 @@ impl fmt::Display for Failure {
     }
 }
 
-impl Error for Failure {}
+impl Error for Failure {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn Error + 'static))
+    }
+}
 
 /// A socket that could not be bound: names the protocol and address, and lets [`report`] give
 /// every binary the same words for a port in use.
