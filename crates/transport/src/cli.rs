@@ -181,8 +181,11 @@ pub fn report(err: &(dyn Error + 'static)) -> Report {
 fn explain_io(e: &io::Error, listen: Option<&ListenError>) -> Option<(String, String)> {
     let port = listen.map(|l| l.addr.port());
     match (e.kind(), port) {
-        (io::ErrorKind::AddrInUse, Some(port)) => Some((
-            format!("port {port} is already in use"),
+        (io::ErrorKind::AddrInUse, port) => Some((
+            port.map_or_else(
+                || "the address is already in use".to_owned(),
+                |port| format!("port {port} is already in use"),
+            ),
             "another program holds it, most often an earlier server still running: stop it, \
              or choose another port with --listen (port 0 picks a free one)"
                 .to_owned(),
