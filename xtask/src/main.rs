@@ -3,40 +3,55 @@
 //! - `demo <tcp|udp|dns|smtp|compare>`: a protocol end to end on loopback, narrated.
 //! - `test`: installs the real peers (as root), then fmt, clippy and the whole test suite.
 //! - `bench <tcp|udp|dns|smtp|link>`: this project and its peers measured in one run.
+//! - `install`: the binaries, their shell completions and man pages, onto PATH.
 
 mod bench;
 mod demo;
+mod install;
 mod peers;
 mod test;
 mod util;
 
-use anyhow::{Result, bail};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use protolab_transport::cli::Failure;
 
 const HELP: &str = "\
 cargo xtask: protolab's tasks
 
-USAGE:
-    cargo xtask demo <tcp|udp|dns|smtp|compare> [OPTIONS]
-    cargo xtask test
-    cargo xtask bench <tcp|udp|dns|smtp|link>
+Usage:
+  cargo xtask demo <tcp|udp|dns|smtp|compare> [OPTIONS]
+  cargo xtask test
+  cargo xtask bench <tcp|udp|dns|smtp|link> [OPTIONS]
+  cargo xtask install [--prefix DIR]
 
-TASKS:
-    demo      run a protocol end to end on loopback and narrate what happens on the wire
-              (demo tcp needs no setup; demo tcp --trace and demo compare need root)
-    test      install the Debian peers the tests use (when root), then cargo fmt --check,
-              cargo clippy -D warnings and every test; with CI=true a missing peer is fatal
-    bench     measure protolab against its real peers in one run; prints a table with ratios
-              and writes it as JSON under target/bench/
+Tasks:
+  demo      run a protocol end to end on loopback and narrate what happens on the wire
+            (demo tcp needs no setup; demo tcp --trace and demo compare need root)
+  test      install the Debian peers the tests use (when root), then cargo fmt --check,
+            cargo clippy -D warnings and every test; with CI=true a missing peer is fatal
+  bench     measure protolab against its real peers in one run; prints a table with ratios
+            and writes it as JSON under target/bench/
+  install   build the binaries (release) and copy them, their shell completions (bash, zsh,
+            fish) and man pages under a prefix (default ~/.cargo, so ~/.cargo/bin)
 
-EXAMPLES:
-    cargo xtask demo tcp
-    cargo xtask demo compare --loss 5% --reorder 10% --delay 20ms --seed 7
-    cargo xtask test
-    cargo xtask bench tcp
+Each task takes --help.
+
+Examples:
+  cargo xtask demo tcp
+  cargo xtask demo compare --loss 5% --reorder 10% --delay 20ms --seed 7
+  cargo xtask test
+  cargo xtask bench tcp
+  cargo xtask install --prefix ~/.local
 ";
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    protolab_transport::cli::exit_with(run(&args))
+}
+
+fn run(args: &[String]) -> Result<()> {
     let Some((task, rest)) = args.split_first() else {
         print!("{HELP}");
         return Ok(());
@@ -45,10 +60,19 @@ fn main() -> Result<()> {
         "demo" => demo::run(rest),
         "test" | "ci" => test::run(rest),
         "bench" => bench::run(rest),
+        "install" => install::run(rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())
         }
-        other => bail!("unknown task {other:?}: run `cargo xtask` for the list"),
+        other => Err(Failure::usage(format!("unknown task {other:?}"))
+            .hint("run `cargo xtask --help` for the list")
+            .into()),
     }
+}
+
+/// True when `args` asks for help (`-h`, `--help` or `help` first).
+pub fn wants_help(args: &[String]) -> bool {
+    args.first()
+        .is_some_and(|a| matches!(a.as_str(), "-h" | "--help" | "help"))
 }

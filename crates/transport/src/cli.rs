@@ -361,7 +361,10 @@ pub fn generate(mut cmd: clap::Command, args: &GenerateArgs) -> io::Result<Vec<P
         Ok(path)
     };
     written.push(page(cmd.clone(), format!("{name}.1"))?);
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         let full = format!("{name}-{}", sub.get_name());
         written.push(page(sub.clone().name(full.clone()), format!("{full}.1"))?);
     }
