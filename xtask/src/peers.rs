@@ -31,6 +31,9 @@ pub const PEERS: &[(&str, &str)] = &[
     ("swaks", "swaks"),
     ("msmtp", "msmtp"),
     ("curl", "curl"),
+    // Subnets
+    ("ipcalc", "ipcalc"),
+    ("sipcalc", "sipcalc"),
 ];
 
 /// Where a peer's command is found, if anywhere.
