@@ -265,6 +265,19 @@ pub fn init_tracing(base: tracing::Level, verbose: u8) {
         .try_init();
 }
 
+static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Records the binary's `--json` flag, for code that announces sockets deep in a library's
+/// driver (see [`json`]).
+pub fn set_json(on: bool) {
+    JSON.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The `--json` flag given to [`set_json`].
+pub fn json() -> bool {
+    JSON.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Announces a bound socket on standard output: `listening tcp 127.0.0.1:9999`, or under
 /// `--json` the line `{"event":"listening","proto":"tcp","addr":"127.0.0.1:9999"}`, so that a
 /// `--json` stream is JSON from its first line.

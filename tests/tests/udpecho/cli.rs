@@ -177,7 +177,14 @@ fn several_workers_keep_a_flow_in_order() {
     let _heavy = crate::common::heavy();
     let srv = protolab_tests::Server::start(
         "udpecho",
-        &["serve", "--listen", "127.0.0.1:0", "--workers", "2", "--no-tcp"],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--no-tcp",
+        ],
         1,
     );
     let target = srv.addr("udp");
@@ -196,7 +203,12 @@ fn a_taken_port_is_refused_in_one_wording() {
     let srv = server(&["--no-tcp"]);
     let port = srv.addr("udp").port();
     let out = Command::new(bin("udpecho"))
-        .args(["serve", "--no-tcp", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "serve",
+            "--no-tcp",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .env("RUST_BACKTRACE", "1")
         .output()
         .expect("run udpecho");
