@@ -10,7 +10,7 @@ use protolab_transport::cli::Failure;
 use crate::util;
 
 /// The binaries `install` copies, each from the package of the same name.
-pub const BINARIES: [&str; 5] = ["greet", "udpecho", "dns", "smtp", "impair"];
+pub const BINARIES: [&str; 6] = ["greet", "udpecho", "dns", "smtp", "impair", "subnet"];
 
 const HELP: &str = "\
 cargo xtask install: the binaries, shell completions and man pages under a prefix
@@ -19,7 +19,7 @@ Usage:
   cargo xtask install [--prefix DIR] [--debug]
 
 Builds the binaries (release unless --debug) and writes, under the prefix (default ~/.cargo):
-  bin/NAME                                            greet udpecho dns smtp impair
+  bin/NAME                                 greet udpecho dns smtp impair subnet
   share/bash-completion/completions/NAME
   share/zsh/site-functions/_NAME
   share/fish/vendor_completions.d/NAME.fish
@@ -120,8 +120,14 @@ pub fn install(bins: &Path, prefix: &Path) -> Result<Vec<PathBuf>> {
         std::fs::rename(&tmp, &to).with_context(|| format!("install {}", to.display()))?;
         written.push(to);
         for (what, dir) in &places {
+            // subnet has no subcommands: its generator is a hidden option.
+            let generate: &[&str] = if name == "subnet" {
+                &["--generate", what, "--out"]
+            } else {
+                &["generate", what, "--out"]
+            };
             let out = Command::new(&from)
-                .args(["generate", what, "--out"])
+                .args(generate)
                 .arg(dir)
                 .output()
                 .with_context(|| format!("run {name} generate {what}"))?;
