@@ -20,7 +20,7 @@ Usage:
 
 Builds the binaries (release unless --debug) and writes, under the prefix (default ~/.cargo):
   bin/NAME                                 greet udpecho dns smtp impair subnet
-  share/bash-completion/completions/NAME
+  share/bash-completion/completions/NAME.bash
   share/zsh/site-functions/_NAME
   share/fish/vendor_completions.d/NAME.fish
   share/man/man1/NAME.1 and NAME-SUBCOMMAND.1

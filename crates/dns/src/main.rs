@@ -48,8 +48,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Ask a DNS question, like dig (dig's @SERVER, +short, +tcp, +trace, +norecurse, -p PORT
-    /// and TYPEnnn work too).
+    /// Ask a DNS question, like dig.
+    ///
+    /// dig's spellings work too: @SERVER before or after the name, +short, +tcp, +trace,
+    /// +norecurse, +noedns, +json, +time=N, +tries=N, -p PORT, -t TYPE, and TYPEnnn for any type.
     #[command(after_help = "Examples:
   dns query example.test A @127.0.0.1:5300
   dns query @127.0.0.1 -p 5300 example.test MX +short
@@ -443,7 +445,7 @@ async fn query(a: QueryArgs, json: bool) -> Result<()> {
             if let Some(e) = &err {
                 v["error"] = serde_json::Value::String(e.to_string());
             }
-            outln!("{}", serde_json::to_string_pretty(&v)?);
+            outln!("{}", serde_json::to_string(&v)?);
         } else if a.short {
             if let Some(r) = &reply {
                 out!("{}", present::short_text(r));
@@ -481,9 +483,11 @@ async fn query(a: QueryArgs, json: bool) -> Result<()> {
         v["transport"] = serde_json::Value::String(x.transport.into());
         v["retriedOverTcp"] = serde_json::Value::Bool(x.retried_over_tcp);
         v["messageSize"] = x.size.into();
-        v["queryTimeMs"] = (x.elapsed.as_secs_f64() * 1e3).into();
+        v["queryTimeUs"] = u64::try_from(x.elapsed.as_micros())
+            .unwrap_or(u64::MAX)
+            .into();
         v["client"] = client.stats.snapshot();
-        outln!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string(&v)?);
     } else if a.short {
         out!("{}", present::short_text(&x.reply));
     } else {
@@ -529,6 +533,19 @@ async fn hints_from_server(client: &Client, server: SocketAddr) -> Result<RootHi
         bail!("{server} gave no root servers with addresses: give --root-hints FILE");
     }
     Ok(RootHints { servers })
+}
+
+/// A server's start-up error: bind errors in the words every binary uses for them.
+fn listen_error(listen: SocketAddr, e: std::io::Error) -> anyhow::Error {
+    use std::io::ErrorKind as K;
+    if matches!(
+        e.kind(),
+        K::AddrInUse | K::AddrNotAvailable | K::PermissionDenied
+    ) {
+        protolab_transport::cli::ListenError::new("udp and tcp", listen, e).into()
+    } else {
+        anyhow::Error::new(e).context(format!("serve on {listen}"))
+    }
 }
 
 /// The counters a server prints when it stops: one JSON line under `--json`, otherwise a
@@ -609,7 +626,7 @@ async fn serve(a: ServeArgs, json: bool) -> Result<()> {
     let shutdown = shutdown_on_signals()?;
     let resolver = run_resolver(config, shutdown)
         .await
-        .with_context(|| format!("serve on {listen}"))?;
+        .map_err(|e| listen_error(listen, e))?;
     print_stats(&resolver.report(), json);
     Ok(())
 }
@@ -648,7 +665,7 @@ async fn zone(a: ZoneArgs, json: bool) -> Result<()> {
     };
     let server = run_zone_server(config, Catalog::new(zones), shutdown)
         .await
-        .with_context(|| format!("serve zones on {listen}"))?;
+        .map_err(|e| listen_error(listen, e))?;
     print_stats(&server.report(), json);
     Ok(())
 }

@@ -221,7 +221,7 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let transcript = client::hello(&config).await.map_err(hello_failure)?;
             if cli.json {
-                outln!("{}", serde_json::to_string_pretty(&transcript)?);
+                outln!("{}", serde_json::to_string(&transcript)?);
             } else {
                 for line in transcript.welcome.iter().chain(&transcript.replies) {
                     outln!("{line}");
@@ -249,7 +249,7 @@ async fn run(cli: Cli) -> Result<()> {
                 ))
             })?;
             if cli.json {
-                outln!("{}", serde_json::to_string_pretty(&r)?);
+                outln!("{}", serde_json::to_string(&r)?);
             } else {
                 outln!(
                     "{} connections, {:.1} s: {} requests, {:.0} requests/s\n\

@@ -10,6 +10,25 @@ Examples:
 Exit status: 0 ok, 1 failure, 2 usage error.
 ";
 
+/// `impair link`'s help, set here so that every binary's help has the same `Examples:` form.
+const LINK_EXAMPLES: &str = "\
+Examples:
+  impair link --left lab-a --right lab-b
+      then, in other terminals:
+      ip netns exec lab-b udpecho serve --listen 198.18.0.2:7777
+      ip netns exec lab-a udpecho probe 198.18.0.2:7777 --count 1000
+  impair link --left lab-a --right lab-b --loss 5% --reorder 10% --delay 20ms --jitter 5ms --seed 7
+  impair link --left lab-a --right lab-b --trace --pcap link.pcap
+      then: tshark -r link.pcap
+  impair link --left lab-a --right lab-b --rate 10mbit --delay 40ms --stats truth.json
+  impair link --left lab-a --right lab-b --rate 1mbit --queue 64kB
+      a shallow buffer
+
+The left namespace has 198.18.0.1 and the right one 198.18.0.2 on device link0. The link runs
+until SIGINT or SIGTERM (or --duration), then removes both namespaces and prints what it did
+per direction. It needs root; without root use `impair udp`.
+";
+
 #[derive(Debug, Parser)]
 #[command(name = "impair", version, about, after_help = EXAMPLES)]
 struct Cli {
@@ -28,6 +47,7 @@ enum Cmd {
     /// Relay UDP between a listening address and a server, impairing each direction.
     Udp(protolab_impair::relay::RelayArgs),
     /// Join two new network namespaces by a userspace link of TUN devices (needs root).
+    #[command(after_help = LINK_EXAMPLES)]
     Link(protolab_impair::link::LinkArgs),
     /// Write shell completions or man pages (used by `cargo xtask install`).
     #[command(hide = true)]
