@@ -245,7 +245,7 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let r = bench::run(&config).await.map_err(|e| {
                 Failure::no_answer(e.to_string()).hint(format!(
-                    "start the server at {server} first, or point --server at it"
+                    "is the server running? Start it at {server} first, or point --server at it"
                 ))
             })?;
             if cli.json {
