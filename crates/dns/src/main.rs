@@ -215,21 +215,17 @@ fn dig_words(args: impl Iterator<Item = String>) -> Vec<String> {
             "+norecurse" | "+norec" => Some(vec!["--norecurse".into()]),
             "+noedns" => Some(vec!["--no-edns".into()]),
             "+json" => Some(vec!["--json".into()]),
-            "+notcp" | "+recurse" | "+rec" | "+edns" | "+nocmd" | "+nostats" | "+noall" => {
-                Some(Vec::new())
-            }
+            "+notcp" | "+recurse" | "+rec" | "+edns" | "+nocmd" | "+nostats" => Some(Vec::new()),
             "-p" => Some(vec!["--port".into(), it.next().unwrap_or_default()]),
             "-t" => Some(vec![it.next().unwrap_or_default()]),
             _ => {
                 if let Some(n) = lower.strip_prefix("+time=") {
                     Some(vec!["--timeout".into(), format!("{n}s")])
-                } else if let Some(n) = lower
-                    .strip_prefix("+tries=")
-                    .or_else(|| lower.strip_prefix("+retry="))
-                {
-                    Some(vec!["--tries".into(), n.to_owned()])
                 } else {
-                    None
+                    lower
+                        .strip_prefix("+tries=")
+                        .or_else(|| lower.strip_prefix("+retry="))
+                        .map(|n| vec!["--tries".into(), n.to_owned()])
                 }
             }
         };
@@ -535,6 +531,38 @@ async fn hints_from_server(client: &Client, server: SocketAddr) -> Result<RootHi
     Ok(RootHints { servers })
 }
 
+/// Asks every root server of the hints for `. NS` once at start and says in the log whether
+/// any answers: hints that point nowhere (or the wrong `--port`) would otherwise show only as
+/// a SERVFAIL for every query, seconds later.
+async fn check_root_hints(hints: RootHints, port: u16, timeout: Duration) {
+    let servers: Vec<SocketAddr> = hints
+        .servers
+        .iter()
+        .flat_map(|(_, ips)| ips.iter().map(|ip| SocketAddr::new(*ip, port)))
+        .collect();
+    let config = ClientConfig {
+        tcp: false,
+        edns: true,
+        recursion_desired: false,
+        timeout,
+        attempts: 1,
+    };
+    let (rng, _) = protolab_transport::rng::seeded(None);
+    let client = Client::new(config, rng);
+    let list = servers
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    match client.query(&servers, &Name::root(), RecordType::NS).await {
+        Ok(x) => tracing::info!(server = %x.server, "a root server from the hints answers"),
+        Err(e) => tracing::warn!(
+            "no root server from --root-hints answers ({list}): {e}; every query will get \
+             SERVFAIL. Check the hints file and --port (53 on the Internet, 5300 in the lab)"
+        ),
+    }
+}
+
 /// A server's start-up error: bind errors in the words every binary uses for them.
 fn listen_error(listen: SocketAddr, e: std::io::Error) -> anyhow::Error {
     use std::io::ErrorKind as K;
@@ -623,6 +651,9 @@ async fn serve(a: ServeArgs, json: bool) -> Result<()> {
         max_pending: a.max_pending,
         max_tcp_per_client: a.max_tcp_per_client,
     };
+    if let Upstream::Iterate { hints, config } = &config.upstream {
+        tokio::spawn(check_root_hints(hints.clone(), config.port, a.timeout));
+    }
     let shutdown = shutdown_on_signals()?;
     let resolver = run_resolver(config, shutdown)
         .await

@@ -110,3 +110,54 @@ fn dig_habits_work_in_dns_query() {
     let out = run("dns", &["query", "example.test", "DS", at, "-p", &port]);
     assert!(out.status.success(), "DS: {}", stderr(&out));
 }
+
+/// `dns serve --root-hints` whose root servers do not answer says so in its log at start,
+/// instead of leaving every query to fail with SERVFAIL seconds later.
+#[test]
+fn unreachable_root_hints_are_logged() {
+    use std::io::BufRead;
+    let hints = workspace_root().join("examples/dns/root.hints");
+    let port = free_port().to_string();
+    let mut cmd = std::process::Command::new(protolab_tests::bin("dns"));
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--timeout",
+        "300ms",
+        "--port",
+        &port,
+    ])
+    .arg("--root-hints")
+    .arg(&hints)
+    .env("RUST_LOG", "warn")
+    .stderr(std::process::Stdio::piped());
+    let mut proc = protolab_tests::Proc::spawn("dns serve", &mut cmd);
+    let stderr = proc.child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let line = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("a log line about the root hints");
+    assert!(line.contains("WARN"), "{line}");
+    // Standard error is a pipe here: no colour escape codes in the log.
+    assert!(!line.contains('\x1b'), "escape codes in a log file: {line:?}");
+    assert!(
+        line.contains("no root server from --root-hints answers"),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("127.0.0.1:{port}")),
+        "names where it asked: {line}"
+    );
+    assert!(line.contains("--port"), "names the fix: {line}");
+}
