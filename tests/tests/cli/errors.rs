@@ -178,3 +178,28 @@ fn hello_works_against_raw_framing() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "Welcome!\nHello, Ada!\nHello, Linus!\n");
 }
+
+/// A zone file with mistakes: every one named as FILE:LINE, in one line, exit 1.
+#[test]
+fn zone_file_problems_name_the_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad1.zone");
+    std::fs::write(
+        &path,
+        "$ORIGIN bad.test.\nwww A 192.0.2.1\n@ 3600 IN SOA ns admin 1 2 3 4 5\nfoo 3600 IN BOGUS x\n",
+    )
+    .expect("write zone");
+    let out = std::process::Command::new(protolab_tests::bin("dns"))
+        .args(["zone", "--listen", "127.0.0.1:0", "--zone", "bad1.zone"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run dns zone");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    one_line("dns zone", &err);
+    assert!(
+        err.starts_with("error: bad1.zone:2: record has no TTL and no $TTL is set; bad1.zone:4: unknown record type BOGUS"),
+        "{err}"
+    );
+}

@@ -150,7 +150,10 @@ fn unreachable_root_hints_are_logged() {
         .expect("a log line about the root hints");
     assert!(line.contains("WARN"), "{line}");
     // Standard error is a pipe here: no colour escape codes in the log.
-    assert!(!line.contains('\x1b'), "escape codes in a log file: {line:?}");
+    assert!(
+        !line.contains('\x1b'),
+        "escape codes in a log file: {line:?}"
+    );
     assert!(
         line.contains("no root server from --root-hints answers"),
         "{line}"
