@@ -328,7 +328,8 @@ fn bind_pair(
     let mut last = None;
     for _ in 0..tries {
         let (sockets, udp_addr) =
-            bind_udp_group(addr, workers).map_err(|e| ListenError::new("udp", addr, e))?;
+            protolab_transport::udp::bind_udp_group(addr, workers, SOCKET_BUFFER)
+                .map_err(|e| ListenError::new("udp", addr, e))?;
         if !tcp {
             return Ok((sockets, udp_addr, None));
         }
@@ -342,44 +343,6 @@ fn bind_pair(
     Err(last
         .unwrap_or_else(|| ListenError::new("tcp", addr, std::io::ErrorKind::AddrInUse.into()))
         .into())
-}
-
-/// The sockets of one SO_REUSEPORT group, blocking with a 100 ms read timeout (so that a
-/// worker sees the stop flag), and their common address.
-fn bind_udp_group(
-    addr: SocketAddr,
-    n: usize,
-) -> std::io::Result<(Vec<std::net::UdpSocket>, SocketAddr)> {
-    if addr.port() != 0 {
-        // A socket without SO_REUSEPORT is refused where any socket is bound, so a second
-        // `udpecho serve` on a taken port fails as a port in use instead of joining the group
-        // and taking half the flows.
-        drop(std::net::UdpSocket::bind(addr)?);
-    }
-    let mut sockets: Vec<std::net::UdpSocket> = Vec::with_capacity(n);
-    let mut bound = addr;
-    for _ in 0..n {
-        let socket = socket2::Socket::new(
-            socket2::Domain::for_address(addr),
-            socket2::Type::DGRAM,
-            Some(socket2::Protocol::UDP),
-        )?;
-        if addr.is_ipv6() {
-            socket.set_only_v6(true)?;
-        }
-        socket.set_reuse_port(true)?;
-        let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
-        let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
-        socket.bind(&bound.into())?;
-        let socket: std::net::UdpSocket = socket.into();
-        if sockets.is_empty() {
-            // The others join the port the first one got (port 0 means "pick one").
-            bound = socket.local_addr()?;
-        }
-        socket.set_read_timeout(Some(Duration::from_millis(100)))?;
-        sockets.push(socket);
-    }
-    Ok((sockets, bound))
 }
 
 async fn serve_tcp(
