@@ -21,6 +21,18 @@ const PROBES: &[&str] = &[
     "--count", "100000", "--rate", "10000", "--wait", "3s", "--seed", "1",
 ];
 
+/// The datagrams the ground truth says were lost each way: the engine's drops, its tail drops,
+/// and those the kernel dropped at the relay's sockets before the relay read them (a loaded
+/// machine can overflow a socket buffer; SO_RXQ_OVFL counts it, so the sum stays exact). The
+/// upstream kernel count is the listening socket's, which only this test's one session uses.
+fn losses(truth: &serde_json::Value, session: &serde_json::Value) -> (u64, u64) {
+    let (up, down) = (&session["upstream"], &session["downstream"]);
+    (
+        n(up, "dropped") + n(up, "queue_dropped") + n(truth, "upstream_kernel_dropped"),
+        n(down, "dropped") + n(down, "queue_dropped") + n(session, "downstream_kernel_dropped"),
+    )
+}
+
 #[test]
 fn loss_both_ways_duplication_and_reordering_downstream() {
     let _turn = heavy();
@@ -50,10 +62,14 @@ fn loss_both_ways_duplication_and_reordering_downstream() {
         "a reply came after the wait: raise --wait"
     );
     assert_eq!(n(&report, "sent"), 100_000);
-    assert_eq!(n(up, "received"), 100_000);
-    assert_eq!(n(&report, "lost_upstream"), n(up, "dropped"));
-    assert_eq!(n(&report, "lost_downstream"), n(down, "dropped"));
-    assert_eq!(n(&report, "lost"), n(up, "dropped") + n(down, "dropped"));
+    let (lost_up, lost_down) = losses(&truth, s);
+    assert_eq!(
+        n(up, "received") + n(&truth, "upstream_kernel_dropped"),
+        100_000
+    );
+    assert_eq!(n(&report, "lost_upstream"), lost_up);
+    assert_eq!(n(&report, "lost_downstream"), lost_down);
+    assert_eq!(n(&report, "lost"), lost_up + lost_down);
     assert_eq!(n(&report, "duplicates"), n(down, "duplicated"));
     assert_eq!(n(&report, "reordered"), n(down, "reordered"));
     assert_eq!(n(&report, "server_received"), n(up, "forwarded"));
@@ -106,9 +122,14 @@ fn loss_duplication_reordering_and_delay_upstream() {
         0,
         "a reply came after the wait: raise --wait"
     );
-    assert_eq!(n(up, "received"), 100_000);
-    assert_eq!(n(&report, "lost_upstream"), n(up, "dropped"));
-    assert_eq!(n(&report, "lost_downstream"), 0);
+    let (lost_up, lost_down) = losses(&truth, s);
+    assert_eq!(
+        n(up, "received") + n(&truth, "upstream_kernel_dropped"),
+        100_000,
+        "{truth:#}"
+    );
+    assert_eq!(n(&report, "lost_upstream"), lost_up);
+    assert_eq!(n(&report, "lost_downstream"), lost_down);
     assert_eq!(n(down, "dropped"), 0);
     assert_eq!(n(&report, "duplicates"), n(up, "duplicated"));
     assert_eq!(
@@ -190,10 +211,12 @@ fn tcp_probes_lose_nothing_and_keep_order() {
         assert_eq!(n(&report, k), 0, "{k} on TCP");
     }
     assert_eq!(n(&report, "server_received"), 20_000);
-    // The kernel's own view of the connection: a loopback path retransmits nothing, and its
-    // smoothed RTT is a positive number of microseconds.
+    // The kernel's own view of the connection is reported. Loopback loses nothing, but on a
+    // loaded machine a timer can still fire before an ACK is processed (a spurious
+    // retransmission), so the count is read, not pinned to zero: what TCP promises the
+    // application, all data in order, is asserted above.
     let info = &report["tcp_info"];
-    assert_eq!(info["total_retrans"], 0, "{info}");
+    assert!(info["total_retrans"].as_u64().is_some(), "{info}");
     assert!(info["rtt_us"].as_u64().is_some_and(|us| us > 0), "{info}");
     let counters = stop(srv);
     assert_eq!(n(&counters, "probes"), 20_000);
