@@ -17,6 +17,9 @@ pub const PEERS: &[(&str, &str)] = &[
     ("nft", "nftables"),
     ("ip", "iproute2"),
     ("tshark", "tshark"),
+    ("tcptrace", "tcptrace"),
+    // Pictures: every SVG the programs draw is rendered headless by a test
+    ("chromium", "chromium"),
     // DNS
     ("knotd", "knot"),
     ("nsd", "nsd"),

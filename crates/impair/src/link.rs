@@ -11,8 +11,10 @@
 //! - `tun`: the TUN devices (one ioctl on /dev/net/tun) and the wait for packets;
 //! - `netns`: the namespaces, their ownership records and their removal, even after SIGKILL;
 //! - `forward`: the forwarding loop of one direction;
-//! - `trace`: packet decoding (etherparse) and the trace lines, without I/O.
+//! - `trace`: packet decoding (etherparse) and the trace lines, without I/O;
+//! - `diagram`: the trace drawn as a sequence diagram (`--diagram`, SVG through plotters).
 
+mod diagram;
 mod forward;
 mod netns;
 mod trace;
@@ -55,6 +57,7 @@ EXAMPLES:
         ip netns exec lab-a udpecho probe 198.18.0.2:7777 --count 1000
     impair link --left lab-a --right lab-b --loss 5% --reorder 10% --delay 20ms --jitter 5ms --seed 7
     impair link --left lab-a --right lab-b --trace --pcap link.pcap     (then: tshark -r link.pcap)
+    impair link --left lab-a --right lab-b --trace --diagram packets.svg  (a sequence diagram)
     impair link --left lab-a --right lab-b --rate 10mbit --delay 40ms --stats truth.json
     impair link --left lab-a --right lab-b --rate 1mbit --queue 64kB     (a shallow buffer)
 
@@ -102,6 +105,11 @@ pub struct LinkArgs {
     /// Print one line per packet: time, direction, TCP flags, seq, ack, window, length, fate
     #[arg(long)]
     pub trace: bool,
+    /// Draw the packets as a sequence diagram into this SVG file at exit: two lifelines, one
+    /// arrow per packet with its flags, seq/ack and length, a cross where the link dropped it
+    /// (the first 200 packets)
+    #[arg(long, value_name = "FILE.svg")]
+    pub diagram: Option<PathBuf>,
     /// Write every packet entering the link to this pcap file (LINKTYPE_RAW), for tshark
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
@@ -263,7 +271,7 @@ pub fn main(args: LinkArgs) -> Result<()> {
     let write_errors = AtomicU64::new(0);
     let trace_lost = AtomicU64::new(0);
     let failed = AtomicBool::new(false);
-    let tracing_on = args.trace || args.pcap.is_some();
+    let tracing_on = args.trace || args.pcap.is_some() || args.diagram.is_some();
     let (seen_tx, seen_rx) = sync_channel::<forward::Seen>(TRACE_QUEUE);
     let pcap = match &args.pcap {
         Some(path) => Some(open_pcap(path)?),
@@ -273,7 +281,8 @@ pub fn main(args: LinkArgs) -> Result<()> {
     let outcome = std::thread::scope(|s| -> Result<Option<i32>> {
         let tracer = tracing_on.then(|| {
             let rx = seen_rx;
-            s.spawn(move || tracer(rx, args.trace, args.json, wall_start, pcap))
+            let diagram = args.diagram.as_deref();
+            s.spawn(move || tracer(rx, args.trace, args.json, wall_start, pcap, diagram))
         });
         let mut workers = Vec::new();
         let ends = [
@@ -619,14 +628,28 @@ fn tracer(
     json: bool,
     wall_start: SystemTime,
     mut pcap: Option<Pcap>,
+    diagram: Option<&std::path::Path>,
 ) -> Result<()> {
     let epoch = wall_start
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     let mut out = std::io::BufWriter::new(std::io::stdout());
     let mut scales = trace::WindowScales::default();
+    // The diagram's packets, capped: it draws the first ones only.
+    let mut drawn: Vec<Line> = Vec::new();
+    let mut seen_total = 0u64;
     let mut next = rx.recv().ok();
     while let Some(seen) = next {
+        seen_total += 1;
+        if diagram.is_some() && drawn.len() < diagram::MAX_PACKETS {
+            drawn.push(Line::new(
+                seen.at,
+                seen.direction,
+                &seen.packet,
+                seen.action,
+                &mut scales,
+            ));
+        }
         if lines {
             let line = Line::new(
                 seen.at,
@@ -662,6 +685,9 @@ fn tracer(
     let _ = out.flush();
     if let Some(w) = pcap {
         w.into_writer().flush().context("flush the capture")?;
+    }
+    if let Some(path) = diagram {
+        diagram::draw(path, &drawn, seen_total)?;
     }
     Ok(())
 }

@@ -9,12 +9,14 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use protolab_transport::cli::{Failure, parse_at_least_one, parse_duration};
 use protolab_transport::{out, outln};
-use protolab_udpecho::{flows::FlowConfig, probe, server};
+use protolab_udpecho::{bulk, flows::FlowConfig, probe, server};
 
 const EXAMPLES: &str = "\
 Examples:
   udpecho serve                         echo probes on 127.0.0.1:7777 (UDP and TCP)
   udpecho probe 127.0.0.1:7777          100 probes, 10 ms apart
+  udpecho sink                          receive bulk TCP transfers on 127.0.0.1:5001
+  udpecho bulk 127.0.0.1:5001 --cc cubic --duration 10s --svg cubic.svg
 
 Exit status: 0 ok, 1 failure, 2 usage error, 9 the target did not answer.
 ";
@@ -39,6 +41,8 @@ Examples:
       RTT without wake-up delay
   udpecho probe 127.0.0.1:7777 --packets probes.jsonl
       one JSON line per probe into probes.jsonl
+  udpecho probe 127.0.0.1:7777 --count 1000 --svg probe.svg
+      RTT, losses and IPDV drawn
 ";
 
 fn addr(text: &str) -> Result<SocketAddr, String> {
@@ -159,10 +163,84 @@ enum Cmd {
         /// Spin on the receive socket so replies are timestamped as they land (uses a core).
         #[arg(long)]
         busy: bool,
+        /// Draw the run as an SVG picture: RTT per probe over time with losses (up and down
+        /// apart), reordering and percentile lines, and the IPDV histogram
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+    },
+    /// Send one bulk TCP transfer and sample the kernel's congestion control state (TCP_INFO).
+    ///
+    /// Writes as fast as the path takes for --duration under the congestion control asked for
+    /// (reno, cubic, bbr: see `sysctl net.ipv4.tcp_available_congestion_control`), reading
+    /// cwnd, ssthresh, RTT, retransmissions and delivery rate every --sample. `udpecho sink`
+    /// receives.
+    #[command(after_help = BULK_EXAMPLES)]
+    Bulk {
+        /// The sink's address (port 5001 when only a host is given)
+        #[arg(value_parser = bulk_addr)]
+        target: SocketAddr,
+        /// Congestion control for this socket (TCP_CONGESTION) [default: the system's]
+        #[arg(long, value_name = "NAME")]
+        cc: Option<String>,
+        /// How long to keep sending (at most 120s)
+        #[arg(long, short = 'd', default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// How often to read TCP_INFO
+        #[arg(long, default_value = "5ms", value_parser = parse_duration)]
+        sample: Duration,
+        /// The bottleneck's rate in bits/s, drawn as a line on the goodput panel (10mbit, 500kbit)
+        #[arg(long, value_name = "BITS/S", value_parser = bits_per_second)]
+        bottleneck: Option<f64>,
+        /// Draw cwnd with ssthresh and retransmissions, RTT and goodput as one SVG picture
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+    },
+    /// Receive bulk TCP transfers and drop the bytes; one JSON line per finished connection.
+    #[command(after_help = SINK_EXAMPLES)]
+    Sink {
+        /// Address to listen on
+        #[arg(long, default_value = "127.0.0.1:5001", value_parser = bulk_addr)]
+        listen: SocketAddr,
     },
     /// Write shell completions or man pages (used by `cargo xtask install`).
     #[command(hide = true)]
     Generate(protolab_transport::cli::GenerateArgs),
+}
+
+const BULK_EXAMPLES: &str = "\
+Examples:
+  udpecho bulk 127.0.0.1:5001 --cc cubic --duration 10s --svg cubic.svg
+      one transfer, its cwnd, RTT and goodput drawn
+  udpecho bulk 127.0.0.1 --cc bbr --bottleneck 10mbit --svg bbr.svg --json
+";
+
+const SINK_EXAMPLES: &str = "\
+Examples:
+  udpecho sink                          receive on 127.0.0.1:5001
+  udpecho sink --listen 127.0.0.1:0 --json
+";
+
+fn bulk_addr(text: &str) -> Result<SocketAddr, String> {
+    protolab_transport::parse_addr(text, 5001).map_err(|e| e.to_string())
+}
+
+fn bits_per_second(text: &str) -> Result<f64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let (num, mult) = if let Some(n) = t.strip_suffix("gbit") {
+        (n, 1e9)
+    } else if let Some(n) = t.strip_suffix("mbit") {
+        (n, 1e6)
+    } else if let Some(n) = t.strip_suffix("kbit") {
+        (n, 1e3)
+    } else {
+        (t.as_str(), 1.0)
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v * mult),
+        _ => Err(format!(
+            "{text:?} is not a rate: write bits per second, like 10mbit or 500kbit"
+        )),
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -257,6 +335,7 @@ fn run(cli: Cli) -> Result<()> {
             tcp,
             quiet,
             busy,
+            svg,
         } => {
             let interval = match (interval, rate) {
                 (Some(i), _) => i,
@@ -299,6 +378,16 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(path) = packets {
                 write_packets(&path, &run.packets)?;
             }
+            if let Some(path) = svg {
+                let title = format!(
+                    "udpecho probe {target}{}: {} sent, {} lost, {} reordered",
+                    if tcp { " --tcp" } else { "" },
+                    run.summary.report.sent,
+                    run.summary.report.lost,
+                    run.summary.report.reordered
+                );
+                protolab_udpecho::plot::probe(&path, &run.packets, &run.summary.report, &title)?;
+            }
             // The seed is any u64: above 2^53 a JSON number loses digits in most readers.
             let mut summary = serde_json::to_value(&run.summary)?;
             summary["seed"] = serde_json::Value::String(run.summary.seed.to_string());
@@ -321,7 +410,76 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Cmd::Bulk {
+            target,
+            cc,
+            duration,
+            sample,
+            bottleneck,
+            svg,
+        } => bulk(
+            &bulk::BulkConfig {
+                target,
+                congestion: cc,
+                duration,
+                sample,
+            },
+            bottleneck,
+            svg.as_deref(),
+            json,
+        ),
+        Cmd::Sink { listen } => sink(listen, json),
     }
+}
+
+fn bulk(
+    cfg: &bulk::BulkConfig,
+    bottleneck: Option<f64>,
+    svg: Option<&std::path::Path>,
+    json: bool,
+) -> Result<()> {
+    let report = bulk::run(cfg)?;
+    if let Some(path) = svg {
+        let title = format!(
+            "{}: {:.2} Mbit/s goodput, {} retransmitted segments",
+            report.congestion,
+            report.goodput_bps / 1e6,
+            report.total_retrans
+        );
+        protolab_udpecho::plot::congestion(path, &report, bottleneck, &title)?;
+    }
+    if json {
+        outln!("{}", serde_json::to_string(&report)?);
+    } else {
+        outln!(
+            "{} to {}: {} bytes acknowledged in {:.2} s, goodput {:.2} Mbit/s, {} segments retransmitted, {} TCP_INFO samples",
+            report.congestion,
+            report.target,
+            report.bytes_acked,
+            report.seconds,
+            report.goodput_bps / 1e6,
+            report.total_retrans,
+            report.samples.len()
+        );
+    }
+    Ok(())
+}
+
+fn sink(listen: SocketAddr, json: bool) -> Result<()> {
+    let rt = tokio::runtime::Runtime::new().context("start the tokio runtime")?;
+    rt.block_on(async {
+        let listener = protolab_transport::bind_tcp(listen)
+            .map_err(|e| protolab_transport::cli::ListenError::new("tcp", listen, e))?;
+        protolab_transport::cli::listening("tcp", listener.local_addr()?, json);
+        let shutdown = protolab_transport::shutdown_on_signals();
+        bulk::sink(listener, shutdown, |received| {
+            if let Ok(line) = serde_json::to_string(&received) {
+                outln!("{line}");
+            }
+        })
+        .await
+        .context("sink")
+    })
 }
 
 fn write_packets(path: &PathBuf, packets: &[protolab_udpecho::stats::PacketRecord]) -> Result<()> {

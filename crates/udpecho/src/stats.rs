@@ -44,6 +44,8 @@ pub struct PacketRecord {
     /// For a lost probe: "upstream", "downstream", or "unknown" when no later reply's window
     /// covered it.
     pub lost: Option<&'static str>,
+    /// Its first reply arrived after the reply of a later probe (RFC 4737 reordering).
+    pub reordered: bool,
 }
 
 /// The probe's report: every figure.
@@ -94,6 +96,8 @@ pub struct Stats {
     send_ns: Vec<u64>,
     rtt_ns: Vec<u64>,
     dups: Vec<u32>,
+    /// Per probe: its first reply arrived after a later probe's.
+    late_reply: Vec<bool>,
     /// Per probe, from later replies' windows: 0 unknown, 1 the server had it, 2 it had not.
     server_seen: Vec<u8>,
     next_expected: u64,
@@ -123,6 +127,7 @@ impl Stats {
             send_ns: Vec::new(),
             rtt_ns: Vec::new(),
             dups: Vec::new(),
+            late_reply: Vec::new(),
             server_seen: Vec::new(),
             next_expected: 0,
             running_next: Vec::new(),
@@ -146,6 +151,7 @@ impl Stats {
             self.send_ns.resize(need, NONE);
             self.rtt_ns.resize(need, NONE);
             self.dups.resize(need, 0);
+            self.late_reply.resize(need, false);
             self.server_seen.resize(need, 0);
         }
     }
@@ -203,6 +209,7 @@ impl Stats {
         self.received += 1;
         if seq < self.next_expected {
             self.reordered += 1;
+            self.late_reply[s] = true;
             // The earliest arrival after which the next expected number passed this one.
             let first_higher = self.running_next.partition_point(|&n| n <= seq);
             let extent = (self.running_next.len() - first_higher) as u64;
@@ -348,6 +355,7 @@ impl Stats {
                 rtt_ns: rtt,
                 duplicates: self.dups[s],
                 lost,
+                reordered: self.late_reply[s],
             }
         })
     }

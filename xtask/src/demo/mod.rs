@@ -1,7 +1,9 @@
 //! `cargo xtask demo <protocol>`.
 
 mod compare;
+mod congestion;
 mod dns;
+mod layers;
 mod smtp;
 mod tcp;
 mod tcp_trace;
@@ -14,7 +16,7 @@ const HELP: &str = "\
 cargo xtask demo: a protocol end to end on loopback, narrated
 
 Usage:
-  cargo xtask demo <tcp|udp|dns|smtp|compare> [OPTIONS]
+  cargo xtask demo <tcp|udp|dns|smtp|compare|congestion|layers> [OPTIONS]
 
 Demos:
   tcp       the greeting conversation step by step, with the kernel's socket states
@@ -25,6 +27,8 @@ Demos:
   compare   UDP and TCP through the same impaired path (root: namespaces and `impair link`;
             otherwise `impair udp` on loopback). Options: --loss P --reorder P --dup P
             --delay DUR --jitter DUR --count N --interval DUR --seed N
+  congestion  reno, cubic and bbr through one bottleneck, drawn (root); --cc, --rate, --queue
+  layers    one captured packet taken apart layer by layer (root)
 
 The demos build the binaries they run (debug) and print where they are.
 
@@ -32,6 +36,7 @@ Examples:
   cargo xtask demo tcp
   cargo xtask demo udp
   cargo xtask demo compare --loss 5% --reorder 10% --delay 20ms --jitter 5ms --seed 7
+  cargo xtask demo congestion --cc reno,cubic,bbr --rate 10mbit --queue 100kB
 ";
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -50,8 +55,10 @@ pub fn run(args: &[String]) -> Result<()> {
         "dns" => dns::run(rest),
         "smtp" => smtp::run(rest),
         "compare" => compare::run(rest),
+        "congestion" => congestion::run(rest),
+        "layers" => layers::run(rest),
         other => Err(Failure::usage(format!("no demo {other:?}"))
-            .hint("choose tcp, udp, dns, smtp or compare (cargo xtask demo --help)")
+            .hint("choose tcp, udp, dns, smtp, compare, congestion or layers (cargo xtask demo --help)")
             .into()),
     }
 }

@@ -109,13 +109,17 @@ pub fn run(args: &[String]) -> Result<()> {
     );
 
     let saved = dir.join("probe.json");
+    let picture = util::root().join("target").join("demo-udp-probe.svg");
     println!(
-        "\n$ udpecho probe {rel} --count 3000 --rate 500 --wait 1s --seed 7 --output {}",
-        saved.display()
+        "\n$ udpecho probe {rel} --count 3000 --rate 500 --wait 1s --seed 7 --output {} --svg {}",
+        saved.display(),
+        picture.display()
     );
     note(&format!(
-        "Both JSON files live in {} for the demo's length only; it removes them at the end.",
-        dir.display()
+        "The JSON files live in {} for the demo's length only (it removes them at the end);\n\
+         the picture stays at {}.",
+        dir.display(),
+        picture.display()
     ));
     let out = util::with_progress("probing through the relay (3000 probes at 500/s)", || {
         Command::new(&udpecho)
@@ -134,6 +138,8 @@ pub fn run(args: &[String]) -> Result<()> {
                 "--output",
             ])
             .arg(&saved)
+            .arg("--svg")
+            .arg(&picture)
             .output()
     })
     .context("run udpecho probe")?;
