@@ -36,7 +36,10 @@ fn check(name: &str, v: &Value) {
     for (path, types) in schema {
         let mut at = v;
         for part in path.split('.') {
-            at = &at[part];
+            at = match part.parse::<usize>() {
+                Ok(i) if at.is_array() => &at[i],
+                _ => &at[part],
+            };
         }
         let allowed: Vec<&str> = types.as_str().expect("type text").split('|').collect();
         // "number" admits integers too: a rate that happens to be whole is still a number.
@@ -143,6 +146,31 @@ fn udpecho_reports() {
         },
     );
     check("udpecho serve", lines.last().expect("the report line"));
+}
+
+#[test]
+fn bulk_and_sink_reports() {
+    use std::io::BufRead;
+    let mut sink = Server::start("udpecho", &["--json", "sink", "--listen", "127.0.0.1:0"], 1);
+    let out = run(
+        "udpecho",
+        &[
+            "bulk",
+            &sink.addr("tcp").to_string(),
+            "--duration",
+            "300ms",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines("udpecho bulk", &stdout(&out));
+    assert_eq!(lines.len(), 1);
+    check("udpecho bulk", &lines[0]);
+    // The sink writes one line when the transfer's connection closes.
+    let mut line = String::new();
+    sink.stdout.read_line(&mut line).expect("read the sink");
+    let received = json_lines("udpecho sink", &line);
+    check("udpecho sink", &received[0]);
 }
 
 #[test]
