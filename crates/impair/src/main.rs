@@ -62,7 +62,11 @@ fn main() -> std::process::ExitCode {
             args.json = cli.json;
             protolab_impair::relay::main(args)
         }
-        Cmd::Link(args) => protolab_impair::link::main(args),
+        Cmd::Link(mut args) => {
+            // `impair --json link` and `impair link --json` are the same.
+            args.json |= cli.json;
+            protolab_impair::link::main(args)
+        }
         Cmd::Generate(args) => protolab_transport::cli::generate(Cli::command(), &args)
             .map(|_| ())
             .map_err(anyhow::Error::from),
