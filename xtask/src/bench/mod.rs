@@ -1,7 +1,10 @@
 //! `cargo xtask bench <name>`: protolab and its real peers, measured in one run.
 
 mod dns;
+mod http;
+mod http_proxy;
 mod link;
+mod maildir;
 mod smtp;
 mod tcp;
 mod udp;
@@ -13,7 +16,7 @@ const HELP: &str = "\
 cargo xtask bench: protolab and its real peers, measured in one run on this machine
 
 Usage:
-  cargo xtask bench <tcp|udp|dns|smtp|link> [OPTIONS]
+  cargo xtask bench <tcp|udp|dns|smtp|http|link> [OPTIONS]
 
 Benchmarks:
   tcp       greet against redis-server and the classic Python server (greet bench), then
@@ -21,6 +24,7 @@ Benchmarks:
   udp       udpecho against irtt, iperf3 and sockperf: loss-free rate, RTT, memory
   dns       dns against unbound and knot with dnsperf (--seconds N per warm run, default 10)
   smtp      smtp serve against Postfix's smtp-sink and aiosmtpd under smtp-source, then memory
+  http      http serve against nginx under wrk: requests/s, p99, CPU, idle memory (--duration DUR)
   link      impair link beside a plain veth pair: forwarding rate and round trip (root)
 
 Each prints a table with ratios and the server's CPU time per 1,000 requests, and writes it
@@ -45,10 +49,11 @@ pub fn run(args: &[String]) -> Result<()> {
         "tcp" => tcp::run(rest),
         "udp" => udp::run(rest),
         "dns" => dns::run(rest),
+        "http" => http::run(rest),
         "smtp" => smtp::run(rest),
         "link" => link::run(rest),
         other => Err(Failure::usage(format!("no benchmark {other:?}"))
-            .hint("choose tcp, udp, dns, smtp or link (cargo xtask bench --help)")
+            .hint("choose tcp, udp, dns, smtp, http or link (cargo xtask bench --help)")
             .into()),
     }
 }

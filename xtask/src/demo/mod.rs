@@ -3,6 +3,8 @@
 mod compare;
 mod congestion;
 mod dns;
+mod http;
+mod http_cache;
 mod layers;
 mod smtp;
 mod tcp;
@@ -16,7 +18,7 @@ const HELP: &str = "\
 cargo xtask demo: a protocol end to end on loopback, narrated
 
 Usage:
-  cargo xtask demo <tcp|udp|dns|smtp|compare|congestion|layers> [OPTIONS]
+  cargo xtask demo <tcp|udp|dns|smtp|http|compare|congestion|layers> [OPTIONS]
 
 Demos:
   tcp       the greeting conversation step by step, with the kernel's socket states
@@ -24,6 +26,7 @@ Demos:
   udp       echo server, impairment relay and probe; the probe's counts beside the relay's truth
   dns       a lab hierarchy of zones and the resolver walking it
   smtp      a message through the receiver into a Maildir, and what fsync buys
+  http      one GET line by line, statelessness, cookies, and a smuggling attempt refused
   compare   UDP and TCP through the same impaired path (root: namespaces and `impair link`;
             otherwise `impair udp` on loopback). Options: --loss P --reorder P --dup P
             --delay DUR --jitter DUR --count N --interval DUR --seed N
@@ -53,12 +56,13 @@ pub fn run(args: &[String]) -> Result<()> {
         "tcp" => tcp::run(rest),
         "udp" => udp::run(rest),
         "dns" => dns::run(rest),
+        "http" => http::run(rest),
         "smtp" => smtp::run(rest),
         "compare" => compare::run(rest),
         "congestion" => congestion::run(rest),
         "layers" => layers::run(rest),
         other => Err(Failure::usage(format!("no demo {other:?}"))
-            .hint("choose tcp, udp, dns, smtp, compare, congestion or layers (cargo xtask demo --help)")
+            .hint("choose tcp, udp, dns, smtp, http, compare, congestion or layers (cargo xtask demo --help)")
             .into()),
     }
 }
