@@ -10,7 +10,9 @@ use protolab_transport::cli::Failure;
 use crate::util;
 
 /// The binaries `install` copies, each from the package of the same name.
-pub const BINARIES: [&str; 6] = ["greet", "udpecho", "dns", "smtp", "impair", "subnet"];
+pub const BINARIES: [&str; 7] = [
+    "greet", "udpecho", "dns", "smtp", "impair", "subnet", "http",
+];
 
 const HELP: &str = "\
 cargo xtask install: the binaries, shell completions and man pages under a prefix
@@ -19,7 +21,7 @@ Usage:
   cargo xtask install [--prefix DIR] [--debug]
 
 Builds the binaries (release unless --debug) and writes, under the prefix (default ~/.cargo):
-  bin/NAME                                 greet udpecho dns smtp impair subnet
+  bin/NAME                                 greet udpecho dns smtp impair subnet http
   share/bash-completion/completions/NAME.bash
   share/zsh/site-functions/_NAME
   share/fish/vendor_completions.d/NAME.fish

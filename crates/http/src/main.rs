@@ -151,6 +151,9 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         threads: usize,
     },
+    /// Write shell completions or man pages (used by `cargo xtask install`).
+    #[command(hide = true)]
+    Generate(protolab_transport::cli::GenerateArgs),
 }
 
 const PROXY_EXAMPLES: &str = "\
@@ -184,7 +187,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let base = match cli.command {
         Cmd::Serve { .. } | Cmd::Proxy { .. } => tracing::Level::INFO,
-        Cmd::Get { .. } => tracing::Level::WARN,
+        Cmd::Get { .. } | Cmd::Generate(_) => tracing::Level::WARN,
     };
     init_tracing(base, cli.verbose);
     match run(cli) {
@@ -210,6 +213,10 @@ fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Cmd::Generate(args) => {
+            protolab_transport::cli::generate(<Cli as clap::CommandFactory>::command(), &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Serve {
             listen,
             root,

@@ -14,7 +14,7 @@ use protolab_tests::bin;
 
 /// The binaries that follow the convention. smtp follows it once its branch takes the shared
 /// error report and `generate` (a one-line change in its main.rs each).
-pub const BINARIES: [&str; 5] = ["greet", "udpecho", "impair", "dns", "subnet"];
+pub const BINARIES: [&str; 6] = ["greet", "udpecho", "impair", "dns", "subnet", "http"];
 
 /// Runs `name args` to the end, with RUST_BACKTRACE=1 so that a backtrace would show.
 pub fn run(name: &str, args: &[&str]) -> Output {
