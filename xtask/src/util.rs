@@ -58,7 +58,50 @@ pub fn build_bins_of(release: bool, packages: &[&str]) -> Result<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"));
-    Ok(target.join(if release { "release" } else { "debug" }))
+    let dir = target.join(if release { "release" } else { "debug" });
+    println!(
+        "binaries in {} (`cargo xtask install` puts them on PATH)\n",
+        dir.display()
+    );
+    Ok(dir)
+}
+
+/// Runs `f` while printing on standard error how long it has run, every few seconds, so that a
+/// long step whose output comes only at its end is not taken for a hang.
+pub fn with_progress<T>(label: &str, f: impl FnOnce() -> T) -> T {
+    use std::io::IsTerminal;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let ticker = {
+        let done = done.clone();
+        let label = label.to_owned();
+        std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            let tty = std::io::stderr().is_terminal();
+            let mut shown = false;
+            let mut next = 2;
+            while !done.load(Ordering::Acquire) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let secs = start.elapsed().as_secs();
+                if secs >= next {
+                    if tty {
+                        eprint!("\r    ... {label}: {secs} s");
+                    } else {
+                        eprintln!("    ... {label}: {secs} s");
+                    }
+                    shown = true;
+                    next = secs + if tty { 1 } else { 5 };
+                }
+            }
+            if shown && tty {
+                eprintln!();
+            }
+        })
+    };
+    let out = f();
+    done.store(true, Ordering::Release);
+    let _ = ticker.join();
+    out
 }
 
 /// A benchmark's result table: printed aligned and written as JSON under target/bench/.
