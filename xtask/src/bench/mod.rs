@@ -28,11 +28,13 @@ Benchmarks:
   link      impair link beside a plain veth pair: forwarding rate and round trip (root)
 
 Each prints a table with ratios and the server's CPU time per 1,000 requests, and writes it
-as JSON to target/bench/<name>.json. Binaries are built in release mode first.
+as JSON to target/bench/<name>.json. Binaries are built in release mode first. With
+--svg FILE the table is also drawn as bar charts (throughput and CPU per request, ours first).
 
 Examples:
   cargo xtask bench tcp
   cargo xtask bench dns --seconds 5
+  cargo xtask bench http --svg target/bench/http.svg
 ";
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -45,6 +47,18 @@ pub fn run(args: &[String]) -> Result<()> {
         };
     }
     let (which, rest) = args.split_first().expect("not empty");
+    // `--svg FILE` is every benchmark's: it draws the tables the run prints.
+    let mut rest = rest.to_vec();
+    if let Some(i) = rest.iter().position(|a| a == "--svg") {
+        let Some(file) = rest.get(i + 1).cloned() else {
+            return Err(Failure::usage("--svg needs a file name")
+                .hint("cargo xtask bench http --svg target/bench/http.svg")
+                .into());
+        };
+        rest.drain(i..=i + 1);
+        crate::util::draw_tables_to(file.into());
+    }
+    let rest = rest.as_slice();
     match which.as_str() {
         "tcp" => tcp::run(rest),
         "udp" => udp::run(rest),
