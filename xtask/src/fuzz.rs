@@ -211,7 +211,8 @@ fn absorb(o: &mut Outcome, line: &str) {
         o.ft = field(line, "ft: ").unwrap_or(o.ft);
         o.corpus = line
             .find("corp: ")
-            .and_then(|i| line[i + 6..].split('/').next())
+            .and_then(|i| line[i + 6..].split_whitespace().next())
+            .and_then(|n| n.split('/').next())
             .and_then(|n| n.parse().ok())
             .unwrap_or(o.corpus);
         o.execs_per_sec = field(line, "exec/s: ").unwrap_or(o.execs_per_sec);
