@@ -19,7 +19,8 @@ const HELP: &str = "\
 cargo xtask fuzz: run the coverage-guided fuzz targets of fuzz/ with cargo-fuzz (nightly)
 
 USAGE:
-    cargo xtask fuzz [TARGET...] [--time DURATION] [--sanitizer address|none] [--json] [-v]
+    cargo xtask fuzz [TARGET...] [--time DURATION] [--keep-going] [--sanitizer address|none]
+                     [--json] [-v]
     cargo xtask fuzz --list
 
 Runs each TARGET (all of them when none is named) one after another for DURATION (default
@@ -32,6 +33,7 @@ crashes found. A crash's input is written to fuzz/artifacts/<target>/; minimise 
 
 OPTIONS:
     --time DURATION     how long each target runs: 90s, 10m, 1h or seconds (default 60s)
+    --keep-going        go on after a crash (libFuzzer's fork mode), to find more than one
     --sanitizer S       address (default) or none, when the sanitizer build fails
     --json              print the report as JSON
     -v                  show libFuzzer's own output
@@ -45,6 +47,7 @@ EXAMPLES:
     cargo xtask fuzz smtp_session --time 10m
     cargo xtask fuzz --time 30s --json
     nice -n 10 cargo xtask fuzz dns_cache zone_file --time 600s --sanitizer none
+    cargo xtask fuzz flow_table --time 10m --keep-going
 ";
 
 /// What one target's run found.
@@ -70,6 +73,7 @@ struct Options {
     json: bool,
     verbose: bool,
     list: bool,
+    keep_going: bool,
 }
 
 /// A usage error: printed as `error: ...` and exits with status 2.
@@ -100,6 +104,7 @@ fn parse(args: &[String]) -> Options {
         json: false,
         verbose: false,
         list: false,
+        keep_going: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -128,6 +133,7 @@ fn parse(args: &[String]) -> Options {
             "--json" => o.json = true,
             "-v" | "--verbose" => o.verbose = true,
             "--list" => o.list = true,
+            "--keep-going" => o.keep_going = true,
             flag if flag.starts_with('-') => usage(&format!("unknown option {flag:?}")),
             target => o.targets.push(target.to_owned()),
         }
@@ -199,13 +205,14 @@ fn absorb(o: &mut Outcome, line: &str) {
         o.executions = line[1..]
             .split_whitespace()
             .next()
-            .and_then(|n| n.parse().ok())
+            .and_then(|n| n.trim_end_matches(':').parse().ok())
             .unwrap_or(o.executions);
         o.cov = field(line, "cov: ").unwrap_or(o.cov);
         o.ft = field(line, "ft: ").unwrap_or(o.ft);
         o.corpus = line
             .find("corp: ")
-            .and_then(|i| line[i + 6..].split('/').next())
+            .and_then(|i| line[i + 6..].split_whitespace().next())
+            .and_then(|n| n.split('/').next())
             .and_then(|n| n.parse().ok())
             .unwrap_or(o.corpus);
         o.execs_per_sec = field(line, "exec/s: ").unwrap_or(o.execs_per_sec);
@@ -213,9 +220,29 @@ fn absorb(o: &mut Outcome, line: &str) {
         o.executions = n.trim().parse().unwrap_or(o.executions);
     } else if let Some(n) = line.strip_prefix("stat::average_exec_per_sec: ") {
         o.execs_per_sec = n.trim().parse().unwrap_or(o.execs_per_sec);
-    } else if let Some(i) = line.find("Test unit written to ") {
-        o.crashes.push(line[i + 21..].trim().to_owned());
     }
+}
+
+/// The crash, timeout and out-of-memory inputs libFuzzer has written for `target`.
+fn artifacts(target: &str) -> Vec<String> {
+    let dir = fuzz_dir().join("artifacts").join(target);
+    let mut found: Vec<String> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                        ["crash-", "timeout-", "oom-"]
+                            .iter()
+                            .any(|k| n.starts_with(k))
+                    })
+                })
+                .map(|p| p.display().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
 }
 
 fn run_target(target: &str, opts: &Options) -> Outcome {
@@ -228,9 +255,14 @@ fn run_target(target: &str, opts: &Options) -> Outcome {
         o.error = Some(format!("create {}: {e}", corpus.display()));
         return o;
     }
+    let before = artifacts(target);
     let started = Instant::now();
-    let child = Command::new("cargo")
-        .current_dir(fuzz_dir())
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(fuzz_dir())
+        // Under `cargo run` these name the toolchain xtask was built with, not nightly.
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO")
+        .env_remove("RUSTC")
         .args([
             "+nightly",
             "fuzz",
@@ -244,10 +276,17 @@ fn run_target(target: &str, opts: &Options) -> Outcome {
             "--",
             &format!("-max_total_time={}", opts.time.as_secs()),
             "-print_final_stats=1",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
+        ]);
+    if opts.keep_going {
+        // Fork mode: a crash is written and counted, and fuzzing goes on.
+        cmd.args([
+            "-fork=1",
+            "-ignore_crashes=1",
+            "-ignore_timeouts=1",
+            "-ignore_ooms=1",
+        ]);
+    }
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
     let mut child = match child {
         Ok(c) => c,
         Err(e) => {
@@ -288,6 +327,10 @@ fn run_target(target: &str, opts: &Options) -> Outcome {
     }
     let status = child.wait();
     o.seconds = started.elapsed().as_secs_f64();
+    o.crashes = artifacts(target)
+        .into_iter()
+        .filter(|a| !before.contains(a))
+        .collect();
     match status {
         Ok(s) if s.success() => {}
         Ok(s) if o.crashes.is_empty() => {

@@ -192,11 +192,8 @@ pub fn flow_table(data: &[u8]) {
         assert_eq!(&reply[HEADER_LEN..], &request[HEADER_LEN..]);
         assert_eq!(u128::from(rep.server_recv_ns), now.as_nanos());
         if !rep.has_state() {
-            // A request may carry NO_STATE itself and the server echoes the bit with a real
-            // count (fuzz/open/flow_table/): only the server's own NO_STATE is checked until then.
-            if req.has_state() {
-                assert_eq!((rep.server_count, rep.window), (0, 0));
-            }
+            // The server says NO_STATE only when it keeps none, whatever the request carried.
+            assert_eq!((rep.server_count, rep.window), (0, 0));
             if !req.is_stats() {
                 models.remove(&rep.flow);
             }

@@ -229,7 +229,9 @@ impl FlowTable {
             self.sweep(now);
         }
         p.server_recv_ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
-        p.flags |= FLAG_REPLY;
+        // NO_STATE is the server's word about itself: a request that carries it (a client's
+        // bug or a forgery) must not make a reply with real counts say "no state".
+        p.flags = (p.flags & !FLAG_NO_STATE) | FLAG_REPLY;
         if p.is_stats() {
             self.counters.stats_requests += 1;
             match self.flows.get_mut(&p.flow) {
@@ -316,6 +318,16 @@ mod tests {
         stats.flow = 8;
         let r = table.handle(t(3), &stats.to_vec(56)).unwrap();
         assert!(!r.has_state());
+    }
+
+    #[test]
+    fn a_request_saying_no_state_gets_the_servers_own_word() {
+        let mut table = FlowTable::new(FlowConfig::default());
+        let mut p = ProbePacket::parse(&probe(9, 0)).unwrap();
+        p.flags = FLAG_NO_STATE;
+        let r = table.handle(t(1), &p.to_vec(56)).unwrap();
+        assert!(r.has_state(), "the server keeps this flow: {r:?}");
+        assert_eq!(r.server_count, 1);
     }
 
     #[test]
