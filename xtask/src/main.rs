@@ -1,12 +1,14 @@
 //! protolab's task runner, run as `cargo xtask <task>`.
 //!
-//! - `demo <tcp|udp|dns|smtp|compare|congestion|layers>`: a protocol end to end on loopback
+//! - `demo <tcp|udp|dns|smtp|http|compare|congestion|layers>`: a protocol end to end on loopback
 //!   (or through the lab link, as root), narrated.
 //! - `test`: installs the real peers (as root), then fmt, clippy and the whole test suite.
-//! - `bench <tcp|udp|dns|smtp|link>`: this project and its peers measured in one run.
+//! - `bench <tcp|udp|dns|smtp|http|link>`: this project and its peers measured in one run.
+//! - `fuzz [TARGET]`: the cargo-fuzz targets of fuzz/, with a report per target.
 
 mod bench;
 mod demo;
+mod fuzz;
 mod peers;
 mod test;
 mod util;
@@ -17,9 +19,10 @@ const HELP: &str = "\
 cargo xtask: protolab's tasks
 
 USAGE:
-    cargo xtask demo <tcp|udp|dns|smtp|compare|congestion|layers> [OPTIONS]
+    cargo xtask demo <tcp|udp|dns|smtp|http|compare|congestion|layers> [OPTIONS]
     cargo xtask test
-    cargo xtask bench <tcp|udp|dns|smtp|link>   (bench link --rate-only: the iperf3 TCP row)
+    cargo xtask bench <tcp|udp|dns|smtp|http|link>   (bench link --rate-only: the iperf3 TCP row)
+    cargo xtask fuzz [TARGET...] [--time 60s] [--json]
 
 TASKS:
     demo      run a protocol end to end on loopback and narrate what happens on the wire
@@ -29,13 +32,18 @@ TASKS:
               cargo clippy -D warnings and every test; with CI=true a missing peer is fatal
     bench     measure protolab against its real peers in one run; prints a table with ratios
               and writes it as JSON under target/bench/
+    fuzz      run the coverage-guided fuzz targets (cargo-fuzz, nightly) and report executions,
+              exec/s, coverage and crashes per target; `cargo xtask fuzz --help` for more
 
 EXAMPLES:
     cargo xtask demo tcp
     cargo xtask demo compare --loss 5% --reorder 10% --delay 20ms --seed 7
     cargo xtask demo congestion --cc reno,cubic,bbr --rate 10mbit --queue 100kB
     cargo xtask test
+    cargo xtask demo http
     cargo xtask bench tcp
+    cargo xtask bench http --duration 10s
+    cargo xtask fuzz smtp_session --time 10m
 ";
 
 fn main() -> Result<()> {
@@ -48,6 +56,7 @@ fn main() -> Result<()> {
         "demo" => demo::run(rest),
         "test" | "ci" => test::run(rest),
         "bench" => bench::run(rest),
+        "fuzz" => fuzz::run(rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())

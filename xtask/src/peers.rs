@@ -34,6 +34,13 @@ pub const PEERS: &[(&str, &str)] = &[
     ("swaks", "swaks"),
     ("msmtp", "msmtp"),
     ("curl", "curl"),
+    // HTTP
+    ("nginx", "nginx"),
+    ("wget", "wget"),
+    ("ab", "apache2-utils"),
+    ("wrk", "wrk"),
+    // A Python module, not a command: an absolute path is checked as it is.
+    ("/usr/lib/python3/dist-packages/requests/__init__.py", "python3-requests"),
     // Subnets
     ("ipcalc", "ipcalc"),
     ("sipcalc", "sipcalc"),

@@ -436,7 +436,7 @@ fn resolve_at<'a, A: Ask>(
     })
 }
 
-enum Classified {
+pub enum Classified {
     /// An answer, NXDOMAIN or NODATA: resolution ends here.
     Final,
     /// The name is an alias: the chain so far (CNAME records) and the target.
@@ -448,7 +448,7 @@ enum Classified {
 }
 
 impl Classified {
-    fn label(&self) -> &'static str {
+    pub fn label(&self) -> &'static str {
         match self {
             Self::Final => "answer",
             Self::Cname(..) => "cname",
@@ -458,7 +458,7 @@ impl Classified {
     }
 }
 
-fn classify(reply: &Message, zone: &Name, name: &Name, qtype: RecordType) -> Classified {
+pub fn classify(reply: &Message, zone: &Name, name: &Name, qtype: RecordType) -> Classified {
     let rcode = reply.metadata.response_code;
     if rcode == ResponseCode::NXDomain {
         return Classified::Final;

@@ -318,12 +318,34 @@ fn guarded<T>(
 }
 
 /// The reply to one frame, or `None` for garbage or a panic (see [`guarded`]).
-fn echo(s: &mut Shared, now: Duration, peer: SocketAddr, request: &[u8]) -> Option<BytesMut> {
+fn echo_shared(
+    s: &mut Shared,
+    now: Duration,
+    peer: SocketAddr,
+    request: &[u8],
+) -> Option<BytesMut> {
     let table = &mut s.table;
-    let header = guarded(&mut s.handler_panics, peer, || table.handle(now, request))?;
-    let mut reply = BytesMut::from(request);
-    header.emit(&mut reply);
-    Some(reply)
+    guarded(&mut s.handler_panics, peer, || Ok(echo(table, now, peer, request)))?
+}
+
+/// The reply to one datagram or frame, or `None` for garbage (counted, logged at debug).
+pub fn echo(
+    table: &mut FlowTable,
+    now: Duration,
+    peer: SocketAddr,
+    request: &[u8],
+) -> Option<BytesMut> {
+    match table.handle(now, request) {
+        Ok(header) => {
+            let mut reply = BytesMut::from(request);
+            header.emit(&mut reply);
+            Some(reply)
+        }
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "dropped");
+            None
+        }
+    }
 }
 
 fn bind_pair(
@@ -380,7 +402,7 @@ async fn serve_tcp(
             let mut s = shared
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            echo(&mut s, start.elapsed(), conn.peer, &frame)
+            echo_shared(&mut s, start.elapsed(), conn.peer, &frame)
         };
         let Some(reply) = reply else { continue };
         out.clear();

@@ -1,0 +1,6 @@
+mod clients;
+mod common;
+mod crosscheck;
+mod desync;
+mod limits;
+mod peers;
