@@ -325,7 +325,9 @@ fn echo_shared(
     request: &[u8],
 ) -> Option<BytesMut> {
     let table = &mut s.table;
-    guarded(&mut s.handler_panics, peer, || Ok(echo(table, now, peer, request)))?
+    guarded(&mut s.handler_panics, peer, || {
+        Ok(echo(table, now, peer, request))
+    })?
 }
 
 /// The reply to one datagram or frame, or `None` for garbage (counted, logged at debug).
