@@ -470,7 +470,8 @@ fn part(inbox: &Inbox, id: &str, part_id: &str) -> Reply {
     );
     h.append("Content-Length", content.len().to_string());
     h.append("X-Content-Type-Options", "nosniff");
-    h.append("Content-Security-Policy", "default-src 'none'; sandbox");
+    // No `sandbox` here: Chromium refuses downloads from a sandboxed response.
+    h.append("Content-Security-Policy", "default-src 'none'");
     Reply::new(200, h, Bytes::from(content))
 }
 

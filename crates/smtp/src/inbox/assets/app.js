@@ -55,9 +55,8 @@ async function loadList() {
     const from = el("span", who(m.From), "from");
     const subject = el("span", m.Subject || "(no subject)", "subject");
     if (m.Attachments > 0) {
-      const clip = el("span", "\u{1F4CE}", "clip");
-      clip.title = m.Attachments + " attachment(s)";
-      clip.setAttribute("aria-label", m.Attachments + " attachments");
+      // Words, not an emoji: a machine without an emoji font shows a box.
+      const clip = el("span", "[" + m.Attachments + " attached]", "clip");
       subject.append(clip);
     }
     const time = el("span", when(m.Created), "time");
