@@ -34,13 +34,20 @@ pub const PEERS: &[(&str, &str)] = &[
     ("swaks", "swaks"),
     ("msmtp", "msmtp"),
     ("curl", "curl"),
+    // The web inbox: npm installs playwright-core and mailpit-api into target/browser/ (see
+    // xtask/src/test.rs); playwright-core drives the chromium above.
+    ("node", "nodejs"),
+    ("npm", "npm"),
     // HTTP
     ("nginx", "nginx"),
     ("wget", "wget"),
     ("ab", "apache2-utils"),
     ("wrk", "wrk"),
     // A Python module, not a command: an absolute path is checked as it is.
-    ("/usr/lib/python3/dist-packages/requests/__init__.py", "python3-requests"),
+    (
+        "/usr/lib/python3/dist-packages/requests/__init__.py",
+        "python3-requests",
+    ),
     // Subnets
     ("ipcalc", "ipcalc"),
     ("sipcalc", "sipcalc"),
