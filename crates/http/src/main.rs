@@ -75,7 +75,7 @@ enum Cmd {
         /// The longest /delay honoured.
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         max_delay: Duration,
-        /// Worker threads (0: one per core).
+        /// Worker threads, each with its own event loop (0: one per core).
         #[arg(long, default_value_t = 0)]
         threads: usize,
     },
@@ -179,7 +179,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             config.origin.root = root;
             config.origin.max_delay = max_delay;
-            runtime(threads)?.block_on(async move {
+            config.workers = if threads == 0 {
+                std::thread::available_parallelism().map_or(1, usize::from)
+            } else {
+                threads
+            };
+            runtime(1)?.block_on(async move {
                 let listener = protolab_transport::bind_tcp(addr)
                     .with_context(|| format!("cannot listen on {addr}: is the port in use?"))?;
                 outln!("listening tcp {}", listener.local_addr()?);
