@@ -101,12 +101,18 @@ try {
   out.searchSubjects = await page.$$eval("#list li .subject", (els) => els.map((e) => e.firstChild.textContent));
 
   // Delete the one found: its file leaves the Maildir.
+  const deleted = await page.getAttribute("#list li", "data-id");
+  out.deleted = deleted;
   await page.click("#list li");
   await page.waitForSelector("#message-view:not([hidden])");
   await page.click("#delete-one");
   await page.fill("#q", "");
   await page.press("#q", "Enter");
-  await page.waitForFunction(() => document.querySelectorAll("#list li").length === 1, null, { timeout: 10000 });
+  // The list without the search: one message, and not the one deleted.
+  await page.waitForFunction((gone) => {
+    const items = [...document.querySelectorAll("#list li")];
+    return items.length === 1 && items[0].dataset.id !== gone;
+  }, deleted, { timeout: 10000 });
   out.pageIds = await page.$$eval("#list li", (els) => els.map((e) => e.dataset.id));
   out.files = ["new", "cur"].flatMap((f) => readdirSync(join(maildir, f)).filter((n) => !n.startsWith(".")));
   await page.waitForTimeout(500);
