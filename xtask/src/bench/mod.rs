@@ -2,6 +2,7 @@
 
 mod dns;
 mod http;
+mod inbox;
 mod link;
 mod smtp;
 mod tcp;
@@ -11,15 +12,16 @@ use anyhow::{Result, bail};
 
 pub fn run(args: &[String]) -> Result<()> {
     let Some((which, rest)) = args.split_first() else {
-        bail!("say which benchmark: cargo xtask bench <tcp|udp|dns|smtp|http|link>");
+        bail!("say which benchmark: cargo xtask bench <tcp|udp|dns|smtp|http|inbox|link>");
     };
     match which.as_str() {
         "tcp" => tcp::run(rest),
         "udp" => udp::run(rest),
         "dns" => dns::run(rest),
         "http" => http::run(rest),
+        "inbox" => inbox::run(rest),
         "smtp" => smtp::run(rest),
         "link" => link::run(rest),
-        other => bail!("no benchmark {other:?}: choose tcp, udp, dns, smtp, http or link"),
+        other => bail!("no benchmark {other:?}: choose tcp, udp, dns, smtp, http, inbox or link"),
     }
 }
