@@ -158,17 +158,21 @@ fn list(inbox: &Inbox, p: &[(String, String)], search: Option<&str>) -> Reply {
         .min(MAX_LIMIT);
     let terms = search.map(parse_query).unwrap_or_default();
     let e = inbox.index.read();
-    let mut matched = 0usize;
     let mut page = Vec::with_capacity(limit.min(e.len()));
-    for s in e.newest_first() {
-        if !terms.is_empty() && !s.matches(&terms) {
-            continue;
+    let matched = if terms.is_empty() {
+        // The plain list costs the page, not the inbox's size.
+        page.extend(e.newest_first().skip(start).take(limit).map(summary_json));
+        e.len()
+    } else {
+        let mut matched = 0usize;
+        for s in e.newest_first().filter(|s| s.matches(&terms)) {
+            if matched >= start && page.len() < limit {
+                page.push(summary_json(s));
+            }
+            matched += 1;
         }
-        if matched >= start && page.len() < limit {
-            page.push(summary_json(s));
-        }
-        matched += 1;
-    }
+        matched
+    };
     let unread = e.unread();
     let total = e.len();
     drop(e);

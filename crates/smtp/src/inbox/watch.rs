@@ -46,6 +46,13 @@ pub fn start(inbox: Arc<Inbox>) -> io::Result<()> {
 }
 
 fn run(fd: &OwnedFd, wds: &[(i32, &'static str)], inbox: &Inbox) {
+    // Indexing a new message reads and parses it: at a lower priority than the deliveries, so
+    // that a busy SMTP server is not slowed by its own inbox (Linux niceness is per thread).
+    // SAFETY: gettid and setpriority take no pointers.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+    }
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         // SAFETY: buf is valid for buf.len() bytes for the whole call.
