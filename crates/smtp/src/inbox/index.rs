@@ -178,13 +178,25 @@ pub fn summarize(path: &Path, folder: &'static str) -> Option<Summary> {
     Some(s)
 }
 
+/// The parser the index uses: Received and other trace fields are kept raw (the index never
+/// looks into them, and their structured parse is the costliest part of a head), the fields a
+/// summary shows are decoded.
+static HEAD_PARSER: std::sync::LazyLock<MessageParser> = std::sync::LazyLock::new(|| {
+    MessageParser::new()
+        .with_minimal_headers()
+        .with_message_ids()
+        .header_raw(mail_parser::HeaderName::Received)
+        .header_raw(mail_parser::HeaderName::ReturnPath)
+        .header_raw(mail_parser::HeaderName::Date)
+});
+
 /// Fills a summary from a message's bytes (its head when `complete` is false).
 ///
 /// The header section is parsed on its own; only a MIME message (multipart or encoded) is
 /// parsed whole for its snippet and attachments. A plain text message's snippet is its first
 /// line of text, taken as it is: most of an index's time at start is saved this way.
 pub fn fill(s: &mut Summary, bytes: &[u8], complete: bool) {
-    let parser = MessageParser::default();
+    let parser = &*HEAD_PARSER;
     let Some(msg) = parser.parse_headers(bytes) else {
         return;
     };
