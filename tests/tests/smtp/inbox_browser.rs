@@ -202,7 +202,10 @@ fn chromium_shows_new_mail_live_and_runs_no_script_from_a_message() {
     let files = r["files"].as_array().expect("files");
     assert_eq!(files.len(), 1, "{r}");
     let deleted = r["deleted"].as_str().expect("deleted id");
-    assert!(!files[0].as_str().expect("name").starts_with(deleted), "{r}");
+    assert!(
+        !files[0].as_str().expect("name").starts_with(deleted),
+        "{r}"
+    );
     let listed: Value =
         serde_json::from_str(&run_ok(Command::new(protolab_tests::bin("smtp")).args([
             "list",

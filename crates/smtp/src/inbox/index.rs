@@ -226,9 +226,9 @@ pub fn fill(s: &mut Summary, bytes: &[u8], complete: bool) {
             && c.attribute("charset").is_none_or(|cs| {
                 cs.eq_ignore_ascii_case("utf-8") || cs.eq_ignore_ascii_case("us-ascii")
             })
-    }) && root.content_transfer_encoding().is_none_or(|e| {
-        e.eq_ignore_ascii_case("7bit") || e.eq_ignore_ascii_case("8bit")
-    });
+    }) && root
+        .content_transfer_encoding()
+        .is_none_or(|e| e.eq_ignore_ascii_case("7bit") || e.eq_ignore_ascii_case("8bit"));
     let preview = |text: &str| {
         clip(
             &text
