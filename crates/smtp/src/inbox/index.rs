@@ -18,7 +18,7 @@ pub const HEAD_READ: usize = 8 * 1024;
 /// Longest subject kept in the index, in characters.
 const MAX_SUBJECT: usize = 256;
 /// Longest snippet kept, in characters.
-const MAX_SNIPPET: usize = 160;
+const MAX_SNIPPET: usize = 120;
 /// Addresses kept per field.
 const MAX_ADDRESSES: usize = 8;
 
@@ -144,8 +144,12 @@ pub fn summarize(path: &Path, folder: &'static str) -> Option<Summary> {
     if !meta.is_file() {
         return None;
     }
-    let mut head = Vec::with_capacity(HEAD_READ);
-    file.take(HEAD_READ as u64).read_to_end(&mut head).ok()?;
+    // Exactly the octets wanted, in one read for a regular file: no second read to find the
+    // end, which at 100,000 files is 100,000 system calls saved.
+    let want = usize::try_from(meta.len()).unwrap_or(HEAD_READ).min(HEAD_READ);
+    let mut head = vec![0u8; want];
+    let mut file = file;
+    file.read_exact(&mut head).ok()?;
     let created = id
         .split('.')
         .next()
@@ -488,6 +492,7 @@ impl Index {
                 files.push((entry?.path(), folder));
             }
         }
+        // One thread per core: more gave no faster start here and cost an allocator arena each.
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
         let chunk = files.len().div_ceil(threads).max(1);
         let mut entries = Entries::default();
