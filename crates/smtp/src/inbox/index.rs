@@ -146,7 +146,9 @@ pub fn summarize(path: &Path, folder: &'static str) -> Option<Summary> {
     }
     // Exactly the octets wanted, in one read for a regular file: no second read to find the
     // end, which at 100,000 files is 100,000 system calls saved.
-    let want = usize::try_from(meta.len()).unwrap_or(HEAD_READ).min(HEAD_READ);
+    let want = usize::try_from(meta.len())
+        .unwrap_or(HEAD_READ)
+        .min(HEAD_READ);
     let mut head = vec![0u8; want];
     let mut file = file;
     file.read_exact(&mut head).ok()?;
