@@ -291,13 +291,16 @@ pub fn run(args: &[String]) -> Result<()> {
     let (mut off, mut on) = (Vec::new(), Vec::new());
     for round in 0..o.rounds {
         println!("  intake round {}: inbox off, then on", round + 1);
-        off.push(intake(&smtp, &work.join("inbox-intake"), &[], o.messages)?);
-        on.push(intake(
+        let a = intake(&smtp, &work.join("inbox-intake"), &[], o.messages)?;
+        let b = intake(
             &smtp,
             &work.join("inbox-intake"),
             &["--http", "127.0.0.1:0"],
             o.messages,
-        )?);
+        )?;
+        println!("    off {a:.0} msg/s, on {b:.0} msg/s");
+        off.push(a);
+        on.push(b);
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let (off, on) = (mean(&off), mean(&on));
