@@ -3,7 +3,7 @@
 //! - `demo <tcp|udp|dns|smtp|http|compare|congestion|layers>`: a protocol end to end on loopback
 //!   (or through the lab link, as root), narrated.
 //! - `test`: installs the real peers (as root), then fmt, clippy and the whole test suite.
-//! - `bench <tcp|udp|dns|smtp|http|link>`: this project and its peers measured in one run.
+//! - `bench <tcp|udp|dns|smtp|http|inbox|link>`: this project and its peers measured in one run.
 //! - `install`: the binaries, their shell completions and man pages, onto PATH.
 //! - `fuzz [TARGET]`: the cargo-fuzz targets of fuzz/, with a report per target.
 //! - `conformance http-cache`: the HTTP cache test suite against `http proxy` and Debian's caches.
@@ -28,7 +28,7 @@ cargo xtask: protolab's tasks
 Usage:
   cargo xtask demo <tcp|udp|dns|smtp|http|compare|congestion|layers> [OPTIONS]
   cargo xtask test
-  cargo xtask bench <tcp|udp|dns|smtp|http|link> [OPTIONS]   (bench link --rate-only: the iperf3 TCP row)
+  cargo xtask bench <tcp|udp|dns|smtp|http|inbox|link> [OPTIONS]   (bench link --rate-only: the iperf3 TCP row)
   cargo xtask fuzz [TARGET...] [--time 60s] [--json]
   cargo xtask conformance http-cache [--only NAME,...] [--json] [--keep DIR]
   cargo xtask install [--prefix DIR]

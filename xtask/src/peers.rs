@@ -34,6 +34,10 @@ pub const PEERS: &[(&str, &str)] = &[
     ("swaks", "swaks"),
     ("msmtp", "msmtp"),
     ("curl", "curl"),
+    // The web inbox: npm installs playwright-core and mailpit-api into target/browser/ (see
+    // xtask/src/test.rs); playwright-core drives the chromium above.
+    ("node", "nodejs"),
+    ("npm", "npm"),
     // HTTP
     ("nginx", "nginx"),
     ("wget", "wget"),

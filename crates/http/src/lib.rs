@@ -20,6 +20,9 @@
 //!   and the lab endpoints (/echo, /cookies, /cache/N, /status/N, /delay/D, /bytes/N, /stream/N).
 //! - [`serve`]: the server's I/O driver on protolab-transport's TCP runner, with a deadline per
 //!   phase (head, body, idle keep-alive): `serve::run(listener, config, shutdown) -> Report`.
+//!   `serve::run_with(listener, config, handler, shutdown)` serves any [`origin::Handler`]
+//!   (`fn handle(&self, req, body) -> Reply`) the same way; a reply's body may be a stream
+//!   ([`origin::Body::Stream`], for server-sent events), sent until its sender ends.
 //! - [`client`]: `http get`: each exchange with the request as sent, the response head, and the
 //!   timing of each phase.
 //! - [`cache`]: the HTTP cache of RFC 9111 without I/O: requests and responses in, decisions

@@ -56,7 +56,7 @@ impl Default for OriginConfig {
 
 /// A response ready to write: the status, the fields after Date (each line with its CRLF, no
 /// blank line) and the body bytes as they go on the wire (already chunked if chunked).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Reply {
     pub status: u16,
     pub fields: Bytes,
@@ -66,7 +66,7 @@ pub struct Reply {
 }
 
 /// A reply's body.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Body {
     /// These bytes (empty for no body), sent after the head unless the request was HEAD.
     Bytes(Bytes),
@@ -76,10 +76,16 @@ pub enum Body {
         offset: u64,
         len: u64,
     },
+    /// Pieces sent as they come, for as long as the sender lives (server-sent events). The
+    /// body is delimited by closing the connection, so the head must carry no Content-Length;
+    /// the driver adds `Connection: close` and ends the stream when the server drains.
+    Stream(tokio::sync::mpsc::Receiver<Bytes>),
 }
 
 impl Reply {
-    fn new(status: u16, fields: Headers, body: Bytes) -> Self {
+    /// A reply with these header fields (Content-Length included when there is a body) and
+    /// body bytes.
+    pub fn new(status: u16, fields: Headers, body: Bytes) -> Self {
         let mut out = BytesMut::with_capacity(256);
         fields.emit(&mut out);
         Self {
@@ -104,7 +110,8 @@ impl Reply {
         Self::text(status, format!("{status} {}: {why}\n", reason(status)))
     }
 
-    fn json(status: u16, value: &serde_json::Value, mut extra: Headers) -> Self {
+    /// A JSON reply with these extra fields.
+    pub fn json(status: u16, value: &serde_json::Value, mut extra: Headers) -> Self {
         let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
         text.push('\n');
         extra.append("Content-Type", "application/json");
@@ -759,6 +766,19 @@ fn status(rest: &str) -> Reply {
             }
         }
         _ => Reply::error(400, "write a status from 200 to 599, like /status/418"),
+    }
+}
+
+/// What a server answers: the lab origin, or another application served by the same driver
+/// ([`crate::serve::run_with`]).
+pub trait Handler: Send + Sync + 'static {
+    /// The reply to a whole request (`body` is its decoded body).
+    fn handle(&self, req: &Request, body: &[u8]) -> Reply;
+}
+
+impl Handler for Origin {
+    fn handle(&self, req: &Request, body: &[u8]) -> Reply {
+        self.respond(req, body)
     }
 }
 

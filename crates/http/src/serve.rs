@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite};
 use tokio::net::TcpListener;
 
 use crate::conn::{Request, ServerConn, ServerEvent};
-use crate::origin::{Body, Origin, OriginConfig, Reply};
+use crate::origin::{Body, Handler, Origin, OriginConfig, Reply};
 use crate::wire::{Limits, Version, reason};
 
 /// Options of `http serve`.
@@ -102,6 +102,22 @@ pub async fn run(
     config: ServeConfig,
     shutdown: CancellationToken,
 ) -> io::Result<Report> {
+    let origin = Origin::new(config.origin.clone());
+    run_with(bound, config, origin, shutdown).await
+}
+
+/// Serves `handler`'s replies on `bound` until `shutdown` fires and connections have drained:
+/// the same driver, limits and report as [`run`], for an application other than the lab
+/// origin (`config.origin` is then unused).
+///
+/// # Errors
+/// Only errors of the listening socket itself.
+pub async fn run_with<H: Handler>(
+    bound: TcpListener,
+    config: ServeConfig,
+    handler: H,
+    shutdown: CancellationToken,
+) -> io::Result<Report> {
     let tcp = TcpServerConfig {
         max_connections: config.max_connections,
         // The transport's timeout bounds every read and write; the phases tighten it.
@@ -118,7 +134,7 @@ pub async fn run(
     // up to exactly `max_connections`, so there are never more workers than connections.
     let workers = config.workers.clamp(1, config.max_connections.max(1));
     let shared = Arc::new(Shared {
-        origin: Origin::new(config.origin.clone()),
+        handler,
         config,
         counters: counters.clone(),
     });
@@ -183,12 +199,12 @@ pub async fn run(
 }
 
 /// One worker's accept loop and connections.
-async fn serve_on(
+async fn serve_on<H: Handler>(
     listener: TcpListener,
     tcp: TcpServerConfig,
     shutdown: CancellationToken,
     stats: Arc<TcpServerStats>,
-    shared: Arc<Shared>,
+    shared: Arc<Shared<H>>,
 ) -> io::Result<()> {
     run_tcp(listener, tcp, shutdown, stats, move |stream, conn| {
         let shared = shared.clone();
@@ -201,9 +217,8 @@ async fn serve_on(
     .await
 }
 
-#[derive(Debug)]
-struct Shared {
-    origin: Origin,
+struct Shared<H> {
+    handler: H,
     config: ServeConfig,
     counters: Arc<Counters>,
 }
@@ -218,10 +233,10 @@ const FILE_PIECE: usize = 256 * 1024;
 ///
 /// # Errors
 /// The connection's I/O errors.
-async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
+async fn handle<S: AsyncRead + AsyncWrite + Unpin, H: Handler>(
     mut stream: S,
     conn: Conn,
-    shared: &Shared,
+    shared: &Shared<H>,
 ) -> io::Result<()> {
     let limits = shared.config.limits;
     let counters = &shared.counters;
@@ -250,11 +265,12 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
                     let Some(req) = request.take() else {
                         continue;
                     };
-                    let reply = shared.origin.respond(&req, &body);
+                    let mut reply = shared.handler.handle(&req, &body);
                     if let Some(d) = reply.delay {
                         tokio::time::sleep(d).await;
                     }
-                    let close = http.will_close() || conn.is_draining();
+                    let streaming = matches!(reply.body, Body::Stream(_));
+                    let close = http.will_close() || conn.is_draining() || streaming;
                     let mut out = BytesMut::with_capacity(reply_len(&reply));
                     write_reply(&mut out, &reply, &req, close);
                     counters.status(reply.status);
@@ -263,6 +279,12 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
                         && req.head.method != "HEAD"
                     {
                         send_file(&mut stream, &conn, path, *offset, *len).await?;
+                    }
+                    if let Body::Stream(pieces) = &mut reply.body {
+                        if req.head.method != "HEAD" {
+                            send_stream(&mut stream, &conn, pieces).await?;
+                        }
+                        return Ok(());
                     }
                     // A request body must not stay allocated on a kept connection.
                     body = BytesMut::new();
@@ -377,7 +399,7 @@ const LINGER_TIME: Duration = Duration::from_secs(1);
 fn reply_len(reply: &Reply) -> usize {
     let body = match &reply.body {
         Body::Bytes(b) => b.len(),
-        Body::File { .. } => 0,
+        Body::File { .. } | Body::Stream(_) => 0,
     };
     160 + reply.fields.len() + body
 }
@@ -482,4 +504,29 @@ async fn send_file<S: AsyncWrite + Unpin>(
         left -= n as u64;
     }
     Ok(())
+}
+
+/// Sends a streamed body's pieces until its sender ends, the client goes away or the server
+/// drains (checked each second, so a stream never holds a shutdown up for long).
+async fn send_stream<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    conn: &Conn,
+    pieces: &mut tokio::sync::mpsc::Receiver<Bytes>,
+) -> io::Result<()> {
+    loop {
+        let piece = tokio::select! {
+            p = pieces.recv() => p,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {
+                if conn.is_draining() {
+                    return Ok(());
+                }
+                continue;
+            }
+            () = conn.closing().cancelled() => return Ok(()),
+        };
+        let Some(piece) = piece else {
+            return Ok(());
+        };
+        conn.write_all(stream, &piece).await?;
+    }
 }

@@ -15,9 +15,12 @@
 //!   reading messages back.
 //! - [`server`]: the thin I/O driver on protolab-transport's TCP runner.
 //! - [`client`]: a small client that sends one message and shows the dialog.
+//! - [`inbox`]: the web inbox: an index of the Maildir, a Mailpit-compatible JSON API and a page,
+//!   served by protolab-http.
 
 pub mod client;
 pub mod data;
+pub mod inbox;
 pub mod maildir;
 pub mod server;
 pub mod session;

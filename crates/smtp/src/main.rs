@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use protolab_smtp::{
-    DEFAULT_PORT, Maildir, ServerConfig, SessionConfig, SmtpStats, client, maildir,
+    DEFAULT_PORT, Maildir, ServerConfig, SessionConfig, SmtpStats, client, inbox, maildir,
 };
 use protolab_transport::cli::{init_tracing, parse_duration};
 use protolab_transport::{CancellationToken, TcpServerStats, bind_tcp, outln};
@@ -22,6 +22,8 @@ Examples:
   smtp serve --listen 127.0.0.1:0 --maildir /tmp/mail --max-size 10485760
   smtp send --from a@example.test --to b@example.test --subject hi -v
   swaks --server 127.0.0.1 --port 2525 --to b@example.test --pipeline
+  smtp serve --http 127.0.0.1:8025             # and the web inbox at http://127.0.0.1:8025/
+  smtp web --maildir ./maildir                 # the web inbox alone
   smtp list ./maildir
   smtp show ./maildir 1764045153.M1234P42Q0.myhost";
 
@@ -77,6 +79,21 @@ enum Cmd {
         /// a second signal exits at once.
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         drain_timeout: Duration,
+        #[command(flatten)]
+        web: WebArgs,
+    },
+    /// Serve an existing Maildir's web inbox and JSON API, without SMTP.
+    #[command(
+        after_help = "Examples:\n  smtp web --maildir ./maildir            # http://127.0.0.1:8025/\n  \
+                      smtp web --maildir ./maildir --http 0.0.0.0:8025 --http-auth creds.txt\n  \
+                      curl -s http://127.0.0.1:8025/api/v1/messages"
+    )]
+    Web {
+        /// The Maildir to show.
+        #[arg(long, default_value = "maildir")]
+        maildir: PathBuf,
+        #[command(flatten)]
+        web: WebArgs,
     },
     /// Send one message and show the dialog with -v.
     #[command(
@@ -121,6 +138,52 @@ enum Cmd {
         /// The message's id (its file name), or a unique prefix of it.
         id: String,
     },
+}
+
+/// The web inbox's options, shared by `serve` (off unless `--http` is given) and `web`.
+#[derive(clap::Args, Debug)]
+struct WebArgs {
+    /// Serve the web inbox and its JSON API on this address (`smtp web`: default
+    /// 127.0.0.1:8025).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+    /// A file holding `user:password`, required by HTTP basic authentication (needed to bind
+    /// the inbox anywhere but loopback).
+    #[arg(long, value_name = "FILE")]
+    http_auth: Option<PathBuf>,
+}
+
+/// Opens the inbox of `dir` and binds it as `web` says; `None` without `--http` when
+/// `default` is `None`.
+fn bind_inbox(
+    web: &WebArgs,
+    dir: &std::path::Path,
+    default: Option<&str>,
+) -> Result<Option<(tokio::net::TcpListener, Arc<inbox::Inbox>)>> {
+    let Some(spec) = web.http.as_deref().or(default) else {
+        return Ok(None);
+    };
+    let addr = protolab_transport::parse_addr(spec, inbox::DEFAULT_HTTP_PORT)
+        .map_err(|e| Usage(format!("--http {spec:?}: {e}")))?;
+    let auth = match &web.http_auth {
+        Some(path) => Some(inbox::read_credentials(path)?),
+        None if !addr.ip().is_loopback() => {
+            return Err(Usage(format!(
+                "--http {addr}: the inbox shows every message; outside loopback give \
+                 --http-auth FILE (a user:password line)"
+            ))
+            .into());
+        }
+        None => None,
+    };
+    let config = inbox::InboxConfig {
+        auth,
+        ..inbox::InboxConfig::default()
+    };
+    let inbox = inbox::Inbox::open(dir, config)?;
+    let listener =
+        bind_tcp(addr).with_context(|| format!("cannot listen on {addr}; is the port in use?"))?;
+    Ok(Some((listener, inbox)))
 }
 
 /// A command line that cannot be run as given: exit code 2, as clap's own usage errors.
@@ -176,6 +239,7 @@ fn run(cli: Cli) -> Result<()> {
             max_connections,
             idle_timeout,
             drain_timeout,
+            web,
         } => {
             let addr = protolab_transport::parse_addr(&listen, DEFAULT_PORT)
                 .with_context(|| format!("bad --listen {listen:?}"))?;
@@ -202,8 +266,9 @@ fn run(cli: Cli) -> Result<()> {
                 idle_timeout,
                 drain_timeout,
             };
-            serve(addr, &maildir, config, cli.json)
+            serve(addr, &maildir, config, &web, cli.json)
         }
+        Cmd::Web { maildir, web } => web_only(&maildir, &web, cli.json),
         Cmd::Send {
             server,
             from,
@@ -243,7 +308,13 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the tokio runtime")
 }
 
-fn serve(addr: SocketAddr, dir: &std::path::Path, config: ServerConfig, json: bool) -> Result<()> {
+fn serve(
+    addr: SocketAddr,
+    dir: &std::path::Path,
+    config: ServerConfig,
+    web: &WebArgs,
+    json: bool,
+) -> Result<()> {
     let maildir = Arc::new(
         Maildir::open(dir, &config.session.hostname)
             .with_context(|| format!("cannot use --maildir {}", dir.display()))?,
@@ -252,9 +323,14 @@ fn serve(addr: SocketAddr, dir: &std::path::Path, config: ServerConfig, json: bo
         let listener = bind_tcp(addr)
             .with_context(|| format!("cannot listen on {addr}; is the port in use?"))?;
         let local = listener.local_addr()?;
+        let web = bind_inbox(web, dir, None)?;
         // Before the announcement, so that a signal sent as soon as it is read drains.
         let shutdown = shutdown_on_signals_twice();
         outln!("listening tcp {local}");
+        if let Some((http, inbox)) = web {
+            outln!("listening http {} (web inbox)", http.local_addr()?);
+            tokio::spawn(inbox::run(http, inbox, shutdown.clone()));
+        }
         tracing::info!(maildir = %maildir.root().display(), "delivering into Maildir");
         let stats = Arc::new(SmtpStats::default());
         let tcp_stats = Arc::new(TcpServerStats::default());
@@ -280,6 +356,32 @@ fn serve(addr: SocketAddr, dir: &std::path::Path, config: ServerConfig, json: bo
             outln!("{report}");
         } else {
             tracing::info!(sessions, stored, "stopped");
+        }
+        Ok(())
+    })
+}
+
+/// `smtp web`: the inbox of an existing Maildir, without SMTP.
+fn web_only(dir: &std::path::Path, web: &WebArgs, json: bool) -> Result<()> {
+    runtime()?.block_on(async move {
+        let started = std::time::Instant::now();
+        let (listener, inbox) =
+            bind_inbox(web, dir, Some("127.0.0.1:8025"))?.context("no address to serve on")?;
+        let local = listener.local_addr()?;
+        let indexed = inbox.index.read().len();
+        tracing::info!(indexed, elapsed = ?started.elapsed(), "Maildir indexed");
+        let shutdown = shutdown_on_signals_twice();
+        outln!("listening http {local}");
+        let report = inbox::run(listener, inbox, shutdown)
+            .await
+            .context("the server stopped")?;
+        if json {
+            outln!(
+                "{}",
+                serde_json::json!({ "listen": local.to_string(), "http": report })
+            );
+        } else {
+            tracing::info!(requests = report.requests, "stopped");
         }
         Ok(())
     })

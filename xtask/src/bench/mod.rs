@@ -3,6 +3,7 @@
 mod dns;
 mod http;
 mod http_proxy;
+mod inbox;
 mod link;
 mod maildir;
 mod smtp;
@@ -16,7 +17,7 @@ const HELP: &str = "\
 cargo xtask bench: protolab and its real peers, measured in one run on this machine
 
 Usage:
-  cargo xtask bench <tcp|udp|dns|smtp|http|link> [OPTIONS]
+  cargo xtask bench <tcp|udp|dns|smtp|http|inbox|link> [OPTIONS]
 
 Benchmarks:
   tcp       greet against redis-server and the classic Python server (greet bench), then
@@ -25,6 +26,8 @@ Benchmarks:
   dns       dns against unbound and knot with dnsperf (--seconds N per warm run, default 10)
   smtp      smtp serve against Postfix's smtp-sink and aiosmtpd under smtp-source, then memory
   http      http serve against nginx under wrk: requests/s, p99, CPU, idle memory (--duration DUR)
+  inbox     the web inbox with 10,000 and 100,000 messages: first list, list p50/p99 under
+            wrk, search, RSS, and SMTP intake with the inbox on and off
   link      impair link beside a plain veth pair: forwarding rate and round trip (root)
 
 Each prints a table with ratios and the server's CPU time per 1,000 requests, and writes it
@@ -64,10 +67,11 @@ pub fn run(args: &[String]) -> Result<()> {
         "udp" => udp::run(rest),
         "dns" => dns::run(rest),
         "http" => http::run(rest),
+        "inbox" => inbox::run(rest),
         "smtp" => smtp::run(rest),
         "link" => link::run(rest),
         other => Err(Failure::usage(format!("no benchmark {other:?}"))
-            .hint("choose tcp, udp, dns, smtp, http or link (cargo xtask bench --help)")
+            .hint("choose tcp, udp, dns, smtp, http, inbox or link (cargo xtask bench --help)")
             .into()),
     }
 }

@@ -31,8 +31,13 @@ fn run_shown(cmd: &mut Command, shown: &str) -> Result<String> {
 }
 
 pub fn run(args: &[String]) -> Result<()> {
-    if let Some(other) = args.first() {
-        bail!("unknown option {other:?}: demo smtp takes no options");
+    let mut no_wait = false;
+    for a in args {
+        match a.as_str() {
+            // Tests and CI: stop at the end instead of leaving the inbox up.
+            "--no-wait" => no_wait = true,
+            other => bail!("unknown option {other:?}: demo smtp takes only --no-wait"),
+        }
     }
     let bins = util::build_bins(false)?;
     let smtp = bins.join("smtp");
@@ -59,15 +64,21 @@ pub fn run(args: &[String]) -> Result<()> {
                 &md,
                 "--hostname",
                 "mx.demo.test",
+                "--http",
+                "127.0.0.1:0",
             ])
             .env("RUST_LOG", "warn");
             c
         },
-        1,
+        2,
     );
+    let inbox = server.addr("http");
     let addr = server.addr("tcp");
-    println!("$ smtp serve --listen 127.0.0.1:0 --maildir {md} --hostname mx.demo.test");
+    println!(
+        "$ smtp serve --listen 127.0.0.1:0 --maildir {md} --hostname mx.demo.test --http 127.0.0.1:0"
+    );
     println!("listening tcp {addr}");
+    println!("listening http {inbox} (web inbox)");
     note(
         "The server made tmp/, new/ and cur/ in the Maildir. A message is written in tmp/,\n\
          fsynced, renamed into new/, and new/ is fsynced: only then does the client hear 250.",
@@ -177,12 +188,6 @@ pub fn run(args: &[String]) -> Result<()> {
     }
 
     println!();
-    server.proc.signal(libc::SIGTERM);
-    let status = server
-        .proc
-        .wait_for(Duration::from_secs(15))
-        .context("smtp serve did not stop within 15 s of SIGTERM")?;
-    println!("$ kill -TERM <smtp serve>   ({status})");
     let count = std::fs::read_dir(maildir.join("new"))?.count();
     note(&format!(
         "new/ holds {count} message(s): the smuggled one never existed."
@@ -190,5 +195,19 @@ pub fn run(args: &[String]) -> Result<()> {
     if count != 1 {
         bail!("expected exactly one message in new/, found {count}");
     }
+    println!();
+    println!("The web inbox shows what arrived: http://{inbox}/");
+    if !no_wait {
+        println!("(it stays up until Ctrl-C)");
+        // Ctrl-C reaches the server too (one process group): it drains and exits.
+        let _ = server.proc.wait_for(Duration::from_secs(365 * 24 * 3600));
+        return Ok(());
+    }
+    server.proc.signal(libc::SIGTERM);
+    let status = server
+        .proc
+        .wait_for(Duration::from_secs(15))
+        .context("smtp serve did not stop within 15 s of SIGTERM")?;
+    println!("$ kill -TERM <smtp serve>   ({status})");
     Ok(())
 }
