@@ -9,6 +9,8 @@
 //! - [`tcp`]: the TCP server runner (accept loop, connection cap with a "busy" reply, idle
 //!   timeout, graceful shutdown that drains) and [`tcp::Conn`], a connection's context.
 //! - [`udp`]: the UDP server runner (receive loop, replies now or later, the same shutdown).
+//! - [`tls`]: TLS for every service (rustls with ring): lab certificates, server and client
+//!   configurations, the handshake within the idle timeout, refusals said in words.
 //! - [`framing`]: byte lines with a maximum length and u16 length-prefixed frames.
 //! - [`shutdown`]: a cancellation token fired by SIGINT or SIGTERM.
 //! - [`memory`]: in-memory connection pairs, so services are tested without sockets.
@@ -22,6 +24,7 @@ pub mod memory;
 pub mod rng;
 pub mod shutdown;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 
 pub use addr::{AddrError, parse_addr};

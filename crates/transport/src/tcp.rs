@@ -121,7 +121,7 @@ impl Conn {
         &self.closing
     }
 
-    async fn bounded<F: Future>(&self, fut: F) -> Next<F::Output> {
+    pub(crate) async fn bounded<F: Future>(&self, fut: F) -> Next<F::Output> {
         let timed = async {
             match self.idle_timeout {
                 Some(t) => tokio::time::timeout(t, fut).await.ok(),
