@@ -172,7 +172,13 @@ impl Conn {
         writer: &mut W,
         bytes: &[u8],
     ) -> io::Result<()> {
-        match self.bounded(writer.write_all(bytes)).await {
+        // The flush matters for TLS streams, which may keep the last record of a write in
+        // rustls' buffer when the socket is momentarily full; for a TCP stream it is free.
+        let write = async {
+            writer.write_all(bytes).await?;
+            writer.flush().await
+        };
+        match self.bounded(write).await {
             Next::Item(r) => r,
             Next::IdleTimeout => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
