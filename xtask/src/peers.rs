@@ -31,6 +31,11 @@ pub const PEERS: &[(&str, &str)] = &[
     ("swaks", "swaks"),
     ("msmtp", "msmtp"),
     ("curl", "curl"),
+    // TLS. swaks speaks TLS only through Perl's IO::Socket::SSL (which brings Net::SSLeay): an
+    // absolute path stands for a file that is not a command.
+    ("/usr/share/perl5/IO/Socket/SSL.pm", "libio-socket-ssl-perl"),
+    ("openssl", "openssl"),
+    ("testssl", "testssl.sh"),
 ];
 
 /// Where a peer's command is found, if anywhere.

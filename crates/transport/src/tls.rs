@@ -81,7 +81,8 @@ impl fmt::Debug for LabCa {
 /// A certificate chain and its private key, both PEM.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    /// The server's certificate followed by the CA's (the chain a server sends).
+    /// The server's certificate. The CA's is not appended: a client must already hold the root
+    /// it trusts, and a root sent along proves nothing (scanners flag it).
     pub cert_pem: String,
     /// The private key, PKCS#8.
     pub key_pem: String,
@@ -151,7 +152,7 @@ impl LabCa {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(Identity {
-            cert_pem: format!("{}{}", cert.pem(), self.cert_pem()),
+            cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         })
     }
@@ -248,10 +249,13 @@ pub fn server_config(
         path: key_path.to_owned(),
         why: format!("no usable private key: {e}"),
     })?;
-    let config = ServerConfig::builder_with_provider(provider())
+    let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
+    // The server picks the suite from its own order (strongest first), so a client that lists
+    // a weaker suite first does not get it.
+    config.ignore_client_order = true;
     Ok(Arc::new(config))
 }
 
@@ -472,7 +476,7 @@ mod tests {
             certs_from_pem(id.cert_pem.as_bytes(), Path::new("c"))
                 .unwrap()
                 .len(),
-            2
+            1
         );
         let _ = std::fs::remove_dir_all(dir);
     }
