@@ -3,9 +3,11 @@
 //! - `demo <tcp|udp|dns|smtp|compare>`: a protocol end to end on loopback, narrated.
 //! - `test`: installs the real peers (as root), then fmt, clippy and the whole test suite.
 //! - `bench <tcp|udp|dns|smtp|link>`: this project and its peers measured in one run.
+//! - `lab-ca`: a lab CA and server certificate under target/lab-ca/.
 
 mod bench;
 mod demo;
+mod lab_ca;
 mod peers;
 mod test;
 mod util;
@@ -19,6 +21,7 @@ USAGE:
     cargo xtask demo <tcp|udp|dns|smtp|compare> [OPTIONS]
     cargo xtask test
     cargo xtask bench <tcp|udp|dns|smtp|link>
+    cargo xtask lab-ca [--out DIR]
 
 TASKS:
     demo      run a protocol end to end on loopback and narrate what happens on the wire
@@ -27,6 +30,8 @@ TASKS:
               cargo clippy -D warnings and every test; with CI=true a missing peer is fatal
     bench     measure protolab against its real peers in one run; prints a table with ratios
               and writes it as JSON under target/bench/
+    lab-ca    make a lab CA and a server certificate (ECDSA P-256) for localhost, 127.0.0.1,
+              ::1, 198.18.0.1 and 198.18.0.2: target/lab-ca/{ca.pem,server.pem,server.key}
 
 EXAMPLES:
     cargo xtask demo tcp
@@ -45,6 +50,7 @@ fn main() -> Result<()> {
         "demo" => demo::run(rest),
         "test" | "ci" => test::run(rest),
         "bench" => bench::run(rest),
+        "lab-ca" => lab_ca::run(rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())

@@ -406,6 +406,20 @@ pub fn describe_rustls(e: &rustls::Error) -> String {
     }
 }
 
+/// rustls shows a certificate's names as `DnsName("a.test")` and `IpAddress(127.0.0.1)`; a
+/// person wants `a.test` and `127.0.0.1`.
+fn plain_name(presented: &str) -> &str {
+    for (open, close) in [("DnsName(\"", "\")"), ("IpAddress(", ")")] {
+        if let Some(inner) = presented
+            .strip_prefix(open)
+            .and_then(|r| r.strip_suffix(close))
+        {
+            return inner;
+        }
+    }
+    presented
+}
+
 fn when(t: UnixTime) -> String {
     let time = SystemTime::UNIX_EPOCH + Duration::from_secs(t.as_secs());
     humantime::format_rfc3339_seconds(time).to_string()
@@ -428,7 +442,11 @@ pub fn describe_certificate(e: &CertificateError) -> String {
             if presented.is_empty() {
                 "no name".to_owned()
             } else {
-                presented.join(", ")
+                presented
+                    .iter()
+                    .map(|p| plain_name(p))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             },
             expected.to_str()
         ),
@@ -493,6 +511,14 @@ mod tests {
         assert!(words(CertificateError::UnknownIssuer).contains("unknown issuer"));
         assert!(words(CertificateError::NotValidForName).contains("name mismatch"));
         assert!(words(CertificateError::Expired).contains("expired"));
+        let mismatch = CertificateError::NotValidForNameContext {
+            expected: server_name("mx.test").unwrap(),
+            presented: vec!["DnsName(\"a.test\")".into(), "IpAddress(127.0.0.1)".into()],
+        };
+        assert_eq!(
+            words(mismatch),
+            "certificate refused: name mismatch: it is for a.test, 127.0.0.1, not mx.test"
+        );
         let ctx = CertificateError::ExpiredContext {
             time: UnixTime::since_unix_epoch(Duration::from_secs(1_800_000_000)),
             not_after: UnixTime::since_unix_epoch(Duration::from_secs(1_600_000_000)),

@@ -4,3 +4,4 @@ mod durability;
 mod hostile;
 mod limits;
 mod serve_cli;
+mod tls;
