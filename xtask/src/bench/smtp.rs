@@ -85,7 +85,7 @@ const SMTPLIB_LOOP: &str = r#"
 import smtplib, ssl, sys, threading, time
 port, ca, mode, total = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
 context = ssl.create_default_context(cafile=ca)
-body = b"Subject: bench\r\n\r\n" + b"x" * 1000 + b"\r\n"
+body = b"Subject: bench\r\n\r\n" + (b"x" * 98 + b"\r\n") * 10
 lock = threading.Lock()
 left = [total]
 errors = []
