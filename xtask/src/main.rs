@@ -1,6 +1,7 @@
 //! protolab's task runner, run as `cargo xtask <task>`.
 //!
-//! - `demo <tcp|udp|dns|smtp|compare>`: a protocol end to end on loopback, narrated.
+//! - `demo <tcp|udp|dns|smtp|compare|congestion|layers>`: a protocol end to end on loopback
+//!   (or through the lab link, as root), narrated.
 //! - `test`: installs the real peers (as root), then fmt, clippy and the whole test suite.
 //! - `bench <tcp|udp|dns|smtp|link>`: this project and its peers measured in one run.
 //! - `lab-ca`: a lab CA and server certificate under target/lab-ca/.
@@ -18,14 +19,15 @@ const HELP: &str = "\
 cargo xtask: protolab's tasks
 
 USAGE:
-    cargo xtask demo <tcp|udp|dns|smtp|compare> [OPTIONS]
+    cargo xtask demo <tcp|udp|dns|smtp|compare|congestion|layers> [OPTIONS]
     cargo xtask test
-    cargo xtask bench <tcp|udp|dns|smtp|link>
+    cargo xtask bench <tcp|udp|dns|smtp|link>   (bench link --rate-only: the iperf3 TCP row)
     cargo xtask lab-ca [--out DIR]
 
 TASKS:
     demo      run a protocol end to end on loopback and narrate what happens on the wire
-              (demo tcp needs no setup; demo tcp --trace and demo compare need root)
+              (demo tcp needs no setup; demo tcp --trace, compare, congestion and layers
+              need root)
     test      install the Debian peers the tests use (when root), then cargo fmt --check,
               cargo clippy -D warnings and every test; with CI=true a missing peer is fatal
     bench     measure protolab against its real peers in one run; prints a table with ratios
@@ -36,6 +38,7 @@ TASKS:
 EXAMPLES:
     cargo xtask demo tcp
     cargo xtask demo compare --loss 5% --reorder 10% --delay 20ms --seed 7
+    cargo xtask demo congestion --cc reno,cubic,bbr --rate 10mbit --queue 100kB
     cargo xtask test
     cargo xtask bench tcp
 ";

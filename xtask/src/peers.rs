@@ -17,6 +17,9 @@ pub const PEERS: &[(&str, &str)] = &[
     ("nft", "nftables"),
     ("ip", "iproute2"),
     ("tshark", "tshark"),
+    ("tcptrace", "tcptrace"),
+    // Pictures: every SVG the programs draw is rendered headless by a test
+    ("chromium", "chromium"),
     // DNS
     ("knotd", "knot"),
     ("nsd", "nsd"),
@@ -36,6 +39,9 @@ pub const PEERS: &[(&str, &str)] = &[
     ("/usr/share/perl5/IO/Socket/SSL.pm", "libio-socket-ssl-perl"),
     ("openssl", "openssl"),
     ("testssl", "testssl.sh"),
+    // Subnets
+    ("ipcalc", "ipcalc"),
+    ("sipcalc", "sipcalc"),
 ];
 
 /// Where a peer's command is found, if anywhere.

@@ -6,10 +6,14 @@
 //! - Negative answers (NXDOMAIN, and NODATA: NOERROR without an answer) live as long as the
 //!   smaller of the SOA's TTL and its MINIMUM field, and are only cached when the SOA came
 //!   with them (RFC 2308 section 5).
-//! - The number of entries is bounded: when full, expired entries go first, then the oldest.
+//! - The cache is bounded in bytes: each entry is accounted at its wire bytes, TTL table, key
+//!   (held by the map and by up to two slots of the recency queue) and a fixed overhead for the
+//!   allocations and table slots around them ([`Cache::cost`]). When a new entry does not fit,
+//!   the least recently used go first (an expired one is dropped as soon as it reaches the
+//!   front); an entry larger than the whole cache is not stored.
 //!
-//! A hit costs one hash lookup, one copy of the stored bytes and a few 4-byte writes: no
-//! decoding. Time is passed in by the caller, so tests drive it without sleeping.
+//! A hit costs one hash lookup, one copy of the stored bytes, a few 4-byte writes and a small
+//! push onto the recency queue: no decoding. Time is passed in by the caller, so tests drive it without sleeping.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -31,8 +35,10 @@ struct Entry {
     ttls: Vec<(usize, u32)>,
     stored: Instant,
     lifetime: u32,
-    /// Which insertion this is, to tell live entries from stale eviction-queue slots.
+    /// The last insertion or hit, to tell an entry's live recency-queue slot from stale ones.
     generation: u64,
+    /// What this entry is accounted at, in bytes.
+    cost: usize,
 }
 
 /// Counters of the cache.
@@ -44,18 +50,35 @@ pub struct CacheStats {
     pub negative_inserted: u64,
     pub evicted: u64,
     pub expired: u64,
+    /// Replies larger than the whole cache, not stored.
+    pub too_big: u64,
     pub entries: usize,
+    /// Bytes accounted to the entries held, never above `max_bytes`.
+    pub bytes: usize,
+    pub max_bytes: usize,
 }
 
-/// A bounded reply cache.
+/// A reply cache bounded in bytes, least recently used evicted first.
 #[derive(Debug)]
 pub struct Cache {
     entries: HashMap<Vec<u8>, Entry>,
+    /// Keys from least to most recently used. A hit pushes a new slot instead of moving the old
+    /// one; slots whose generation is not their entry's are stale and skipped, and swept when
+    /// they outnumber the entries (so at most two slots per entry, plus a few).
     order: VecDeque<(Vec<u8>, u64)>,
-    max_entries: usize,
+    max_bytes: usize,
+    bytes: usize,
     next_generation: u64,
     stats: CacheStats,
 }
+
+/// Bytes accounted to an entry beyond its wire bytes, TTL table and keys: the map slot (key
+/// and entry headers at the table's load factor), two recency-queue slots, and the allocator's
+/// headers of the four allocations. Generous on purpose: the bound is on what is accounted, so
+/// accounting less than is used would let the real memory pass it.
+const ENTRY_OVERHEAD: usize = 2 * std::mem::size_of::<(Vec<u8>, Entry)>()
+    + 2 * 2 * std::mem::size_of::<(Vec<u8>, u64)>()
+    + 4 * 16;
 
 /// What kind of reply was stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,22 +94,53 @@ pub enum Stored {
 }
 
 impl Cache {
-    /// A cache holding at most `max_entries` replies (at least one).
-    pub fn new(max_entries: usize) -> Self {
+    /// A cache accounting at most `max_bytes` to its entries (0 stores nothing).
+    pub fn new(max_bytes: usize) -> Self {
         Self {
             entries: HashMap::new(),
             order: VecDeque::new(),
-            max_entries: max_entries.max(1),
+            max_bytes,
+            bytes: 0,
             next_generation: 0,
             stats: CacheStats::default(),
         }
+    }
+
+    /// What an entry with these parts is accounted at: its wire bytes, its TTL table, its key
+    /// three times (the map's and two queue slots'), and [`ENTRY_OVERHEAD`].
+    pub fn cost(key_len: usize, wire_len: usize, ttl_count: usize) -> usize {
+        wire_len + ttl_count * std::mem::size_of::<(usize, u32)>() + 3 * key_len + ENTRY_OVERHEAD
     }
 
     /// The counters so far.
     pub fn stats(&self) -> CacheStats {
         CacheStats {
             entries: self.entries.len(),
+            bytes: self.bytes,
+            max_bytes: self.max_bytes,
             ..self.stats
+        }
+    }
+
+    fn remove(&mut self, key: &[u8]) {
+        if let Some(e) = self.entries.remove(key) {
+            self.bytes -= e.cost;
+        }
+    }
+
+    /// Makes the entry under `key` the most recently used.
+    fn touch(&mut self, key: Vec<u8>) {
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let Some(e) = self.entries.get_mut(&key) else {
+            return;
+        };
+        e.generation = generation;
+        self.order.push_back((key, generation));
+        if self.order.len() > 2 * self.entries.len() + 16 {
+            let entries = &self.entries;
+            self.order
+                .retain(|(k, g)| entries.get(k).is_some_and(|e| e.generation == *g));
         }
     }
 
@@ -101,13 +155,26 @@ impl Cache {
         };
         let age = now.saturating_duration_since(entry.stored).as_secs();
         if age >= u64::from(entry.lifetime) {
-            self.entries.remove(key);
+            let key = key.to_vec();
+            self.remove(&key);
             self.stats.expired += 1;
             self.stats.misses += 1;
             return None;
         }
         self.stats.hits += 1;
-        Some(render(entry, query, age as u32, limit))
+        let reply = render(entry, query, age as u32, limit);
+        self.touch(key.to_vec());
+        Some(reply)
+    }
+
+    /// Like [`Cache::lookup`], but counts nothing and changes nothing: for a reply just
+    /// stored, or a waiter answered from a merged upstream query, which were already counted
+    /// as misses when they were asked.
+    pub fn peek(&self, query: &QueryView<'_>, now: Instant, limit: usize) -> Option<Vec<u8>> {
+        let mut buf = [0u8; wire::MAX_QUESTION];
+        let entry = self.entries.get(query.cache_key_in(&mut buf))?;
+        let age = now.saturating_duration_since(entry.stored).as_secs();
+        (age < u64::from(entry.lifetime)).then(|| render(entry, query, age as u32, limit))
     }
 
     /// Stores `reply` (an upstream's answer to the question `key`) at time `now`.
@@ -118,29 +185,29 @@ impl Cache {
         let Ok(ttls) = wire::ttl_positions(&wire) else {
             return Stored::No;
         };
-        while self.entries.len() >= self.max_entries && !self.entries.contains_key(&key) {
+        let cost = Self::cost(key.len(), wire.len(), ttls.len());
+        self.remove(&key);
+        if cost > self.max_bytes {
+            self.stats.too_big += 1;
+            return Stored::No;
+        }
+        while self.bytes + cost > self.max_bytes && !self.entries.is_empty() {
             self.evict_one(now);
         }
-        self.next_generation += 1;
-        let generation = self.next_generation;
-        self.order.push_back((key.clone(), generation));
         self.entries.insert(
-            key,
+            key.clone(),
             Entry {
                 wire,
                 ttls,
                 stored: now,
                 lifetime,
-                generation,
+                generation: 0,
+                cost,
             },
         );
+        self.bytes += cost;
+        self.touch(key);
         self.stats.inserted += 1;
-        // Replaced keys leave stale slots in the queue; sweep them before it grows unbounded.
-        if self.order.len() > 2 * self.max_entries + 16 {
-            let entries = &self.entries;
-            self.order
-                .retain(|(k, g)| entries.get(k).is_some_and(|e| e.generation == *g));
-        }
         if negative {
             self.stats.negative_inserted += 1;
             Stored::Negative { ttl: lifetime }
@@ -149,7 +216,7 @@ impl Cache {
         }
     }
 
-    /// Removes one entry: an expired one if the oldest slots hold one, else the oldest.
+    /// Removes the least recently used entry (counted as expired if its time was up).
     fn evict_one(&mut self, now: Instant) {
         while let Some((key, generation)) = self.order.pop_front() {
             let live = self
@@ -165,7 +232,7 @@ impl Cache {
                 } else {
                     self.stats.evicted += 1;
                 }
-                self.entries.remove(&key);
+                self.remove(&key);
                 return;
             }
         }
@@ -291,7 +358,7 @@ big  IN TXT \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
     #[test]
     fn hit_patches_id_question_case_and_counts_ttl_down() {
         let t0 = Instant::now();
-        let mut cache = Cache::new(10);
+        let mut cache = Cache::new(1 << 20);
         let q = query_bytes(1, "www.example.test.", RecordType::A, false);
         let view = parse_query(&q).unwrap();
         assert_eq!(cache.lookup(&view, t0, 512), None);
@@ -326,7 +393,7 @@ big  IN TXT \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
     #[test]
     fn negative_answers_live_for_the_soa_minimum() {
         let t0 = Instant::now();
-        let mut cache = Cache::new(10);
+        let mut cache = Cache::new(1 << 20);
         let q = query_bytes(1, "nope.example.test.", RecordType::A, false);
         let view = parse_query(&q).unwrap();
         let stored = cache.insert(
@@ -355,45 +422,102 @@ big  IN TXT \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
         assert_eq!(cache.insert(view.cache_key(), &bare, t0), Stored::No);
     }
 
+    fn key_of(name: &str) -> Vec<u8> {
+        parse_query(&query_bytes(1, name, RecordType::A, false))
+            .unwrap()
+            .cache_key()
+    }
+
+    fn cost_of(name: &str, t0: Instant) -> usize {
+        let mut probe = Cache::new(usize::MAX);
+        probe.insert(key_of(name), &upstream(name, RecordType::A), t0);
+        probe.stats().bytes
+    }
+
     #[test]
-    fn bounded_with_oldest_evicted_first() {
+    fn bounded_in_bytes_least_recently_used_evicted_first() {
         let t0 = Instant::now();
-        let mut cache = Cache::new(2);
         let names = ["www.example.test.", "ns1.example.test.", "example.test."];
-        let keys: Vec<Vec<u8>> = names
-            .iter()
-            .map(|n| {
-                parse_query(&query_bytes(1, n, RecordType::A, false))
-                    .unwrap()
-                    .cache_key()
-            })
-            .collect();
-        for (n, k) in names.iter().zip(&keys) {
-            cache.insert(k.clone(), &upstream(n, RecordType::A), t0);
-        }
+        let costs: Vec<usize> = names.iter().map(|n| cost_of(n, t0)).collect();
+        // Room for the two largest, not for all three.
+        let mut sorted = costs.clone();
+        sorted.sort_unstable();
+        let mut cache = Cache::new(sorted[1] + sorted[2]);
+        let look = |cache: &mut Cache, n: &str| {
+            let q = query_bytes(1, n, RecordType::A, false);
+            cache.lookup(&parse_query(&q).unwrap(), t0, 512).is_some()
+        };
+        cache.insert(key_of(names[0]), &upstream(names[0], RecordType::A), t0);
+        cache.insert(key_of(names[1]), &upstream(names[1], RecordType::A), t0);
+        // A hit makes www the most recent: ns1 goes when example.test. comes in.
+        assert!(look(&mut cache, names[0]));
+        cache.insert(key_of(names[2]), &upstream(names[2], RecordType::A), t0);
         let s = cache.stats();
-        assert_eq!(s.entries, 2);
-        assert_eq!(s.evicted, 1);
-        let first = query_bytes(1, names[0], RecordType::A, false);
-        assert_eq!(cache.lookup(&parse_query(&first).unwrap(), t0, 512), None);
-        let last = query_bytes(1, names[1], RecordType::A, false);
-        assert!(
-            cache
-                .lookup(&parse_query(&last).unwrap(), t0, 512)
-                .is_some()
-        );
-        // Re-inserting the same key many times never grows the bookkeeping without bound.
+        assert_eq!((s.entries, s.evicted), (2, 1));
+        assert!(s.bytes <= s.max_bytes);
+        assert!(!look(&mut cache, names[1]), "the least recently used went");
+        assert!(look(&mut cache, names[0]) && look(&mut cache, names[2]));
+        // Re-inserting and hitting the same keys many times keeps the bookkeeping bounded.
         for _ in 0..1000 {
-            cache.insert(keys[1].clone(), &upstream(names[1], RecordType::A), t0);
+            cache.insert(key_of(names[2]), &upstream(names[2], RecordType::A), t0);
+            assert!(look(&mut cache, names[0]));
         }
         assert!(cache.order.len() <= 2 * 2 + 16 + 1);
         assert_eq!(cache.stats().entries, 2);
+        // A reply larger than the whole cache is not stored.
+        let mut tiny = Cache::new(costs[0] - 1);
+        let stored = tiny.insert(key_of(names[0]), &upstream(names[0], RecordType::A), t0);
+        assert_eq!(stored, Stored::No);
+        assert_eq!((tiny.stats().too_big, tiny.stats().bytes), (1, 0));
+    }
+
+    #[test]
+    fn accounted_bytes_never_pass_the_cap() {
+        // Many names of varied sizes, hits, replacements and expiries through a small cache:
+        // after every step the accounted bytes stay under the cap and match the entries held.
+        let t0 = Instant::now();
+        let mut cache = Cache::new(6_000);
+        let names = ["www.example.test.", "ns1.example.test.", "example.test."];
+        let mut next: u64 = 0x9e37_79b9_7f4a_7c15;
+        for step in 0..5_000u64 {
+            next ^= next << 13;
+            next ^= next >> 7;
+            next ^= next << 17;
+            let now = t0 + Duration::from_secs(step / 10);
+            let base = names[(next % 3) as usize];
+            let mut reply = upstream(base, RecordType::A);
+            // Rename the question so each step may make a new key of a new length.
+            let label = "x".repeat((next >> 8) as usize % 40 + 1);
+            let name = Name::from_ascii(format!("{label}{}.{base}", next % 97)).unwrap();
+            reply.queries[0].set_name(name.clone());
+            for r in &mut reply.answers {
+                r.name = name.clone();
+                r.ttl = (next >> 16) as u32 % 120 + 1;
+            }
+            let q = build_query(1, &name, RecordType::A, true, false)
+                .to_vec()
+                .unwrap();
+            let view = parse_query(&q).unwrap();
+            if next % 4 == 0 {
+                let _ = cache.lookup(&view, now, 512);
+            } else {
+                cache.insert(view.cache_key(), &reply, now);
+            }
+            let s = cache.stats();
+            assert!(s.bytes <= s.max_bytes, "step {step}: {s:?}");
+            let sum: usize = cache.entries.values().map(|e| e.cost).sum();
+            assert_eq!(sum, s.bytes, "step {step}");
+            for (k, e) in &cache.entries {
+                assert_eq!(e.cost, Cache::cost(k.len(), e.wire.len(), e.ttls.len()));
+            }
+        }
+        assert!(cache.stats().evicted > 100, "{:?}", cache.stats());
     }
 
     #[test]
     fn too_big_for_udp_gets_tc() {
         let t0 = Instant::now();
-        let mut cache = Cache::new(2);
+        let mut cache = Cache::new(1 << 20);
         let q = query_bytes(5, "big.example.test.", RecordType::TXT, false);
         let view = parse_query(&q).unwrap();
         cache.insert(

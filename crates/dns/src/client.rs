@@ -24,6 +24,10 @@ use protolab_transport::rng::StdRng;
 
 use crate::wire;
 
+/// Kernel buffer of each query's socket: room for a few replies (forged ones included)
+/// while the real one is awaited, without 64 KiB of kernel memory per pending query.
+const SOCKET_BUFFER: usize = 16 << 10;
+
 /// Why a query got no usable answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -250,12 +254,12 @@ impl Client {
         // own (also randomised) choice is used.
         for _ in 0..8 {
             if let Ok(s) =
-                protolab_transport::bind_udp(SocketAddr::new(ip, self.random_port()), 1 << 16)
+                protolab_transport::bind_udp(SocketAddr::new(ip, self.random_port()), SOCKET_BUFFER)
             {
                 return Ok(s);
             }
         }
-        protolab_transport::bind_udp(SocketAddr::new(ip, 0), 1 << 16)
+        protolab_transport::bind_udp(SocketAddr::new(ip, 0), SOCKET_BUFFER)
     }
 
     async fn udp_exchange(
@@ -272,7 +276,17 @@ impl Client {
         socket.send_to(&bytes, server).await.map_err(io)?;
         self.stats.queries_sent.fetch_add(1, Ordering::Relaxed);
         let deadline = tokio::time::Instant::now() + self.config.timeout;
-        let mut buf = vec![0u8; 65_536];
+        // The buffer is as large as the reply this query allows (RFC 6891 section 6.2.3):
+        // a resolver may hold hundreds of these at once. A longer datagram arrives cut short,
+        // fails to decode and is counted as garbage.
+        let mut buf = vec![
+            0u8;
+            if edns {
+                usize::from(wire::EDNS_PAYLOAD)
+            } else {
+                wire::CLASSIC_UDP_LIMIT
+            }
+        ];
         loop {
             let received = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await;
             let (len, from) = match received {

@@ -11,6 +11,7 @@
 //! - [`zone`]: master files and the authoritative answer logic (AA, referrals with glue,
 //!   NXDOMAIN and NODATA with SOA); no I/O.
 //! - [`cache`]: the bounded reply cache with TTL countdown and negative caching; time passed in.
+//! - [`rrl`]: response rate limiting per client network for the zone server; time passed in.
 //! - [`iterate`]: iterative resolution from root hints over an abstract [`iterate::Ask`].
 //! - [`present`]: dig-like text, `+short` and RFC 8427 JSON.
 //! - [`client`]: the stub client over UDP and TCP, with the anti-spoofing checks (I/O).
@@ -20,6 +21,7 @@ pub mod cache;
 pub mod client;
 pub mod iterate;
 pub mod present;
+pub mod rrl;
 pub mod server;
 pub mod wire;
 pub mod zone;

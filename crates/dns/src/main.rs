@@ -12,10 +12,11 @@ use ipnet::IpNet;
 use protolab_dns::client::{Client, ClientConfig};
 use protolab_dns::iterate::{self, IterConfig, RootHints};
 use protolab_dns::present;
-use protolab_dns::server::{ResolverConfig, Upstream, run_resolver, run_zone_server};
+use protolab_dns::rrl::RrlConfig;
+use protolab_dns::server::{ResolverConfig, Upstream, ZoneConfig, run_resolver, run_zone_server};
 use protolab_dns::zone::{Catalog, Zone};
 use protolab_transport::cli::{init_tracing, parse_duration};
-use protolab_transport::parse_addr;
+use protolab_transport::{out, outln, parse_addr};
 
 #[derive(Parser)]
 #[command(
@@ -46,15 +47,16 @@ enum Command {
     #[command(after_help = "Examples:
   dns serve --forward 127.0.0.1:5300
   dns serve --listen 127.0.0.1:1053 --root-hints root.hints
-  dns serve --forward 127.0.0.1:5300 --allow 127.0.0.0/8 --allow 10.0.0.0/8 --cache-size 50000
+  dns serve --forward 127.0.0.1:5300 --allow 127.0.0.0/8 --allow 10.0.0.0/8 --cache-size 64MiB
 
-Only allowed clients (loopback by default) get answers; others get REFUSED, so the resolver
-is never open to the world by accident. Counters are printed as JSON on exit.")]
+Only allowed clients (loopback by default) get answers; others get no reply at all, so the
+resolver is never open to the world by accident. Counters are printed as JSON on exit.")]
     Serve(ServeArgs),
     /// Serve zones from master files, authoritatively, on UDP and TCP.
     #[command(after_help = "Examples:
   dns zone --zone example.test.zone
   dns zone --listen 127.0.0.1:5300 --zone root.zone --zone test.zone
+  dns zone --listen 198.18.0.1:53 --zone test.zone --rrl 20 --rrl-slip 2
 
 A zone file needs an SOA at its origin; $ORIGIN, $TTL and the usual types are understood.")]
     Zone(ZoneArgs),
@@ -118,8 +120,9 @@ struct ServeArgs {
     /// Networks allowed to ask (repeatable); loopback only by default.
     #[arg(long, value_name = "CIDR")]
     allow: Vec<IpNet>,
-    /// Most replies kept in the cache.
-    #[arg(long, default_value_t = 100_000)]
+    /// Memory the cache may hold: bytes, or with a unit K, M, G (KiB, MiB, GiB also read);
+    /// each reply is accounted at its wire bytes, key and bookkeeping.
+    #[arg(long, default_value = "32MiB", value_parser = parse_size)]
     cache_size: usize,
     /// How long to wait for each upstream server.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
@@ -127,6 +130,13 @@ struct ServeArgs {
     /// Seed for upstream query ids and source ports.
     #[arg(long)]
     seed: Option<u64>,
+    /// Upstream queries in flight at once; each holds a socket. Misses beyond it get SERVFAIL
+    /// at once (counted as resolver.overloaded).
+    #[arg(long, default_value_t = 256)]
+    max_pending: usize,
+    /// TCP connections open at once from one client address; more are closed at once.
+    #[arg(long, default_value_t = 16)]
+    max_tcp_per_client: usize,
     /// Tasks receiving UDP queries at once (one per core by default).
     #[arg(long, default_value_t = 0, hide_default_value = true)]
     udp_workers: usize,
@@ -143,6 +153,20 @@ struct ZoneArgs {
     /// Master files to serve (repeatable).
     #[arg(long = "zone", value_name = "FILE", required = true)]
     zones: Vec<PathBuf>,
+    /// UDP replies per second per client /24 (IPv4) or /56 (IPv6); 0 turns limiting off.
+    /// Default: off when listening on loopback, 20 otherwise.
+    #[arg(long, value_name = "N")]
+    rrl: Option<u32>,
+    /// Over the rate, every Nth reply goes out truncated (TC=1) so real clients retry over
+    /// TCP; the rest are dropped. 0: drop all.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    rrl_slip: u32,
+    /// Seed for the rate limiter's hash table (random when absent).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// TCP connections open at once from one client address; more are closed at once.
+    #[arg(long, default_value_t = 16)]
+    max_tcp_per_client: usize,
 }
 
 fn main() -> Result<()> {
@@ -169,6 +193,48 @@ fn main() -> Result<()> {
             Command::Zone(a) => zone(a).await,
         }
     })
+}
+
+/// Parses a size such as `32MiB`, `512K`, `1G` or `65536` (bytes); units are powers of 1024.
+fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?}: write a size like 32MiB, 512K or 65536"
+            ));
+        }
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("bad size {text:?}: write a size like 32MiB, 512K or 65536"))
+}
+
+/// A token cancelled on SIGINT or SIGTERM, with both handlers installed before it returns: a
+/// signal that comes right after the `listening` lines must stop the server cleanly, not kill
+/// it with the default action.
+fn shutdown_on_signals() -> Result<protolab_transport::CancellationToken> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
+    let token = protolab_transport::CancellationToken::new();
+    let fire = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+        fire.cancel();
+    });
+    Ok(token)
 }
 
 fn resolv_conf_server() -> Result<IpAddr> {
@@ -264,21 +330,21 @@ async fn query(a: QueryArgs) -> Result<()> {
             if let Some(e) = &err {
                 v["error"] = serde_json::Value::String(e.to_string());
             }
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            outln!("{}", serde_json::to_string_pretty(&v)?);
         } else if a.short {
             if let Some(r) = &reply {
-                print!("{}", present::short_text(r));
+                out!("{}", present::short_text(r));
             }
         } else {
-            println!("; <<>> dns query <<>> {command}");
-            print!("{}", present::trace_text(&steps));
+            outln!("; <<>> dns query <<>> {command}");
+            out!("{}", present::trace_text(&steps));
             if let Some(r) = &reply {
-                println!(
+                outln!(
                     ";; resolved: {}",
                     protolab_dns::wire::rcode_name(r.metadata.response_code)
                 );
                 for rec in r.answers.iter().chain(&r.authorities) {
-                    println!("{}", present::record_line(rec));
+                    outln!("{}", present::record_line(rec));
                 }
             }
         }
@@ -299,11 +365,11 @@ async fn query(a: QueryArgs) -> Result<()> {
         v["messageSize"] = x.size.into();
         v["queryTimeMs"] = (x.elapsed.as_secs_f64() * 1e3).into();
         v["client"] = client.stats.snapshot();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else if a.short {
-        print!("{}", present::short_text(&x.reply));
+        out!("{}", present::short_text(&x.reply));
     } else {
-        print!("{}", present::dig_text(&x, &command));
+        out!("{}", present::dig_text(&x, &command));
     }
     Ok(())
 }
@@ -381,16 +447,18 @@ async fn serve(a: ServeArgs) -> Result<()> {
         listen,
         upstream,
         allow,
-        cache_entries: a.cache_size,
+        cache_bytes: a.cache_size,
         timeout: a.timeout,
         seed: a.seed,
         udp_workers: a.udp_workers,
+        max_pending: a.max_pending,
+        max_tcp_per_client: a.max_tcp_per_client,
     };
-    let shutdown = protolab_transport::shutdown_on_signals();
+    let shutdown = shutdown_on_signals()?;
     let resolver = run_resolver(config, shutdown)
         .await
         .with_context(|| format!("serve on {listen}"))?;
-    println!("stats {}", resolver.report());
+    outln!("stats {}", resolver.report());
     Ok(())
 }
 
@@ -405,10 +473,45 @@ async fn zone(a: ZoneArgs) -> Result<()> {
         tracing::info!(origin = %z.origin(), names = z.len(), file = %p.display(), "zone loaded");
         zones.push(z);
     }
-    let shutdown = protolab_transport::shutdown_on_signals();
-    let server = run_zone_server(listen, Catalog::new(zones), shutdown)
+    let shutdown = shutdown_on_signals()?;
+    // Off on loopback by default: nothing outside the machine can reach it (the kernel drops
+    // loopback sources arriving from outside), so it cannot reflect at anyone, and tests and
+    // benchmarks send tens of thousands of queries a second from 127.0.0.1.
+    let rate = a
+        .rrl
+        .unwrap_or(if listen.ip().is_loopback() { 0 } else { 20 });
+    tracing::info!(
+        rate,
+        slip = a.rrl_slip,
+        "response rate limit per /24 or /56 (0: off)"
+    );
+    let config = ZoneConfig {
+        listen,
+        max_tcp_per_client: a.max_tcp_per_client,
+        rrl: RrlConfig {
+            rate,
+            slip: a.rrl_slip,
+        },
+        seed: a.seed,
+    };
+    let server = run_zone_server(config, Catalog::new(zones), shutdown)
         .await
         .with_context(|| format!("serve zones on {listen}"))?;
-    println!("stats {}", serde_json::to_value(&server.stats)?);
+    outln!("stats {}", server.report());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_with_units() {
+        assert_eq!(parse_size("65536"), Ok(65_536));
+        assert_eq!(parse_size("32MiB"), Ok(32 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("1 G"), Ok(1 << 30));
+        assert!(parse_size("12 parsecs").unwrap_err().contains("32MiB"));
+        assert!(parse_size("").is_err());
+    }
 }

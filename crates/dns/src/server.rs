@@ -17,17 +17,17 @@ use bytes::{Bytes, BytesMut};
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use ipnet::IpNet;
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio_util::codec::FramedRead;
+use tokio::net::{TcpListener, UdpSocket};
 
 use protolab_transport::{
     CancellationToken, Conn, Next, TcpServerConfig, TcpServerStats, UdpReply, UdpServerConfig,
-    UdpServerStats, bind_tcp, bind_udp, run_tcp, run_udp, u16_frames,
+    UdpServerStats, bind_tcp, bind_udp, run_tcp, run_udp,
 };
 
 use crate::cache::{Cache, CacheStats};
 use crate::client::{Client, ClientConfig};
 use crate::iterate::{self, Answer, Ask, Delegations, IterConfig, RootHints, Servers};
+use crate::rrl::{RateLimiter, RrlConfig, RrlStats, Verdict};
 use crate::wire::{self, QueryView, WireError, flags};
 use crate::zone::Catalog;
 
@@ -54,11 +54,10 @@ pub fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
 }
 
 fn announce(udp: &UdpSocket, tcp: &TcpListener) -> io::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "listening udp {}", udp.local_addr()?)?;
-    writeln!(out, "listening tcp {}", tcp.local_addr()?)?;
-    out.flush()
+    // Through outln!: a reader that went away must not stop the server.
+    protolab_transport::outln!("listening udp {}", udp.local_addr()?);
+    protolab_transport::outln!("listening tcp {}", tcp.local_addr()?);
+    Ok(())
 }
 
 /// Where the resolver gets answers it does not have.
@@ -80,26 +79,39 @@ pub struct ResolverConfig {
     pub upstream: Upstream,
     /// Clients allowed to ask; everyone else gets REFUSED.
     pub allow: Vec<IpNet>,
-    /// Most replies held in the cache.
-    pub cache_entries: usize,
+    /// Bytes the cache may account to its entries (see [`Cache::cost`]).
+    pub cache_bytes: usize,
     /// How long to wait for each upstream server.
     pub timeout: Duration,
     pub seed: Option<u64>,
     /// Tasks receiving UDP at once (0: one per core).
     pub udp_workers: usize,
+    /// Upstream queries in flight at once; a miss beyond it is answered SERVFAIL.
+    pub max_pending: usize,
+    /// TCP connections open at once from one client address.
+    pub max_tcp_per_client: usize,
 }
 
 /// Counters of the resolver.
+///
+/// Cache hits and misses are the cache's own counters ([`CacheStats`]), shown under both
+/// `resolver` and `cache` in the report: one count, never two that could disagree.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct ResolverStats {
     pub queries: AtomicU64,
-    pub cache_hits: AtomicU64,
-    pub cache_misses: AtomicU64,
+    /// Datagrams and messages from sources outside the allow-list: dropped unread, unanswered.
+    pub not_allowed: AtomicU64,
     pub upstream_failures: AtomicU64,
+    /// Misses answered from an upstream query already in flight for the same question.
+    pub merged: AtomicU64,
+    /// Misses answered SERVFAIL at once because `max_pending` upstream queries were in flight,
+    /// or [`MAX_WAITERS`] misses were waiting for them.
+    pub overloaded: AtomicU64,
     pub refused: AtomicU64,
     pub formerr: AtomicU64,
     pub notimp: AtomicU64,
     pub dropped: AtomicU64,
+    pub tcp: TcpStats,
 }
 
 /// Most zones whose delegations the resolver remembers.
@@ -141,10 +153,82 @@ impl Delegations for DelegationCache {
     }
 }
 
+/// What an upstream query in flight ends with, for every query waiting on it: the upstream's
+/// reply, or `None` when it failed.
+type Outcome = Option<Arc<Message>>;
+
+/// The upstream queries in flight, by cache key (the question: name in lower case, type,
+/// class). A miss for a question already asked waits for that query instead of sending its
+/// own: one query per question means an off-path attacker racing forged replies has one id and
+/// port to hit, not as many as there are clients asking (RFC 5452 section 5).
+type InFlight = Mutex<std::collections::HashMap<Vec<u8>, tokio::sync::broadcast::Sender<Outcome>>>;
+
+/// The one query asking upstream for a question, holding one of the `--max-pending` slots.
+/// Dropping it ends the flight: the key is removed, the slot freed and, if [`Flight::finish`]
+/// was not called (the task was cancelled), the waiters see the channel closed and answer
+/// SERVFAIL instead of waiting forever.
+struct Flight {
+    resolver: Arc<Resolver>,
+    key: Vec<u8>,
+    tx: Option<tokio::sync::broadcast::Sender<Outcome>>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Flight {
+    /// Ends the flight and hands `outcome` to every query that joined it.
+    fn finish(mut self, outcome: Outcome) {
+        let tx = self.tx.take();
+        self.end();
+        if let Some(tx) = tx {
+            // No receiver is fine: nobody else asked.
+            let _ = tx.send(outcome);
+        }
+    }
+
+    fn end(&self) {
+        let mut map = self
+            .resolver
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.remove(&self.key);
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        if self.tx.is_some() {
+            self.end();
+        }
+    }
+}
+
+/// How a miss gets its answer.
+enum Miss {
+    /// Ask upstream: no query for this question is in flight.
+    Lead(Flight, Box<Message>),
+    /// Wait for the query in flight, holding one of the [`MAX_WAITERS`] places.
+    Join(
+        tokio::sync::broadcast::Receiver<Outcome>,
+        tokio::sync::OwnedSemaphorePermit,
+    ),
+}
+
+/// Misses waiting at once for a query in flight for the same question. A waiter costs a task,
+/// its datagram and a channel receiver (about 2 KiB all told); past this bound a miss is
+/// answered SERVFAIL at once, like one beyond `--max-pending`.
+pub const MAX_WAITERS: usize = 4_096;
+
 /// The caching resolver's state, shared by every socket and task.
 #[derive(Debug)]
 pub struct Resolver {
     cache: Mutex<Cache>,
+    inflight: InFlight,
+    /// One permit per upstream query in flight: each holds a socket and a receive buffer.
+    upstream_slots: Arc<tokio::sync::Semaphore>,
+    /// One permit per miss waiting for a query in flight.
+    waiting_slots: Arc<tokio::sync::Semaphore>,
+    tcp_clients: TcpClients,
     delegations: DelegationCache,
     client: Client,
     upstream: Upstream,
@@ -193,7 +277,11 @@ impl Resolver {
             rng,
         );
         Self {
-            cache: Mutex::new(Cache::new(config.cache_entries)),
+            cache: Mutex::new(Cache::new(config.cache_bytes)),
+            inflight: Mutex::default(),
+            upstream_slots: Arc::new(tokio::sync::Semaphore::new(config.max_pending.max(1))),
+            waiting_slots: Arc::new(tokio::sync::Semaphore::new(MAX_WAITERS)),
+            tcp_clients: TcpClients::new(config.max_tcp_per_client),
             client,
             upstream: config.upstream.clone(),
             delegations: DelegationCache::default(),
@@ -209,24 +297,31 @@ impl Resolver {
 
     /// All counters as JSON, for the report printed at shutdown.
     pub fn report(&self) -> serde_json::Value {
+        let cache = self.cache_stats();
+        let mut resolver = serde_json::to_value(&self.stats).unwrap_or_default();
+        resolver["cache_hits"] = cache.hits.into();
+        resolver["cache_misses"] = cache.misses.into();
         serde_json::json!({
-            "resolver": serde_json::to_value(&self.stats).unwrap_or_default(),
-            "cache": serde_json::to_value(self.cache_stats()).unwrap_or_default(),
+            "resolver": resolver,
+            "cache": serde_json::to_value(cache).unwrap_or_default(),
             "upstream_client": self.client.stats.snapshot(),
         })
     }
 
     fn handle(self: &Arc<Self>, peer: SocketAddr, packet: &[u8], limit_udp: bool) -> Handled {
+        // The source is checked before a byte is parsed, and an outsider hears nothing: not
+        // even REFUSED or FORMERR, which would make this server a reflector for forged
+        // sources and tell a scanner that a resolver is here.
+        if !self.allow.iter().any(|n| n.contains(&peer.ip())) {
+            self.stats.not_allowed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "client not allowed: dropped");
+            return Handled::Drop;
+        }
         self.stats.queries.fetch_add(1, Ordering::Relaxed);
         let view = match wire::parse_query(packet) {
             Ok(v) => v,
             Err(e) => return self.malformed(peer, packet, e),
         };
-        if !self.allow.iter().any(|n| n.contains(&peer.ip())) {
-            self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%peer, "client not allowed: REFUSED");
-            return Handled::Now(wire::bare_reply(&view, flags::RA, 5));
-        }
         if view.opcode() != 0 {
             self.stats.notimp.fetch_add(1, Ordering::Relaxed);
             return Handled::Now(wire::bare_reply(&view, flags::RA, 4));
@@ -256,15 +351,48 @@ impl Resolver {
             .unwrap_or_else(|e| e.into_inner())
             .lookup(&view, now, limit);
         if let Some(reply) = hit {
-            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Handled::Now(reply);
         }
-        self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let key = view.cache_key();
+        let miss = {
+            let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(tx) = map.get(&key) {
+                let Ok(place) = self.waiting_slots.clone().try_acquire_owned() else {
+                    return self.overloaded(peer, &view, "waiting misses");
+                };
+                self.stats.merged.fetch_add(1, Ordering::Relaxed);
+                Miss::Join(tx.subscribe(), place)
+            } else if let Ok(slot) = self.upstream_slots.clone().try_acquire_owned() {
+                let Ok(query) = Message::from_vec(packet) else {
+                    self.stats.formerr.fetch_add(1, Ordering::Relaxed);
+                    return Handled::Now(wire::bare_reply(&view, flags::RA, 1));
+                };
+                let (tx, _) = tokio::sync::broadcast::channel(1);
+                map.insert(key.clone(), tx.clone());
+                let flight = Flight {
+                    resolver: self.clone(),
+                    key,
+                    tx: Some(tx),
+                    _slot: slot,
+                };
+                Miss::Lead(flight, Box::new(query))
+            } else {
+                return self.overloaded(peer, &view, "--max-pending upstream queries");
+            }
+        };
         let this = self.clone();
         let packet = packet.to_vec();
-        Handled::Later(Box::pin(
-            async move { this.resolve_miss(packet, limit).await },
-        ))
+        Handled::Later(Box::pin(async move {
+            this.resolve_miss(miss, packet, limit).await
+        }))
+    }
+
+    /// SERVFAIL at once for a miss over a bound: answering costs nothing, while queueing would
+    /// hold memory for a reply that could only come late.
+    fn overloaded(&self, peer: SocketAddr, view: &QueryView<'_>, what: &str) -> Handled {
+        self.stats.overloaded.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(%peer, "{what} at their bound: SERVFAIL");
+        Handled::Now(wire::bare_reply(view, flags::RA, 2))
     }
 
     fn malformed(&self, peer: SocketAddr, packet: &[u8], e: WireError) -> Handled {
@@ -281,12 +409,49 @@ impl Resolver {
         }
     }
 
-    async fn resolve_miss(self: Arc<Self>, packet: Vec<u8>, limit: usize) -> Option<Vec<u8>> {
+    async fn resolve_miss(
+        self: Arc<Self>,
+        miss: Miss,
+        packet: Vec<u8>,
+        limit: usize,
+    ) -> Option<Vec<u8>> {
         let view = wire::parse_query(&packet).ok()?;
+        let outcome = match miss {
+            Miss::Join(mut rx, _place) => rx.recv().await.ok().flatten(),
+            Miss::Lead(flight, query) => {
+                // Boxed: the upstream exchange's state is large, and without the box every
+                // waiter's task would be sized for it too.
+                let outcome = Box::pin(self.ask_upstream(&query)).await.map(Arc::new);
+                if let Some(reply) = &outcome {
+                    let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+                    cache.insert(view.cache_key(), reply, Instant::now());
+                }
+                // Stored before the flight ends: a query arriving after it finds the cache.
+                flight.finish(outcome.clone());
+                outcome
+            }
+        };
+        let Some(reply) = outcome else {
+            return Some(wire::bare_reply(&view, flags::RA, 2));
+        };
+        let stored =
+            self.cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .peek(&view, Instant::now(), limit);
+        if stored.is_some() {
+            return stored;
+        }
+        // Not cacheable (SERVFAIL from upstream, TTL 0): answer from what came.
         let Ok(query) = Message::from_vec(&packet) else {
             self.stats.formerr.fetch_add(1, Ordering::Relaxed);
-            return wire::formerr_header(&packet);
+            return Some(wire::bare_reply(&view, flags::RA, 1));
         };
+        Some(direct_reply(&view, &query, &reply, limit))
+    }
+
+    /// Asks upstream for the question of `query`; `None` (counted, logged) when that failed.
+    async fn ask_upstream(&self, query: &Message) -> Option<Message> {
         let q = query.queries.first()?;
         let (name, qtype) = (q.name().clone(), q.query_type());
         let reply = match &self.upstream {
@@ -303,23 +468,14 @@ impl Resolver {
                     .map_err(|e| e.to_string())
             }
         };
-        let reply = match reply {
-            Ok(r) => r,
+        match reply {
+            Ok(r) => Some(r),
             Err(e) => {
                 self.stats.upstream_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%name, %qtype, error = %e, "upstream failed: SERVFAIL");
-                return Some(wire::bare_reply(&view, flags::RA, 2));
+                None
             }
-        };
-        let now = Instant::now();
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache.insert(view.cache_key(), &reply, now);
-        if let Some(bytes) = cache.lookup(&view, now, limit) {
-            return Some(bytes);
         }
-        drop(cache);
-        // Not cacheable (SERVFAIL from upstream, TTL 0): answer once from what came.
-        Some(direct_reply(&view, &query, &reply, limit))
     }
 }
 
@@ -357,23 +513,153 @@ fn to_udp_reply(h: Handled) -> UdpReply {
     }
 }
 
-/// Serves DNS messages over one TCP connection: length-prefixed queries in, replies out, in
-/// order, until the client closes, idles out, or the server shuts down.
-async fn serve_tcp_conn<F>(stream: TcpStream, conn: Conn, handle: F)
+/// How long a whole message may take to arrive over TCP, counted from its first byte, or from
+/// the connection's start for the first message. A client that stalls inside a message (or
+/// connects and says nothing) holds a connection for this long, not for the idle timeout.
+const MESSAGE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Counters of DNS over TCP, beside the transport's own.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct TcpStats {
+    /// Connections closed at once because their client already had `max_per_client` open.
+    pub over_client_cap: AtomicU64,
+    /// Connections closed because a message did not arrive whole within its deadline.
+    pub message_timeouts: AtomicU64,
+    /// Connections closed for a zero-length message.
+    pub bad_frames: AtomicU64,
+}
+
+/// Open TCP connections per client address, so that one client cannot take every connection
+/// the server allows. The table holds only addresses with a connection open: it is bounded by
+/// the server's connection cap.
+#[derive(Debug)]
+pub struct TcpClients {
+    open: Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    max_per_client: usize,
+}
+
+/// One client's connection slot; dropping it frees the slot.
+pub struct TcpSlot<'a> {
+    clients: &'a TcpClients,
+    ip: std::net::IpAddr,
+}
+
+impl TcpClients {
+    /// A table allowing `max_per_client` connections per address (at least one).
+    pub fn new(max_per_client: usize) -> Self {
+        Self {
+            open: Mutex::default(),
+            max_per_client: max_per_client.max(1),
+        }
+    }
+
+    /// A slot for a new connection from `ip`, or `None` when it has its share open already.
+    pub fn admit(&self, ip: std::net::IpAddr) -> Option<TcpSlot<'_>> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.max_per_client {
+            return None;
+        }
+        *n += 1;
+        Some(TcpSlot { clients: self, ip })
+    }
+}
+
+impl Drop for TcpSlot<'_> {
+    fn drop(&mut self) {
+        let mut open = self.clients.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Reads the next length-prefixed message into `buf` (which keeps what follows it), or `None`
+/// when the connection should close. Between messages the transport's idle timeout applies;
+/// once a message has begun (or, for the first message, once the connection is open) it must
+/// arrive whole within [`MESSAGE_DEADLINE`].
+async fn read_message<R>(
+    read: &mut R,
+    buf: &mut BytesMut,
+    conn: &Conn,
+    first: bool,
+    stats: &TcpStats,
+) -> Option<BytesMut>
 where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    let mut deadline = first.then(|| tokio::time::Instant::now() + MESSAGE_DEADLINE);
+    loop {
+        if buf.len() >= 2 {
+            let len = usize::from(u16::from_be_bytes([buf[0], buf[1]]));
+            if len == 0 {
+                stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("zero-length TCP message: closing");
+                return None;
+            }
+            if buf.len() >= 2 + len {
+                let mut frame = buf.split_to(2 + len);
+                let _ = frame.split_to(2);
+                return Some(frame);
+            }
+            buf.reserve(2 + len - buf.len());
+        } else {
+            buf.reserve(2);
+        }
+        if !buf.is_empty() && deadline.is_none() {
+            deadline = Some(tokio::time::Instant::now() + MESSAGE_DEADLINE);
+        }
+        let next = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, conn.read_buf(read, buf)).await {
+                Ok(next) => next,
+                Err(_) => {
+                    stats.message_timeouts.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!("TCP message not whole within its deadline: closing");
+                    return None;
+                }
+            },
+            None => conn.read_buf(read, buf).await,
+        };
+        match next {
+            Next::Item(Ok(_)) => {}
+            Next::Item(Err(e)) => {
+                tracing::debug!(error = %e, "TCP read: closing");
+                return None;
+            }
+            Next::Eof | Next::IdleTimeout | Next::Closing => return None,
+        }
+    }
+}
+
+/// Serves DNS messages over one TCP connection: length-prefixed queries in, replies out, in
+/// order, until the client closes, idles out, stalls inside a message, or the server shuts
+/// down. A client with `max_per_client` connections open already is closed at once.
+async fn serve_tcp_conn<S, F>(
+    stream: S,
+    conn: Conn,
+    clients: &TcpClients,
+    stats: &TcpStats,
+    handle: F,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     F: Fn(SocketAddr, &[u8]) -> Handled,
 {
-    let (read, mut write) = stream.into_split();
-    let mut frames = FramedRead::new(read, u16_frames());
+    let Some(_slot) = clients.admit(conn.peer.ip()) else {
+        stats.over_client_cap.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(peer = %conn.peer, "over --max-tcp-per-client: closing");
+        return;
+    };
+    let (mut read, mut write) = tokio::io::split(stream);
+    let mut buf = BytesMut::with_capacity(512);
+    let mut first = true;
     loop {
-        let frame: BytesMut = match conn.next(&mut frames).await {
-            Next::Item(Ok(f)) => f,
-            Next::Item(Err(e)) => {
-                tracing::debug!(error = %e, "bad TCP frame: closing");
-                return;
-            }
-            Next::Eof | Next::IdleTimeout | Next::Closing => return,
+        let Some(frame) = read_message(&mut read, &mut buf, &conn, first, stats).await else {
+            return;
         };
+        first = false;
         let reply = match handle(conn.peer, &frame) {
             Handled::Drop => continue,
             Handled::Now(r) => r,
@@ -391,9 +677,13 @@ where
     }
 }
 
+/// Connections either server keeps open at once. With the resolver's 256 upstream queries in
+/// flight and the process's own descriptors this stays under the usual limit of 1,024.
+const TCP_MAX_CONNECTIONS: usize = 512;
+
 fn tcp_config() -> TcpServerConfig {
     TcpServerConfig {
-        max_connections: 1_000,
+        max_connections: TCP_MAX_CONNECTIONS,
         // RFC 7766 section 6.2.3 suggests seconds, not minutes, for idle DNS connections.
         idle_timeout: Some(Duration::from_secs(10)),
         drain_timeout: Duration::from_secs(2),
@@ -433,7 +723,15 @@ pub async fn run_resolver(
         move |stream, conn| {
             let r = r_tcp.clone();
             async move {
-                serve_tcp_conn(stream, conn, move |peer, pkt| r.handle(peer, pkt, false)).await
+                let h = r.clone();
+                serve_tcp_conn(
+                    stream,
+                    conn,
+                    &r.tcp_clients,
+                    &r.stats.tcp,
+                    move |peer, pkt| h.handle(peer, pkt, false),
+                )
+                .await;
             }
         },
     );
@@ -450,21 +748,72 @@ pub struct ZoneServerStats {
     pub formerr: AtomicU64,
     pub dropped: AtomicU64,
     pub truncated: AtomicU64,
+    pub tcp: TcpStats,
 }
 
 /// The lab authoritative server's state.
 #[derive(Debug)]
 pub struct ZoneServer {
     catalog: Catalog,
+    tcp_clients: TcpClients,
+    rrl: Mutex<RateLimiter>,
     pub stats: ZoneServerStats,
+}
+
+/// Settings of the lab zone server.
+#[derive(Debug, Clone)]
+pub struct ZoneConfig {
+    pub listen: SocketAddr,
+    /// TCP connections open at once from one client address.
+    pub max_tcp_per_client: usize,
+    /// Response rate limiting of UDP replies (`rate` 0: off).
+    pub rrl: RrlConfig,
+    /// Seed for the rate limiter's table (random when absent).
+    pub seed: Option<u64>,
 }
 
 impl ZoneServer {
     /// A server for `catalog`.
-    pub fn new(catalog: Catalog) -> Self {
+    pub fn new(catalog: Catalog, config: &ZoneConfig) -> Self {
+        use rand::Rng;
+        let (mut rng, _) = protolab_transport::rng::seeded(config.seed);
         Self {
             catalog,
+            tcp_clients: TcpClients::new(config.max_tcp_per_client),
+            rrl: Mutex::new(RateLimiter::new(config.rrl, rng.random(), Instant::now())),
             stats: ZoneServerStats::default(),
+        }
+    }
+
+    /// The rate limiter's counters.
+    pub fn rrl_stats(&self) -> RrlStats {
+        self.rrl.lock().unwrap_or_else(|e| e.into_inner()).stats()
+    }
+
+    /// All counters as JSON, for the report printed at shutdown.
+    pub fn report(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(&self.stats).unwrap_or_default();
+        v["rrl"] = serde_json::to_value(self.rrl_stats()).unwrap_or_default();
+        v
+    }
+
+    /// Answers one UDP datagram from `peer`, through the rate limiter: over the limit the
+    /// reply is dropped or, every `slip`-th time, replaced by a truncated one.
+    pub fn answer_udp(&self, peer: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
+        let reply = self.answer(packet, true)?;
+        let verdict = self
+            .rrl
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .check(peer.ip(), Instant::now());
+        match verdict {
+            Verdict::Send => Some(reply),
+            Verdict::Drop => None,
+            // The truncated reply: header and question, TC set, no records; never larger than
+            // the query. A message without a question to echo is simply dropped.
+            Verdict::Slip => wire::parse_query(packet)
+                .ok()
+                .map(|view| wire::bare_reply(&view, flags::AA | flags::TC, 0)),
         }
     }
 
@@ -517,20 +866,20 @@ impl ZoneServer {
 /// # Errors
 /// Binding the sockets.
 pub async fn run_zone_server(
-    listen: SocketAddr,
+    config: ZoneConfig,
     catalog: Catalog,
     shutdown: CancellationToken,
 ) -> io::Result<Arc<ZoneServer>> {
-    let (udp, tcp) = bind_pair(listen)?;
+    let (udp, tcp) = bind_pair(config.listen)?;
     announce(&udp, &tcp)?;
-    let server = Arc::new(ZoneServer::new(catalog));
+    let server = Arc::new(ZoneServer::new(catalog, &config));
     let s_udp = server.clone();
     let udp_task = run_udp(
         udp,
         UdpServerConfig::default(),
         shutdown.clone(),
         Arc::new(UdpServerStats::default()),
-        move |_peer, pkt| match s_udp.answer(pkt, true) {
+        move |peer, pkt| match s_udp.answer_udp(peer, pkt) {
             Some(r) => UdpReply::Now(Bytes::from(r)),
             None => UdpReply::None,
         },
@@ -544,10 +893,17 @@ pub async fn run_zone_server(
         move |stream, conn| {
             let s = s_tcp.clone();
             async move {
-                serve_tcp_conn(stream, conn, move |_peer, pkt| match s.answer(pkt, false) {
-                    Some(r) => Handled::Now(r),
-                    None => Handled::Drop,
-                })
+                let h = s.clone();
+                serve_tcp_conn(
+                    stream,
+                    conn,
+                    &s.tcp_clients,
+                    &s.stats.tcp,
+                    move |_peer, pkt| match h.answer(pkt, false) {
+                        Some(r) => Handled::Now(r),
+                        None => Handled::Drop,
+                    },
+                )
                 .await;
             }
         },
@@ -570,7 +926,13 @@ mod tests {
             None,
         )
         .unwrap();
-        ZoneServer::new(Catalog::new(vec![z]))
+        let config = ZoneConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            max_tcp_per_client: 16,
+            rrl: RrlConfig { rate: 0, slip: 2 },
+            seed: Some(1),
+        };
+        ZoneServer::new(Catalog::new(vec![z]), &config)
     }
 
     #[test]
@@ -599,5 +961,106 @@ mod tests {
             }
         }
         assert!(s.stats.formerr.load(Ordering::Relaxed) > 0);
+    }
+
+    #[test]
+    fn one_client_gets_its_share_of_tcp_slots() {
+        let clients = TcpClients::new(2);
+        let a: std::net::IpAddr = [127, 0, 0, 1].into();
+        let b: std::net::IpAddr = [127, 0, 0, 2].into();
+        let s1 = clients.admit(a).unwrap();
+        let _s2 = clients.admit(a).unwrap();
+        assert!(clients.admit(a).is_none());
+        assert!(clients.admit(b).is_some());
+        drop(s1);
+        assert!(
+            clients.admit(a).is_some(),
+            "a closed connection frees its slot"
+        );
+        // Addresses with nothing open leave the table.
+        assert_eq!(clients.open.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_must_arrive_whole_within_its_deadline() {
+        use tokio::io::AsyncWriteExt;
+        let stats = TcpStats::default();
+        // Two pipelined messages in one write, then half a third that never ends.
+        let (mut client, mut server, conn) =
+            protolab_transport::memory::pair(Some(Duration::from_secs(10)));
+        client
+            .write_all(b"\x00\x03abc\x00\x02hi\x00\x05ab")
+            .await
+            .unwrap();
+        let mut buf = BytesMut::new();
+        let m1 = read_message(&mut server, &mut buf, &conn, true, &stats).await;
+        assert_eq!(m1.as_deref(), Some(&b"abc"[..]));
+        let m2 = read_message(&mut server, &mut buf, &conn, false, &stats).await;
+        assert_eq!(m2.as_deref(), Some(&b"hi"[..]));
+        let start = tokio::time::Instant::now();
+        assert!(
+            read_message(&mut server, &mut buf, &conn, false, &stats)
+                .await
+                .is_none()
+        );
+        assert_eq!(start.elapsed(), MESSAGE_DEADLINE);
+        assert_eq!(stats.message_timeouts.load(Ordering::Relaxed), 1);
+
+        // A connection that says nothing is closed after the deadline, not the idle timeout.
+        let (_client, mut server, conn) =
+            protolab_transport::memory::pair(Some(Duration::from_secs(10)));
+        let start = tokio::time::Instant::now();
+        let mut buf = BytesMut::new();
+        assert!(
+            read_message(&mut server, &mut buf, &conn, true, &stats)
+                .await
+                .is_none()
+        );
+        assert_eq!(start.elapsed(), MESSAGE_DEADLINE);
+
+        // Between messages, the idle timeout applies.
+        let (mut client, mut server, conn) =
+            protolab_transport::memory::pair(Some(Duration::from_secs(10)));
+        client.write_all(b"\x00\x01x").await.unwrap();
+        let mut buf = BytesMut::new();
+        assert!(
+            read_message(&mut server, &mut buf, &conn, true, &stats)
+                .await
+                .is_some()
+        );
+        let start = tokio::time::Instant::now();
+        assert!(
+            read_message(&mut server, &mut buf, &conn, false, &stats)
+                .await
+                .is_none()
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+        assert_eq!(stats.message_timeouts.load(Ordering::Relaxed), 2);
+
+        // A zero-length message closes the connection.
+        let (mut client, mut server, conn) =
+            protolab_transport::memory::pair(Some(Duration::from_secs(10)));
+        client.write_all(b"\x00\x00").await.unwrap();
+        let mut buf = BytesMut::new();
+        assert!(
+            read_message(&mut server, &mut buf, &conn, true, &stats)
+                .await
+                .is_none()
+        );
+        assert_eq!(stats.bad_frames.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn remembered_delegations_are_bounded() {
+        let cache = DelegationCache::default();
+        let servers: Servers = vec![(
+            Name::from_ascii("ns.example.").unwrap(),
+            vec![std::net::IpAddr::from([192, 0, 2, 1])],
+        )];
+        for i in 0..MAX_DELEGATIONS + 500 {
+            let zone = Name::from_ascii(format!("z{i}.example.")).unwrap();
+            cache.learn(&zone, &servers, 3600);
+        }
+        assert_eq!(cache.zones.lock().unwrap().len(), MAX_DELEGATIONS);
     }
 }

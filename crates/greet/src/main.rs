@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use protolab_greet::{bench, client, server, wire::Framing};
 use protolab_transport::cli::parse_duration;
+use protolab_transport::outln;
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -159,8 +160,9 @@ async fn run(cli: Cli) -> Result<()> {
             let bound =
                 server::bind(&config).with_context(|| format!("cannot listen on {listen}"))?;
             let (proto, local) = bound.local()?;
-            println!("listening {proto} {local}");
+            // Signals are handled from here on: whoever reads the next line may send one.
             let shutdown = protolab_transport::shutdown_on_signals();
+            outln!("listening {proto} {local}");
             server::run(bound, config, shutdown).await?;
         }
         Cmd::Hello {
@@ -186,10 +188,10 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let transcript = client::hello(&config).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&transcript)?);
+                outln!("{}", serde_json::to_string_pretty(&transcript)?);
             } else {
                 for line in transcript.welcome.iter().chain(&transcript.replies) {
-                    println!("{line}");
+                    outln!("{line}");
                 }
             }
         }
@@ -211,9 +213,9 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let r = bench::run(&config).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                outln!("{}", serde_json::to_string_pretty(&r)?);
             } else {
-                println!(
+                outln!(
                     "{} connections, {:.1} s: {} requests, {:.0} requests/s\n\
                      latency us: mean {:.0}  p50 {}  p90 {}  p99 {}  max {}\n\
                      errors: {} connections ended early, {} could not connect",

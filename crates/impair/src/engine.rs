@@ -18,7 +18,11 @@
 //!   packets, as a real link's queue does: a packet is never due before the packet queued ahead
 //!   of it, so reordering comes only from the reordering knob and is counted exactly.
 //! - **Rate**: with `rate_bps`, packets are serialized one after another at that rate before the
-//!   delay (a bottleneck link); a packet arriving to a queue of [`Engine::limit`] packets is dropped.
+//!   delay (a bottleneck link).
+//! - **Queue**: everything waiting (for the bottleneck, the delay or a reordering) is held in one
+//!   queue capped in bytes, as a router's buffer is: each packet costs its length plus
+//!   [`PACKET_OVERHEAD`], so that even empty packets cannot fill memory. A packet that does not
+//!   fit is dropped at the tail (its copies with it) and counted apart from loss.
 //! - **Reordering**: with probability `reorder` a kept packet is held back until the next packet
 //!   that is not held has been queued, and is then queued right behind it, so that later packet
 //!   overtakes it. A held packet waits at most [`HOLD_LIMIT`] beyond its own due time: when no
@@ -28,10 +32,15 @@
 //!
 //! [`GroundTruth`] counts per direction:
 //! - `received`: packets pushed.
-//! - `dropped`: packets dropped (loss, or a full queue under a rate limit).
+//! - `dropped`: packets dropped by the loss knob.
+//! - `queue_dropped`: packets dropped at the tail because the queue was full.
 //! - `duplicated`: extra copies made (one per duplicated packet).
-//! - `forwarded`: packets released by [`Engine::pop_ready`], copies included; once the queue is
-//!   empty, `forwarded = received - dropped + duplicated`.
+//! - `forwarded`: packets released by [`Engine::pop_ready`], copies included.
+//! - `queued`: packets (copies included) waiting in the queue.
+//!
+//! At every moment `received + duplicated = forwarded + dropped + queue_dropped + queued`
+//! ([`GroundTruth::adds_up`]); once the queue is empty, `forwarded = received - dropped -
+//! queue_dropped + duplicated`.
 //! - `reordered`: released packets that left after a packet that arrived later than they did.
 //!   This is RFC 4737's definition applied to the engine's arrival index: the first copy of a
 //!   packet is reordered when its arrival index is below the next expected index (one more
@@ -48,8 +57,15 @@ use rand::{Rng, SeedableRng};
 /// How long a held-back packet waits for a later packet to overtake it, beyond its own due time.
 pub const HOLD_LIMIT: Duration = Duration::from_millis(250);
 
-/// The default cap on queued packets (see [`Engine::with_limit`]).
-pub const DEFAULT_LIMIT: usize = 50_000;
+/// The default cap on the queue of one engine, in bytes (see [`Engine::with_queue_limit`]):
+/// 4 MiB, about 2,800 full-size Ethernet frames, in the range of a home router's buffer and of
+/// netem's default limit of 1,000 packets.
+pub const DEFAULT_QUEUE_BYTES: usize = 4 << 20;
+
+/// What a queued packet costs beyond its length, in bytes: its share of the queue's bookkeeping,
+/// charged so that the byte cap also bounds the number of packets (as the kernel charges each
+/// socket buffer its `truesize`, not only its data).
+pub const PACKET_OVERHEAD: usize = 64;
 
 /// Impairment settings for one direction. Probabilities are 0.0..=1.0.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -87,12 +103,18 @@ pub struct GroundTruth {
     pub received: u64,
     /// Packets released, duplicate copies included.
     pub forwarded: u64,
-    /// Packets dropped.
+    /// Packets dropped by the loss knob.
     pub dropped: u64,
+    /// Packets dropped at the tail because the queue was full (its byte limit).
+    #[serde(default)]
+    pub queue_dropped: u64,
     /// Extra copies made.
     pub duplicated: u64,
     /// Released packets that left after a packet that arrived later (RFC 4737 on arrival order).
     pub reordered: u64,
+    /// Packets (copies included) waiting in the queue when this was taken.
+    #[serde(default)]
+    pub queued: u64,
 }
 
 impl GroundTruth {
@@ -101,8 +123,23 @@ impl GroundTruth {
         self.received += other.received;
         self.forwarded += other.forwarded;
         self.dropped += other.dropped;
+        self.queue_dropped += other.queue_dropped;
         self.duplicated += other.duplicated;
         self.reordered += other.reordered;
+        self.queued += other.queued;
+    }
+
+    /// Whether the counts account for every packet, as they must at every moment: each packet
+    /// received, and each extra copy made, was forwarded, dropped (by loss or at a full queue)
+    /// or is still queued; no more copies were made than packets received; only forwarded
+    /// packets can have been reordered.
+    pub fn adds_up(&self) -> bool {
+        let came = u128::from(self.received) + u128::from(self.duplicated);
+        let went = u128::from(self.forwarded)
+            + u128::from(self.dropped)
+            + u128::from(self.queue_dropped)
+            + u128::from(self.queued);
+        came == went && self.duplicated <= self.received && self.reordered <= self.forwarded
     }
 }
 
@@ -127,6 +164,8 @@ struct Entry<T> {
     index: u64,
     /// False for the extra copy of a duplicated packet.
     first: bool,
+    /// What it is charged against the queue's byte limit.
+    cost: usize,
     packet: T,
 }
 
@@ -156,7 +195,9 @@ pub struct Engine<T> {
     last_due: Duration,
     /// When the bottleneck finishes sending what it has queued.
     busy_until: Duration,
-    limit: usize,
+    /// The queue's cap in bytes, and what it holds now (lengths plus overhead).
+    limit_bytes: usize,
+    queued_bytes: usize,
     truth: GroundTruth,
 }
 
@@ -165,6 +206,7 @@ impl<T> std::fmt::Debug for Engine<T> {
         f.debug_struct("Engine")
             .field("cfg", &self.cfg)
             .field("queued", &self.queue.len())
+            .field("queued_bytes", &self.queued_bytes)
             .field("truth", &self.truth)
             .finish_non_exhaustive()
     }
@@ -183,17 +225,24 @@ impl<T: Clone> Engine<T> {
             next_expected: 0,
             last_due: Duration::ZERO,
             busy_until: Duration::ZERO,
-            limit: DEFAULT_LIMIT,
+            limit_bytes: DEFAULT_QUEUE_BYTES,
+            queued_bytes: 0,
             truth: GroundTruth::default(),
         }
     }
 
-    /// Caps the queue at `limit` packets (default [`DEFAULT_LIMIT`]); packets arriving to a full
-    /// queue are dropped, so memory stays bounded however fast packets arrive.
+    /// Caps the queue at `bytes` (default [`DEFAULT_QUEUE_BYTES`]), each packet costing its
+    /// length plus [`PACKET_OVERHEAD`]; a packet that does not fit is dropped at the tail and
+    /// counted in `queue_dropped`, so memory stays bounded however fast packets arrive.
     #[must_use]
-    pub fn with_limit(mut self, limit: usize) -> Self {
-        self.limit = limit.max(1);
+    pub fn with_queue_limit(mut self, bytes: usize) -> Self {
+        self.limit_bytes = bytes;
         self
+    }
+
+    /// What the queue holds now, in bytes as charged against its limit.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
     }
 
     /// The settings.
@@ -206,8 +255,22 @@ impl<T: Clone> Engine<T> {
         self.queue.len()
     }
 
-    /// `now` is the time since the link/relay started; `len` the packet's size in bytes (for rate).
+    /// `now` is the time since the link/relay started; `len` the packet's size in bytes (for
+    /// the rate and the queue's limit).
     pub fn push(&mut self, now: std::time::Duration, len: usize, packet: T) -> Fate {
+        self.push_within(now, len, packet, usize::MAX)
+    }
+
+    /// As [`Engine::push`], with the packet also dropped at the tail when it costs more than
+    /// `room` bytes: a front end whose engines share one buffer passes what is left of it. The
+    /// RNG is consumed exactly as by `push`.
+    pub fn push_within(
+        &mut self,
+        now: std::time::Duration,
+        len: usize,
+        packet: T,
+        room: usize,
+    ) -> Fate {
         // Draw all four numbers first, so each packet consumes the RNG identically.
         let u_loss: f64 = self.rng.random();
         let u_dup: f64 = self.rng.random();
@@ -218,8 +281,14 @@ impl<T: Clone> Engine<T> {
         self.truth.received += 1;
 
         let copies: u8 = if u_dup < self.cfg.dup { 2 } else { 1 };
-        if u_loss < self.cfg.loss || self.queue.len() + usize::from(copies) > self.limit {
+        if u_loss < self.cfg.loss {
             self.truth.dropped += 1;
+            return Fate::Dropped;
+        }
+        let cost = len.saturating_add(PACKET_OVERHEAD);
+        let all = cost.saturating_mul(usize::from(copies));
+        if all > room || self.queued_bytes.saturating_add(all) > self.limit_bytes {
+            self.truth.queue_dropped += 1;
             return Fate::Dropped;
         }
         if copies == 2 {
@@ -246,7 +315,7 @@ impl<T: Clone> Engine<T> {
             // Held back: queued at its latest time for now, moved behind the next packet.
             let latest = due.max(self.last_due) + HOLD_LIMIT;
             for copy in 0..copies {
-                let key = self.insert(latest, index, copy == 0, packet.clone());
+                let key = self.insert(latest, index, copy == 0, cost, packet.clone());
                 self.held.push(Held { key, due });
             }
             return Fate::Queued {
@@ -259,13 +328,14 @@ impl<T: Clone> Engine<T> {
         due = due.max(self.last_due);
         self.last_due = due;
         for copy in 0..copies {
-            self.insert(due, index, copy == 0, packet.clone());
+            self.insert(due, index, copy == 0, cost, packet.clone());
         }
         // Everything held so far goes right behind this packet, which overtakes it.
         for held in std::mem::take(&mut self.held) {
             if let Some(entry) = self.queue.remove(&held.key) {
+                self.queued_bytes -= entry.cost;
                 let at = held.due.max(due);
-                self.insert(at, entry.index, entry.first, entry.packet);
+                self.insert(at, entry.index, entry.first, entry.cost, entry.packet);
             }
         }
         Fate::Queued {
@@ -275,7 +345,14 @@ impl<T: Clone> Engine<T> {
         }
     }
 
-    fn insert(&mut self, at: Duration, index: u64, first: bool, packet: T) -> (Duration, u64) {
+    fn insert(
+        &mut self,
+        at: Duration,
+        index: u64,
+        first: bool,
+        cost: usize,
+        packet: T,
+    ) -> (Duration, u64) {
         let key = (at, self.order);
         self.order += 1;
         self.queue.insert(
@@ -283,9 +360,12 @@ impl<T: Clone> Engine<T> {
             Entry {
                 index,
                 first,
+                cost,
                 packet,
             },
         );
+        self.queued_bytes += cost;
+        self.truth.queued = self.queue.len() as u64;
         key
     }
 
@@ -297,6 +377,8 @@ impl<T: Clone> Engine<T> {
         }
         let key = *entry.key();
         let entry = entry.remove();
+        self.queued_bytes -= entry.cost;
+        self.truth.queued = self.queue.len() as u64;
         // A held packet leaving on its own (no later packet came) is no longer held.
         self.held.retain(|h| h.key != key);
         self.truth.forwarded += 1;
@@ -342,6 +424,42 @@ pub fn parse_probability(s: &str) -> Result<f64, String> {
         ));
     }
     Ok(value)
+}
+
+/// The largest queue a front end accepts: 1 GiB.
+pub const MAX_QUEUE_BYTES: usize = 1 << 30;
+
+/// Parses a size in bytes for clap: `1500`, `1500B`, `64kB` (1000), `64KiB` (1024), `4MB`,
+/// `4MiB`, `1GiB`; from 1 byte to [`MAX_QUEUE_BYTES`].
+///
+/// # Errors
+/// A message naming the accepted forms when the text is not such a size.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    let (num, unit) = t.split_at(digits);
+    let mult: u64 = match unit.trim() {
+        "" | "B" | "b" => 1,
+        "kB" | "KB" | "k" | "K" => 1_000,
+        "KiB" | "kiB" => 1 << 10,
+        "MB" | "M" => 1_000_000,
+        "MiB" => 1 << 20,
+        "GB" | "G" => 1_000_000_000,
+        "GiB" => 1 << 30,
+        _ => u64::MAX,
+    };
+    let value = num
+        .parse::<u64>()
+        .ok()
+        .filter(|_| mult != u64::MAX)
+        .and_then(|v| v.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?} is not a size: write bytes like 1500, 64kB or 4MiB"))?;
+    if value == 0 || value > MAX_QUEUE_BYTES as u64 {
+        return Err(format!(
+            "{s:?} is out of range: write a size from 1 byte to 1GiB"
+        ));
+    }
+    Ok(value as usize)
 }
 
 /// Parses a setting given once for both directions, or as `A/B`: A for the first direction
@@ -562,7 +680,8 @@ mod tests {
             rate_bps: Some(8_000), // 1000 bytes per second: a 100-byte packet takes 100 ms.
             ..Impairment::default()
         };
-        let mut e = Engine::new(cfg, 1).with_limit(2);
+        // Room for two 100-byte packets and their bookkeeping.
+        let mut e = Engine::new(cfg, 1).with_queue_limit(2 * (100 + PACKET_OVERHEAD));
         assert!(
             matches!(e.push(ms(0), 100, 0), Fate::Queued { release_at, .. } if release_at == ms(100))
         );
@@ -572,7 +691,139 @@ mod tests {
         assert_eq!(e.push(ms(0), 100, 2), Fate::Dropped);
         assert_eq!(e.pop_ready(ms(150)), Some(0));
         assert_eq!(e.pop_ready(ms(150)), None);
-        assert_eq!(e.truth().dropped, 1);
+        assert_eq!(e.truth().dropped, 0, "nothing was lost");
+        assert_eq!(e.truth().queue_dropped, 1, "one was dropped at the tail");
+        assert_eq!(e.truth().queued, 1);
+        assert!(e.truth().adds_up(), "{:?}", e.truth());
+    }
+
+    #[test]
+    fn the_queue_is_capped_in_bytes_not_packets() {
+        let cfg = Impairment {
+            rate_bps: Some(1_000), // A bottleneck that lets nothing out during the test.
+            ..Impairment::default()
+        };
+        let limit = 100_000;
+        let mut e = Engine::new(cfg, 5).with_queue_limit(limit);
+        // Big packets: a few fill the queue.
+        for i in 0..100 {
+            e.push(ms(i), 60_000 - PACKET_OVERHEAD, i);
+        }
+        assert_eq!(e.queued(), 1);
+        assert_eq!(e.queued_bytes(), 60_000);
+        // Small ones still fit in what is left, and empty ones cost their bookkeeping.
+        for i in 100..1_000 {
+            e.push(ms(i), 0, i);
+        }
+        assert_eq!(e.queued(), 1 + (limit - 60_000) / PACKET_OVERHEAD);
+        assert!(e.queued_bytes() <= limit);
+        let t = e.truth().clone();
+        assert_eq!(t.received, 1_000);
+        assert_eq!(t.queue_dropped, 1_000 - e.queued() as u64);
+        assert_eq!(t.dropped, 0);
+        assert!(t.adds_up(), "{t:?}");
+        // Draining gives the bytes back.
+        while e.pop_ready(Duration::MAX).is_some() {}
+        assert_eq!(e.queued_bytes(), 0);
+        assert_eq!(e.truth().queued, 0);
+        assert!(e.truth().adds_up());
+    }
+
+    #[test]
+    fn a_duplicated_packet_needs_room_for_both_copies() {
+        let cfg = Impairment {
+            dup: 1.0,
+            delay: ms(10),
+            ..Impairment::default()
+        };
+        let mut e = Engine::new(cfg, 6).with_queue_limit(3 * (10 + PACKET_OVERHEAD));
+        assert!(matches!(
+            e.push(ms(0), 10, 0),
+            Fate::Queued { copies: 2, .. }
+        ));
+        assert_eq!(e.push(ms(0), 10, 1), Fate::Dropped);
+        let t = e.truth();
+        assert_eq!((t.duplicated, t.queue_dropped, t.queued), (1, 1, 2));
+        assert!(t.adds_up(), "{t:?}");
+    }
+
+    #[test]
+    fn room_shared_with_other_engines_limits_too() {
+        let mut e = Engine::new(Impairment::default(), 7);
+        let fate = e.push_within(ms(0), 100, 0, 100 + PACKET_OVERHEAD - 1);
+        assert_eq!(fate, Fate::Dropped);
+        assert!(matches!(
+            e.push_within(ms(0), 100, 1, 100 + PACKET_OVERHEAD),
+            Fate::Queued { .. }
+        ));
+        assert_eq!(e.truth().queue_dropped, 1);
+        assert!(e.truth().adds_up());
+    }
+
+    #[test]
+    fn adds_up_holds_at_every_step_and_catches_a_missing_packet() {
+        let cfg = Impairment {
+            loss: 0.1,
+            dup: 0.1,
+            reorder: 0.1,
+            delay: ms(2),
+            jitter: ms(1),
+            rate_bps: Some(2_000_000),
+        };
+        let mut e = Engine::new(cfg, 8).with_queue_limit(20 * (500 + PACKET_OVERHEAD));
+        for i in 0..5_000 {
+            e.push(ms(i / 10), 500, i);
+            assert!(e.truth().adds_up(), "after push {i}: {:?}", e.truth());
+            if i % 7 == 0 {
+                e.pop_ready(ms(i / 10));
+                assert!(e.truth().adds_up(), "after pop {i}: {:?}", e.truth());
+            }
+        }
+        while e.pop_ready(Duration::MAX).is_some() {}
+        let t = e.truth().clone();
+        assert!(t.adds_up(), "{t:?}");
+        assert!(
+            t.dropped > 0 && t.queue_dropped > 0 && t.duplicated > 0,
+            "{t:?}"
+        );
+
+        let mut wrong = t.clone();
+        wrong.forwarded -= 1;
+        assert!(!wrong.adds_up(), "a packet gone missing");
+        let mut wrong = t.clone();
+        wrong.queue_dropped += 1;
+        assert!(!wrong.adds_up(), "a packet counted twice");
+        let mut wrong = t.clone();
+        wrong.reordered = wrong.forwarded + 1;
+        assert!(!wrong.adds_up(), "more reordered than forwarded");
+        let mut sum = t.clone();
+        sum.add(&t);
+        assert!(sum.adds_up(), "sums of sound counts are sound");
+        assert!(GroundTruth::default().adds_up());
+        // Counts near u64::MAX do not overflow the check.
+        let huge = GroundTruth {
+            received: u64::MAX,
+            duplicated: u64::MAX,
+            forwarded: u64::MAX,
+            dropped: u64::MAX,
+            ..GroundTruth::default()
+        };
+        assert!(huge.adds_up());
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("64kB"), Ok(64_000));
+        assert_eq!(parse_size("64KiB"), Ok(65_536));
+        assert_eq!(parse_size("1500"), Ok(1_500));
+        assert_eq!(parse_size("1500B"), Ok(1_500));
+        assert_eq!(parse_size(" 2 MB "), Ok(2_000_000));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert!(parse_size("2GiB").unwrap_err().contains("1GiB"));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("lots").unwrap_err().contains("4MiB"));
+        assert!(parse_size("1.5MiB").is_err());
     }
 
     #[test]

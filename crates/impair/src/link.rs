@@ -11,8 +11,10 @@
 //! - `tun`: the TUN devices (one ioctl on /dev/net/tun) and the wait for packets;
 //! - `netns`: the namespaces, their ownership records and their removal, even after SIGKILL;
 //! - `forward`: the forwarding loop of one direction;
-//! - `trace`: packet decoding (etherparse) and the trace lines, without I/O.
+//! - `trace`: packet decoding (etherparse) and the trace lines, without I/O;
+//! - `diagram`: the trace drawn as a sequence diagram (`--diagram`, SVG through plotters).
 
+mod diagram;
 mod forward;
 mod netns;
 mod trace;
@@ -32,7 +34,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::engine::{
-    Engine, GroundTruth, Impairment, parse_each, parse_optional_rate, parse_probability,
+    Engine, GroundTruth, Impairment, parse_each, parse_optional_rate, parse_probability, parse_size,
 };
 use protolab_transport::cli::parse_duration;
 
@@ -55,7 +57,9 @@ EXAMPLES:
         ip netns exec lab-a udpecho probe 198.18.0.2:7777 --count 1000
     impair link --left lab-a --right lab-b --loss 5% --reorder 10% --delay 20ms --jitter 5ms --seed 7
     impair link --left lab-a --right lab-b --trace --pcap link.pcap     (then: tshark -r link.pcap)
+    impair link --left lab-a --right lab-b --trace --diagram packets.svg  (a sequence diagram)
     impair link --left lab-a --right lab-b --rate 10mbit --delay 40ms --stats truth.json
+    impair link --left lab-a --right lab-b --rate 1mbit --queue 64kB     (a shallow buffer)
 
 The left namespace has 198.18.0.1 and the right one 198.18.0.2 on device link0. The link runs
 until SIGINT or SIGTERM (or --duration), then removes both namespaces and prints what it did
@@ -90,6 +94,10 @@ pub struct LinkArgs {
     /// Bandwidth in bits per second (10mbit, 500kbit, 64000); 0 for none
     #[arg(long, value_name = "BITS/S", value_parser = rate, default_value = "0")]
     pub rate: Each<Option<u64>>,
+    /// Bytes queued per direction, like a router's buffer (64kB, 4MiB; each packet counts its
+    /// size plus 64); a packet that does not fit is dropped and counted in queue_dropped
+    #[arg(long, value_name = "BYTES", value_parser = size, default_value = "4MiB")]
+    pub queue: Each<usize>,
     /// Seed of the impairment decisions: the same seed and traffic give the same decisions
     /// (printed when chosen at random)
     #[arg(long)]
@@ -97,6 +105,11 @@ pub struct LinkArgs {
     /// Print one line per packet: time, direction, TCP flags, seq, ack, window, length, fate
     #[arg(long)]
     pub trace: bool,
+    /// Draw the packets as a sequence diagram into this SVG file at exit: two lifelines, one
+    /// arrow per packet with its flags, seq/ack and length, a cross where the link dropped it
+    /// (the first 200 packets)
+    #[arg(long, value_name = "FILE.svg")]
+    pub diagram: Option<PathBuf>,
     /// Write every packet entering the link to this pcap file (LINKTYPE_RAW), for tshark
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
@@ -139,6 +152,10 @@ fn rate(text: &str) -> Result<Each<Option<u64>>, String> {
     each(text, parse_optional_rate)
 }
 
+fn size(text: &str) -> Result<Each<usize>, String> {
+    each(text, parse_size)
+}
+
 impl<T: Copy> Each<T> {
     /// The setting of one direction.
     fn of(&self, direction: Direction) -> T {
@@ -168,6 +185,14 @@ impl LinkArgs {
 pub struct LinkTruth {
     pub left_to_right: GroundTruth,
     pub right_to_left: GroundTruth,
+    /// Packets the left namespace's kernel dropped at its device because the link had not read
+    /// the ones before (its queue of txqueuelen packets was full): they never reached the
+    /// engine. The left end sent `left_to_right.received` plus these.
+    #[serde(default)]
+    pub left_to_right_kernel_dropped: u64,
+    /// The same at the right end's device.
+    #[serde(default)]
+    pub right_to_left_kernel_dropped: u64,
 }
 
 /// The seed of each direction's engine, both derived from `--seed`.
@@ -246,7 +271,7 @@ pub fn main(args: LinkArgs) -> Result<()> {
     let write_errors = AtomicU64::new(0);
     let trace_lost = AtomicU64::new(0);
     let failed = AtomicBool::new(false);
-    let tracing_on = args.trace || args.pcap.is_some();
+    let tracing_on = args.trace || args.pcap.is_some() || args.diagram.is_some();
     let (seen_tx, seen_rx) = sync_channel::<forward::Seen>(TRACE_QUEUE);
     let pcap = match &args.pcap {
         Some(path) => Some(open_pcap(path)?),
@@ -256,7 +281,8 @@ pub fn main(args: LinkArgs) -> Result<()> {
     let outcome = std::thread::scope(|s| -> Result<Option<i32>> {
         let tracer = tracing_on.then(|| {
             let rx = seen_rx;
-            s.spawn(move || tracer(rx, args.trace, args.json, wall_start, pcap))
+            let diagram = args.diagram.as_deref();
+            s.spawn(move || tracer(rx, args.trace, args.json, wall_start, pcap, diagram))
         });
         let mut workers = Vec::new();
         let ends = [
@@ -284,7 +310,8 @@ pub fn main(args: LinkArgs) -> Result<()> {
                 trace_lost: &trace_lost,
                 seen: tracing_on.then(|| seen_tx.clone()),
             };
-            let engine = Engine::new(args.impairment(direction), seed);
+            let engine = Engine::new(args.impairment(direction), seed)
+                .with_queue_limit(args.queue.of(direction));
             let failed = &failed;
             workers.push(s.spawn(move || {
                 let r = forward::run(direction, from, to, engine, &shared);
@@ -313,18 +340,19 @@ pub fn main(args: LinkArgs) -> Result<()> {
         Ok(signal)
     });
 
+    // Read while the devices still exist: after the forwarding stopped, nothing more is
+    // dropped at them that the link could have read.
     let truth = LinkTruth {
         left_to_right: truth_lr.into_inner().unwrap_or_else(|p| p.into_inner()),
         right_to_left: truth_rl.into_inner().unwrap_or_else(|p| p.into_inner()),
+        left_to_right_kernel_dropped: netns::tx_dropped(&left, DEVICE).unwrap_or(0),
+        right_to_left_kernel_dropped: netns::tx_dropped(&right, DEVICE).unwrap_or(0),
     };
     drop(left_tun);
     drop(right_tun);
     drop(cleanup);
     let signal = outcome?;
-    if let Some(path) = &args.stats {
-        std::fs::write(path, serde_json::to_vec_pretty(&truth)?)
-            .with_context(|| format!("write --stats {}", path.display()))?;
-    }
+    // The report comes first: a --stats file that cannot be written must not hide it.
     report(
         &args,
         seed,
@@ -333,7 +361,16 @@ pub fn main(args: LinkArgs) -> Result<()> {
         signal,
         write_errors.into_inner(),
         trace_lost.into_inner(),
-    )
+    )?;
+    if let Some(path) = &args.stats {
+        std::fs::write(path, serde_json::to_vec_pretty(&truth)?).with_context(|| {
+            format!(
+                "write --stats {} (the ground truth is in the report above)",
+                path.display()
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Removes the run's namespaces and record when dropped, on every way out of [`main`].
@@ -474,6 +511,8 @@ fn report(
             "seconds": ran.as_secs_f64(),
             "left_to_right": truth.left_to_right,
             "right_to_left": truth.right_to_left,
+            "left_to_right_kernel_dropped": truth.left_to_right_kernel_dropped,
+            "right_to_left_kernel_dropped": truth.right_to_left_kernel_dropped,
             "write_errors": write_errors,
             "trace_lost": trace_lost,
         });
@@ -486,17 +525,32 @@ fn report(
         );
         let _ = writeln!(
             out,
-            "{:<14} {:>10} {:>10} {:>10} {:>10} {:>10}",
-            "direction", "received", "forwarded", "dropped", "duplicated", "reordered"
+            "{:<14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "direction",
+            "received",
+            "forwarded",
+            "dropped",
+            "queue full",
+            "duplicated",
+            "reordered",
+            "kernel"
         );
-        for (name, t) in [
-            ("left>right", &truth.left_to_right),
-            ("right>left", &truth.right_to_left),
+        for (name, t, kernel) in [
+            (
+                "left>right",
+                &truth.left_to_right,
+                truth.left_to_right_kernel_dropped,
+            ),
+            (
+                "right>left",
+                &truth.right_to_left,
+                truth.right_to_left_kernel_dropped,
+            ),
         ] {
             let _ = writeln!(
                 out,
-                "{name:<14} {:>10} {:>10} {:>10} {:>10} {:>10}",
-                t.received, t.forwarded, t.dropped, t.duplicated, t.reordered
+                "{name:<14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {kernel:>10}",
+                t.received, t.forwarded, t.dropped, t.queue_dropped, t.duplicated, t.reordered
             );
         }
         if write_errors > 0 {
@@ -574,14 +628,28 @@ fn tracer(
     json: bool,
     wall_start: SystemTime,
     mut pcap: Option<Pcap>,
+    diagram: Option<&std::path::Path>,
 ) -> Result<()> {
     let epoch = wall_start
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     let mut out = std::io::BufWriter::new(std::io::stdout());
     let mut scales = trace::WindowScales::default();
+    // The diagram's packets, capped: it draws the first ones only.
+    let mut drawn: Vec<Line> = Vec::new();
+    let mut seen_total = 0u64;
     let mut next = rx.recv().ok();
     while let Some(seen) = next {
+        seen_total += 1;
+        if diagram.is_some() && drawn.len() < diagram::MAX_PACKETS {
+            drawn.push(Line::new(
+                seen.at,
+                seen.direction,
+                &seen.packet,
+                seen.action,
+                &mut scales,
+            ));
+        }
         if lines {
             let line = Line::new(
                 seen.at,
@@ -617,6 +685,9 @@ fn tracer(
     let _ = out.flush();
     if let Some(w) = pcap {
         w.into_writer().flush().context("flush the capture")?;
+    }
+    if let Some(path) = diagram {
+        diagram::draw(path, &drawn, seen_total)?;
     }
     Ok(())
 }

@@ -10,8 +10,25 @@
 //!
 //! Options take one value for both directions or `UP/DOWN` for each: `--loss 5%` or
 //! `--loss 0/5%`.
+//!
+//! # Limits
+//!
+//! Everything the relay holds is bounded, and whatever it turns away is counted:
+//! - the datagrams queued in each direction, all sessions together, by `--queue` bytes (tail
+//!   drops in `queue_dropped`); datagrams read from the server and not yet queued, by
+//!   [`READ_AHEAD_BYTES`];
+//! - the sessions open at once, by `--max-sessions` (further clients in `refused`);
+//! - the closed sessions whose truth is kept and listed, by `--keep-closed` (older ones are
+//!   folded into the totals and counted in `sessions_forgotten`);
+//! - datagrams the kernel dropped at a full socket buffer before the relay read them are read
+//!   from the kernel (`upstream_kernel_dropped`, `downstream_kernel_dropped`).
+//!
+//! A `--stats` file that cannot be written (its folder removed, its disk full) is retried every
+//! second and logged once per kind of failure; it never stops the forwarding.
 
-use std::collections::HashMap;
+mod kernel;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,12 +37,14 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use protolab_transport::cli::parse_duration;
+use protolab_transport::outln;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 
 use crate::engine::{
-    Engine, GroundTruth, Impairment, parse_each, parse_optional_rate, parse_probability,
+    Engine, GroundTruth, Impairment, PACKET_OVERHEAD, parse_each, parse_optional_rate,
+    parse_probability, parse_size,
 };
 
 const EXAMPLES: &str = "\
@@ -33,8 +52,16 @@ EXAMPLES:
     impair udp --listen 127.0.0.1:7000 --forward 127.0.0.1:7777 --loss 5% --seed 7
     impair udp --forward 127.0.0.1:7777 --loss 5% --reorder 10% --dup 1% --delay 10ms --jitter 5ms
     impair udp --forward 127.0.0.1:7777 --loss 2%/0 --delay 0/20ms     (UP/DOWN: per direction)
-    impair udp --forward 127.0.0.1:7777 --rate 1mbit --stats truth.json
+    impair udp --forward 127.0.0.1:7777 --rate 1mbit --queue 64kB --stats truth.json
 ";
+
+/// Bytes of datagrams from the server read by the sessions' readers and not yet taken into an
+/// engine. A reader waits when they are all taken (its socket's buffer then fills, and the
+/// kernel's drops there are counted), so a fast server cannot grow the relay's memory.
+pub const READ_AHEAD_BYTES: usize = 4 << 20;
+
+/// The most sessions open at once, and the most closed ones kept, that the options accept.
+pub const MAX_SESSIONS: usize = 10_000;
 
 /// A setting for both directions, or one per direction.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -63,8 +90,21 @@ fn rate(text: &str) -> Result<PerDirection<Option<u64>>, String> {
     both(text, parse_optional_rate)
 }
 
+fn size(text: &str) -> Result<PerDirection<usize>, String> {
+    both(text, parse_size)
+}
+
 fn addr(text: &str) -> Result<SocketAddr, String> {
     protolab_transport::parse_addr(text, 7000).map_err(|e| e.to_string())
+}
+
+fn session_count(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n <= MAX_SESSIONS => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a number of sessions: write one from 0 to {MAX_SESSIONS}"
+        )),
+    }
 }
 
 /// Options of this front end.
@@ -95,15 +135,25 @@ pub struct RelayArgs {
     /// Bottleneck rate in bits per second (1mbit, 500kbit); 0 for none.
     #[arg(long, default_value = "0", value_parser = rate)]
     pub rate: PerDirection<Option<u64>>,
+    /// Bytes queued per direction, all sessions together, like a router's buffer (64kB,
+    /// 4MiB; each datagram counts its size plus 64); a datagram that does not fit is dropped
+    /// and counted in queue_dropped.
+    #[arg(long, default_value = "4MiB", value_parser = size)]
+    pub queue: PerDirection<usize>,
     /// Seed of the impairment decisions (printed when chosen at random).
     #[arg(long)]
     pub seed: Option<u64>,
     /// Also write the ground truth to this file (refreshed every second, final on exit).
     #[arg(long)]
     pub stats: Option<PathBuf>,
-    /// Clients relayed at once; datagrams of further clients are dropped and counted.
-    #[arg(long, default_value_t = 1024)]
+    /// Clients relayed at once (up to 10000); datagrams of further clients are dropped and
+    /// counted in refused.
+    #[arg(long, default_value_t = 1024, value_parser = session_count)]
     pub max_sessions: usize,
+    /// Closed sessions whose truth is kept and listed (up to 10000); older ones are folded
+    /// into the totals and counted in sessions_forgotten.
+    #[arg(long, default_value_t = MAX_SESSIONS, value_parser = session_count)]
+    pub keep_closed: usize,
     /// Close a session silent for this long (its counts stay in the ground truth).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub session_idle: Duration,
@@ -132,6 +182,9 @@ pub struct SessionTruth {
     pub downstream: GroundTruth,
     /// Datagrams still queued in the engines when this was written.
     pub queued: usize,
+    /// Datagrams from the server that the kernel dropped at this session's socket before the
+    /// relay read them.
+    pub downstream_kernel_dropped: u64,
 }
 
 /// What `--stats` holds.
@@ -142,16 +195,36 @@ pub struct RelayTruth {
     pub seed: u64,
     pub upstream_config: Impairment,
     pub downstream_config: Impairment,
-    /// Summed over all sessions, closed ones included.
+    /// `--queue`: bytes queued per direction, all sessions together.
+    pub upstream_queue_bytes: usize,
+    pub downstream_queue_bytes: usize,
+    /// Summed over all sessions, closed and forgotten ones included.
     pub upstream: GroundTruth,
     pub downstream: GroundTruth,
+    /// Datagrams from clients that the kernel dropped at the listening socket before the relay
+    /// read them (its receive buffer was full): clients sent `upstream.received` plus these, and
+    /// `refused`.
+    pub upstream_kernel_dropped: u64,
+    /// Datagrams from the server dropped likewise at the sessions' sockets.
+    pub downstream_kernel_dropped: u64,
     /// Datagrams from clients beyond `--max-sessions`, dropped unrelayed.
     pub refused: u64,
     /// Datagrams the relay failed to send on (counted as forwarded by the engine).
     pub send_errors: u64,
-    /// Per session, in the order they opened (closed sessions included, up to 10,000).
+    /// Sessions open now.
+    pub sessions_open: usize,
+    /// Closed sessions no longer listed (beyond `--keep-closed`); their counts stay in the
+    /// totals above.
+    pub sessions_forgotten: u64,
+    /// Times the `--stats` file could not be written (each retried a second later).
+    pub stats_write_errors: u64,
+    /// Per session, in the order they opened: the open ones and the last `--keep-closed`
+    /// closed ones.
     pub sessions: Vec<SessionTruth>,
 }
+
+/// A datagram from the server for session `id`, holding its share of [`READ_AHEAD_BYTES`].
+type FromServer = (u64, Bytes, OwnedSemaphorePermit);
 
 struct Session {
     client: SocketAddr,
@@ -160,6 +233,16 @@ struct Session {
     down: Engine<Bytes>,
     last_seen: Instant,
     reader: tokio::task::JoinHandle<()>,
+    kernel_dropped: kernel::DropCount,
+}
+
+/// A closed session's final truth.
+struct Closed {
+    id: u64,
+    client: SocketAddr,
+    up: GroundTruth,
+    down: GroundTruth,
+    kernel_dropped: u64,
 }
 
 /// Mixes the run's seed with a session number and direction (SplitMix64's finalizer), so each
@@ -172,71 +255,149 @@ fn session_seed(seed: u64, session: u64, up: bool) -> u64 {
     z ^ (z >> 31)
 }
 
-/// A closed session's final truth, upstream and downstream.
-type Closed = (GroundTruth, GroundTruth);
+/// The `--stats` file, and whether writing it fails.
+#[derive(Debug, Default)]
+struct StatsFile {
+    path: Option<PathBuf>,
+    /// The kind of the failure being logged, until a write succeeds again: the same failure
+    /// every second is logged once, not every second.
+    failing: Option<std::io::ErrorKind>,
+    errors: u64,
+}
+
+impl StatsFile {
+    fn write(&self, json: &str) -> std::io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        // Write then rename, so a reader never sees half a file.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, json)?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// Writes `json`, logging a failure once per kind and counting every one; the relay goes
+    /// on either way and tries again at the next tick.
+    fn refresh(&mut self, json: &str) {
+        match self.write(json) {
+            Ok(()) => {
+                if self.failing.take().is_some() {
+                    tracing::warn!(path = ?self.path, "the --stats file is written again");
+                }
+            }
+            Err(e) => {
+                self.errors += 1;
+                if self.failing != Some(e.kind()) {
+                    self.failing = Some(e.kind());
+                    tracing::warn!(
+                        path = ?self.path,
+                        error = %e,
+                        "cannot write the --stats file; relaying on and retrying every second"
+                    );
+                }
+            }
+        }
+    }
+}
 
 struct Relay {
     args: RelayArgs,
     seed: u64,
     start: Instant,
-    sessions: HashMap<u64, Session>,
+    /// Open sessions by number: in the order they opened.
+    sessions: BTreeMap<u64, Session>,
     by_client: HashMap<SocketAddr, u64>,
-    /// Truth of sessions in opening order: (id, client, final truth once closed).
-    order: Vec<(u64, SocketAddr, Option<Closed>)>,
+    /// The last `--keep-closed` closed sessions, oldest first.
+    closed: VecDeque<Closed>,
+    /// The sums of the closed sessions no longer kept.
+    forgotten: Closed,
+    forgotten_count: u64,
     next_id: u64,
     refused: u64,
     send_errors: u64,
+    /// Bytes queued in all upstream and all downstream engines (as charged by the engines).
+    queued_up: usize,
+    queued_down: usize,
+    /// The listening socket's drops.
+    kernel_dropped: kernel::DropCount,
+    stats: StatsFile,
 }
 
 impl Relay {
     fn truth(&self) -> RelayTruth {
-        let mut upstream = GroundTruth::default();
-        let mut downstream = GroundTruth::default();
-        let mut sessions = Vec::new();
-        for (id, client, closed) in &self.order {
-            let (up, down, queued) = match (closed, self.sessions.get(id)) {
-                (Some((u, d)), _) => (u.clone(), d.clone(), 0),
-                (None, Some(s)) => (
-                    s.up.truth().clone(),
-                    s.down.truth().clone(),
-                    s.up.queued() + s.down.queued(),
-                ),
-                (None, None) => continue,
-            };
-            upstream.add(&up);
-            downstream.add(&down);
-            if sessions.len() < 10_000 {
-                sessions.push(SessionTruth {
-                    client: *client,
-                    upstream: up,
-                    downstream: down,
-                    queued,
-                });
-            }
+        let mut upstream = self.forgotten.up.clone();
+        let mut downstream = self.forgotten.down.clone();
+        let mut down_kernel = self.forgotten.kernel_dropped;
+        let mut sessions = Vec::with_capacity(self.closed.len() + self.sessions.len());
+        for c in &self.closed {
+            upstream.add(&c.up);
+            downstream.add(&c.down);
+            down_kernel += c.kernel_dropped;
+            sessions.push((
+                c.id,
+                SessionTruth {
+                    client: c.client,
+                    upstream: c.up.clone(),
+                    downstream: c.down.clone(),
+                    queued: 0,
+                    downstream_kernel_dropped: c.kernel_dropped,
+                },
+            ));
         }
+        for (id, s) in &self.sessions {
+            upstream.add(s.up.truth());
+            downstream.add(s.down.truth());
+            down_kernel += s.kernel_dropped.total();
+            sessions.push((
+                *id,
+                SessionTruth {
+                    client: s.client,
+                    upstream: s.up.truth().clone(),
+                    downstream: s.down.truth().clone(),
+                    queued: s.up.queued() + s.down.queued(),
+                    downstream_kernel_dropped: s.kernel_dropped.total(),
+                },
+            ));
+        }
+        sessions.sort_by_key(|(id, _)| *id);
         RelayTruth {
             listen: self.args.listen,
             forward: self.args.forward,
             seed: self.seed,
             upstream_config: self.args.impairment(true),
             downstream_config: self.args.impairment(false),
+            upstream_queue_bytes: self.args.queue.up,
+            downstream_queue_bytes: self.args.queue.down,
             upstream,
             downstream,
+            upstream_kernel_dropped: self.kernel_dropped.total(),
+            downstream_kernel_dropped: down_kernel,
             refused: self.refused,
             send_errors: self.send_errors,
-            sessions,
+            sessions_open: self.sessions.len(),
+            sessions_forgotten: self.forgotten_count,
+            stats_write_errors: self.stats.errors,
+            sessions: sessions.into_iter().map(|(_, s)| s).collect(),
         }
     }
 
-    fn write_stats(&self) -> Result<String> {
-        let json = serde_json::to_string_pretty(&self.truth())?;
-        if let Some(path) = &self.args.stats {
-            // Write then rename, so a reader never sees half a file.
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, &json).with_context(|| format!("write {}", tmp.display()))?;
-            std::fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
+    fn json(&self) -> String {
+        serde_json::to_string_pretty(&self.truth()).unwrap_or_else(|e| {
+            // Serializing plain counters cannot fail; say so if it ever does.
+            format!("{{\"error\": \"serialize the ground truth: {e}\"}}")
+        })
+    }
+
+    /// Reads the kernel's drop counters of every socket now, for drops after the last datagram.
+    fn read_kernel_drops(&mut self, listen: &UdpSocket) {
+        if let Some(d) = kernel::drops_now(listen) {
+            self.kernel_dropped.observe(d);
         }
-        Ok(json)
+        for s in self.sessions.values_mut() {
+            if let Some(d) = kernel::drops_now(&s.upstream) {
+                s.kernel_dropped.observe(d);
+            }
+        }
     }
 
     fn now(&self) -> Duration {
@@ -246,7 +407,8 @@ impl Relay {
     async fn open(
         &mut self,
         client: SocketAddr,
-        down_tx: &mpsc::Sender<(u64, Bytes)>,
+        down_tx: &mpsc::Sender<FromServer>,
+        read_ahead: &Arc<Semaphore>,
     ) -> Option<u64> {
         if let Some(id) = self.by_client.get(&client) {
             return Some(*id);
@@ -274,14 +436,19 @@ impl Relay {
         let id = self.next_id;
         self.next_id += 1;
         let reader = {
-            let (socket, tx) = (socket.clone(), down_tx.clone());
+            let (socket, tx, budget) = (socket.clone(), down_tx.clone(), read_ahead.clone());
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 65_536];
                 loop {
-                    match socket.recv(&mut buf).await {
-                        Ok(n) => {
-                            let msg = (id, Bytes::copy_from_slice(&buf[..n]));
-                            if tx.send(msg).await.is_err() {
+                    match kernel::recv_sized(&socket).await {
+                        Ok(data) => {
+                            // Its share of the read-ahead: waiting here leaves the next
+                            // datagrams in the socket's buffer, where the kernel counts drops.
+                            let cost = (data.len() + PACKET_OVERHEAD).min(READ_AHEAD_BYTES);
+                            let Ok(permit) = budget.clone().acquire_many_owned(cost as u32).await
+                            else {
+                                return;
+                            };
+                            if tx.send((id, Bytes::from(data), permit)).await.is_err() {
                                 return;
                             }
                         }
@@ -292,25 +459,22 @@ impl Relay {
             })
         };
         tracing::debug!(%client, id, "session opened");
+        let (up_cfg, down_cfg) = (self.args.impairment(true), self.args.impairment(false));
         self.sessions.insert(
             id,
             Session {
                 client,
                 upstream: socket,
-                up: Engine::new(
-                    self.args.impairment(true),
-                    session_seed(self.seed, id, true),
-                ),
-                down: Engine::new(
-                    self.args.impairment(false),
-                    session_seed(self.seed, id, false),
-                ),
+                up: Engine::new(up_cfg, session_seed(self.seed, id, true))
+                    .with_queue_limit(self.args.queue.up),
+                down: Engine::new(down_cfg, session_seed(self.seed, id, false))
+                    .with_queue_limit(self.args.queue.down),
                 last_seen: Instant::now(),
                 reader,
+                kernel_dropped: kernel::DropCount::default(),
             },
         );
         self.by_client.insert(client, id);
-        self.order.push((id, client, None));
         Some(id)
     }
 
@@ -319,17 +483,21 @@ impl Relay {
         &mut self,
         client: SocketAddr,
         data: &[u8],
-        down_tx: &mpsc::Sender<(u64, Bytes)>,
+        down_tx: &mpsc::Sender<FromServer>,
+        read_ahead: &Arc<Semaphore>,
     ) {
         let now = self.now();
-        match self.open(client, down_tx).await {
+        match self.open(client, down_tx, read_ahead).await {
             Some(id) => {
+                let room = self.args.queue.up.saturating_sub(self.queued_up);
                 let s = self
                     .sessions
                     .get_mut(&id)
                     .expect("open returns a live session");
                 s.last_seen = Instant::now();
-                s.up.push(now, data.len(), Bytes::copy_from_slice(data));
+                let before = s.up.queued_bytes();
+                s.up.push_within(now, data.len(), Bytes::copy_from_slice(data), room);
+                self.queued_up = self.queued_up - before + s.up.queued_bytes();
             }
             None => self.refused += 1,
         }
@@ -340,8 +508,11 @@ impl Relay {
         // The time it is taken in, not when the reader saw it: the engine's clock must not run
         // behind the relay's, or a backlog would let hold limits expire before their time.
         let now = self.now();
+        let room = self.args.queue.down.saturating_sub(self.queued_down);
         if let Some(s) = self.sessions.get_mut(&id) {
-            s.down.push(now, data.len(), data);
+            let before = s.down.queued_bytes();
+            s.down.push_within(now, data.len(), data, room);
+            self.queued_down = self.queued_down - before + s.down.queued_bytes();
         }
     }
 
@@ -357,6 +528,7 @@ impl Relay {
         let now = self.now();
         let mut errors = 0;
         for s in self.sessions.values_mut() {
+            let (up, down) = (s.up.queued_bytes(), s.down.queued_bytes());
             while let Some(p) = s.up.pop_ready(now) {
                 if s.upstream.send(&p).await.is_err() {
                     errors += 1;
@@ -367,6 +539,8 @@ impl Relay {
                     errors += 1;
                 }
             }
+            self.queued_up -= up - s.up.queued_bytes();
+            self.queued_down -= down - s.down.queued_bytes();
         }
         self.send_errors += errors;
     }
@@ -382,14 +556,31 @@ impl Relay {
             .map(|(id, _)| *id)
             .collect();
         for id in stale {
-            if let Some(s) = self.sessions.remove(&id) {
+            if let Some(mut s) = self.sessions.remove(&id) {
                 s.reader.abort();
                 self.by_client.remove(&s.client);
-                if let Some(entry) = self.order.iter_mut().find(|e| e.0 == id) {
-                    entry.2 = Some((s.up.truth().clone(), s.down.truth().clone()));
+                if let Some(d) = kernel::drops_now(&s.upstream) {
+                    s.kernel_dropped.observe(d);
                 }
+                self.closed.push_back(Closed {
+                    id,
+                    client: s.client,
+                    up: s.up.truth().clone(),
+                    down: s.down.truth().clone(),
+                    kernel_dropped: s.kernel_dropped.total(),
+                });
                 tracing::debug!(client = %s.client, "session closed after idle");
             }
+        }
+        // The oldest closed sessions beyond the cap leave the list, their counts kept in sums.
+        while self.closed.len() > self.args.keep_closed {
+            let Some(old) = self.closed.pop_front() else {
+                break;
+            };
+            self.forgotten.up.add(&old.up);
+            self.forgotten.down.add(&old.down);
+            self.forgotten.kernel_dropped += old.kernel_dropped;
+            self.forgotten_count += 1;
         }
     }
 }
@@ -397,7 +588,8 @@ impl Relay {
 /// Runs this front end until SIGINT or SIGTERM, then writes the ground truth.
 ///
 /// # Errors
-/// Binding the listening address, starting the runtime, writing `--stats`.
+/// Binding the listening address, starting the runtime, writing `--stats` at start or at exit
+/// (the ground truth is printed on standard output all the same).
 pub fn main(args: RelayArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -409,46 +601,77 @@ pub fn main(args: RelayArgs) -> anyhow::Result<()> {
 async fn run(args: RelayArgs) -> Result<()> {
     let listen = protolab_transport::bind_udp(args.listen, 8 << 20)
         .with_context(|| format!("bind UDP {}: pick another --listen address", args.listen))?;
+    if let Err(e) = kernel::enable_drop_count(&listen) {
+        tracing::warn!(error = %e, "the kernel will not report datagrams it drops at the listening socket");
+    }
     let local = listen.local_addr()?;
     let (_, seed) = protolab_transport::rng::seeded(args.seed);
     tracing::info!(%local, forward = %args.forward, seed, "relaying");
-    println!("listening udp {local}");
-    {
-        use std::io::Write as _;
-        let _ = std::io::stdout().flush();
-    }
     let shutdown = protolab_transport::shutdown_on_signals();
-    let (down_tx, mut down_rx) = mpsc::channel::<(u64, Bytes)>(65_536);
+    let (down_tx, mut down_rx) = mpsc::channel::<FromServer>(65_536);
+    let read_ahead = Arc::new(Semaphore::new(READ_AHEAD_BYTES));
     let start = Instant::now();
+    let stats = StatsFile {
+        path: args.stats.clone(),
+        ..StatsFile::default()
+    };
     let mut relay = Relay {
         args,
         seed,
         start,
-        sessions: HashMap::new(),
+        sessions: BTreeMap::new(),
         by_client: HashMap::new(),
-        order: Vec::new(),
+        closed: VecDeque::new(),
+        forgotten: Closed {
+            id: 0,
+            client: local,
+            up: GroundTruth::default(),
+            down: GroundTruth::default(),
+            kernel_dropped: 0,
+        },
+        forgotten_count: 0,
         next_id: 0,
         refused: 0,
         send_errors: 0,
+        queued_up: 0,
+        queued_down: 0,
+        kernel_dropped: kernel::DropCount::default(),
+        stats,
     };
+    // A --stats path that cannot be written at all is a mistake to report before relaying.
+    if let Some(path) = &relay.stats.path {
+        relay.stats.write(&relay.json()).with_context(|| {
+            format!(
+                "write --stats {}: give a file in a folder that exists and is writable",
+                path.display()
+            )
+        })?;
+    }
+    outln!("listening udp {local}");
     let mut buf = vec![0u8; 65_536];
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    relay.write_stats()?;
     loop {
         let wake = relay.next_release().map(|d| start + d);
         // Not biased: a busy client side must not starve the server side (or the reverse).
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = async { tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)).await }, if wake.is_some() => {}
-            r = listen.recv_from(&mut buf) => match r {
-                Ok((n, client)) => relay.upstream(client, &buf[..n], &down_tx).await,
-                Err(e) => tracing::debug!(error = %e, "recv_from"),
+            r = kernel::recv_from(&listen, &mut buf) => match r {
+                Ok(r) => {
+                    if let Some(d) = r.drops {
+                        relay.kernel_dropped.observe(d);
+                    }
+                    relay.upstream(r.from, &buf[..r.len], &down_tx, &read_ahead).await;
+                }
+                Err(e) => tracing::debug!(error = %e, "recvmsg"),
             },
-            Some((id, data)) = down_rx.recv() => relay.downstream(id, data),
+            Some((id, data, _permit)) = down_rx.recv() => relay.downstream(id, data),
             _ = tick.tick() => {
                 relay.expire();
-                relay.write_stats()?;
+                relay.read_kernel_drops(&listen);
+                let json = relay.json();
+                relay.stats.refresh(&json);
             }
         }
         // Take in whatever else has already arrived before releasing anything, so that a
@@ -456,11 +679,16 @@ async fn run(args: RelayArgs) -> Result<()> {
         // datagram must see the datagram behind it whenever that one has in fact arrived.
         for _ in 0..1024 {
             let mut more = false;
-            if let Ok((n, client)) = listen.try_recv_from(&mut buf) {
-                relay.upstream(client, &buf[..n], &down_tx).await;
+            if let Ok(r) = kernel::try_recv_from(&listen, &mut buf) {
+                if let Some(d) = r.drops {
+                    relay.kernel_dropped.observe(d);
+                }
+                relay
+                    .upstream(r.from, &buf[..r.len], &down_tx, &read_ahead)
+                    .await;
                 more = true;
             }
-            if let Ok((id, data)) = down_rx.try_recv() {
+            if let Ok((id, data, _permit)) = down_rx.try_recv() {
                 relay.downstream(id, data);
                 more = true;
             }
@@ -473,14 +701,25 @@ async fn run(args: RelayArgs) -> Result<()> {
     for s in relay.sessions.values() {
         s.reader.abort();
     }
-    let json = relay.write_stats()?;
-    println!("{json}");
+    relay.read_kernel_drops(&listen);
+    let json = relay.json();
+    let written = relay.stats.write(&json);
+    outln!("{json}");
+    if let (Err(e), Some(path)) = (written, &relay.stats.path) {
+        return Err(e).with_context(|| {
+            format!(
+                "write --stats {} at exit (the ground truth is on standard output)",
+                path.display()
+            )
+        });
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::DEFAULT_QUEUE_BYTES;
 
     #[test]
     fn per_direction_values() {
@@ -510,6 +749,11 @@ mod tests {
                 down: None
             }
         );
+    }
+
+    #[test]
+    fn the_default_queue_is_the_engine_default() {
+        assert_eq!(parse_size("4MiB"), Ok(DEFAULT_QUEUE_BYTES));
     }
 
     #[test]

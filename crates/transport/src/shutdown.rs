@@ -6,18 +6,23 @@ use tokio_util::sync::CancellationToken;
 ///
 /// Must be called inside a tokio runtime. Server runners take the token, stop accepting when it
 /// fires and drain what is in flight.
+///
+/// The handlers are in place when this returns, so call it before announcing `listening`: a
+/// signal sent as soon as a test or a supervisor reads that line then shuts the server down
+/// cleanly, where a handler installed later (by the task's first poll) would have let the
+/// signal's default action kill the process without its report.
 pub fn shutdown_on_signals() -> CancellationToken {
+    use tokio::signal::unix::{SignalKind, signal};
     let token = CancellationToken::new();
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::warn!("cannot install signal handlers; stop the process with SIGKILL");
+        return token;
+    };
     let fire = token.clone();
     tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            tracing::warn!("cannot install signal handlers; stop the process with SIGKILL");
-            return;
-        };
         tokio::select! {
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),

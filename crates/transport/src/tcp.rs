@@ -3,7 +3,8 @@
 //! [`run_tcp`] owns the accept loop and everything every TCP service needs the same way:
 //!
 //! - a connection cap: a permit is taken before a connection is served; a client over the cap is
-//!   sent the service's "busy" reply and closed at once, so no unbounded queue builds up;
+//!   sent the service's "busy" reply with one non-blocking write and closed at once, inside the
+//!   accept loop, so a flood over the cap holds no socket, task or queue beyond the one accepted;
 //! - an idle timeout on every read and write, through [`Conn`];
 //! - graceful shutdown: when the token fires the listener is closed, live connections may finish
 //!   within the drain deadline, then [`Conn`] tells them to close (their read returns
@@ -39,7 +40,8 @@ pub struct TcpServerConfig {
     pub idle_timeout: Option<Duration>,
     /// How long live connections may go on after shutdown begins.
     pub drain_timeout: Duration,
-    /// Written to a client turned away at the cap, before closing.
+    /// Written to a client turned away at the cap, before closing, with one non-blocking write:
+    /// keep it short (a line), since what the socket does not take at once is not sent.
     pub busy_reply: Bytes,
     /// Disable Nagle's algorithm: request/response protocols want each reply out at once.
     pub nodelay: bool,
@@ -215,6 +217,24 @@ pub fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// Answers a client over the cap and closes it, without waiting on it.
+///
+/// A fresh connection's send buffer is empty, so a short reply goes out whole in one
+/// non-blocking write; a client that never reads cannot hold the server up. Nothing is spawned
+/// and nothing waits: a task per turned-away client, holding its socket until the client read
+/// the reply, would let a flood of clients over the cap pile up sockets and tasks without limit.
+/// Dropping the stream closes it; the kernel sends the reply, then FIN.
+fn turn_away(stream: TcpStream, reply: &[u8]) {
+    if reply.is_empty() {
+        return;
+    }
+    match stream.try_write(reply) {
+        Ok(n) if n == reply.len() => {}
+        Ok(n) => tracing::debug!(sent = n, of = reply.len(), "busy reply cut short"),
+        Err(e) => tracing::debug!(error = %e, "busy reply not sent"),
+    }
+}
+
 /// Runs a TCP service until `shutdown` fires and the connections have drained.
 ///
 /// `handler` is called once per connection, inside a span carrying the peer address.
@@ -259,15 +279,7 @@ where
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             stats.busy.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, "over the connection cap: busy");
-            let reply = config.busy_reply.clone();
-            tracker.spawn(async move {
-                let mut stream = stream;
-                let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                    stream.write_all(&reply).await?;
-                    stream.shutdown().await
-                })
-                .await;
-            });
+            turn_away(stream, &config.busy_reply);
             continue;
         };
         stats.accepted.fetch_add(1, Ordering::Relaxed);

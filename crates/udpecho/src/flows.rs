@@ -75,8 +75,9 @@ impl ServerCounters {
 
 #[derive(Debug)]
 struct Flow {
-    /// One more than the highest sequence number received.
-    top: u64,
+    /// The highest sequence number received, if any. Kept as the number itself rather than
+    /// "one more than it", so that every sequence number up to 2^64-1 fits with no overflow.
+    highest: Option<u64>,
     bits: [u64; WORDS],
     count: u64,
     last_seen: Duration,
@@ -85,7 +86,7 @@ struct Flow {
 impl Flow {
     fn new(now: Duration) -> Self {
         Self {
-            top: 0,
+            highest: None,
             bits: [0; WORDS],
             count: 0,
             last_seen: now,
@@ -107,27 +108,41 @@ impl Flow {
         }
     }
 
+    /// Whether `seq` lies in the remembered window: at most `WINDOW_BITS - 1` below the highest.
+    fn in_window(&self, seq: u64) -> bool {
+        self.highest
+            .is_some_and(|h| seq <= h && h - seq < WINDOW_BITS)
+    }
+
     /// Records `seq`; returns false for a duplicate.
     fn receive(&mut self, seq: u64) -> bool {
-        if seq >= self.top {
-            if seq - self.top >= WINDOW_BITS {
-                self.bits = [0; WORDS];
-            } else {
-                for s in self.top..seq {
-                    self.set(s, false);
+        match self.highest {
+            Some(h) if seq <= h => {
+                if h - seq < WINDOW_BITS {
+                    if self.bit(seq) {
+                        return false;
+                    }
+                    self.set(seq, true);
                 }
+                // Older than the window: it cannot be told from a duplicate, so it counts as
+                // new; a probe's packets are seldom reordered by more than a few hundred places.
             }
-            self.set(seq, true);
-            self.top = seq + 1;
-        } else if self.top - seq <= WINDOW_BITS {
-            if self.bit(seq) {
-                return false;
+            highest => {
+                // A new highest: forget the bits of the numbers skipped over, which the window
+                // now covers but which never arrived. `seq > h` here, so `h + 1` cannot wrap.
+                match highest {
+                    Some(h) if seq - h <= WINDOW_BITS => {
+                        for s in h + 1..seq {
+                            self.set(s, false);
+                        }
+                    }
+                    _ => self.bits = [0; WORDS],
+                }
+                self.set(seq, true);
+                self.highest = Some(seq);
             }
-            self.set(seq, true);
         }
-        // Older than the window: it cannot be told from a duplicate, so it counts as new; a
-        // probe's packets are seldom reordered by more than a few hundred places.
-        self.count += 1;
+        self.count = self.count.saturating_add(1);
         true
     }
 
@@ -138,7 +153,7 @@ impl Flow {
             let Some(s) = seq.checked_sub(1 + i) else {
                 break;
             };
-            if s < self.top && self.top - s <= WINDOW_BITS && self.bit(s) {
+            if self.in_window(s) && self.bit(s) {
                 w |= 1 << i;
             }
         }
@@ -349,6 +364,67 @@ mod tests {
         assert!(r.has_state());
         assert_eq!(table.counters().flows_expired, 1);
         assert_eq!(table.len(), 2);
+    }
+
+    /// A probe of flow 1 with sequence number 2^64-1, written out byte by byte.
+    const LAST_SEQ: [u8; 56] = [
+        b'P', b'L', b'U', b'E', 1, 0, 0, 0, // magic, version, flags, reserved
+        0, 0, 0, 1, 0, 0, 0, 0, // flow 1, reserved
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, // seq 2^64-1
+        0, 0, 0, 0, 0, 0, 0, 0, // client send time
+        0, 0, 0, 0, 0, 0, 0, 0, // server fields empty in a request
+        0, 0, 0, 0, 0, 0, 0, 0, //
+        0, 0, 0, 0, 0, 0, 0, 0, //
+    ];
+
+    #[test]
+    fn the_last_sequence_number_is_a_sequence_number_like_any_other() {
+        let mut table = FlowTable::new(FlowConfig::default());
+        let mut below = LAST_SEQ;
+        below[23] = 0xfd; // 2^64-3
+        table.handle(t(0), &below).unwrap();
+        let r = table.handle(t(0), &LAST_SEQ).unwrap();
+        assert_eq!((r.seq, r.server_count), (u64::MAX, 2));
+        assert_eq!(r.window, 0b10, "2^64-2 missing, 2^64-3 received");
+        let r = table.handle(t(0), &LAST_SEQ).unwrap();
+        assert_eq!(r.server_count, 2);
+        assert_eq!(table.counters().duplicates, 1);
+        // The missing one still fills its place in the window.
+        let mut gap = LAST_SEQ;
+        gap[23] = 0xfe;
+        let r = table.handle(t(0), &gap).unwrap();
+        assert_eq!((r.server_count, r.window), (3, 0b1));
+        let r = table.handle(t(0), &LAST_SEQ).unwrap();
+        assert_eq!((r.server_count, r.window), (3, 0b11));
+        // Zero after the top: far older than the window, so it counts (as any such probe).
+        let r = table.handle(t(0), &probe(1, 0)).unwrap();
+        assert_eq!((r.server_count, r.window), (4, 0));
+        assert_eq!(table.counters().duplicates, 2);
+    }
+
+    #[test]
+    fn jumps_to_the_top_of_the_range_and_back() {
+        let mut table = FlowTable::new(FlowConfig::default());
+        table.handle(t(0), &probe(1, 5)).unwrap();
+        // From 5 straight to 2^64-1: the window is cleared, no bit of 5 is taken for a neighbour.
+        let r = table.handle(t(0), &LAST_SEQ).unwrap();
+        assert_eq!((r.server_count, r.window), (2, 0));
+        // 2^64-1 - 255 is the oldest number the window still remembers.
+        let edge = u64::MAX - (WINDOW_BITS - 1);
+        let r = table.handle(t(0), &probe(1, edge)).unwrap();
+        assert_eq!(r.server_count, 3);
+        let r = table.handle(t(0), &probe(1, edge)).unwrap();
+        assert_eq!(
+            r.server_count, 3,
+            "a duplicate at the window's edge is known"
+        );
+        // One below it is beyond the window: counted, as it cannot be told from a new one.
+        let r = table.handle(t(0), &probe(1, edge - 1)).unwrap();
+        assert_eq!(r.server_count, 4);
+        let mut stats = ProbePacket::parse(&LAST_SEQ).unwrap();
+        stats.flags = crate::wire::FLAG_STATS;
+        let r = table.handle(t(0), &stats.to_vec(56)).unwrap();
+        assert_eq!((r.server_count, r.window), (4, 0));
     }
 
     #[test]

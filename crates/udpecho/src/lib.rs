@@ -13,10 +13,16 @@
 //! - [`stats`]: the probe's statistics, without I/O: send and reply events in, a report out.
 //! - [`mmsg`]: batched `recvmmsg`/`sendmmsg`, the crate's only unsafe code.
 //! - [`server`]: `udpecho serve`: UDP on batching threads, TCP on protolab-transport.
+//! - [`bulk`]: `udpecho bulk` and `udpecho sink`: one bulk TCP transfer under a chosen
+//!   congestion control, with TCP_INFO sampled every few milliseconds.
+//! - [`plot`]: SVG pictures of a probe run and of a bulk transfer (plotters), without I/O
+//!   beyond the file written.
 //! - [`probe`]: `udpecho probe`, a sender and a receiver thread on blocking sockets.
 
+pub mod bulk;
 pub mod flows;
 pub mod mmsg;
+pub mod plot;
 pub mod probe;
 pub mod server;
 pub mod stats;

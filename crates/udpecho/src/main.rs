@@ -2,12 +2,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use protolab_transport::cli::parse_duration;
-use protolab_udpecho::{flows::FlowConfig, probe, server};
+use protolab_transport::{out, outln};
+use protolab_udpecho::{bulk, flows::FlowConfig, probe, server};
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -19,6 +21,10 @@ EXAMPLES:
     udpecho probe 127.0.0.1:7777 --tcp --count 1000  the same probes over one TCP connection
     udpecho probe 127.0.0.1:7777 --rate 1000 --duration 5s --busy   RTT without wake-up delay
     udpecho probe 127.0.0.1:7777 --packets probes.jsonl   one JSON line per probe
+    udpecho probe 127.0.0.1:7777 --count 1000 --svg probe.svg   RTT, losses and IPDV drawn
+    udpecho sink --listen 127.0.0.1:5001            receive bulk TCP transfers
+    udpecho bulk 127.0.0.1:5001 --cc cubic --duration 10s --svg cubic.svg
+                                                    one transfer, its cwnd, RTT and goodput drawn
 ";
 
 fn addr(text: &str) -> Result<SocketAddr, String> {
@@ -72,8 +78,17 @@ enum Cmd {
         /// Serve UDP only.
         #[arg(long)]
         no_tcp: bool,
+        /// TCP connections served at once; a client over it is closed at once.
+        #[arg(long, default_value_t = 1024)]
+        max_connections: usize,
+        /// Close a TCP connection silent (or not reading its replies) for this long.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        idle_timeout: Duration,
     },
     /// Send probes to an echo server and report loss, duplicates, reordering, RTT and jitter.
+    ///
+    /// Ctrl-C stops sending, waits for the replies in flight and prints the report of what was
+    /// sent; a second Ctrl-C exits at once.
     Probe {
         /// The server (or a relay in front of it).
         #[arg(value_parser = addr)]
@@ -117,12 +132,115 @@ enum Cmd {
         /// Spin on the receive socket so replies are timestamped as they land (uses a core).
         #[arg(long)]
         busy: bool,
+        /// Draw the run as an SVG picture: RTT per probe over time with losses (up and down
+        /// apart), reordering and percentile lines, and the IPDV histogram
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+    },
+    /// Send one bulk TCP transfer and sample the kernel's congestion control state (TCP_INFO).
+    ///
+    /// Writes as fast as the path takes for --duration under the congestion control asked for
+    /// (reno, cubic, bbr: see `sysctl net.ipv4.tcp_available_congestion_control`), reading
+    /// cwnd, ssthresh, RTT, retransmissions and delivery rate every --sample. `udpecho sink`
+    /// receives.
+    Bulk {
+        /// The sink's address (port 5001 when only a host is given)
+        #[arg(value_parser = bulk_addr)]
+        target: SocketAddr,
+        /// Congestion control for this socket (TCP_CONGESTION) [default: the system's]
+        #[arg(long, value_name = "NAME")]
+        cc: Option<String>,
+        /// How long to keep sending (at most 120s)
+        #[arg(long, short = 'd', default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// How often to read TCP_INFO
+        #[arg(long, default_value = "5ms", value_parser = parse_duration)]
+        sample: Duration,
+        /// The bottleneck's rate in bits/s, drawn as a line on the goodput panel (10mbit, 500kbit)
+        #[arg(long, value_name = "BITS/S", value_parser = bits_per_second)]
+        bottleneck: Option<f64>,
+        /// Draw cwnd with ssthresh and retransmissions, RTT and goodput as one SVG picture
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+        /// Print the report with every sample as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Receive bulk TCP transfers and drop the bytes; one JSON line per finished connection.
+    Sink {
+        /// Address to listen on
+        #[arg(long, default_value = "127.0.0.1:5001", value_parser = bulk_addr)]
+        listen: SocketAddr,
     },
 }
 
-fn main() -> Result<()> {
+fn bulk_addr(text: &str) -> Result<SocketAddr, String> {
+    protolab_transport::parse_addr(text, 5001).map_err(|e| e.to_string())
+}
+
+fn bits_per_second(text: &str) -> Result<f64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let (num, mult) = if let Some(n) = t.strip_suffix("gbit") {
+        (n, 1e9)
+    } else if let Some(n) = t.strip_suffix("mbit") {
+        (n, 1e6)
+    } else if let Some(n) = t.strip_suffix("kbit") {
+        (n, 1e3)
+    } else {
+        (t.as_str(), 1.0)
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v * mult),
+        _ => Err(format!(
+            "{text:?} is not a rate: write bits per second, like 10mbit or 500kbit"
+        )),
+    }
+}
+
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     protolab_transport::cli::init_tracing(tracing::Level::INFO, cli.verbose);
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: what failed and why, with the hint the error carries.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Set by the first SIGINT during `udpecho probe`: stop sending, then report.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    // Only async-signal-safe work here: an atomic swap, and _exit for the second Ctrl-C.
+    if INTERRUPTED.swap(true, Ordering::SeqCst) {
+        // SAFETY: _exit(2) is async-signal-safe and ends the process at once, as a second
+        // Ctrl-C asks; nothing is left to flush that the user still wants.
+        unsafe { libc::_exit(130) };
+    }
+}
+
+/// The first SIGINT ends the probe's sending and lets it report; the second exits at once.
+fn interrupt_on_sigint() -> Result<&'static AtomicBool> {
+    // SAFETY: sigaction is given a zero-initialised struct (a valid value) with an empty mask
+    // and a handler that only touches an atomic and calls _exit.
+    let rc = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&raw mut action.sa_mask);
+        libc::sigaction(libc::SIGINT, &raw const action, std::ptr::null_mut())
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("install the SIGINT handler");
+    }
+    Ok(&INTERRUPTED)
+}
+
+fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Serve {
             listen,
@@ -133,6 +251,8 @@ fn main() -> Result<()> {
             flow_idle,
             max_size,
             no_tcp,
+            max_connections,
+            idle_timeout,
         } => {
             let cfg = server::ServeConfig {
                 listen,
@@ -141,6 +261,8 @@ fn main() -> Result<()> {
                 workers: workers
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
                 tcp: !no_tcp,
+                max_connections,
+                idle_timeout,
                 flows: FlowConfig {
                     max_flows,
                     idle: flow_idle,
@@ -152,7 +274,7 @@ fn main() -> Result<()> {
                 let shutdown = protolab_transport::shutdown_on_signals();
                 server::serve(cfg, shutdown).await
             })?;
-            println!("{}", serde_json::to_string(&report)?);
+            outln!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
         Cmd::Probe {
@@ -170,6 +292,7 @@ fn main() -> Result<()> {
             tcp,
             quiet,
             busy,
+            svg,
         } => {
             let interval = match (interval, rate) {
                 (Some(i), _) => i,
@@ -194,6 +317,7 @@ fn main() -> Result<()> {
                 tcp,
                 progress: false,
                 busy,
+                interrupt: Some(interrupt_on_sigint()?),
             };
             cfg.progress = !quiet && !json && probe::progress_wanted(&cfg);
             let run = probe::run(&cfg)?;
@@ -205,19 +329,99 @@ fn main() -> Result<()> {
             if let Some(path) = packets {
                 write_packets(&path, &run.packets)?;
             }
+            if let Some(path) = svg {
+                let title = format!(
+                    "udpecho probe {target}{}: {} sent, {} lost, {} reordered",
+                    if tcp { " --tcp" } else { "" },
+                    run.summary.report.sent,
+                    run.summary.report.lost,
+                    run.summary.report.reordered
+                );
+                protolab_udpecho::plot::probe(&path, &run.packets, &run.summary.report, &title)?;
+            }
             let report = serde_json::to_string_pretty(&run.summary)?;
             if let Some(path) = output {
                 std::fs::write(&path, &report)
                     .with_context(|| format!("write {}", path.display()))?;
             }
             if json {
-                println!("{report}");
+                outln!("{report}");
             } else {
-                print!("{}", probe::render(&run.summary));
+                out!("{}", probe::render(&run.summary));
             }
             Ok(())
         }
+        Cmd::Bulk {
+            target,
+            cc,
+            duration,
+            sample,
+            bottleneck,
+            svg,
+            json,
+        } => bulk(
+            &bulk::BulkConfig {
+                target,
+                congestion: cc,
+                duration,
+                sample,
+            },
+            bottleneck,
+            svg.as_deref(),
+            json,
+        ),
+        Cmd::Sink { listen } => sink(listen),
     }
+}
+
+fn bulk(
+    cfg: &bulk::BulkConfig,
+    bottleneck: Option<f64>,
+    svg: Option<&std::path::Path>,
+    json: bool,
+) -> Result<()> {
+    let report = bulk::run(cfg)?;
+    if let Some(path) = svg {
+        let title = format!(
+            "{}: {:.2} Mbit/s goodput, {} retransmitted segments",
+            report.congestion,
+            report.goodput_bps / 1e6,
+            report.total_retrans
+        );
+        protolab_udpecho::plot::congestion(path, &report, bottleneck, &title)?;
+    }
+    if json {
+        outln!("{}", serde_json::to_string(&report)?);
+    } else {
+        outln!(
+            "{} to {}: {} bytes acknowledged in {:.2} s, goodput {:.2} Mbit/s, {} segments retransmitted, {} TCP_INFO samples",
+            report.congestion,
+            report.target,
+            report.bytes_acked,
+            report.seconds,
+            report.goodput_bps / 1e6,
+            report.total_retrans,
+            report.samples.len()
+        );
+    }
+    Ok(())
+}
+
+fn sink(listen: SocketAddr) -> Result<()> {
+    let rt = tokio::runtime::Runtime::new().context("start the tokio runtime")?;
+    rt.block_on(async {
+        let listener =
+            protolab_transport::bind_tcp(listen).with_context(|| format!("listen on {listen}"))?;
+        outln!("listening tcp {}", listener.local_addr()?);
+        let shutdown = protolab_transport::shutdown_on_signals();
+        bulk::sink(listener, shutdown, |received| {
+            if let Ok(line) = serde_json::to_string(&received) {
+                outln!("{line}");
+            }
+        })
+        .await
+        .context("sink")
+    })
 }
 
 fn write_packets(path: &PathBuf, packets: &[protolab_udpecho::stats::PacketRecord]) -> Result<()> {

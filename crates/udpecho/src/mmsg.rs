@@ -52,7 +52,7 @@ impl RecvBatch {
     /// # Errors
     /// The call's error: `WouldBlock` when the read timeout passed with nothing.
     pub fn recv(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
-        self.recv_flags(socket, libc::MSG_WAITFORONE)
+        self.recv_flags(socket, libc::MSG_WAITFORONE | libc::MSG_TRUNC)
     }
 
     /// As [`RecvBatch::recv`] but never waits: `WouldBlock` when nothing is queued. For a
@@ -61,7 +61,7 @@ impl RecvBatch {
     /// # Errors
     /// The call's error.
     pub fn recv_now(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
-        self.recv_flags(socket, libc::MSG_DONTWAIT)
+        self.recv_flags(socket, libc::MSG_DONTWAIT | libc::MSG_TRUNC)
     }
 
     fn recv_flags(&mut self, socket: &impl AsRawFd, flags: i32) -> io::Result<usize> {
@@ -103,6 +103,8 @@ impl RecvBatch {
         }
         let n = n as usize;
         for (i, m) in msgs.iter().take(n).enumerate() {
+            // With MSG_TRUNC in the call's flags, a datagram socket reports each datagram's
+            // real length here even when the buffer held only its first bytes.
             self.lens[i] = m.msg_len as usize;
             self.truncated[i] = m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
         }
@@ -123,6 +125,12 @@ impl RecvBatch {
         self.truncated[i]
     }
 
+    /// The real length of datagram `i` of the last batch, as it arrived, even when it was
+    /// longer than its buffer.
+    pub fn wire_len(&self, i: usize) -> usize {
+        self.lens[i]
+    }
+
     /// Sends datagram `i` of the last batch back to where it came from, cut to `reply_len[i]`
     /// bytes, for each `i` with `Some` length, in one call per [`BATCH`]; on a connected socket
     /// pass `to_source = false`. Returns (sent, failed).
@@ -139,7 +147,8 @@ impl RecvBatch {
             if let Some(len) = len {
                 iovs.push(libc::iovec {
                     iov_base: self.bufs[i].as_mut_ptr().cast(),
-                    iov_len: (*len).min(self.lens[i]),
+                    // Never past the datagram, nor past the buffer holding it.
+                    iov_len: (*len).min(self.lens[i]).min(self.bufs[i].len()),
                 });
                 names.push(i);
             }
@@ -263,6 +272,11 @@ mod tests {
             let n = batch.recv(&server).unwrap();
             for i in 0..n {
                 assert_eq!(batch.truncated(i), 20 + got + i > 25);
+                assert_eq!(
+                    batch.wire_len(i),
+                    20 + got + i,
+                    "the real length, not the buffer's"
+                );
                 let (_, from) = batch.get(i);
                 assert_eq!(from, Some(client.local_addr().unwrap()));
             }

@@ -42,6 +42,9 @@ pub struct ProbeConfig {
     /// Spin on the receive socket instead of sleeping in it: the reply is timestamped the
     /// moment it lands rather than after the thread wakes up (costs a core while it runs).
     pub busy: bool,
+    /// Set from outside (a SIGINT handler) to stop sending: the run then ends as if its count
+    /// were reached, waiting for the replies in flight and reporting on what was sent.
+    pub interrupt: Option<&'static AtomicBool>,
 }
 
 /// Errors of a probe run.
@@ -65,6 +68,16 @@ pub enum ProbeError {
         target: SocketAddr,
         source: std::io::Error,
     },
+    /// The kernel reported ICMP port unreachable and no reply ever came.
+    #[error(
+        "nothing listens on UDP {target}: the host answered port unreachable (start `udpecho serve` there, or check the port)"
+    )]
+    NothingListens { target: SocketAddr },
+    /// Every answer was a probe sent back unchanged: an RFC 862 echo, which keeps no counts.
+    #[error(
+        "{target} sends back plain echoes, not probe replies: it reflects datagrams unchanged (an RFC 862 echo such as `udpecho serve --raw`), so it keeps no counts; probe a `udpecho serve` without --raw"
+    )]
+    PlainEcho { target: SocketAddr },
 }
 
 /// Everything a run produced.
@@ -85,6 +98,8 @@ pub struct ProbeSummary {
     pub foreign: u64,
     /// Sends that failed (the probe counts as sent and lost).
     pub send_errors: u64,
+    /// Whether SIGINT stopped the sending before the count or duration was reached.
+    pub interrupted: bool,
     pub elapsed_ns: u64,
     /// The kernel's view of the TCP connection (`--tcp` only): retransmissions and smoothed
     /// RTT, read after the last reply.
@@ -106,6 +121,9 @@ struct Shared {
     sent: AtomicU64,
     last_send_ns: AtomicU64,
     done: AtomicBool,
+    /// Set by the receiver when the answers show that probing is pointless (nothing listens,
+    /// or a plain echo): the sender stops at once.
+    give_up: AtomicBool,
 }
 
 impl Shared {
@@ -116,6 +134,7 @@ impl Shared {
             sent: AtomicU64::new(0),
             last_send_ns: AtomicU64::new(0),
             done: AtomicBool::new(false),
+            give_up: AtomicBool::new(false),
         }
     }
 
@@ -156,15 +175,20 @@ pub fn run(cfg: &ProbeConfig) -> Result<ProbeRun, ProbeError> {
 }
 
 /// Waits until `planned_ns`: sleeping while far, yielding when near, spinning at the end.
-fn pace(shared: &Shared, planned_ns: u64) -> u64 {
+/// Returns `None` when told to stop meanwhile.
+fn pace(shared: &Shared, planned_ns: u64, stop: &dyn Fn() -> bool) -> Option<u64> {
     loop {
         let now = shared.now_ns();
         if now >= planned_ns {
-            return now;
+            return Some(now);
+        }
+        if stop() {
+            return None;
         }
         let left = planned_ns - now;
         if left > 300_000 {
-            std::thread::sleep(Duration::from_nanos(left - 200_000));
+            // In slices, so that a stop is noticed within 50 ms even at a slow interval.
+            std::thread::sleep(Duration::from_nanos((left - 200_000).min(50_000_000)));
         } else if left > 20_000 {
             std::thread::yield_now();
         } else {
@@ -184,14 +208,18 @@ fn send_loop(
     planned: u64,
     shared: &Shared,
     mut send: impl FnMut(&mut [Vec<u8>]) -> u64,
-) -> (Vec<(u64, u64)>, u64) {
+) -> Sent {
     let interval = cfg.interval.as_nanos() as u64;
     let limit = cfg.duration.map(|d| d.as_nanos() as u64);
     let mut times = Vec::with_capacity(planned.min(1 << 20) as usize);
     let mut errors = 0;
     let mut batch: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; cfg.size]).collect();
     let mut seq = 0u64;
-    while seq < planned {
+    let stop = || {
+        shared.give_up.load(Ordering::Acquire)
+            || cfg.interrupt.is_some_and(|i| i.load(Ordering::Acquire))
+    };
+    while seq < planned && !stop() {
         let first_planned = seq.saturating_mul(interval);
         if limit.is_some_and(|l| first_planned >= l || (interval == 0 && shared.now_ns() >= l)) {
             break;
@@ -199,7 +227,10 @@ fn send_loop(
         let now = if interval == 0 {
             shared.now_ns()
         } else {
-            pace(shared, first_planned)
+            match pace(shared, first_planned, &stop) {
+                Some(now) => now,
+                None => break,
+            }
         };
         let mut n = 0;
         while n < BATCH && seq < planned {
@@ -230,7 +261,22 @@ fn send_loop(
         shared.last_send_ns.store(now, Ordering::Release);
         shared.sent.store(seq, Ordering::Release);
     }
-    (times, errors)
+    let interrupted = seq < planned && cfg.interrupt.is_some_and(|i| i.load(Ordering::Acquire));
+    Sent {
+        times,
+        errors,
+        interrupted,
+    }
+}
+
+/// What the sender did.
+struct Sent {
+    /// (planned, actual) send time of each probe, in sequence order.
+    times: Vec<(u64, u64)>,
+    /// Probes whose send failed.
+    errors: u64,
+    /// Whether an interrupt stopped it before the count or duration was reached.
+    interrupted: bool,
 }
 
 fn progress_line(shared: &Shared, stats: &Stats, last: &mut u64, on: bool) {
@@ -290,6 +336,7 @@ fn run_udp(cfg: &ProbeConfig, planned: u64) -> Result<ProbeRun, ProbeError> {
             let mut stats = Stats::new(planned, wait_ns);
             let mut batch = RecvBatch::new(65_536);
             let mut foreign = 0u64;
+            let mut answers = Answers::default();
             let mut max_rtt = 0u64;
             let mut last_progress = 0;
             loop {
@@ -309,6 +356,11 @@ fn run_udp(cfg: &ProbeConfig, planned: u64) -> Result<ProbeRun, ProbeError> {
                                         foreign += 1;
                                     }
                                 }
+                                // One of our own probes, sent back as it left.
+                                Ok(p) if !p.is_reply() && p.flow == flow => {
+                                    answers.plain_echoes += 1;
+                                    foreign += 1;
+                                }
                                 _ => foreign += 1,
                             }
                         }
@@ -316,7 +368,17 @@ fn run_udp(cfg: &ProbeConfig, planned: u64) -> Result<ProbeRun, ProbeError> {
                     Err(e)
                         if e.kind() == std::io::ErrorKind::WouldBlock
                             || e.kind() == std::io::ErrorKind::TimedOut => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        // ICMP port unreachable for an earlier probe, reported on this
+                        // connected socket. Once something replied it is loss like any other.
+                        tracing::debug!("recv: port unreachable");
+                        answers.refused += 1;
+                    }
                     Err(e) => tracing::debug!(error = %e, "recv"),
+                }
+                if stats.received() == 0 && answers.pointless().is_some() {
+                    shared.give_up.store(true, Ordering::Release);
+                    break;
                 }
                 progress_line(&shared, &stats, &mut last_progress, progress);
                 if shared.done.load(Ordering::Acquire) {
@@ -325,8 +387,13 @@ fn run_udp(cfg: &ProbeConfig, planned: u64) -> Result<ProbeRun, ProbeError> {
                     let sent = shared.sent.load(Ordering::Acquire);
                     // Every reply in: stop once a duplicate would have had time to follow
                     // (copies travel together), well before the wait runs out.
-                    let settle = (2 * max_rtt + 20_000_000).min(wait_ns);
-                    if now > last + wait_ns || (stats.received() == sent && now > last + settle) {
+                    let settle = max_rtt
+                        .saturating_mul(2)
+                        .saturating_add(20_000_000)
+                        .min(wait_ns);
+                    if now > last.saturating_add(wait_ns)
+                        || (stats.received() == sent && now > last.saturating_add(settle))
+                    {
                         break;
                     }
                 }
@@ -334,13 +401,25 @@ fn run_udp(cfg: &ProbeConfig, planned: u64) -> Result<ProbeRun, ProbeError> {
             if progress {
                 eprintln!();
             }
-            (stats, foreign)
+            (stats, foreign, answers)
         })
     };
-    let (times, send_errors) =
-        send_loop(cfg, planned, &shared, |batch| send_connected(&tx, batch).1);
+    let Sent {
+        times,
+        errors: send_errors,
+        interrupted,
+    } = send_loop(cfg, planned, &shared, |batch| send_connected(&tx, batch).1);
     shared.done.store(true, Ordering::Release);
-    let (mut stats, foreign) = receiver.join().expect("receiver thread");
+    let (mut stats, foreign, answers) = receiver.join().expect("receiver thread");
+    match answers.pointless() {
+        Some(Pointless::Refused) if stats.received() == 0 => {
+            return Err(ProbeError::NothingListens { target: cfg.target });
+        }
+        Some(Pointless::PlainEcho) if stats.received() == 0 => {
+            return Err(ProbeError::PlainEcho { target: cfg.target });
+        }
+        _ => {}
+    }
     let sent = times.len() as u64;
     for (seq, &(planned_ns, sent_ns)) in times.iter().enumerate() {
         stats.on_send(seq as u64, planned_ns, sent_ns);
@@ -354,8 +433,39 @@ fn run_udp(cfg: &ProbeConfig, planned: u64) -> Result<ProbeRun, ProbeError> {
         stats_requests: attempts,
         foreign,
         send_errors,
+        interrupted,
     };
     Ok(finish(cfg, &stats, end, &shared))
+}
+
+/// What came back besides probe replies, to tell why nothing useful did.
+#[derive(Debug, Default)]
+struct Answers {
+    /// Port-unreachable reports from the kernel (ECONNREFUSED on the connected socket).
+    refused: u64,
+    /// Our own probes sent back unchanged, without the reply flag.
+    plain_echoes: u64,
+}
+
+/// Why probing a target cannot give figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pointless {
+    Refused,
+    PlainEcho,
+}
+
+impl Answers {
+    /// What the answers so far show, if they show that probing is pointless. Only meaningful
+    /// while no probe reply came: one real reply makes the rest plain loss.
+    fn pointless(&self) -> Option<Pointless> {
+        if self.plain_echoes > 0 {
+            Some(Pointless::PlainEcho)
+        } else if self.refused > 0 {
+            Some(Pointless::Refused)
+        } else {
+            None
+        }
+    }
 }
 
 /// Asks the server for the flow's count from a fresh socket, retrying a few times.
@@ -458,7 +568,11 @@ fn run_tcp(cfg: &ProbeConfig, planned: u64) -> Result<ProbeRun, ProbeError> {
         })
     };
     let mut frames = Vec::with_capacity(BATCH * (cfg.size + 2));
-    let (times, send_errors) = send_loop(cfg, planned, &shared, |batch| {
+    let Sent {
+        times,
+        errors: send_errors,
+        interrupted,
+    } = send_loop(cfg, planned, &shared, |batch| {
         frames.clear();
         for b in batch.iter() {
             frames.extend_from_slice(&(b.len() as u16).to_be_bytes());
@@ -505,6 +619,7 @@ fn run_tcp(cfg: &ProbeConfig, planned: u64) -> Result<ProbeRun, ProbeError> {
         stats_requests: 1,
         foreign,
         send_errors,
+        interrupted,
     };
     let mut run = finish(cfg, &stats, end, &shared);
     run.summary.tcp_info = tcp_info;
@@ -520,6 +635,7 @@ struct Ending {
     stats_requests: u32,
     foreign: u64,
     send_errors: u64,
+    interrupted: bool,
 }
 
 fn finish(cfg: &ProbeConfig, stats: &Stats, end: Ending, shared: &Shared) -> ProbeRun {
@@ -531,6 +647,7 @@ fn finish(cfg: &ProbeConfig, stats: &Stats, end: Ending, shared: &Shared) -> Pro
         stats_requests,
         foreign,
         send_errors,
+        interrupted,
     } = end;
     let report = stats.report(sent, server);
     let packets = stats.packets(sent).collect();
@@ -547,6 +664,7 @@ fn finish(cfg: &ProbeConfig, stats: &Stats, end: Ending, shared: &Shared) -> Pro
             stats_requests,
             foreign,
             send_errors,
+            interrupted,
             elapsed_ns: shared.now_ns(),
             tcp_info: None,
             report,
@@ -684,6 +802,13 @@ pub fn render(s: &ProbeSummary) -> String {
     }
     for (name, value, note) in rows {
         let _ = writeln!(out, "  {name:<16} {value:>22}  {note}");
+    }
+    if s.interrupted {
+        let _ = writeln!(
+            out,
+            "  (interrupted: sending stopped after {} probes; the figures cover those)",
+            r.sent
+        );
     }
     if r.server_received.is_none() {
         let _ = writeln!(

@@ -35,6 +35,10 @@ pub struct ServeConfig {
     pub workers: usize,
     /// Also serve framed probes over TCP on the same port.
     pub tcp: bool,
+    /// TCP connections served at once; a client over it is closed at once.
+    pub max_connections: usize,
+    /// A TCP connection silent (or not reading its replies) for this long is closed.
+    pub idle_timeout: Duration,
     pub flows: FlowConfig,
 }
 
@@ -52,10 +56,18 @@ pub struct ServeReport {
     pub udp_replied: u64,
     /// Failed sends and receives.
     pub udp_io_errors: u64,
-    /// Bytes received and sent over UDP: sent is never above received.
+    /// Bytes received and sent over UDP: sent is never above received. Bytes in are each
+    /// datagram's real size, also for one longer than the receive buffer.
     pub udp_bytes_in: u64,
     pub udp_bytes_out: u64,
     pub tcp_connections: u64,
+    /// TCP clients closed at once for being over `max_connections`.
+    pub tcp_busy: u64,
+    /// TCP connections closed for being idle.
+    pub tcp_idle_timeouts: u64,
+    /// Datagrams or frames whose handling panicked: dropped unanswered, and the server went
+    /// on. Always zero unless there is a bug; counted so that one would show.
+    pub handler_panics: u64,
 }
 
 #[derive(Debug, Default)]
@@ -68,6 +80,7 @@ struct Shared {
     received: u64,
     replied: u64,
     io_errors: u64,
+    handler_panics: u64,
 }
 
 /// Errors of the server's set-up.
@@ -107,14 +120,12 @@ pub async fn serve(
         addr: cfg.listen,
         source,
     })?;
-    println!("listening udp {udp_addr}");
+    protolab_transport::outln!("listening udp {udp_addr}");
     if let Some(tcp) = &tcp {
         if let Ok(a) = tcp.local_addr() {
-            println!("listening tcp {a}");
+            protolab_transport::outln!("listening tcp {a}");
         }
     }
-    use std::io::Write as _;
-    let _ = std::io::stdout().flush();
 
     let start = Instant::now();
     let shared = Arc::new(Mutex::new(Shared {
@@ -153,8 +164,8 @@ pub async fn serve(
     let tcp_task = tcp.map(|listener| {
         let shared = shared.clone();
         let config = TcpServerConfig {
-            max_connections: 1024,
-            idle_timeout: Some(Duration::from_secs(60)),
+            max_connections: cfg.max_connections,
+            idle_timeout: Some(cfg.idle_timeout),
             nodelay: true,
             ..TcpServerConfig::default()
         };
@@ -192,6 +203,9 @@ pub async fn serve(
         udp_bytes_in: s.bytes_in,
         udp_bytes_out: s.bytes_out,
         tcp_connections: tcp_stats.accepted.load(Ordering::Relaxed),
+        tcp_busy: tcp_stats.busy.load(Ordering::Relaxed),
+        tcp_idle_timeouts: tcp_stats.idle_timeouts.load(Ordering::Relaxed),
+        handler_panics: s.handler_panics,
     })
 }
 
@@ -230,12 +244,14 @@ impl UdpWorker {
             };
             let now = self.start.elapsed();
             {
-                let mut s = self.lock();
+                let mut guard = self.lock();
+                let s = &mut *guard;
                 for (i, reply) in replies.iter_mut().enumerate().take(n) {
+                    let wire_len = batch.wire_len(i);
                     let (bytes, peer) = batch.get(i);
                     let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
                     s.received += 1;
-                    s.bytes_in += bytes.len() as u64;
+                    s.bytes_in = s.bytes_in.saturating_add(wire_len as u64);
                     *reply = if self.raw {
                         if self.allow_remote || peer.ip().is_loopback() {
                             s.raw_echoed += 1;
@@ -248,19 +264,16 @@ impl UdpWorker {
                     } else {
                         // A datagram longer than the buffer arrives cut to max_size + 1 bytes,
                         // which the table counts as oversized.
-                        match s.table.handle(now, bytes) {
-                            Ok(header) => {
+                        let table = &mut s.table;
+                        guarded(&mut s.handler_panics, peer, || table.handle(now, bytes)).map(
+                            |header| {
                                 header.emit(bytes);
-                                Some(bytes.len())
-                            }
-                            Err(e) => {
-                                tracing::debug!(%peer, error = %e, "dropped");
-                                None
-                            }
-                        }
+                                bytes.len()
+                            },
+                        )
                     };
                     if let Some(len) = reply {
-                        s.bytes_out += *len as u64;
+                        s.bytes_out = s.bytes_out.saturating_add(*len as u64);
                     }
                 }
             }
@@ -278,24 +291,39 @@ impl UdpWorker {
     }
 }
 
-/// The reply to one datagram or frame, or `None` for garbage (counted, logged at debug).
-fn echo(
-    table: &mut FlowTable,
-    now: Duration,
+/// Runs the handler of one datagram or frame: its result, or `None` when it was garbage
+/// (counted by the table, logged at debug) or when the handler panicked.
+///
+/// A panic must not take a worker down with it: the worker would stop answering for good while
+/// the process looks healthy. It is caught here, per datagram, counted in `panics` and logged,
+/// and the server goes on. The flow table stays usable: a panic can leave at most the one flow
+/// being updated with wrong counts, which is far better than a silent server.
+fn guarded<T>(
+    panics: &mut u64,
     peer: SocketAddr,
-    request: &[u8],
-) -> Option<BytesMut> {
-    match table.handle(now, request) {
-        Ok(header) => {
-            let mut reply = BytesMut::from(request);
-            header.emit(&mut reply);
-            Some(reply)
-        }
-        Err(e) => {
+    handle: impl FnOnce() -> Result<T, crate::wire::WireError>,
+) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(handle)) {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "dropped");
             None
         }
+        Err(_) => {
+            *panics = panics.saturating_add(1);
+            tracing::debug!(%peer, "handling this datagram panicked: dropped, serving on");
+            None
+        }
     }
+}
+
+/// The reply to one frame, or `None` for garbage or a panic (see [`guarded`]).
+fn echo(s: &mut Shared, now: Duration, peer: SocketAddr, request: &[u8]) -> Option<BytesMut> {
+    let table = &mut s.table;
+    let header = guarded(&mut s.handler_panics, peer, || table.handle(now, request))?;
+    let mut reply = BytesMut::from(request);
+    header.emit(&mut reply);
+    Some(reply)
 }
 
 fn bind_pair(
@@ -352,7 +380,7 @@ async fn serve_tcp(
             let mut s = shared
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            echo(&mut s.table, start.elapsed(), conn.peer, &frame)
+            echo(&mut s, start.elapsed(), conn.peer, &frame)
         };
         let Some(reply) = reply else { continue };
         out.clear();
@@ -361,5 +389,22 @@ async fn serve_tcp(
         if conn.write_all(&mut write, &out).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_handler_is_counted_and_the_caller_goes_on() {
+        let peer = SocketAddr::from(([127, 0, 0, 1], 9));
+        let mut panics = 0;
+        let got: Option<u8> = guarded(&mut panics, peer, || panic!("a bug"));
+        assert_eq!((got, panics), (None, 1));
+        let got = guarded(&mut panics, peer, || Ok(7u8));
+        assert_eq!((got, panics), (Some(7), 1));
+        let got: Option<u8> = guarded(&mut panics, peer, || Err(crate::wire::WireError::BadMagic));
+        assert_eq!((got, panics), (None, 1), "garbage is not a panic");
     }
 }

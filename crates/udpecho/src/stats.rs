@@ -44,6 +44,8 @@ pub struct PacketRecord {
     /// For a lost probe: "upstream", "downstream", or "unknown" when no later reply's window
     /// covered it.
     pub lost: Option<&'static str>,
+    /// Its first reply arrived after the reply of a later probe (RFC 4737 reordering).
+    pub reordered: bool,
 }
 
 /// The probe's report: every figure.
@@ -94,6 +96,8 @@ pub struct Stats {
     send_ns: Vec<u64>,
     rtt_ns: Vec<u64>,
     dups: Vec<u32>,
+    /// Per probe: its first reply arrived after a later probe's.
+    late_reply: Vec<bool>,
     /// Per probe, from later replies' windows: 0 unknown, 1 the server had it, 2 it had not.
     server_seen: Vec<u8>,
     next_expected: u64,
@@ -104,7 +108,7 @@ pub struct Stats {
     reordered: u64,
     extent_max: u64,
     too_late: u64,
-    last_transit: Option<i64>,
+    last_transit: Option<u64>,
     jitter: f64,
     timer_error_sum: u128,
     timer_error_max: u64,
@@ -123,6 +127,7 @@ impl Stats {
             send_ns: Vec::new(),
             rtt_ns: Vec::new(),
             dups: Vec::new(),
+            late_reply: Vec::new(),
             server_seen: Vec::new(),
             next_expected: 0,
             running_next: Vec::new(),
@@ -146,6 +151,7 @@ impl Stats {
             self.send_ns.resize(need, NONE);
             self.rtt_ns.resize(need, NONE);
             self.dups.resize(need, 0);
+            self.late_reply.resize(need, false);
             self.server_seen.resize(need, 0);
         }
     }
@@ -190,10 +196,11 @@ impl Stats {
         self.server_seen[s] = 1;
         if self.rtt_ns[s] != NONE {
             self.duplicates += 1;
-            self.dups[s] += 1;
+            self.dups[s] = self.dups[s].saturating_add(1);
             return true;
         }
-        let rtt = recv_ns.saturating_sub(reply.client_send_ns);
+        // The largest value stands for "no reply" in `rtt_ns`: a real RTT stops one short.
+        let rtt = recv_ns.saturating_sub(reply.client_send_ns).min(NONE - 1);
         if rtt > self.wait_ns {
             self.too_late += 1;
             return true;
@@ -202,6 +209,7 @@ impl Stats {
         self.received += 1;
         if seq < self.next_expected {
             self.reordered += 1;
+            self.late_reply[s] = true;
             // The earliest arrival after which the next expected number passed this one.
             let first_higher = self.running_next.partition_point(|&n| n <= seq);
             let extent = (self.running_next.len() - first_higher) as u64;
@@ -210,9 +218,9 @@ impl Stats {
             self.next_expected = seq + 1;
         }
         self.running_next.push(self.next_expected);
-        let transit = rtt as i64;
+        let transit = rtt;
         if let Some(prev) = self.last_transit {
-            let d = (transit - prev).unsigned_abs() as f64;
+            let d = transit.abs_diff(prev) as f64;
             self.jitter += (d - self.jitter) / 16.0;
         }
         self.last_transit = Some(transit);
@@ -265,7 +273,11 @@ impl Stats {
             .rtt_ns
             .windows(2)
             .filter(|w| w[0] != NONE && w[1] != NONE)
-            .map(|w| w[1] as i64 - w[0] as i64)
+            .map(|w| {
+                // Both are at most the wait, which a user may set past i64::MAX nanoseconds.
+                let d = i128::from(w[1]) - i128::from(w[0]);
+                i64::try_from(d).unwrap_or(if d < 0 { i64::MIN } else { i64::MAX })
+            })
             .collect();
         ipdv.sort_unstable();
         let ipdv_mean = (!ipdv.is_empty())
@@ -343,6 +355,7 @@ impl Stats {
                 rtt_ns: rtt,
                 duplicates: self.dups[s],
                 lost,
+                reordered: self.late_reply[s],
             }
         })
     }
@@ -462,6 +475,51 @@ mod tests {
             "{}",
             r.jitter_rfc3550_ns
         );
+    }
+
+    /// A reply a broken or hostile server might send: sequence number 2^64-1, a send time
+    /// the client never used, every window bit and the largest count, written byte by byte.
+    const WILD_REPLY: [u8; 56] = [
+        b'P', b'L', b'U', b'E', 1, 0x01, 0, 0, // magic, version, REPLY, reserved
+        0, 0, 0, 1, 0, 0, 0, 0, // flow 1, reserved
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, // seq 2^64-1
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, // client send time 2^64-1 ns
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, // server receive time
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, // server count
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, // window
+    ];
+
+    #[test]
+    fn wild_numbers_in_replies_are_refused_or_clamped() {
+        let mut s = Stats::new(10, u64::MAX);
+        for seq in 0..3 {
+            s.on_send(seq, 0, 0);
+        }
+        let mut p = ProbePacket::parse(&WILD_REPLY).unwrap();
+        assert!(
+            !s.on_reply(5, &p),
+            "a sequence number never sent is not a reply"
+        );
+        // In range, but sent "in the future" (RTT 0) and claiming every window bit.
+        p.seq = 0;
+        assert!(s.on_reply(5, &p));
+        p.seq = 2;
+        assert!(s.on_reply(5, &p));
+        // Sent at 0, back at the end of time: the largest RTT there is.
+        p.seq = 1;
+        p.client_send_ns = 0;
+        assert!(s.on_reply(u64::MAX, &p));
+        let r = s.report(3, Some(ServerFinal { received: u64::MAX }));
+        assert_eq!((r.received, r.lost), (3, 0));
+        assert_eq!((r.lost_upstream, r.lost_downstream), (Some(0), Some(0)));
+        assert_eq!((r.rtt_min_ns, r.rtt_max_ns), (Some(0), Some(u64::MAX - 1)));
+        assert_eq!(r.ipdv_pairs, 2);
+        assert_eq!(
+            r.ipdv_p99_ns,
+            Some(i64::MAX),
+            "0 to 2^64-2 and back, clamped"
+        );
+        assert!(s.packets(3).all(|p| p.lost.is_none()));
     }
 
     #[test]

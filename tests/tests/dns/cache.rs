@@ -98,10 +98,12 @@ fn ttl_counts_down_and_negative_answers_outlive_upstream() {
 }
 
 #[test]
-fn cache_bound_evicts_oldest() {
+fn cache_bound_in_bytes_evicts_least_recently_used() {
     let dir = zone_dir();
     let (knot, upstream) = knot_upstream(dir.path());
     let up = upstream.to_string();
+    // Each of these replies is accounted at 560-600 bytes (wire bytes, key, bookkeeping): 1300
+    // bytes hold two of them, not three.
     let (resolver, addr) = start_resolver(
         &[
             "--listen",
@@ -109,7 +111,7 @@ fn cache_bound_evicts_oldest() {
             "--forward",
             &up,
             "--cache-size",
-            "2",
+            "1300",
             "--timeout",
             "300ms",
         ],
@@ -118,21 +120,25 @@ fn cache_bound_evicts_oldest() {
     for name in [
         "www.example.test.",
         "mail.example.test.",
-        "sip.example.test.",
+        "www.example.test.",
     ] {
         assert_eq!(ask(addr, name, "A").0.rcode, "NOERROR");
     }
+    // www was used last, so mail is the one to go for sip.
+    assert_eq!(ask(addr, "sip.example.test.", "A").0.rcode, "NOERROR");
     drop(knot);
     assert_eq!(ask(addr, "sip.example.test.", "A").0.answers.len(), 1);
-    assert_eq!(ask(addr, "mail.example.test.", "A").0.answers.len(), 1);
+    assert_eq!(ask(addr, "www.example.test.", "A").0.answers.len(), 2);
     assert_eq!(
-        ask(addr, "www.example.test.", "A").0.rcode,
+        ask(addr, "mail.example.test.", "A").0.rcode,
         "SERVFAIL",
-        "the oldest entry was evicted"
+        "the least recently used entry was evicted"
     );
     let stats = stop_with_stats(resolver);
     assert_eq!(stats["cache"]["entries"], 2, "{stats}");
     assert_eq!(stats["cache"]["evicted"], 1, "{stats}");
+    assert_eq!(stats["cache"]["max_bytes"], 1300, "{stats}");
+    assert!(stats["cache"]["bytes"].as_u64().unwrap() <= 1300, "{stats}");
 }
 
 #[test]
@@ -169,4 +175,21 @@ fn big_answer_through_the_resolver_truncates_then_tcp() {
         stats["resolver"]["cache_hits"].as_u64().unwrap() >= 3,
         "{stats}"
     );
+}
+
+#[test]
+fn one_hit_is_counted_once_everywhere() {
+    let dir = zone_dir();
+    let (_knot, upstream) = knot_upstream(dir.path());
+    let up = upstream.to_string();
+    let (resolver, addr) = start_resolver(&["--listen", "127.0.0.1:0", "--forward", &up], None);
+    for _ in 0..2 {
+        assert_eq!(ask(addr, "www.example.test.", "A").0.answers.len(), 2);
+    }
+    let stats = stop_with_stats(resolver);
+    assert_eq!(stats["resolver"]["cache_hits"], 1, "{stats}");
+    assert_eq!(stats["cache"]["hits"], 1, "{stats}");
+    assert_eq!(stats["resolver"]["cache_misses"], 1, "{stats}");
+    assert_eq!(stats["cache"]["misses"], 1, "{stats}");
+    assert_eq!(stats["cache"]["inserted"], 1, "{stats}");
 }

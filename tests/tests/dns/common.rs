@@ -303,3 +303,79 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::write(&p, text).expect("write file");
     p
 }
+
+/// The question section's end in a query: header, name, type and class.
+pub fn question_end(q: &[u8]) -> usize {
+    let mut pos = 12;
+    while q[pos] != 0 {
+        pos += usize::from(q[pos]) + 1;
+    }
+    pos + 5
+}
+
+/// A reply to `query` (its id and question) with one A record.
+pub fn reply(query: &[u8], id: u16, addr: [u8; 4]) -> Vec<u8> {
+    let end = question_end(query);
+    let mut r = query[..end].to_vec();
+    r[0..2].copy_from_slice(&id.to_be_bytes());
+    r[2] = 0x81;
+    r[3] = 0x80;
+    r[6..8].copy_from_slice(&[0, 1]);
+    r[8..12].copy_from_slice(&[0, 0, 0, 0]);
+    r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+    r.extend_from_slice(&addr);
+    r
+}
+
+/// A query for `name` (type A, class IN, RD set) with `id`, with an OPT record offering 1232
+/// bytes when `edns` is true.
+pub fn query_bytes(id: u16, name: &str, edns: bool) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(edns)]);
+    for label in name.trim_end_matches('.').split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    if edns {
+        q.extend_from_slice(&[0, 0, 0x29, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+    }
+    q
+}
+
+/// The header of a reply: id, flags (TC is 0x0200), rcode and the answer count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub id: u16,
+    pub flags: u16,
+    pub rcode: u8,
+    pub answers: u16,
+}
+
+/// Reads the header of a reply; `None` when it is shorter than a header.
+pub fn head(r: &[u8]) -> Option<Head> {
+    (r.len() >= 12).then(|| Head {
+        id: u16::from_be_bytes([r[0], r[1]]),
+        flags: u16::from_be_bytes([r[2], r[3]]),
+        rcode: r[3] & 0x0f,
+        answers: u16::from_be_bytes([r[6], r[7]]),
+    })
+}
+
+/// Open descriptors of process `pid`, from /proc.
+pub fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Resident memory of process `pid` in KiB, from /proc.
+pub fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}

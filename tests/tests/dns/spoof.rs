@@ -12,29 +12,6 @@ use protolab_tests::bin;
 
 use crate::common::*;
 
-/// The question section's end in a query: header, name, type and class.
-fn question_end(q: &[u8]) -> usize {
-    let mut pos = 12;
-    while q[pos] != 0 {
-        pos += usize::from(q[pos]) + 1;
-    }
-    pos + 5
-}
-
-/// A reply to `query` (its id and question) with one A record.
-fn reply(query: &[u8], id: u16, addr: [u8; 4]) -> Vec<u8> {
-    let end = question_end(query);
-    let mut r = query[..end].to_vec();
-    r[0..2].copy_from_slice(&id.to_be_bytes());
-    r[2] = 0x81;
-    r[3] = 0x80;
-    r[6..8].copy_from_slice(&[0, 1]);
-    r[8..12].copy_from_slice(&[0, 0, 0, 0]);
-    r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
-    r.extend_from_slice(&addr);
-    r
-}
-
 #[test]
 fn forged_replies_are_dropped_and_counted() {
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -299,7 +276,7 @@ fn edns_formerr_falls_back_and_a_silent_server_is_skipped() {
 }
 
 #[test]
-fn resolver_refuses_clients_outside_allow() {
+fn disallowed_sources_get_no_reply_and_are_counted() {
     let dir = zone_dir();
     let zone = dir.path().join("example.test.zone");
     let (_zone_server, zaddr) = start_lab_zone(&[zone.as_path()], "127.0.0.1:0", None);
@@ -311,26 +288,45 @@ fn resolver_refuses_clients_outside_allow() {
             "--forward",
             &up,
             "--allow",
-            "10.0.0.0/8",
+            "127.0.0.2/32",
         ],
         None,
     );
-    let (seen, _) = dig(
-        None,
-        &[
-            &format!("@{}", raddr.ip()),
-            "-p",
-            &raddr.port().to_string(),
-            "www.example.test.",
-            "A",
-        ],
-    );
-    assert_eq!(seen.rcode, "REFUSED");
-    assert!(seen.answers.is_empty());
+    // From 127.0.0.1, outside the allow-list: garbage with a header (which would earn a
+    // FORMERR from an allowed client) and a valid query. Neither gets a single byte back.
+    let outsider = UdpSocket::bind("127.0.0.1:0").unwrap();
+    outsider
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    outsider
+        .send_to(
+            b"\xab\xcd\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x3fjunk",
+            raddr,
+        )
+        .unwrap();
+    outsider
+        .send_to(&query_bytes(7, "www.example.test.", true), raddr)
+        .unwrap();
+    let mut buf = [0u8; 1500];
+    let got = outsider.recv_from(&mut buf);
+    assert!(got.is_err(), "an outsider got a reply: {got:?}");
+    // From 127.0.0.2, inside it: answered.
+    let insider = UdpSocket::bind("127.0.0.2:0").unwrap();
+    insider
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    insider
+        .send_to(&query_bytes(8, "www.example.test.", true), raddr)
+        .unwrap();
+    let (n, _) = insider
+        .recv_from(&mut buf)
+        .expect("an allowed client is answered");
+    assert_eq!(head(&buf[..n]).map(|h| (h.id, h.answers)), Some((8, 2)));
     let stats = stop_with_stats(resolver);
-    assert_eq!(stats["resolver"]["refused"], 1, "{stats}");
+    assert_eq!(stats["resolver"]["not_allowed"], 2, "{stats}");
+    assert_eq!(stats["resolver"]["formerr"], 0, "{stats}");
     assert_eq!(
-        stats["resolver"]["cache_misses"], 0,
-        "nothing went upstream: {stats}"
+        stats["upstream_client"]["queries_sent"], 1,
+        "only the allowed query went upstream: {stats}"
     );
 }

@@ -144,3 +144,68 @@ fn idle_connection_is_closed_after_the_timeout() {
     r.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty());
 }
+
+#[test]
+fn a_flood_over_the_cap_holds_no_sockets_and_others_are_served() {
+    protolab_tests::raise_fd_limit();
+    // One thread: the accept loop and everything it spawns share it, as on a busy server.
+    let server = serve(&["--max-connections", "10", "--threads", "1"]);
+    let addr = server.addr("tcp");
+    let fd_dir = format!("/proc/{}/fd", server.proc.pid());
+    let fds = || {
+        std::fs::read_dir(&fd_dir)
+            .expect("read /proc/PID/fd")
+            .count()
+    };
+    let base = fds();
+    let held: Vec<_> = (0..10)
+        .map(|_| {
+            let (mut r, w) = connect(addr);
+            assert_eq!(line(&mut r), "Welcome!\n");
+            (r, w)
+        })
+        .collect();
+    // Thousands of clients over the cap that never read and never close.
+    let mut flood = Vec::new();
+    let mut peak = 0;
+    for i in 0..4000 {
+        if let Ok(s) = TcpStream::connect(addr) {
+            flood.push(s);
+        }
+        if i % 50 == 0 {
+            peak = peak.max(fds());
+        }
+    }
+    peak = peak.max(fds());
+    // The server holds the listener, its runtime's descriptors and the ten it serves; a
+    // client over the cap is answered and closed on the spot, so none of the flood piles up.
+    assert!(
+        peak <= base + 10 + 16,
+        "server descriptors peaked at {peak} (at rest {base}, 10 served)"
+    );
+    assert!(
+        flood.len() > 3000,
+        "only {} connects went through",
+        flood.len()
+    );
+    for s in [&flood[0], &flood[flood.len() - 1]] {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        assert_eq!(line(&mut r), "ERR busy\n");
+        assert_eq!(line(&mut r), "", "a busy client is closed");
+    }
+    drop(held);
+    let mut served = false;
+    for _ in 0..100 {
+        let (mut r, mut w) = connect(addr);
+        if line(&mut r) == "Welcome!\n" {
+            w.write_all(b"Ada\n").unwrap();
+            assert_eq!(line(&mut r), "Hello, Ada!\n");
+            served = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(served, "a legit client is served after the flood");
+    drop(flood);
+}

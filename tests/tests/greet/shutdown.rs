@@ -91,3 +91,57 @@ fn drain_deadline_closes_lingering_clients() {
         .expect("server exits");
     assert!(status.success(), "{status}");
 }
+
+/// A pipe whose reading end is already closed: every write to it fails with EPIPE.
+fn closed_pipe() -> std::process::Stdio {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe(2) fills both descriptors, which this function then owns.
+    let rc = unsafe { libc::pipe(fds.as_mut_ptr()) };
+    assert_eq!(rc, 0, "pipe: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
+    std::process::Stdio::from(write)
+}
+
+#[test]
+fn hello_with_standard_output_closed_exits_cleanly() {
+    let server = Server::start("greet", &["serve", "--listen", "127.0.0.1:0"], 1);
+    let addr = server.addr("tcp").to_string();
+    for json in [false, true] {
+        let mut cmd = std::process::Command::new(protolab_tests::bin("greet"));
+        cmd.args(["hello", "--server", &addr]);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.stdout(closed_pipe()).output().expect("run greet hello");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "json {json}, stderr: {err}");
+        assert!(out.status.success(), "json {json}: {}, {err}", out.status);
+    }
+}
+
+#[test]
+fn serve_with_standard_output_closed_exits_cleanly() {
+    let mut cmd = std::process::Command::new(protolab_tests::bin("greet"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::piped());
+    let server = Server::start_cmd("greet", cmd, 1);
+    let Server {
+        mut proc, stdout, ..
+    } = server;
+    drop(stdout);
+    proc.signal(libc::SIGTERM);
+    let status = proc.wait_for(Duration::from_secs(10)).expect("exits");
+    let mut err = String::new();
+    proc.child
+        .stderr
+        .take()
+        .expect("stderr piped")
+        .read_to_string(&mut err)
+        .expect("read stderr");
+    assert!(!err.contains("panicked"), "stderr: {err}");
+    assert!(status.success(), "{status}, stderr: {err}");
+}

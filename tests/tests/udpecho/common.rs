@@ -1,7 +1,7 @@
 //! Starting the echo server and the relay, running the probe, reading their JSON.
 
 use std::io::Read;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
@@ -135,4 +135,23 @@ pub fn n(v: &Value, key: &str) -> u64 {
     v[key]
         .as_u64()
         .unwrap_or_else(|| panic!("{key} is not a count in {v:#}"))
+}
+
+/// A version-1 probe of `size` bytes (the wire format written out by hand, not by the crate).
+pub fn probe_bytes(flow: u32, seq: u64, size: usize) -> Vec<u8> {
+    let mut v = vec![0u8; size];
+    v[..4].copy_from_slice(b"PLUE");
+    v[4] = 1;
+    v[8..12].copy_from_slice(&flow.to_be_bytes());
+    v[16..24].copy_from_slice(&seq.to_be_bytes());
+    v
+}
+
+/// A UDP socket connected to `target`, waiting at most 5 s for a reply.
+pub fn client(target: SocketAddr) -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    s.connect(target).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s
 }

@@ -1,30 +1,10 @@
 //! Bad datagrams are counted and ignored; no reply is ever longer than its request.
 
-use std::net::UdpSocket;
 use std::process::Command;
-use std::time::Duration;
 
 use protolab_tests::bin;
 
-use crate::common::{n, server, stop};
-
-/// A version-1 probe of `size` bytes (the wire format written out by hand, not by the crate).
-fn probe_bytes(flow: u32, seq: u64, size: usize) -> Vec<u8> {
-    let mut v = vec![0u8; size];
-    v[..4].copy_from_slice(b"PLUE");
-    v[4] = 1;
-    v[8..12].copy_from_slice(&flow.to_be_bytes());
-    v[16..24].copy_from_slice(&seq.to_be_bytes());
-    v
-}
-
-fn client(target: std::net::SocketAddr) -> UdpSocket {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    s.connect(target).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    s
-}
+use crate::common::{client, n, probe_bytes, server, stop};
 
 #[test]
 fn garbage_is_counted_ignored_and_never_answered() {

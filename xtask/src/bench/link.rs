@@ -11,6 +11,9 @@
 //! - Round trip: sockperf ping-pong (`--full-rtt`) between the namespaces for 3 s, alternating
 //!   between the two paths for three rounds; the lowest median of each path counts, and the
 //!   link's minus veth's is what the link adds.
+//! - Rate limit: iperf3 TCP for 10 s through `impair link --rate 10mbit --queue 100kB`; its
+//!   goodput should be within 5% of 10 Mbit/s less the headers of every full-size segment
+//!   (`cargo xtask bench link --rate-only` runs this row alone).
 
 use std::io::Read;
 use std::path::Path;
@@ -68,7 +71,7 @@ impl Path2 {
         Ok(path)
     }
 
-    fn link(bins: &Path) -> Result<Path2> {
+    fn link(bins: &Path, extra: &[&str]) -> Result<Path2> {
         let pid = std::process::id();
         let (left, right) = (
             format!("plab-bench-{pid}-ll"),
@@ -77,7 +80,8 @@ impl Path2 {
         let stats = std::env::temp_dir().join(format!("plab-bench-{pid}-truth.json"));
         let mut cmd = Command::new(bins.join("impair"));
         cmd.args(["link", "--left", &left, "--right", &right, "--stats"])
-            .arg(&stats);
+            .arg(&stats)
+            .args(extra);
         let mut proc = Proc::spawn("impair link", &mut cmd);
         let mut out = proc.stdout();
         let mut text = String::new();
@@ -303,17 +307,105 @@ fn ping_pong(path: &Path2) -> Result<(f64, f64)> {
     Ok((pct("50.000")?, pct("99.000")?))
 }
 
+/// The rate the rate-limit row sets, bits per second.
+const RATE_BPS: f64 = 10e6;
+/// Payload bytes of a full-size segment: 1500 less IPv4 (20), TCP (20) and its timestamp
+/// option (12), which Linux sends on every segment once both SYNs carried it.
+const MSS: f64 = 1448.0;
+
+/// iperf3 TCP through a rate-limited link: its goodput against the rate less the headers.
+fn rate_limit(bins: &Path) -> Result<()> {
+    let mut table = Table::new(
+        "link-rate",
+        &[
+            "path",
+            "iperf3 TCP goodput Mbit/s",
+            "expected Mbit/s",
+            "ratio",
+            "retransmitted",
+        ],
+    );
+    let path = Path2::link(bins, &["--rate", "10mbit", "--queue", "100kB"])?;
+    let server = Proc::spawn(
+        "iperf3 -s",
+        path.exec(
+            false,
+            &[
+                "iperf3",
+                "-s",
+                "-B",
+                "198.18.0.2",
+                "-p",
+                &PORT.to_string(),
+                "-1",
+            ],
+        )
+        .stderr(Stdio::null()),
+    );
+    wait_listening(&path, PORT)?;
+    println!("iperf3 TCP for 10 s through impair link --rate 10mbit ...");
+    let report = output(path.exec(
+        true,
+        &[
+            "iperf3",
+            "-c",
+            "198.18.0.2",
+            "-p",
+            &PORT.to_string(),
+            "-t",
+            "10",
+            "-J",
+        ],
+    ))?;
+    drop(server);
+    drop(path);
+    let v: Value = serde_json::from_str(&report).context("iperf3 JSON")?;
+    let goodput = v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .context("iperf3 reported no received rate")?;
+    let retransmits = v["end"]["sum_sent"]["retransmits"].as_u64().unwrap_or(0);
+    let expected = RATE_BPS * MSS / 1500.0;
+    let ratio = goodput / expected;
+    table.row(vec![
+        "impair link --rate 10mbit".into(),
+        format!("{:.3}", goodput / 1e6),
+        format!("{:.3}", expected / 1e6),
+        format!("{ratio:.3}"),
+        retransmits.to_string(),
+    ]);
+    table.note(format!(
+        "expected: 10 Mbit/s of IP packets carry {MSS} payload bytes in every 1500 (IPv4 20 + TCP 20 + timestamps 12): {:.3} Mbit/s; goodput within 5%: {}",
+        expected / 1e6,
+        if (0.95..=1.05).contains(&ratio) {
+            "met"
+        } else {
+            "NOT met"
+        }
+    ));
+    table.note("iperf3 -c for 10 s, its receiver's bits_per_second; the link's queue is 100 kB.");
+    table.figure("rate_goodput_bps", goodput);
+    table.figure("rate_expected_bps", expected);
+    table.finish()
+}
+
 pub fn run(args: &[String]) -> Result<()> {
-    if let Some(other) = args.first() {
-        bail!("bench link takes no options (got {other:?})");
-    }
+    let rate_only = match args.first().map(String::as_str) {
+        None => false,
+        Some("--rate-only") => true,
+        Some(other) => bail!("bench link takes only --rate-only (got {other:?})"),
+    };
     if !is_root() {
         bail!("bench link needs root: it makes network namespaces, a veth pair and TUN devices");
     }
     require_peer("iperf3", "iperf3");
+    if rate_only {
+        let bins = util::build_bins_of(true, &["protolab-impair"])?;
+        return rate_limit(&bins);
+    }
     require_peer("sockperf", "sockperf");
     require_peer("nft", "nftables");
     let bins = util::build_bins(true)?;
+    rate_limit(&bins)?;
 
     let mut table = Table::new(
         "link",
@@ -327,7 +419,7 @@ pub fn run(args: &[String]) -> Result<()> {
     );
     let mut results = Vec::new();
     let mut veth = Path2::veth()?;
-    let mut link = Path2::link(&bins)?;
+    let mut link = Path2::link(&bins, &[])?;
     // Round trips alternate between the two paths, three rounds, and the lowest median of each
     // counts: a shared machine only ever adds to a round trip, and alternating exposes both
     // paths to the same moments of load.

@@ -277,12 +277,18 @@ fn with_link(opts: &Options, bins: &Path) -> Result<()> {
         if tcp {
             probe.arg("--tcp");
         }
+        let picture = util::root().join("target").join(format!(
+            "demo-compare-{}.svg",
+            if tcp { "tcp" } else { "udp" }
+        ));
+        probe.arg("--svg").arg(&picture);
         println!(
-            "$ ip netns exec {} udpecho probe {target}{} --count {} --interval {}",
+            "$ ip netns exec {} udpecho probe {target}{} --count {} --interval {} --svg {}",
             link.left,
             if tcp { " --tcp" } else { "" },
             opts.count,
-            opts.interval
+            opts.interval,
+            picture.display()
         );
         let report = run_probe(probe);
         drop(server);

@@ -1,7 +1,9 @@
 //! `cargo xtask demo <protocol>`.
 
 mod compare;
+mod congestion;
 mod dns;
+mod layers;
 mod smtp;
 mod tcp;
 mod tcp_trace;
@@ -11,7 +13,7 @@ use anyhow::{Result, bail};
 
 pub fn run(args: &[String]) -> Result<()> {
     let Some((which, rest)) = args.split_first() else {
-        bail!("say which demo: cargo xtask demo <tcp|udp|dns|smtp|compare>");
+        bail!("say which demo: cargo xtask demo <tcp|udp|dns|smtp|compare|congestion|layers>");
     };
     match which.as_str() {
         "tcp" => tcp::run(rest),
@@ -19,6 +21,10 @@ pub fn run(args: &[String]) -> Result<()> {
         "dns" => dns::run(rest),
         "smtp" => smtp::run(rest),
         "compare" => compare::run(rest),
-        other => bail!("no demo {other:?}: choose tcp, udp, dns, smtp or compare"),
+        "congestion" => congestion::run(rest),
+        "layers" => layers::run(rest),
+        other => {
+            bail!("no demo {other:?}: choose tcp, udp, dns, smtp, compare, congestion or layers")
+        }
     }
 }

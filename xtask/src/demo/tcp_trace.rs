@@ -200,14 +200,18 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let bins = util::build_bins(false)?;
     let capture = util::root().join("target").join("demo-tcp-trace.pcap");
+    let picture = util::root().join("target").join("demo-tcp-trace.svg");
     let mut all = vec!["--trace".to_owned(), "--pcap".to_owned()];
     all.push(capture.display().to_string());
+    all.push("--diagram".to_owned());
+    all.push(picture.display().to_string());
     all.extend(link_args.iter().cloned());
 
     println!("== The greeting conversation across a link, packet by packet ==\n");
     println!(
-        "$ impair link --left L --right R --trace --pcap {}{}",
+        "$ impair link --left L --right R --trace --pcap {} --diagram {}{}",
         capture.display(),
+        picture.display(),
         if link_args.is_empty() {
             String::new()
         } else {
@@ -283,6 +287,10 @@ pub fn run(args: &[String]) -> Result<()> {
         "The same packets are in {} (tshark -r {} opens it).",
         pcap.display(),
         pcap.display()
+    );
+    println!(
+        "The handshake and the close as a sequence diagram: {}",
+        picture.display()
     );
     Ok(())
 }

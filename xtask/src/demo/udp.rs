@@ -102,8 +102,10 @@ pub fn run(args: &[String]) -> Result<()> {
     );
 
     let saved = dir.join("probe.json");
+    let picture = util::root().join("target").join("demo-udp-probe.svg");
     println!(
-        "\n$ udpecho probe {rel} --count 3000 --rate 500 --wait 1s --seed 7 --output probe.json"
+        "\n$ udpecho probe {rel} --count 3000 --rate 500 --wait 1s --seed 7 --output probe.json --svg {}",
+        picture.display()
     );
     let out = Command::new(&udpecho)
         .args([
@@ -121,6 +123,8 @@ pub fn run(args: &[String]) -> Result<()> {
             "--output",
         ])
         .arg(&saved)
+        .arg("--svg")
+        .arg(&picture)
         .output()
         .context("run udpecho probe")?;
     if !out.status.success() {

@@ -206,6 +206,27 @@ pub fn ip(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Packets the kernel dropped on their way out of `device` in namespace `ns` (`tx_dropped`):
+/// for a TUN device, those it could not queue because the link had not read the ones before.
+/// `None` when `ip` cannot tell.
+pub fn tx_dropped(ns: &str, device: &str) -> Option<u64> {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-s", "-j", "link", "show", "dev", device])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let stats = &v.get(0)?;
+    stats
+        .get("stats64")
+        .or_else(|| stats.get("stats"))?
+        .get("tx")?
+        .get("dropped")?
+        .as_u64()
+}
+
 /// Creates the named namespace with its loopback up.
 ///
 /// # Errors
