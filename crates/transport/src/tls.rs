@@ -112,9 +112,17 @@ impl LabCa {
     /// # Errors
     /// Key generation or signing failed.
     pub fn new(common_name: &str) -> Result<Self, TlsError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, common_name);
+        // Each lab CA gets a name of its own (a piece of its public key): a client holding
+        // another lab CA then says "unknown issuer", not "bad signature" from two CAs whose
+        // names are the same.
+        let tag: String = key.public_key_raw()[1..5]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        dn.push(DnType::CommonName, format!("{common_name} {tag}"));
         dn.push(DnType::OrganizationName, "protolab lab");
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -122,7 +130,6 @@ impl LabCa {
         let v = Validity::days_from_now(3650);
         params.not_before = v.not_before.into();
         params.not_after = v.not_after.into();
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         Ok(Self {
             issuer: CertifiedIssuer::self_signed(params, key)?,
         })
