@@ -550,6 +550,15 @@ mod tests {
             Command::parse(b"expn staff"),
             Ok(Command::NotImplemented("EXPN".into()))
         );
+        // RFC 3207 section 4: STARTTLS takes no parameters.
+        assert_eq!(Command::parse(b"starttls"), Ok(Command::StartTls));
+        assert_eq!(
+            Command::parse(b"STARTTLS now"),
+            Err(CommandError::Syntax(
+                "5.5.4",
+                "STARTTLS takes no arguments".into()
+            ))
+        );
         assert!(matches!(
             Command::parse(b"DATA now"),
             Err(CommandError::Syntax(..))
