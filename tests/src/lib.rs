@@ -5,6 +5,9 @@
 //! listens, `listening tcp 127.0.0.1:43210` or `listening udp 127.0.0.1:43210`, so a test binds
 //! port 0 and reads the real port from there instead of guessing a free one.
 
+pub mod cache_suite;
+pub mod http_peers;
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};

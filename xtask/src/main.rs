@@ -1,13 +1,17 @@
 //! protolab's task runner, run as `cargo xtask <task>`.
 //!
-//! - `demo <tcp|udp|dns|smtp|compare|congestion|layers>`: a protocol end to end on loopback
+//! - `demo <tcp|udp|dns|smtp|http|compare|congestion|layers>`: a protocol end to end on loopback
 //!   (or through the lab link, as root), narrated.
 //! - `test`: installs the real peers (as root), then fmt, clippy and the whole test suite.
-//! - `bench <tcp|udp|dns|smtp|link>`: this project and its peers measured in one run.
+//! - `bench <tcp|udp|dns|smtp|http|link>`: this project and its peers measured in one run.
+//! - `fuzz [TARGET]`: the cargo-fuzz targets of fuzz/, with a report per target.
+//! - `conformance http-cache`: the HTTP cache test suite against `http proxy` and Debian's caches.
 //! - `lab-ca`: a lab CA and server certificate under target/lab-ca/.
 
 mod bench;
+mod conformance;
 mod demo;
+mod fuzz;
 mod lab_ca;
 mod peers;
 mod test;
@@ -19,9 +23,11 @@ const HELP: &str = "\
 cargo xtask: protolab's tasks
 
 USAGE:
-    cargo xtask demo <tcp|udp|dns|smtp|compare|congestion|layers> [OPTIONS]
+    cargo xtask demo <tcp|udp|dns|smtp|http|compare|congestion|layers> [OPTIONS]
     cargo xtask test
-    cargo xtask bench <tcp|udp|dns|smtp|link>   (bench link --rate-only: the iperf3 TCP row)
+    cargo xtask bench <tcp|udp|dns|smtp|http|link>   (bench link --rate-only: the iperf3 TCP row)
+    cargo xtask fuzz [TARGET...] [--time 60s] [--json]
+    cargo xtask conformance http-cache [--only NAME,...] [--json] [--keep DIR]
     cargo xtask lab-ca [--out DIR]
 
 TASKS:
@@ -32,6 +38,12 @@ TASKS:
               cargo clippy -D warnings and every test; with CI=true a missing peer is fatal
     bench     measure protolab against its real peers in one run; prints a table with ratios
               and writes it as JSON under target/bench/
+    fuzz      run the coverage-guided fuzz targets (cargo-fuzz, nightly) and report executions,
+              exec/s, coverage and crashes per target; `cargo xtask fuzz --help` for more
+    conformance
+              run the HTTP cache test suite through `http proxy` and through trafficserver,
+              squid, varnish, nginx and apache2 (as configured in the suite's docker/ folder);
+              prints required, optimal and check results per cache
     lab-ca    make a lab CA and a server certificate (ECDSA P-256) for localhost, 127.0.0.1,
               ::1, 198.18.0.1 and 198.18.0.2: target/lab-ca/{ca.pem,server.pem,server.key}
 
@@ -40,7 +52,10 @@ EXAMPLES:
     cargo xtask demo compare --loss 5% --reorder 10% --delay 20ms --seed 7
     cargo xtask demo congestion --cc reno,cubic,bbr --rate 10mbit --queue 100kB
     cargo xtask test
+    cargo xtask demo http
     cargo xtask bench tcp
+    cargo xtask bench http --duration 10s
+    cargo xtask fuzz smtp_session --time 10m
 ";
 
 fn main() -> Result<()> {
@@ -53,6 +68,8 @@ fn main() -> Result<()> {
         "demo" => demo::run(rest),
         "test" | "ci" => test::run(rest),
         "bench" => bench::run(rest),
+        "conformance" => conformance::run(rest),
+        "fuzz" => fuzz::run(rest),
         "lab-ca" => lab_ca::run(rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");

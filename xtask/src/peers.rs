@@ -39,9 +39,26 @@ pub const PEERS: &[(&str, &str)] = &[
     ("/usr/share/perl5/IO/Socket/SSL.pm", "libio-socket-ssl-perl"),
     ("openssl", "openssl"),
     ("testssl", "testssl.sh"),
+    // HTTP
+    ("nginx", "nginx"),
+    ("wget", "wget"),
+    ("ab", "apache2-utils"),
+    ("wrk", "wrk"),
+    // A Python module, not a command: an absolute path is checked as it is.
+    (
+        "/usr/lib/python3/dist-packages/requests/__init__.py",
+        "python3-requests",
+    ),
     // Subnets
     ("ipcalc", "ipcalc"),
     ("sipcalc", "sipcalc"),
+    // The caches `http proxy` is measured against; node and npm run the HTTP cache test suite.
+    ("varnishd", "varnish"),
+    ("squid", "squid"),
+    ("traffic_server", "trafficserver"),
+    ("apache2", "apache2"),
+    ("node", "nodejs"),
+    ("npm", "npm"),
 ];
 
 /// Where a peer's command is found, if anywhere.

@@ -182,6 +182,33 @@ impl Cache {
         let Some((wire, lifetime, negative)) = cacheable(reply) else {
             return Stored::No;
         };
+        self.store(key, wire, lifetime, negative, now)
+    }
+
+    /// Stores a reply as it came from upstream, in wire form, without decoding it: the header
+    /// is rewritten, the OPT record dropped and, for a negative answer, the SOA's TTL capped at
+    /// its MINIMUM, all in place. A reply of unusual shape (an OPT record before other
+    /// records, an extended response code) is decoded and stored through [`Cache::insert`];
+    /// one that does not decode is not stored.
+    pub fn insert_wire(&mut self, key: Vec<u8>, reply: &[u8], now: Instant) -> Stored {
+        match cacheable_wire(reply) {
+            Wire::Store(wire, lifetime, negative) => self.store(key, wire, lifetime, negative, now),
+            Wire::No => Stored::No,
+            Wire::Unusual => match Message::from_vec(reply) {
+                Ok(m) => self.insert(key, &m, now),
+                Err(_) => Stored::No,
+            },
+        }
+    }
+
+    fn store(
+        &mut self,
+        key: Vec<u8>,
+        wire: Vec<u8>,
+        lifetime: u32,
+        negative: bool,
+        now: Instant,
+    ) -> Stored {
         let Ok(ttls) = wire::ttl_positions(&wire) else {
             return Stored::No;
         };
@@ -240,6 +267,98 @@ impl Cache {
     }
 }
 
+/// What [`cacheable_wire`] made of a reply.
+enum Wire {
+    /// The stored form, its lifetime, and whether it is negative.
+    Store(Vec<u8>, u32, bool),
+    /// Must not be cached.
+    No,
+    /// Decode it and ask [`cacheable`].
+    Unusual,
+}
+
+/// The stored form of a reply in wire form, as [`cacheable`] builds it from a message: a
+/// response with id 0, QR RD RA and the code, no OPT record, and for a negative answer the
+/// SOA's TTL capped at its MINIMUM.
+fn cacheable_wire(reply: &[u8]) -> Wire {
+    let Ok(head) = wire::walk_message(reply) else {
+        return Wire::No;
+    };
+    if head.flags & flags::TC != 0 || head.qdcount != 1 || head.question.is_empty() {
+        return Wire::No;
+    }
+    let count = |at: usize| usize::from(u16::from_be_bytes([reply[at], reply[at + 1]]));
+    let (ancount, nscount, arcount) = (count(6), count(8), count(10));
+    let rcode = ResponseCode::from(0, (head.flags & flags::RCODE) as u8);
+    let negative = match rcode {
+        ResponseCode::NXDomain => true,
+        ResponseCode::NoError => ancount == 0,
+        _ => return Wire::No,
+    };
+    // Each record: where it starts, its type, where its TTL and RDATA sit, its RDATA length.
+    let mut pos = wire::HEADER_LEN + head.question.len();
+    let mut min_ttl = u32::MAX;
+    let mut soa: Option<(usize, u32, u32)> = None;
+    let mut opt_at = None;
+    for i in 0..ancount + nscount + arcount {
+        let start = pos;
+        let Ok(end) = wire::skip_name(reply, pos) else {
+            return Wire::No;
+        };
+        // walk_message checked every record fits.
+        let field = |at: usize| u16::from_be_bytes([reply[at], reply[at + 1]]);
+        let rtype = field(end);
+        let ttl = u32::from_be_bytes([
+            reply[end + 4],
+            reply[end + 5],
+            reply[end + 6],
+            reply[end + 7],
+        ]);
+        let rdlen = usize::from(field(end + 8));
+        pos = end + 10 + rdlen;
+        if rtype == u16::from(RecordType::OPT) {
+            // An extended code needs the OPT record's upper bits: leave it to the decoder.
+            if i + 1 != ancount + nscount + arcount || reply[end + 4] != 0 {
+                return Wire::Unusual;
+            }
+            opt_at = Some(start);
+            continue;
+        }
+        min_ttl = min_ttl.min(ttl);
+        let in_authority = i >= ancount && i < ancount + nscount;
+        if in_authority && rtype == u16::from(RecordType::SOA) && soa.is_none() && rdlen >= 20 {
+            let m = pos - 4;
+            let minimum = u32::from_be_bytes([reply[m], reply[m + 1], reply[m + 2], reply[m + 3]]);
+            soa = Some((end + 4, ttl, minimum));
+        }
+    }
+    let lifetime = if negative {
+        let Some((_, ttl, minimum)) = soa else {
+            return Wire::No;
+        };
+        ttl.min(minimum)
+    } else if min_ttl == u32::MAX {
+        return Wire::No;
+    } else {
+        min_ttl
+    };
+    let lifetime = lifetime.min(MAX_TTL);
+    if lifetime == 0 {
+        return Wire::No;
+    }
+    let mut out = reply[..opt_at.unwrap_or(pos)].to_vec();
+    out[..2].copy_from_slice(&[0, 0]);
+    let f = flags::QR | flags::RD | flags::RA | u16::from(rcode.low());
+    out[2..4].copy_from_slice(&f.to_be_bytes());
+    if opt_at.is_some() {
+        out[10..12].copy_from_slice(&((arcount - 1) as u16).to_be_bytes());
+    }
+    if negative && let Some((ttl_at, ttl, minimum)) = soa {
+        out[ttl_at..ttl_at + 4].copy_from_slice(&ttl.min(minimum).to_be_bytes());
+    }
+    Wire::Store(out, lifetime, negative)
+}
+
 /// Builds the stored form of a reply: a clean response without OPT, its lifetime, and
 /// whether it is negative. `None` when it must not be cached.
 fn cacheable(reply: &Message) -> Option<(Vec<u8>, u32, bool)> {
@@ -296,7 +415,7 @@ fn cacheable(reply: &Message) -> Option<(Vec<u8>, u32, bool)> {
 fn render(entry: &Entry, query: &QueryView<'_>, age: u32, limit: usize) -> Vec<u8> {
     let opt = query.edns.is_some();
     if entry.wire.len() + if opt { 11 } else { 0 } > limit {
-        return wire::bare_reply(query, flags::TC | flags::RA, 0);
+        return wire::bare_reply(query, flags::TC | flags::RA, ResponseCode::NoError);
     }
     let mut out = Vec::with_capacity(entry.wire.len() + 11);
     out.extend_from_slice(&entry.wire);
@@ -353,6 +472,71 @@ big  IN TXT \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
         build_query(id, &Name::from_ascii(name).unwrap(), qtype, true, edns)
             .to_vec()
             .unwrap()
+    }
+
+    #[test]
+    fn wire_insert_serves_what_the_decoded_insert_serves() {
+        let now = Instant::now();
+        for (name, qtype, opt) in [
+            ("www.example.test.", RecordType::A, true),
+            ("www.example.test.", RecordType::A, false),
+            ("nope.example.test.", RecordType::A, true),
+            ("www.example.test.", RecordType::MX, true),
+            ("example.test.", RecordType::NS, false),
+        ] {
+            let mut m = upstream(name, qtype);
+            if opt {
+                let mut e = hickory_proto::op::Edns::new();
+                e.set_max_payload(1232);
+                m.set_edns(e);
+            }
+            let bytes = m.to_vec().unwrap();
+            let q = build_query(7, &Name::from_ascii(name).unwrap(), qtype, true, true)
+                .to_vec()
+                .unwrap();
+            let view = parse_query(&q).unwrap();
+            let (mut a, mut b) = (Cache::new(1 << 20), Cache::new(1 << 20));
+            let sa = a.insert(view.cache_key(), &m, now);
+            let sb = b.insert_wire(view.cache_key(), &bytes, now);
+            assert_eq!(sa, sb, "{name} {qtype}");
+            let later = now + Duration::from_secs(5);
+            let ra = a
+                .lookup(&view, later, 1232)
+                .map(|r| Message::from_vec(&r).unwrap());
+            let rb = b
+                .lookup(&view, later, 1232)
+                .map(|r| Message::from_vec(&r).unwrap());
+            let (Some(ra), Some(rb)) = (ra, rb) else {
+                panic!("{name} {qtype}: both stored");
+            };
+            assert_eq!(ra.metadata, rb.metadata, "{name} {qtype}");
+            assert_eq!(ra.queries, rb.queries);
+            assert_eq!(ra.answers, rb.answers);
+            assert_eq!(ra.authorities, rb.authorities);
+            assert_eq!(ra.additionals, rb.additionals);
+            assert_eq!(ra.edns.is_some(), rb.edns.is_some());
+        }
+        // Not cached either way: SERVFAIL, and a truncated reply.
+        let mut m = upstream("www.example.test.", RecordType::A);
+        m.metadata.response_code = ResponseCode::ServFail;
+        let mut c = Cache::new(1 << 20);
+        assert_eq!(
+            c.insert_wire(b"k".to_vec(), &m.to_vec().unwrap(), now),
+            Stored::No
+        );
+        let mut m = upstream("www.example.test.", RecordType::A);
+        m.metadata.truncation = true;
+        assert_eq!(
+            c.insert_wire(b"k".to_vec(), &m.to_vec().unwrap(), now),
+            Stored::No
+        );
+        // Garbage and every cut of a reply: nothing stored, no panic.
+        let bytes = upstream("nope.example.test.", RecordType::A)
+            .to_vec()
+            .unwrap();
+        for n in 0..bytes.len() {
+            assert_eq!(c.insert_wire(b"k".to_vec(), &bytes[..n], now), Stored::No);
+        }
     }
 
     #[test]

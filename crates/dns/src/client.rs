@@ -1,9 +1,13 @@
 //! The stub client: one question to a list of servers, over UDP with a TCP fallback.
 //!
-//! Defences against forged replies (RFC 5452): every query gets a random 16-bit id and a fresh
-//! socket on a random source port, and a reply is believed only if it comes from the server's
-//! address and port, carries the id, and repeats the question. Anything else is dropped and
-//! counted, and the client keeps waiting for the real reply until its timeout.
+//! Defences against forged replies (RFC 5452): every query gets a random 16-bit id and a socket
+//! on a random source port (a fresh one, or for the resolver one from its [`SocketPool`]), and
+//! a reply is believed only if [`accept`] says it comes from the server's address and port,
+//! carries the id, and repeats the question. Anything else is dropped and counted, and the
+//! client keeps waiting for the real reply until its timeout.
+//!
+//! The question travels in wire form: the resolver forwards the bytes its client asked, with
+//! nothing decoded or encoded on the way out.
 //!
 //! Fallbacks: a reply with TC set is asked again over TCP (RFC 7766); FORMERR or NOTIMP to a
 //! query with EDNS is asked again without it (RFC 6891 section 7); a timeout moves on to the
@@ -22,6 +26,8 @@ use tokio::net::TcpStream;
 
 use protolab_transport::rng::StdRng;
 
+use crate::accept::{Expected, Verdict, accept};
+use crate::pool::SocketPool;
 use crate::wire;
 
 /// Kernel buffer of each query's socket: room for a few replies (forged ones included)
@@ -151,12 +157,63 @@ pub struct Exchange {
     pub retried_over_tcp: bool,
 }
 
+/// One accepted reply in wire form, undecoded: for a resolver that stores and forwards bytes.
+#[derive(Debug, Clone)]
+pub struct WireExchange {
+    pub bytes: Vec<u8>,
+    pub server: SocketAddr,
+    pub elapsed: Duration,
+    /// `udp` or `tcp`: how the accepted reply came.
+    pub transport: &'static str,
+    /// True when a truncated UDP reply was followed by this TCP one.
+    pub retried_over_tcp: bool,
+}
+
+/// An accepted reply, decoded when the caller wants a message.
+struct Got {
+    wire: WireExchange,
+    reply: Option<Message>,
+}
+
+impl Got {
+    fn into_exchange(self) -> Result<Exchange, ClientError> {
+        let server = self.wire.server;
+        let reply = match self.reply {
+            Some(r) => r,
+            None => Message::from_vec(&self.wire.bytes).map_err(|e| ClientError::Malformed {
+                server,
+                error: e.to_string(),
+            })?,
+        };
+        Ok(Exchange {
+            reply,
+            server,
+            size: self.wire.bytes.len(),
+            elapsed: self.wire.elapsed,
+            transport: self.wire.transport,
+            retried_over_tcp: self.wire.retried_over_tcp,
+        })
+    }
+}
+
+/// A query sent over UDP, as its reply is checked against it.
+#[derive(Clone, Copy)]
+struct Sent<'a> {
+    id: u16,
+    question: &'a [u8],
+    bytes: &'a [u8],
+    edns: bool,
+    decode: bool,
+}
+
 /// A stub client with its own RNG and counters.
 #[derive(Debug)]
 pub struct Client {
     pub config: ClientConfig,
     rng: Mutex<StdRng>,
     pub stats: ClientStats,
+    /// Pre-bound upstream sockets (the resolver's); without it every query binds a fresh one.
+    pool: Option<SocketPool>,
 }
 
 impl Client {
@@ -166,7 +223,26 @@ impl Client {
             config,
             rng: Mutex::new(rng),
             stats: ClientStats::default(),
+            pool: None,
         }
+    }
+
+    /// This client, taking its UDP sockets from `pool` instead of binding one per query.
+    pub fn with_pool(mut self, pool: SocketPool) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// The pool's counters, when it has one.
+    pub fn pool(&self) -> Option<&SocketPool> {
+        self.pool.as_ref()
+    }
+
+    /// Another client with `config`, its RNG seeded from this one's: a run started with
+    /// `--seed` stays repeatable however many clients it makes.
+    pub fn fork(&self, config: ClientConfig) -> Client {
+        let seed = self.rng.lock().unwrap_or_else(|e| e.into_inner()).random();
+        Client::new(config, protolab_transport::rng::seeded(Some(seed)).0)
     }
 
     fn random_id(&self) -> u16 {
@@ -190,13 +266,51 @@ impl Client {
         name: &Name,
         qtype: RecordType,
     ) -> Result<Exchange, ClientError> {
+        let question = question_of(name, qtype)?;
+        self.query_question(servers, &question).await
+    }
+
+    /// Asks `servers` in turn the `question` (wire form: uncompressed name, QTYPE, QCLASS)
+    /// until one gives an acceptable reply.
+    ///
+    /// # Errors
+    /// [`ClientError::Timeout`] when no server answered, or the last I/O error.
+    pub async fn query_question(
+        &self,
+        servers: &[SocketAddr],
+        question: &[u8],
+    ) -> Result<Exchange, ClientError> {
+        self.ask_list(servers, question, true)
+            .await?
+            .into_exchange()
+    }
+
+    /// As [`Client::query_question`], returning the accepted reply's bytes undecoded: the
+    /// checks of [`accept`] have walked every record, nothing more is done.
+    ///
+    /// # Errors
+    /// [`ClientError::Timeout`] when no server answered, or the last I/O error.
+    pub async fn query_question_wire(
+        &self,
+        servers: &[SocketAddr],
+        question: &[u8],
+    ) -> Result<WireExchange, ClientError> {
+        Ok(self.ask_list(servers, question, false).await?.wire)
+    }
+
+    async fn ask_list(
+        &self,
+        servers: &[SocketAddr],
+        question: &[u8],
+        decode: bool,
+    ) -> Result<Got, ClientError> {
         if servers.is_empty() {
             return Err(ClientError::NoServers);
         }
         let mut last = None;
         for _ in 0..self.config.attempts.max(1) {
             for &server in servers {
-                match self.query_one(server, name, qtype).await {
+                match self.ask_one(server, question, decode).await {
                     Ok(x) => return Ok(x),
                     Err(e) => {
                         tracing::debug!(%server, error = %e, "query failed");
@@ -229,23 +343,33 @@ impl Client {
         name: &Name,
         qtype: RecordType,
     ) -> Result<Exchange, ClientError> {
+        let question = question_of(name, qtype)?;
+        self.ask_one(server, &question, true).await?.into_exchange()
+    }
+
+    async fn ask_one(
+        &self,
+        server: SocketAddr,
+        question: &[u8],
+        decode: bool,
+    ) -> Result<Got, ClientError> {
         let mut edns = self.config.edns;
         loop {
             let x = if self.config.tcp || self.config.tls.is_some() {
-                self.tcp_exchange(server, name, qtype, edns).await?
+                self.tcp_exchange(server, question, edns, decode).await?
             } else {
-                let x = self.udp_exchange(server, name, qtype, edns).await?;
-                if x.reply.metadata.truncation {
+                let x = self.udp_exchange(server, question, edns, decode).await?;
+                if wire::is_truncated(&x.wire.bytes) {
                     self.stats.tcp_retries.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%server, "truncated reply: asking again over TCP");
-                    let mut t = self.tcp_exchange(server, name, qtype, edns).await?;
-                    t.retried_over_tcp = true;
+                    let mut t = self.tcp_exchange(server, question, edns, decode).await?;
+                    t.wire.retried_over_tcp = true;
                     t
                 } else {
                     x
                 }
             };
-            let rcode = x.reply.metadata.response_code;
+            let rcode = wire::header_rcode(&x.wire.bytes).unwrap_or(ResponseCode::NoError);
             if edns && (rcode == ResponseCode::FormErr || rcode == ResponseCode::NotImp) {
                 self.stats.edns_fallbacks.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%server, %rcode, "EDNS refused: asking again without it");
@@ -256,18 +380,24 @@ impl Client {
         }
     }
 
-    fn encode(
-        &self,
-        name: &Name,
-        qtype: RecordType,
-        edns: bool,
-    ) -> Result<(u16, Vec<u8>), ClientError> {
+    /// A query for `question` with a fresh random id.
+    fn encode(&self, question: &[u8], edns: bool) -> (u16, Vec<u8>) {
         let id = self.random_id();
-        let msg = wire::build_query(id, name, qtype, self.config.recursion_desired, edns);
-        let bytes = msg
-            .to_vec()
-            .map_err(|e| ClientError::Encode(e.to_string()))?;
-        Ok((id, bytes))
+        let bytes = wire::query_for_question(id, question, self.config.recursion_desired, edns);
+        (id, bytes)
+    }
+
+    /// Counts a dropped datagram by the verdict that dropped it.
+    fn count_drop(&self, v: Verdict, from: SocketAddr, server: SocketAddr) {
+        let counter = match v {
+            Verdict::Accept => return,
+            Verdict::WrongSource => &self.stats.dropped_wrong_source,
+            Verdict::Garbage => &self.stats.dropped_garbage,
+            Verdict::WrongId => &self.stats.dropped_wrong_id,
+            Verdict::WrongQuestion => &self.stats.dropped_wrong_question,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(%from, expected = %server, verdict = ?v, "reply dropped");
     }
 
     fn bind_random(&self, server: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
@@ -290,20 +420,83 @@ impl Client {
     async fn udp_exchange(
         &self,
         server: SocketAddr,
-        name: &Name,
-        qtype: RecordType,
+        question: &[u8],
         edns: bool,
-    ) -> Result<Exchange, ClientError> {
+        decode: bool,
+    ) -> Result<Got, ClientError> {
         let io = |error| ClientError::Io { server, error };
-        let (id, bytes) = self.encode(name, qtype, edns)?;
-        let socket = self.bind_random(server).map_err(io)?;
+        let (id, bytes) = self.encode(question, edns);
+        let mut pooled = match &self.pool {
+            Some(pool) => Some(
+                pool.take(
+                    server,
+                    |n| {
+                        self.rng
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .random_range(0..n)
+                    },
+                    || self.random_port(),
+                )
+                .map_err(io)?,
+            ),
+            None => None,
+        };
+        let fresh = match pooled {
+            Some(_) => None,
+            None => Some(self.bind_random(server).map_err(io)?),
+        };
+        let result = {
+            let socket = match (&pooled, &fresh) {
+                (Some(p), _) => &p.socket,
+                (None, Some(s)) => s,
+                (None, None) => unreachable!("one of the two is set above"),
+            };
+            let sent = Sent {
+                id,
+                question,
+                bytes: &bytes,
+                edns,
+                decode,
+            };
+            self.udp_wait(socket, pooled.is_some(), server, &sent).await
+        };
+        if let (Some(pool), Some(p)) = (&self.pool, pooled.take()) {
+            match &result {
+                Ok(_) => pool.give_back(p),
+                Err(_) => pool.discard(p),
+            }
+        }
+        result
+    }
+
+    /// Sends `bytes` on `socket` and waits for the reply [`accept`] takes.
+    async fn udp_wait(
+        &self,
+        socket: &tokio::net::UdpSocket,
+        connected: bool,
+        server: SocketAddr,
+        sent: &Sent<'_>,
+    ) -> Result<Got, ClientError> {
+        let Sent {
+            id,
+            question,
+            bytes,
+            edns,
+            decode,
+        } = *sent;
+        let io = |error| ClientError::Io { server, error };
         let start = Instant::now();
-        socket.send_to(&bytes, server).await.map_err(io)?;
+        if connected {
+            socket.send(bytes).await.map_err(io)?;
+        } else {
+            socket.send_to(bytes, server).await.map_err(io)?;
+        }
         self.stats.queries_sent.fetch_add(1, Ordering::Relaxed);
         let deadline = tokio::time::Instant::now() + self.config.timeout;
         // The buffer is as large as the reply this query allows (RFC 6891 section 6.2.3):
         // a resolver may hold hundreds of these at once. A longer datagram arrives cut short,
-        // fails to decode and is counted as garbage.
+        // fails the walk and is counted as garbage.
         let mut buf = vec![
             0u8;
             if edns {
@@ -312,6 +505,11 @@ impl Client {
                 wire::CLASSIC_UDP_LIMIT
             }
         ];
+        let expected = Expected {
+            server,
+            id,
+            question,
+        };
         loop {
             let received = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await;
             let (len, from) = match received {
@@ -328,38 +526,32 @@ impl Client {
                 Ok(Err(e)) => return Err(io(e)),
                 Ok(Ok(pair)) => pair,
             };
-            if from != server {
-                self.stats
-                    .dropped_wrong_source
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%from, expected = %server, "reply from the wrong address: dropped");
+            let verdict = accept(&buf[..len], from, &expected);
+            if verdict != Verdict::Accept {
+                self.count_drop(verdict, from, server);
                 continue;
             }
-            let Ok(reply) = Message::from_vec(&buf[..len]) else {
-                self.stats.dropped_garbage.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%from, len, "undecodable reply: dropped");
-                continue;
+            // The walk passed; hickory may still refuse a record's contents.
+            let reply = if decode {
+                let Ok(reply) = Message::from_vec(&buf[..len]) else {
+                    self.count_drop(Verdict::Garbage, from, server);
+                    continue;
+                };
+                Some(reply)
+            } else {
+                None
             };
-            if reply.metadata.id != id {
-                self.stats.dropped_wrong_id.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%from, got = reply.metadata.id, expected = id, "wrong id: dropped");
-                continue;
-            }
-            if !wire::answers_question(&reply, id, name, qtype) {
-                self.stats
-                    .dropped_wrong_question
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%from, "wrong question: dropped");
-                continue;
-            }
             self.stats.replies_accepted.fetch_add(1, Ordering::Relaxed);
-            return Ok(Exchange {
+            buf.truncate(len);
+            return Ok(Got {
+                wire: WireExchange {
+                    bytes: buf,
+                    server,
+                    elapsed: start.elapsed(),
+                    transport: "udp",
+                    retried_over_tcp: false,
+                },
                 reply,
-                server,
-                size: len,
-                elapsed: start.elapsed(),
-                transport: "udp",
-                retried_over_tcp: false,
             });
         }
     }
@@ -367,11 +559,16 @@ impl Client {
     async fn tcp_exchange(
         &self,
         server: SocketAddr,
-        name: &Name,
-        qtype: RecordType,
+        question: &[u8],
         edns: bool,
-    ) -> Result<Exchange, ClientError> {
-        let (id, bytes) = self.encode(name, qtype, edns)?;
+        decode: bool,
+    ) -> Result<Got, ClientError> {
+        let (id, bytes) = self.encode(question, edns);
+        let expected = Expected {
+            server,
+            id,
+            question,
+        };
         let timeout = self.config.timeout;
         let start = Instant::now();
         let work = async {
@@ -402,28 +599,36 @@ impl Client {
                 let len = stream.read_u16().await.map_err(io)?;
                 let mut body = vec![0u8; usize::from(len)];
                 stream.read_exact(&mut body).await.map_err(io)?;
-                let reply = Message::from_vec(&body).map_err(|e| ClientError::Malformed {
-                    server,
-                    error: e.to_string(),
-                })?;
-                if !wire::answers_question(&reply, id, name, qtype) {
-                    self.stats
-                        .dropped_wrong_question
-                        .fetch_add(1, Ordering::Relaxed);
-                    continue;
+                let malformed = |error: String| ClientError::Malformed { server, error };
+                match accept(&body, server, &expected) {
+                    Verdict::Accept => {}
+                    Verdict::Garbage => {
+                        return Err(malformed("not a whole DNS message".into()));
+                    }
+                    v => {
+                        self.count_drop(v, server, server);
+                        continue;
+                    }
                 }
+                let reply = if decode {
+                    Some(Message::from_vec(&body).map_err(|e| malformed(e.to_string()))?)
+                } else {
+                    None
+                };
                 self.stats.replies_accepted.fetch_add(1, Ordering::Relaxed);
-                return Ok(Exchange {
-                    reply,
-                    server,
-                    size: body.len(),
-                    elapsed: start.elapsed(),
-                    transport: if self.config.tls.is_some() {
-                        "tls"
-                    } else {
-                        "tcp"
+                return Ok(Got {
+                    wire: WireExchange {
+                        bytes: body,
+                        server,
+                        elapsed: start.elapsed(),
+                        transport: if self.config.tls.is_some() {
+                            "tls"
+                        } else {
+                            "tcp"
+                        },
+                        retried_over_tcp: false,
                     },
-                    retried_over_tcp: false,
+                    reply,
                 });
             }
         };
@@ -438,5 +643,31 @@ impl Client {
                 })
             }
         }
+    }
+}
+
+/// The wire form of the question `name`/`qtype`, class IN.
+fn question_of(name: &Name, qtype: RecordType) -> Result<Vec<u8>, ClientError> {
+    wire::question_bytes(name, qtype).map_err(|e| ClientError::Encode(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forked_client_draws_from_its_parents_seed() {
+        let ids = |seed| {
+            let parent = Client::new(
+                ClientConfig::default(),
+                protolab_transport::rng::seeded(Some(seed)).0,
+            );
+            let child = parent.fork(ClientConfig::default());
+            (0..4)
+                .map(|_| (parent.random_id(), child.random_id(), child.random_port()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(7), ids(7), "the same seed, the same ids and ports");
+        assert_ne!(ids(7), ids(8));
     }
 }

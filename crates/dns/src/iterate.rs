@@ -1,9 +1,16 @@
-//! Iterative resolution from root hints (RFC 1034 section 5.3.3).
+//! Iterative resolution from root hints (RFC 1034 section 5.3.3), as a state machine without
+//! I/O.
 //!
 //! Starting from the root servers, the resolver asks each server the full question without RD.
 //! A server either answers, says the name does not exist, or refers the resolver to the servers
 //! of a zone closer to the name (NS records in the authority section, and maybe their addresses
 //! as glue in the additional section). The resolver follows referrals until an answer comes.
+//!
+//! [`Walk`] holds that logic. The driver calls [`Walk::action`] and gets either
+//! [`Action::Ask`] (send this question to this server, then [`Walk::feed`] the [`Reply`]: a
+//! message, a timeout or another failure) or [`Action::Done`] with the answer or the error. The
+//! walk keeps a typed trace ([`Step`]) of every question asked. [`resolve_with`] drives it over
+//! an [`Ask`] (sockets in the servers); the tests feed it constructed replies directly.
 //!
 //! Defences and bounds:
 //! - glue is used only for nameserver names inside the zone of the server that gave the
@@ -12,15 +19,11 @@
 //!   delegation) and the server is skipped;
 //! - CNAMEs are followed at most [`IterConfig::max_cname`] times, and a name seen twice in a
 //!   chain is a loop;
-//! - nameserver names without glue are resolved recursively, at most
+//! - nameserver names without glue are resolved by a nested walk (a frame on a stack), at most
 //!   [`IterConfig::max_depth`] deep, and every query counts against one total budget.
-//!
-//! The sending of queries is abstracted by [`Ask`], so this logic runs over sockets in the
-//! driver and over in-memory zones in the tests below.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
@@ -34,15 +37,26 @@ pub struct Answer {
     pub elapsed: Duration,
 }
 
-/// Sends a non-recursive question to one server.
+/// What came of one question sent for the walk.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// An accepted reply (the driver has checked source, id and question).
+    Answer(Answer),
+    /// No acceptable reply within the driver's timeout.
+    Timeout,
+    /// Anything else that left no usable reply (an I/O error, a port unreachable).
+    Failed(String),
+}
+
+/// Sends a non-recursive question to one server, for [`resolve_with`].
 pub trait Ask: Sync {
-    /// Asks `server` about `name`/`qtype`; an error means no usable reply.
+    /// Asks `server` about `name`/`qtype`.
     fn ask(
         &self,
         server: SocketAddr,
         name: &Name,
         qtype: RecordType,
-    ) -> impl Future<Output = Result<Answer, String>> + Send;
+    ) -> impl Future<Output = Reply> + Send;
 }
 
 /// Limits of one resolution.
@@ -155,24 +169,42 @@ impl RootHints {
     }
 }
 
-/// What one step of the resolution saw, for `--trace`.
-#[derive(Debug, Clone, serde::Serialize)]
+/// What became of one question of the walk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A referral to the servers of a zone closer to the name, followed.
+    Referral,
+    /// The end of this name's walk: an answer, NXDOMAIN or NODATA.
+    Answer,
+    /// An alias: the walk goes on with its target.
+    Cname,
+    /// A reply with nothing usable (an error code, a referral that leads nowhere closer): the
+    /// next server is tried. The reason is kept.
+    Lame(String),
+    /// No acceptable reply in time: the next server is tried.
+    Timeout,
+    /// No reply for another reason: the next server is tried.
+    Failed(String),
+}
+
+/// What one question of the resolution saw, for `--trace`.
+#[derive(Debug, Clone)]
 pub struct Step {
     /// The zone whose servers were asked.
-    pub zone: String,
+    pub zone: Name,
     /// The question asked.
-    pub qname: String,
-    pub qtype: String,
+    pub qname: Name,
+    pub qtype: RecordType,
     /// The server asked, by name and address.
-    pub server_name: String,
+    pub server_name: Name,
     pub server: SocketAddr,
-    pub rcode: String,
-    /// `referral`, `answer`, `cname`, `nxdomain`, `nodata`, `lame` or `error`.
-    pub outcome: String,
-    /// The records that mattered, in presentation form.
-    pub records: Vec<String>,
+    /// The reply's response code; `None` when no reply came.
+    pub rcode: Option<ResponseCode>,
+    pub outcome: Outcome,
+    /// The reply's records: answer, authority and additional sections in order.
+    pub records: Vec<Record>,
     pub size: usize,
-    pub elapsed_ms: f64,
+    pub elapsed: Duration,
     /// How deep in nameserver-name resolution this step was (0: the question itself).
     pub depth: usize,
 }
@@ -184,17 +216,12 @@ pub struct Resolution {
     pub steps: Vec<Step>,
 }
 
-struct State {
-    queries: usize,
-    steps: Vec<Step>,
-}
-
 /// Nameservers of a zone: their names and the addresses known for them (none: look them up).
 pub type Servers = Vec<(Name, Vec<IpAddr>)>;
 
 /// Delegations learnt from earlier referrals, so that a resolver starts from the closest zone
 /// it knows instead of the root every time. The store decides how long entries live (it gets
-/// the NS records' TTL) and keeps the clock; this module only asks and tells.
+/// the NS records' TTL) and keeps the clock; the walk only asks and tells.
 pub trait Delegations: Send + Sync {
     /// The closest enclosing zone of `name` with known servers.
     fn closest(&self, name: &Name) -> Option<(Name, Servers)>;
@@ -214,6 +241,382 @@ impl Delegations for NoDelegations {
     fn learn(&self, _zone: &Name, _servers: &Servers, _ttl: u32) {}
 }
 
+/// What the driver must do next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Send `name`/`qtype` (class IN, RD clear) to `server`, then [`Walk::feed`] what came.
+    Ask {
+        server: SocketAddr,
+        name: Name,
+        qtype: RecordType,
+    },
+    /// The walk is over: the reply for the original question, or why there is none.
+    Done(Result<Message, ResolveError>),
+}
+
+/// The resolution of one name (the question itself, or a nameserver's address) in progress.
+#[derive(Debug)]
+struct Frame {
+    /// The question this frame answers.
+    qname: Name,
+    qtype: RecordType,
+    depth: usize,
+    /// CNAME records followed so far, and the names seen (lower case) to catch loops.
+    chain: Vec<Record>,
+    seen: Vec<Name>,
+    /// The name asked now: `qname` or the last CNAME's target.
+    name: Name,
+    /// The zone whose servers are being asked, and those servers.
+    zone: Name,
+    servers: Servers,
+    /// True when `zone` came from the delegation memory: if all its servers fail, the walk
+    /// starts again from the root hints instead of giving up.
+    remembered: bool,
+    /// The server being tried, and the next of its addresses to ask.
+    server: usize,
+    ip: usize,
+    /// True once the current server's addresses were looked up (glue-less nameserver).
+    looked_up: bool,
+    /// Why the last server failed, for the error if all do.
+    last: String,
+}
+
+impl Frame {
+    fn new(qname: Name, qtype: RecordType, depth: usize, start: (Name, Servers, bool)) -> Self {
+        let (zone, servers, remembered) = start;
+        Self {
+            seen: vec![qname.to_lowercase()],
+            name: qname.clone(),
+            qname,
+            qtype,
+            depth,
+            chain: Vec::new(),
+            zone,
+            servers,
+            remembered,
+            server: 0,
+            ip: 0,
+            looked_up: false,
+            last: String::from("no addresses"),
+        }
+    }
+
+    /// Moves on to the servers of `zone`.
+    fn enter(&mut self, zone: Name, servers: Servers, remembered: bool) {
+        self.zone = zone;
+        self.servers = servers;
+        self.remembered = remembered;
+        self.server = 0;
+        self.ip = 0;
+        self.looked_up = false;
+    }
+
+    /// Gives up on the current server, noting why.
+    fn skip_server(&mut self, why: String) {
+        self.last = why;
+        self.server += 1;
+        self.ip = 0;
+        self.looked_up = false;
+    }
+}
+
+/// The question in flight.
+#[derive(Debug)]
+struct Asked {
+    server: SocketAddr,
+    server_name: Name,
+}
+
+/// One iterative resolution in progress: yields questions to send, is fed their replies, and
+/// finishes with an answer. No I/O and no clock: the driver sends, waits and times out.
+pub struct Walk<'a> {
+    hints: &'a RootHints,
+    config: IterConfig,
+    delegations: &'a dyn Delegations,
+    /// The question itself at the bottom, nested nameserver lookups above it.
+    frames: Vec<Frame>,
+    queries: usize,
+    steps: Vec<Step>,
+    asked: Option<Asked>,
+    done: Option<Result<Message, ResolveError>>,
+}
+
+impl std::fmt::Debug for Walk<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Walk")
+            .field("frames", &self.frames)
+            .field("queries", &self.queries)
+            .field("steps", &self.steps.len())
+            .field("done", &self.done.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Walk<'a> {
+    /// A walk for `name`/`qtype`, starting from the closest zone `delegations` knows (the root
+    /// hints when it knows none) and teaching it the referrals followed.
+    pub fn new(
+        hints: &'a RootHints,
+        config: IterConfig,
+        delegations: &'a dyn Delegations,
+        name: Name,
+        qtype: RecordType,
+    ) -> Self {
+        let mut walk = Self {
+            hints,
+            config,
+            delegations,
+            frames: Vec::new(),
+            queries: 0,
+            steps: Vec::new(),
+            asked: None,
+            done: None,
+        };
+        if hints.servers.is_empty() {
+            walk.done = Some(Err(ResolveError::NoHints));
+        } else {
+            let start = walk.start_of(&name);
+            walk.frames.push(Frame::new(name, qtype, 0, start));
+        }
+        walk
+    }
+
+    /// The steps so far.
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    /// The steps, once the walk is over.
+    pub fn into_steps(self) -> Vec<Step> {
+        self.steps
+    }
+
+    /// Queries asked so far, nameserver lookups included.
+    pub fn queries(&self) -> usize {
+        self.queries
+    }
+
+    fn start_of(&self, name: &Name) -> (Name, Servers, bool) {
+        match self.delegations.closest(name) {
+            Some((zone, servers)) => (zone, servers, true),
+            None => (Name::root(), self.hints.servers.clone(), false),
+        }
+    }
+
+    /// What to do next. While a question is in flight (asked, not yet fed), it is asked again.
+    pub fn action(&mut self) -> Action {
+        loop {
+            if let Some(done) = &self.done {
+                return Action::Done(done.clone());
+            }
+            let hints = self.hints;
+            let (max_queries, max_depth, port) = (
+                self.config.max_queries,
+                self.config.max_depth,
+                self.config.port,
+            );
+            let Some(f) = self.frames.last_mut() else {
+                // Not reachable: the last frame's end sets `done`.
+                self.done = Some(Err(ResolveError::NoHints));
+                continue;
+            };
+            if let Some(a) = &self.asked {
+                return Action::Ask {
+                    server: a.server,
+                    name: f.name.clone(),
+                    qtype: f.qtype,
+                };
+            }
+            let Some((ns_name, ips)) = f.servers.get(f.server) else {
+                if f.remembered {
+                    // The remembered servers failed: they may have moved. Start over.
+                    f.enter(Name::root(), hints.servers.clone(), false);
+                    continue;
+                }
+                let e = ResolveError::NoServer {
+                    zone: f.zone.to_string(),
+                    name: f.name.to_string(),
+                    last: f.last.clone(),
+                };
+                self.end_frame(Err(e));
+                continue;
+            };
+            if ips.is_empty() && !f.looked_up {
+                // A nameserver without glue: find its address first, in a nested walk.
+                f.looked_up = true;
+                let ns_name = ns_name.clone();
+                let depth = f.depth + 1;
+                if depth > max_depth {
+                    f.skip_server(format!("{ns_name}: {}", ResolveError::Depth(max_depth)));
+                    continue;
+                }
+                let start = self.start_of(&ns_name);
+                self.frames
+                    .push(Frame::new(ns_name, RecordType::A, depth, start));
+                continue;
+            }
+            let Some(&ip) = ips.get(f.ip) else {
+                f.server += 1;
+                f.ip = 0;
+                f.looked_up = false;
+                continue;
+            };
+            if self.queries >= max_queries {
+                self.done = Some(Err(ResolveError::Budget(self.queries)));
+                continue;
+            }
+            self.queries += 1;
+            f.ip += 1;
+            let server = SocketAddr::new(ip, port);
+            self.asked = Some(Asked {
+                server,
+                server_name: ns_name.clone(),
+            });
+            return Action::Ask {
+                server,
+                name: f.name.clone(),
+                qtype: f.qtype,
+            };
+        }
+    }
+
+    /// Hands over what came of the question last asked. Without a question in flight it is
+    /// ignored.
+    pub fn feed(&mut self, reply: Reply) {
+        let Some(asked) = self.asked.take() else {
+            return;
+        };
+        let Some(f) = self.frames.last_mut() else {
+            return;
+        };
+        let mut step = Step {
+            zone: f.zone.clone(),
+            qname: f.name.clone(),
+            qtype: f.qtype,
+            server_name: asked.server_name,
+            server: asked.server,
+            rcode: None,
+            outcome: Outcome::Timeout,
+            records: Vec::new(),
+            size: 0,
+            elapsed: Duration::ZERO,
+            depth: f.depth,
+        };
+        let a = match reply {
+            Reply::Timeout => {
+                f.last = format!("{}: no reply within the timeout", asked.server);
+                self.steps.push(step);
+                return;
+            }
+            Reply::Failed(why) => {
+                f.last = format!("{}: {why}", asked.server);
+                step.outcome = Outcome::Failed(why);
+                self.steps.push(step);
+                return;
+            }
+            Reply::Answer(a) => a,
+        };
+        step.size = a.size;
+        step.elapsed = a.elapsed;
+        step.rcode = Some(a.reply.metadata.response_code);
+        step.records = a
+            .reply
+            .answers
+            .iter()
+            .chain(&a.reply.authorities)
+            .chain(&a.reply.additionals)
+            .cloned()
+            .collect();
+        let c = classify(&a.reply, &f.zone, &f.name, f.qtype);
+        step.outcome = match &c {
+            Classified::Final => Outcome::Answer,
+            Classified::Cname(..) => Outcome::Cname,
+            Classified::Referral(..) => Outcome::Referral,
+            Classified::Lame(why) => Outcome::Lame(why.clone()),
+        };
+        self.steps.push(step);
+        match c {
+            Classified::Lame(why) => f.last = format!("{}: {why}", asked.server),
+            Classified::Final => {
+                let mut out = response_for(&f.qname, f.qtype, &a.reply);
+                let mut answers = std::mem::take(&mut f.chain);
+                answers.extend(a.reply.answers);
+                out.answers = answers;
+                self.end_frame(Ok(out));
+            }
+            Classified::Cname(target, records) => {
+                f.chain.extend(records);
+                // The same reply may already hold the target's records.
+                let rest: Vec<Record> = a
+                    .reply
+                    .answers
+                    .iter()
+                    .filter(|r| r.name == target && r.record_type() == f.qtype)
+                    .cloned()
+                    .collect();
+                if !rest.is_empty() {
+                    let mut out = response_for(&f.qname, f.qtype, &a.reply);
+                    let mut answers = std::mem::take(&mut f.chain);
+                    answers.extend(rest);
+                    out.answers = answers;
+                    self.end_frame(Ok(out));
+                    return;
+                }
+                let key = target.to_lowercase();
+                if f.seen.contains(&key) {
+                    self.end_frame(Err(ResolveError::CnameLoop(target.to_string())));
+                    return;
+                }
+                if f.seen.len() > self.config.max_cname {
+                    self.end_frame(Err(ResolveError::CnameLimit(self.config.max_cname)));
+                    return;
+                }
+                f.seen.push(key);
+                f.name = target.clone();
+                let (zone, servers, remembered) = self.start_of(&target);
+                if let Some(f) = self.frames.last_mut() {
+                    f.enter(zone, servers, remembered);
+                }
+            }
+            Classified::Referral(child, next, ttl) => {
+                self.delegations.learn(&child, &next, ttl);
+                let remembered = f.remembered;
+                f.enter(child, next, remembered);
+            }
+        }
+    }
+
+    /// Ends the top frame: the whole walk when it is the last, or a nameserver lookup whose
+    /// addresses (or failure) go to the frame below.
+    fn end_frame(&mut self, result: Result<Message, ResolveError>) {
+        let Some(child) = self.frames.pop() else {
+            return;
+        };
+        let Some(parent) = self.frames.last_mut() else {
+            self.done = Some(result);
+            return;
+        };
+        match result {
+            Ok(m) => {
+                let ips = m
+                    .answers
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::A(a) => Some(IpAddr::V4(a.0)),
+                        _ => None,
+                    })
+                    .collect();
+                if let Some(entry) = parent.servers.get_mut(parent.server) {
+                    entry.1 = ips;
+                }
+                parent.ip = 0;
+            }
+            Err(e @ ResolveError::Budget(_)) => self.done = Some(Err(e)),
+            Err(e) => parent.skip_server(format!("{}: {e}", child.qname)),
+        }
+    }
+}
+
 /// Resolves `name`/`qtype` from the root.
 ///
 /// # Errors
@@ -228,9 +631,9 @@ pub async fn resolve<A: Ask>(
     resolve_with(asker, hints, config, &NoDelegations, name, qtype).await
 }
 
-/// Resolves `name`/`qtype`, starting from the closest zone `delegations` knows and teaching
-/// it the referrals followed. If the servers of a remembered zone all fail, the walk starts
-/// again from the root.
+/// Drives a [`Walk`] for `name`/`qtype` over `asker`, starting from the closest zone
+/// `delegations` knows and teaching it the referrals followed. If the servers of a remembered
+/// zone all fail, the walk starts again from the root.
 ///
 /// # Errors
 /// [`ResolveError`] when the bounds are reached or no server answers usefully.
@@ -242,201 +645,28 @@ pub async fn resolve_with<A: Ask>(
     name: &Name,
     qtype: RecordType,
 ) -> Result<Resolution, ResolveError> {
-    if hints.servers.is_empty() {
-        return Err(ResolveError::NoHints);
-    }
-    let mut state = State {
-        queries: 0,
-        steps: Vec::new(),
-    };
-    let ctx = Ctx {
-        asker,
-        hints,
-        config,
-        delegations,
-    };
-    let r = resolve_at(&ctx, name.clone(), qtype, 0, &mut state).await;
-    let reply = r?;
-    Ok(Resolution {
-        reply,
-        steps: state.steps,
-    })
-}
-
-/// What stays the same through one resolution, including its nested lookups.
-struct Ctx<'a, A> {
-    asker: &'a A,
-    hints: &'a RootHints,
-    config: &'a IterConfig,
-    delegations: &'a dyn Delegations,
-}
-
-fn resolve_at<'a, A: Ask>(
-    ctx: &'a Ctx<'a, A>,
-    qname: Name,
-    qtype: RecordType,
-    depth: usize,
-    state: &'a mut State,
-) -> Pin<Box<dyn Future<Output = Result<Message, ResolveError>> + Send + 'a>> {
-    let Ctx {
-        asker,
-        hints,
-        config,
-        delegations,
-    } = *ctx;
-    Box::pin(async move {
-        if depth > config.max_depth {
-            return Err(ResolveError::Depth(config.max_depth));
-        }
-        let mut chain: Vec<Record> = Vec::new();
-        let mut seen: Vec<Name> = vec![qname.to_lowercase()];
-        let mut name = qname.clone();
-        'cname: loop {
-            let (mut zone, mut servers, mut remembered) = match delegations.closest(&name) {
-                Some((zone, servers)) => (zone, servers, true),
-                None => (Name::root(), hints.servers.clone(), false),
-            };
-            loop {
-                let mut last = String::from("no addresses");
-                let mut outcome = None;
-                'servers: for entry in &mut servers {
-                    let (ns_name, mut ips) = entry.clone();
-                    if ips.is_empty() {
-                        // A nameserver without glue: find its address first.
-                        match resolve_at(ctx, ns_name.clone(), RecordType::A, depth + 1, state)
-                            .await
-                        {
-                            Ok(m) => {
-                                ips = m
-                                    .answers
-                                    .iter()
-                                    .filter_map(|r| match &r.data {
-                                        RData::A(a) => Some(IpAddr::V4(a.0)),
-                                        _ => None,
-                                    })
-                                    .collect();
-                                entry.1.clone_from(&ips);
-                            }
-                            Err(e @ ResolveError::Budget(_)) => return Err(e),
-                            Err(e) => {
-                                last = format!("{ns_name}: {e}");
-                                continue;
-                            }
-                        }
-                    }
-                    for ip in ips {
-                        if state.queries >= config.max_queries {
-                            return Err(ResolveError::Budget(state.queries));
-                        }
-                        state.queries += 1;
-                        let server = SocketAddr::new(ip, config.port);
-                        let mut step = Step {
-                            zone: zone.to_string(),
-                            qname: name.to_string(),
-                            qtype: qtype.to_string(),
-                            server_name: ns_name.to_string(),
-                            server,
-                            rcode: String::new(),
-                            outcome: String::new(),
-                            records: Vec::new(),
-                            size: 0,
-                            elapsed_ms: 0.0,
-                            depth,
-                        };
-                        match asker.ask(server, &name, qtype).await {
-                            Err(e) => {
-                                step.outcome = "error".into();
-                                step.records.push(e.clone());
-                                state.steps.push(step);
-                                last = format!("{server}: {e}");
-                            }
-                            Ok(a) => {
-                                step.size = a.size;
-                                step.elapsed_ms = a.elapsed.as_secs_f64() * 1e3;
-                                step.rcode =
-                                    crate::wire::rcode_name(a.reply.metadata.response_code);
-                                let c = classify(&a.reply, &zone, &name, qtype);
-                                step.outcome = c.label().into();
-                                step.records = a
-                                    .reply
-                                    .answers
-                                    .iter()
-                                    .chain(&a.reply.authorities)
-                                    .chain(&a.reply.additionals)
-                                    .map(crate::present::record_line)
-                                    .collect();
-                                state.steps.push(step);
-                                if let Classified::Lame(why) = &c {
-                                    last = format!("{server}: {why}");
-                                    continue;
-                                }
-                                outcome = Some((c, a.reply));
-                                break 'servers;
-                            }
-                        }
-                    }
-                }
-                let Some((c, reply)) = outcome else {
-                    if remembered {
-                        // The remembered servers failed: they may have moved. Start over.
-                        remembered = false;
-                        zone = Name::root();
-                        servers = hints.servers.clone();
-                        continue;
-                    }
-                    return Err(ResolveError::NoServer {
-                        zone: zone.to_string(),
-                        name: name.to_string(),
-                        last,
-                    });
-                };
-                match c {
-                    Classified::Lame(_) => unreachable!("lame replies are skipped above"),
-                    Classified::Final => {
-                        let mut out = response_for(&qname, qtype, &reply);
-                        let mut answers = chain;
-                        answers.extend(reply.answers.iter().cloned());
-                        out.answers = answers;
-                        return Ok(out);
-                    }
-                    Classified::Cname(target, records) => {
-                        chain.extend(records);
-                        // The same reply may already hold the target's records.
-                        let rest: Vec<Record> = reply
-                            .answers
-                            .iter()
-                            .filter(|r| r.name == target && r.record_type() == qtype)
-                            .cloned()
-                            .collect();
-                        if !rest.is_empty() {
-                            let mut out = response_for(&qname, qtype, &reply);
-                            chain.extend(rest);
-                            out.answers = chain;
-                            return Ok(out);
-                        }
-                        let key = target.to_lowercase();
-                        if seen.contains(&key) {
-                            return Err(ResolveError::CnameLoop(target.to_string()));
-                        }
-                        if seen.len() > config.max_cname {
-                            return Err(ResolveError::CnameLimit(config.max_cname));
-                        }
-                        seen.push(key);
-                        name = target;
-                        continue 'cname;
-                    }
-                    Classified::Referral(child, next, ttl) => {
-                        delegations.learn(&child, &next, ttl);
-                        zone = child;
-                        servers = next;
-                    }
-                }
+    let mut walk = Walk::new(hints, config.clone(), delegations, name.clone(), qtype);
+    loop {
+        match walk.action() {
+            Action::Ask {
+                server,
+                name,
+                qtype,
+            } => {
+                let reply = asker.ask(server, &name, qtype).await;
+                walk.feed(reply);
+            }
+            Action::Done(result) => {
+                return result.map(|reply| Resolution {
+                    reply,
+                    steps: walk.into_steps(),
+                });
             }
         }
-    })
+    }
 }
 
-enum Classified {
+pub enum Classified {
     /// An answer, NXDOMAIN or NODATA: resolution ends here.
     Final,
     /// The name is an alias: the chain so far (CNAME records) and the target.
@@ -448,7 +678,7 @@ enum Classified {
 }
 
 impl Classified {
-    fn label(&self) -> &'static str {
+    pub fn label(&self) -> &'static str {
         match self {
             Self::Final => "answer",
             Self::Cname(..) => "cname",
@@ -458,7 +688,7 @@ impl Classified {
     }
 }
 
-fn classify(reply: &Message, zone: &Name, name: &Name, qtype: RecordType) -> Classified {
+pub fn classify(reply: &Message, zone: &Name, name: &Name, qtype: RecordType) -> Classified {
     let rcode = reply.metadata.response_code;
     if rcode == ResponseCode::NXDomain {
         return Classified::Final;
@@ -574,16 +804,13 @@ mod tests {
     struct Lab(HashMap<IpAddr, Catalog>);
 
     impl Ask for Lab {
-        async fn ask(
-            &self,
-            server: SocketAddr,
-            name: &Name,
-            qtype: RecordType,
-        ) -> Result<Answer, String> {
-            let cat = self.0.get(&server.ip()).ok_or("timeout")?;
+        async fn ask(&self, server: SocketAddr, name: &Name, qtype: RecordType) -> Reply {
+            let Some(cat) = self.0.get(&server.ip()) else {
+                return Reply::Timeout;
+            };
             let q = crate::wire::build_query(1, name, qtype, false, false);
             let reply = cat.respond(&q);
-            Ok(Answer {
+            Reply::Answer(Answer {
                 size: reply.to_vec().map(|v| v.len()).unwrap_or(0),
                 reply,
                 elapsed: Duration::ZERO,
@@ -647,9 +874,12 @@ mod tests {
         let r = run("www.example.test.", RecordType::A).unwrap();
         assert_eq!(r.reply.answers.len(), 1);
         assert_eq!(r.reply.answers[0].data.to_string(), "192.0.2.1");
-        let outcomes: Vec<_> = r.steps.iter().map(|s| s.outcome.as_str()).collect();
-        assert_eq!(outcomes, vec!["referral", "referral", "answer"]);
-        assert_eq!(r.steps[2].zone, "example.test.");
+        let outcomes: Vec<_> = r.steps.iter().map(|s| s.outcome.clone()).collect();
+        assert_eq!(
+            outcomes,
+            vec![Outcome::Referral, Outcome::Referral, Outcome::Answer]
+        );
+        assert_eq!(r.steps[2].zone.to_string(), "example.test.");
     }
 
     #[test]
@@ -725,7 +955,7 @@ mod tests {
         assert_eq!(ask("www.example.test.").steps.len(), 3);
         let again = ask("ns1.example.test.");
         assert_eq!(again.steps.len(), 1, "straight to example.test.'s server");
-        assert_eq!(again.steps[0].zone, "example.test.");
+        assert_eq!(again.steps[0].zone.to_string(), "example.test.");
         // A remembered server that is gone: the walk starts over from the root.
         memory.learn(
             &Name::from_ascii("example.test.").unwrap(),
@@ -737,8 +967,446 @@ mod tests {
         );
         let r = ask("www.example.test.");
         assert_eq!(r.reply.answers.len(), 1);
-        assert_eq!(r.steps[0].outcome, "error");
-        assert_eq!(r.steps[1].zone, ".");
+        assert_eq!(r.steps[0].outcome, Outcome::Timeout);
+        assert_eq!(r.steps[1].zone, Name::root());
+    }
+
+    // The machine driven by hand: each test plays the servers with constructed replies.
+
+    fn n(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    fn a(name: &str, ip: &str) -> Record {
+        Record::from_rdata(
+            n(name),
+            300,
+            RData::A(ip.parse::<std::net::Ipv4Addr>().unwrap().into()),
+        )
+    }
+
+    fn ns(zone: &str, host: &str) -> Record {
+        Record::from_rdata(
+            n(zone),
+            600,
+            RData::NS(hickory_proto::rr::rdata::NS(n(host))),
+        )
+    }
+
+    fn cname(name: &str, target: &str) -> Record {
+        Record::from_rdata(
+            n(name),
+            300,
+            RData::CNAME(hickory_proto::rr::rdata::CNAME(n(target))),
+        )
+    }
+
+    fn soa(zone: &str) -> Record {
+        Record::from_rdata(
+            n(zone),
+            300,
+            RData::SOA(hickory_proto::rr::rdata::SOA::new(
+                n("ns1.test."),
+                n("h.test."),
+                1,
+                2,
+                3,
+                4,
+                60,
+            )),
+        )
+    }
+
+    /// A server's reply with these sections.
+    fn reply(rcode: ResponseCode, an: Vec<Record>, ns: Vec<Record>, ar: Vec<Record>) -> Reply {
+        let mut m = Message::new(1, MessageType::Response, OpCode::Query);
+        m.metadata.response_code = rcode;
+        m.answers = an;
+        m.authorities = ns;
+        m.additionals = ar;
+        Reply::Answer(Answer {
+            reply: m,
+            size: 100,
+            elapsed: Duration::from_millis(1),
+        })
+    }
+
+    fn hints2() -> RootHints {
+        RootHints::parse(". NS a.root.\n. NS b.root.\na.root. A 127.0.0.1\nb.root. A 127.0.0.2\n")
+            .unwrap()
+    }
+
+    fn at(ip: &str) -> SocketAddr {
+        SocketAddr::new(ip.parse().unwrap(), 53)
+    }
+
+    /// Runs `walk` to its end, answering each question with `play`; returns the result and
+    /// the questions asked.
+    fn drive(
+        walk: &mut Walk<'_>,
+        mut play: impl FnMut(SocketAddr, &Name, RecordType) -> Reply,
+    ) -> (Result<Message, ResolveError>, Vec<(SocketAddr, String)>) {
+        let mut asked = Vec::new();
+        for _ in 0..100 {
+            match walk.action() {
+                Action::Ask {
+                    server,
+                    name,
+                    qtype,
+                } => {
+                    asked.push((server, format!("{name} {qtype}")));
+                    let r = play(server, &name, qtype);
+                    walk.feed(r);
+                }
+                Action::Done(r) => return (r, asked),
+            }
+        }
+        panic!("the walk did not end: {asked:?}");
+    }
+
+    #[test]
+    fn machine_follows_a_referral_with_glue() {
+        let hints = hints2();
+        let mut w = Walk::new(
+            &hints,
+            IterConfig::default(),
+            &NoDelegations,
+            n("www.example.test."),
+            RecordType::A,
+        );
+        assert_eq!(
+            w.action(),
+            Action::Ask {
+                server: at("127.0.0.1"),
+                name: n("www.example.test."),
+                qtype: RecordType::A
+            }
+        );
+        // Asking again before feeding repeats the question instead of sending another.
+        assert!(matches!(w.action(), Action::Ask { server, .. } if server == at("127.0.0.1")));
+        w.feed(reply(
+            ResponseCode::NoError,
+            vec![],
+            vec![ns("example.test.", "ns1.example.test.")],
+            vec![a("ns1.example.test.", "10.0.0.3")],
+        ));
+        assert!(matches!(w.action(), Action::Ask { server, .. } if server == at("10.0.0.3")));
+        w.feed(reply(
+            ResponseCode::NoError,
+            vec![a("www.example.test.", "192.0.2.1")],
+            vec![],
+            vec![],
+        ));
+        let Action::Done(Ok(m)) = w.action() else {
+            panic!("done expected")
+        };
+        assert_eq!(m.answers, vec![a("www.example.test.", "192.0.2.1")]);
+        assert_eq!(m.queries[0].name(), &n("www.example.test."));
+        let steps = w.into_steps();
+        assert_eq!(steps.len(), 2);
+        assert_eq!(steps[0].outcome, Outcome::Referral);
+        assert_eq!(steps[0].zone, Name::root());
+        assert_eq!(steps[0].rcode, Some(ResponseCode::NoError));
+        assert_eq!(steps[1].zone, n("example.test."));
+        assert_eq!(steps[1].outcome, Outcome::Answer);
+        assert_eq!(steps[1].records, vec![a("www.example.test.", "192.0.2.1")]);
+    }
+
+    #[test]
+    fn machine_resolves_a_glueless_nameserver_and_ignores_out_of_bailiwick_glue() {
+        let hints = hints2();
+        let mut w = Walk::new(
+            &hints,
+            IterConfig::default(),
+            &NoDelegations,
+            n("www.example.test."),
+            RecordType::A,
+        );
+        let (r, asked) = drive(&mut w, |server, name, _| {
+            match (server.ip().to_string().as_str(), name.to_string().as_str()) {
+                // The root: test. is at 10.0.0.2; elsewhere. at 10.0.0.9.
+                ("127.0.0.1", "www.example.test.") => reply(
+                    ResponseCode::NoError,
+                    vec![],
+                    vec![ns("test.", "ns1.test.")],
+                    vec![a("ns1.test.", "10.0.0.2")],
+                ),
+                ("127.0.0.1", "ns.elsewhere.") => reply(
+                    ResponseCode::NoError,
+                    vec![],
+                    vec![ns("elsewhere.", "ns.elsewhere.")],
+                    vec![a("ns.elsewhere.", "10.0.0.9")],
+                ),
+                // test. refers to a server outside test., with glue it may not vouch for.
+                ("10.0.0.2", _) => reply(
+                    ResponseCode::NoError,
+                    vec![],
+                    vec![ns("example.test.", "ns.elsewhere.")],
+                    vec![a("ns.elsewhere.", "6.6.6.6")],
+                ),
+                ("10.0.0.9", "ns.elsewhere.") => reply(
+                    ResponseCode::NoError,
+                    vec![a("ns.elsewhere.", "10.0.0.7")],
+                    vec![],
+                    vec![],
+                ),
+                ("10.0.0.7", "www.example.test.") => reply(
+                    ResponseCode::NoError,
+                    vec![a("www.example.test.", "192.0.2.1")],
+                    vec![],
+                    vec![],
+                ),
+                _ => Reply::Timeout,
+            }
+        });
+        assert_eq!(
+            r.unwrap().answers,
+            vec![a("www.example.test.", "192.0.2.1")]
+        );
+        let servers: Vec<String> = asked.iter().map(|(s, _)| s.ip().to_string()).collect();
+        assert_eq!(
+            servers,
+            ["127.0.0.1", "10.0.0.2", "127.0.0.1", "10.0.0.9", "10.0.0.7"]
+        );
+        let depths: Vec<usize> = w.steps().iter().map(|s| s.depth).collect();
+        assert_eq!(depths, [0, 0, 1, 1, 0]);
+    }
+
+    #[test]
+    fn machine_follows_a_cname_chain_into_another_zone() {
+        let hints = hints2();
+        let mut w = Walk::new(
+            &hints,
+            IterConfig::default(),
+            &NoDelegations,
+            n("alias.test."),
+            RecordType::A,
+        );
+        let (r, asked) = drive(&mut w, |_, name, _| match name.to_string().as_str() {
+            // One reply holds two links of the chain; the target is elsewhere.
+            "alias.test." => reply(
+                ResponseCode::NoError,
+                vec![
+                    cname("alias.test.", "mid.test."),
+                    cname("mid.test.", "www.other."),
+                ],
+                vec![],
+                vec![],
+            ),
+            "www.other." => reply(
+                ResponseCode::NoError,
+                vec![a("www.other.", "192.0.2.2")],
+                vec![],
+                vec![],
+            ),
+            _ => Reply::Timeout,
+        });
+        let m = r.unwrap();
+        let types: Vec<_> = m.answers.iter().map(Record::record_type).collect();
+        assert_eq!(types, [RecordType::CNAME, RecordType::CNAME, RecordType::A]);
+        assert_eq!(m.queries[0].name(), &n("alias.test."));
+        assert_eq!(asked.len(), 2);
+        assert_eq!(w.steps()[0].outcome, Outcome::Cname);
+    }
+
+    #[test]
+    fn machine_ends_on_nxdomain_with_the_soa() {
+        let hints = hints2();
+        let mut w = Walk::new(
+            &hints,
+            IterConfig::default(),
+            &NoDelegations,
+            n("nope.test."),
+            RecordType::A,
+        );
+        let (r, _) = drive(&mut w, |_, _, _| {
+            reply(
+                ResponseCode::NXDomain,
+                vec![],
+                vec![soa("test."), ns("test.", "x.test.")],
+                vec![],
+            )
+        });
+        let m = r.unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+        // Only the SOA goes into the final reply's authority section.
+        assert_eq!(m.authorities, vec![soa("test.")]);
+        assert_eq!(w.steps()[0].rcode, Some(ResponseCode::NXDomain));
+    }
+
+    #[test]
+    fn machine_skips_a_lame_server_then_a_silent_one() {
+        let hints = RootHints::parse(
+            ". NS a.root.\n. NS b.root.\n. NS c.root.\n\
+             a.root. A 127.0.0.1\nb.root. A 127.0.0.2\nc.root. A 127.0.0.3\n",
+        )
+        .unwrap();
+        let mut w = Walk::new(
+            &hints,
+            IterConfig::default(),
+            &NoDelegations,
+            n("www.test."),
+            RecordType::A,
+        );
+        let (r, _) = drive(&mut w, |server, _, _| {
+            match server.ip().to_string().as_str() {
+                "127.0.0.1" => reply(ResponseCode::Refused, vec![], vec![], vec![]),
+                "127.0.0.2" => Reply::Timeout,
+                _ => reply(
+                    ResponseCode::NoError,
+                    vec![a("www.test.", "192.0.2.3")],
+                    vec![],
+                    vec![],
+                ),
+            }
+        });
+        assert_eq!(r.unwrap().answers.len(), 1);
+        let outcomes: Vec<Outcome> = w.steps().iter().map(|s| s.outcome.clone()).collect();
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Lame("rcode REFUSED".into()),
+                Outcome::Timeout,
+                Outcome::Answer
+            ]
+        );
+    }
+
+    #[test]
+    fn machine_reports_the_last_failure_when_every_server_fails() {
+        let hints = hints2();
+        let mut w = Walk::new(
+            &hints,
+            IterConfig::default(),
+            &NoDelegations,
+            n("www.test."),
+            RecordType::A,
+        );
+        let (r, asked) = drive(&mut w, |server, _, _| {
+            match server.ip().to_string().as_str() {
+                "127.0.0.1" => Reply::Timeout,
+                // A referral sideways: to a zone that is not below the root... upwards to itself.
+                _ => reply(
+                    ResponseCode::NoError,
+                    vec![],
+                    vec![ns(".", "a.root.")],
+                    vec![],
+                ),
+            }
+        });
+        assert_eq!(asked.len(), 2);
+        let ResolveError::NoServer { zone, last, .. } = r.unwrap_err() else {
+            panic!("NoServer expected")
+        };
+        assert_eq!(zone, ".");
+        assert!(
+            last.starts_with("127.0.0.2:53: referral to . does not lead closer"),
+            "{last}"
+        );
+    }
+
+    #[test]
+    fn machine_bounds_cname_loops_chains_queries_and_depth() {
+        let hints = hints2();
+        // a -> b -> a: a loop.
+        let mut w = Walk::new(
+            &hints,
+            IterConfig::default(),
+            &NoDelegations,
+            n("a.test."),
+            RecordType::A,
+        );
+        let (r, _) = drive(&mut w, |_, name, _| {
+            let to = if name == &n("a.test.") {
+                "b.test."
+            } else {
+                "a.test."
+            };
+            reply(
+                ResponseCode::NoError,
+                vec![cname(&name.to_string(), to)],
+                vec![],
+                vec![],
+            )
+        });
+        assert_eq!(r.unwrap_err(), ResolveError::CnameLoop("a.test.".into()));
+
+        // c0 -> c1 -> c2 -> ...: a chain longer than max_cname.
+        let config = IterConfig {
+            max_cname: 3,
+            ..IterConfig::default()
+        };
+        let mut w = Walk::new(&hints, config, &NoDelegations, n("c0.test."), RecordType::A);
+        let (r, asked) = drive(&mut w, |_, name, _| {
+            let i: usize = name.to_string()[1..]
+                .split('.')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            reply(
+                ResponseCode::NoError,
+                vec![cname(&name.to_string(), &format!("c{}.test.", i + 1))],
+                vec![],
+                vec![],
+            )
+        });
+        assert_eq!(r.unwrap_err(), ResolveError::CnameLimit(3));
+        assert_eq!(asked.len(), 4);
+
+        // Referrals one level deeper each time, without end: the query budget stops it.
+        let config = IterConfig {
+            max_queries: 5,
+            ..IterConfig::default()
+        };
+        let mut w = Walk::new(
+            &hints,
+            config,
+            &NoDelegations,
+            n("a.b.c.d.e.f.g.h.test."),
+            RecordType::A,
+        );
+        let mut level = 0;
+        let (r, asked) = drive(&mut w, |_, _, _| {
+            level += 1;
+            let zone = n("a.b.c.d.e.f.g.h.test.").trim_to(level).to_string();
+            let host = format!("ns.{zone}");
+            reply(
+                ResponseCode::NoError,
+                vec![],
+                vec![ns(&zone, &host)],
+                vec![a(&host, &format!("10.0.1.{level}"))],
+            )
+        });
+        assert_eq!(r.unwrap_err(), ResolveError::Budget(5));
+        assert_eq!(asked.len(), 5);
+
+        // Glue-less nameservers nested deeper than max_depth: that server is given up.
+        let config = IterConfig {
+            max_depth: 1,
+            ..IterConfig::default()
+        };
+        let mut w = Walk::new(
+            &hints,
+            config,
+            &NoDelegations,
+            n("www.test."),
+            RecordType::A,
+        );
+        let (r, asked) = drive(&mut w, |_, name, _| {
+            // Every name's zone has its server named one level further down, without glue.
+            let zone = name.trim_to(1).to_string();
+            reply(
+                ResponseCode::NoError,
+                vec![],
+                vec![ns(&zone, &format!("ns.{}", name))],
+                vec![],
+            )
+        });
+        let e = r.unwrap_err();
+        assert!(matches!(e, ResolveError::NoServer { .. }), "{e}");
+        assert!(e.to_string().contains("nested deeper than 1"), "{e}");
+        assert!(asked.len() <= 4, "{asked:?}");
     }
 
     #[test]

@@ -12,14 +12,21 @@
 //!   NXDOMAIN and NODATA with SOA); no I/O.
 //! - [`cache`]: the bounded reply cache with TTL countdown and negative caching; time passed in.
 //! - [`rrl`]: response rate limiting per client network for the zone server; time passed in.
-//! - [`iterate`]: iterative resolution from root hints over an abstract [`iterate::Ask`].
-//! - [`present`]: dig-like text, `+short` and RFC 8427 JSON.
-//! - [`client`]: the stub client over UDP and TCP, with the anti-spoofing checks (I/O).
+//! - [`iterate`]: iterative resolution from root hints as a state machine ([`iterate::Walk`]:
+//!   it yields questions, is fed replies or timeouts, and ends with an answer and a typed
+//!   trace); no I/O. [`iterate::resolve_with`] drives it over an [`iterate::Ask`].
+//! - [`accept`]: whether a datagram is the reply a query waits for (source, id, question),
+//!   decided from its bytes; no I/O.
+//! - [`present`]: dig-like text, `+short` and RFC 8427 JSON, for messages and traces.
+//! - [`pool`]: pre-bound upstream sockets on random ports, reused per server and rotated.
+//! - [`client`]: the stub client over UDP and TCP, using [`accept`] (I/O).
 //! - [`server`]: the resolver and zone servers on protolab-transport (I/O).
 
+pub mod accept;
 pub mod cache;
 pub mod client;
 pub mod iterate;
+pub mod pool;
 pub mod present;
 pub mod rrl;
 pub mod server;

@@ -416,8 +416,7 @@ async fn hints_from_server(client: &Client, server: SocketAddr) -> Result<RootHi
         ..client.config.clone()
     };
     c.recursion_desired = true;
-    let (rng, _) = protolab_transport::rng::seeded(None);
-    let asker = Client::new(c, rng);
+    let asker = client.fork(c);
     let x = asker
         .query(&[server], &Name::root(), RecordType::NS)
         .await

@@ -6,7 +6,7 @@ use hickory_proto::rr::{RData, Record};
 use serde_json::{Value, json};
 
 use crate::client::Exchange;
-use crate::iterate::Step;
+use crate::iterate::{Outcome, Step};
 use crate::wire::rcode_name;
 
 /// A TXT character-string as dig writes it: quoted, with `"` and `\` escaped and bytes outside
@@ -194,6 +194,30 @@ pub fn message_json(m: &Message) -> Value {
     })
 }
 
+/// The word `--trace` shows for an outcome.
+pub fn outcome_label(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Referral => "referral",
+        Outcome::Answer => "answer",
+        Outcome::Cname => "cname",
+        Outcome::Lame(_) => "lame",
+        Outcome::Timeout | Outcome::Failed(_) => "error",
+    }
+}
+
+/// The lines under a step: its reply's records, or why there was no reply.
+fn step_lines(s: &Step) -> Vec<String> {
+    match &s.outcome {
+        Outcome::Timeout => vec!["no reply within the timeout".into()],
+        Outcome::Failed(why) => vec![why.clone()],
+        _ => s.records.iter().map(record_line).collect(),
+    }
+}
+
+fn step_rcode(s: &Step) -> String {
+    s.rcode.map(rcode_name).unwrap_or_default()
+}
+
 /// The steps of an iterative resolution, like dig +trace: what each server said.
 pub fn trace_text(steps: &[Step]) -> String {
     let mut out = String::new();
@@ -203,21 +227,46 @@ pub fn trace_text(steps: &[Step]) -> String {
             "{indent};; ask {} ({}) about {} {} [zone {}]\n",
             s.server_name, s.server, s.qname, s.qtype, s.zone
         ));
-        for r in &s.records {
+        for r in step_lines(s) {
             out.push_str(&format!("{indent}{r}\n"));
         }
+        let rcode = step_rcode(s);
         out.push_str(&format!(
             "{indent};; {} {}: {} bytes from {}#{}({}) in {:.1} ms\n\n",
-            s.outcome,
-            if s.rcode.is_empty() { "-" } else { &s.rcode },
+            outcome_label(&s.outcome),
+            if rcode.is_empty() { "-" } else { &rcode },
             s.size,
             s.server.ip(),
             s.server.port(),
             s.server_name,
-            s.elapsed_ms
+            s.elapsed.as_secs_f64() * 1e3
         ));
     }
     out
+}
+
+/// One step as JSON: the names, type and code in presentation form, the records as master
+/// file lines.
+pub fn step_json(s: &Step) -> Value {
+    json!({
+        "zone": s.zone.to_string(),
+        "qname": s.qname.to_string(),
+        "qtype": s.qtype.to_string(),
+        "server_name": s.server_name.to_string(),
+        "server": s.server.to_string(),
+        "rcode": step_rcode(s),
+        "outcome": outcome_label(&s.outcome),
+        "records": step_lines(s),
+        "size": s.size,
+        "elapsed_ms": s.elapsed.as_secs_f64() * 1e3,
+        "depth": s.depth,
+    })
+}
+
+impl serde::Serialize for Step {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        step_json(self).serialize(serializer)
+    }
 }
 
 #[cfg(test)]

@@ -25,10 +25,11 @@ use protolab_transport::{
 };
 
 use crate::cache::{Cache, CacheStats};
-use crate::client::{Client, ClientConfig};
+use crate::client::{Client, ClientConfig, ClientError};
 use crate::iterate::{self, Answer, Ask, Delegations, IterConfig, RootHints, Servers};
+use crate::pool::{PoolConfig, SocketPool};
 use crate::rrl::{RateLimiter, RrlConfig, RrlStats, Verdict};
-use crate::wire::{self, QueryView, WireError, flags};
+use crate::wire::{self, OwnedQuery, QueryView, WireError, flags};
 use crate::zone::Catalog;
 
 /// The largest message over TCP.
@@ -171,14 +172,18 @@ impl Delegations for DelegationCache {
 }
 
 /// What an upstream query in flight ends with, for every query waiting on it: the upstream's
-/// reply, or `None` when it failed.
-type Outcome = Option<Arc<Message>>;
+/// reply in wire form, or `None` when it failed.
+type Outcome = Option<Arc<Vec<u8>>>;
 
 /// The upstream queries in flight, by cache key (the question: name in lower case, type,
 /// class). A miss for a question already asked waits for that query instead of sending its
 /// own: one query per question means an off-path attacker racing forged replies has one id and
 /// port to hit, not as many as there are clients asking (RFC 5452 section 5).
-type InFlight = Mutex<std::collections::HashMap<Vec<u8>, tokio::sync::broadcast::Sender<Outcome>>>;
+///
+/// The channel to the waiters is made by the first miss that joins: most questions in flight
+/// are asked by one client only, and they cost no channel.
+type InFlight =
+    Mutex<std::collections::HashMap<Vec<u8>, Option<tokio::sync::broadcast::Sender<Outcome>>>>;
 
 /// The one query asking upstream for a question, holding one of the `--max-pending` slots.
 /// Dropping it ends the flight: the key is removed, the slot freed and, if [`Flight::finish`]
@@ -187,34 +192,35 @@ type InFlight = Mutex<std::collections::HashMap<Vec<u8>, tokio::sync::broadcast:
 struct Flight {
     resolver: Arc<Resolver>,
     key: Vec<u8>,
-    tx: Option<tokio::sync::broadcast::Sender<Outcome>>,
+    ended: bool,
     _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Flight {
     /// Ends the flight and hands `outcome` to every query that joined it.
     fn finish(mut self, outcome: Outcome) {
-        let tx = self.tx.take();
-        self.end();
-        if let Some(tx) = tx {
-            // No receiver is fine: nobody else asked.
+        if let Some(tx) = self.end() {
+            // A receiver that went away is fine.
             let _ = tx.send(outcome);
         }
     }
 
-    fn end(&self) {
+    /// Removes the flight from the table, returning its waiters' channel if any joined.
+    fn end(&mut self) -> Option<tokio::sync::broadcast::Sender<Outcome>> {
+        self.ended = true;
         let mut map = self
             .resolver
             .inflight
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        map.remove(&self.key);
+        map.remove(&self.key).flatten()
     }
 }
 
 impl Drop for Flight {
     fn drop(&mut self) {
-        if self.tx.is_some() {
+        if !self.ended {
+            // Dropping the channel here tells the waiters the flight is over, empty-handed.
             self.end();
         }
     }
@@ -223,7 +229,7 @@ impl Drop for Flight {
 /// How a miss gets its answer.
 enum Miss {
     /// Ask upstream: no query for this question is in flight.
-    Lead(Flight, Box<Message>),
+    Lead(Flight),
     /// Wait for the query in flight, holding one of the [`MAX_WAITERS`] places.
     Join(
         tokio::sync::broadcast::Receiver<Outcome>,
@@ -261,20 +267,16 @@ enum Handled {
 }
 
 impl Ask for Client {
-    async fn ask(
-        &self,
-        server: SocketAddr,
-        name: &Name,
-        qtype: RecordType,
-    ) -> Result<Answer, String> {
-        self.query_one(server, name, qtype)
-            .await
-            .map(|x| Answer {
+    async fn ask(&self, server: SocketAddr, name: &Name, qtype: RecordType) -> iterate::Reply {
+        match self.query_one(server, name, qtype).await {
+            Ok(x) => iterate::Reply::Answer(Answer {
                 reply: x.reply,
                 size: x.size,
                 elapsed: x.elapsed,
-            })
-            .map_err(|e| e.to_string())
+            }),
+            Err(ClientError::Timeout { .. }) => iterate::Reply::Timeout,
+            Err(e) => iterate::Reply::Failed(e.to_string()),
+        }
     }
 }
 
@@ -293,7 +295,8 @@ impl Resolver {
                 tls: None,
             },
             rng,
-        );
+        )
+        .with_pool(SocketPool::new(PoolConfig::default()));
         Self {
             cache: Mutex::new(Cache::new(config.cache_bytes)),
             inflight: Mutex::default(),
@@ -323,6 +326,7 @@ impl Resolver {
             "resolver": resolver,
             "cache": serde_json::to_value(cache).unwrap_or_default(),
             "upstream_client": self.client.stats.snapshot(),
+            "upstream_sockets": self.client.pool().map(|p| serde_json::to_value(p.stats()).unwrap_or_default()),
         })
     }
 
@@ -342,20 +346,17 @@ impl Resolver {
         };
         if view.opcode() != 0 {
             self.stats.notimp.fetch_add(1, Ordering::Relaxed);
-            return Handled::Now(wire::bare_reply(&view, flags::RA, 4));
+            return Handled::Now(wire::bare_reply(&view, flags::RA, ResponseCode::NotImp));
         }
         // A resolver answers questions about the Internet class only and does not relay zone
         // transfers (IXFR 251, AXFR 252), which could pull whole zones through it.
         if view.qclass != 1 || view.qtype == 251 || view.qtype == 252 {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            return Handled::Now(wire::bare_reply(&view, flags::RA, 5));
+            return Handled::Now(wire::bare_reply(&view, flags::RA, ResponseCode::Refused));
         }
         if view.edns.is_some_and(|e| e.version > 0) {
-            // BADVERS needs the extended rcode in the OPT record (RFC 6891 section 6.1.3).
-            let mut r = wire::bare_reply(&view, flags::RA, 0);
-            let n = r.len();
-            r[n - 6] = 1;
-            return Handled::Now(r);
+            // BADVERS: its upper bits go in the OPT record (RFC 6891 section 6.1.3).
+            return Handled::Now(wire::bare_reply(&view, flags::RA, ResponseCode::BADVERS));
         }
         let limit = if limit_udp {
             view.udp_limit()
@@ -374,34 +375,38 @@ impl Resolver {
         let key = view.cache_key();
         let miss = {
             let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(tx) = map.get(&key) {
+            if let Some(waiters) = map.get_mut(&key) {
                 let Ok(place) = self.waiting_slots.clone().try_acquire_owned() else {
                     return self.overloaded(peer, &view, "waiting misses");
                 };
                 self.stats.merged.fetch_add(1, Ordering::Relaxed);
-                Miss::Join(tx.subscribe(), place)
-            } else if let Ok(slot) = self.upstream_slots.clone().try_acquire_owned() {
-                let Ok(query) = Message::from_vec(packet) else {
-                    self.stats.formerr.fetch_add(1, Ordering::Relaxed);
-                    return Handled::Now(wire::bare_reply(&view, flags::RA, 1));
+                let rx = match waiters {
+                    Some(tx) => tx.subscribe(),
+                    None => {
+                        let (tx, rx) = tokio::sync::broadcast::channel(1);
+                        *waiters = Some(tx);
+                        rx
+                    }
                 };
-                let (tx, _) = tokio::sync::broadcast::channel(1);
-                map.insert(key.clone(), tx.clone());
+                Miss::Join(rx, place)
+            } else if let Ok(slot) = self.upstream_slots.clone().try_acquire_owned() {
+                map.insert(key.clone(), None);
                 let flight = Flight {
                     resolver: self.clone(),
                     key,
-                    tx: Some(tx),
+                    ended: false,
                     _slot: slot,
                 };
-                Miss::Lead(flight, Box::new(query))
+                Miss::Lead(flight)
             } else {
                 return self.overloaded(peer, &view, "--max-pending upstream queries");
             }
         };
+        // The question goes on as read here: the miss path parses nothing again.
+        let query = view.to_owned_query();
         let this = self.clone();
-        let packet = packet.to_vec();
         Handled::Later(Box::pin(async move {
-            this.resolve_miss(miss, packet, limit).await
+            this.resolve_miss(miss, query, limit).await
         }))
     }
 
@@ -410,7 +415,7 @@ impl Resolver {
     fn overloaded(&self, peer: SocketAddr, view: &QueryView<'_>, what: &str) -> Handled {
         self.stats.overloaded.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(%peer, "{what} at their bound: SERVFAIL");
-        Handled::Now(wire::bare_reply(view, flags::RA, 2))
+        Handled::Now(wire::bare_reply(view, flags::RA, ResponseCode::ServFail))
     }
 
     fn malformed(&self, peer: SocketAddr, packet: &[u8], e: WireError) -> Handled {
@@ -430,19 +435,19 @@ impl Resolver {
     async fn resolve_miss(
         self: Arc<Self>,
         miss: Miss,
-        packet: Vec<u8>,
+        query: OwnedQuery,
         limit: usize,
     ) -> Option<Vec<u8>> {
-        let view = wire::parse_query(&packet).ok()?;
+        let view = query.view();
         let outcome = match miss {
             Miss::Join(mut rx, _place) => rx.recv().await.ok().flatten(),
-            Miss::Lead(flight, query) => {
+            Miss::Lead(flight) => {
                 // Boxed: the upstream exchange's state is large, and without the box every
                 // waiter's task would be sized for it too.
                 let outcome = Box::pin(self.ask_upstream(&query)).await.map(Arc::new);
                 if let Some(reply) = &outcome {
                     let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-                    cache.insert(view.cache_key(), reply, Instant::now());
+                    cache.insert_wire(flight.key.clone(), reply, Instant::now());
                 }
                 // Stored before the flight ends: a query arriving after it finds the cache.
                 flight.finish(outcome.clone());
@@ -450,7 +455,7 @@ impl Resolver {
             }
         };
         let Some(reply) = outcome else {
-            return Some(wire::bare_reply(&view, flags::RA, 2));
+            return Some(wire::bare_reply(&view, flags::RA, ResponseCode::ServFail));
         };
         let stored =
             self.cache
@@ -461,57 +466,67 @@ impl Resolver {
             return stored;
         }
         // Not cacheable (SERVFAIL from upstream, TTL 0): answer from what came.
-        let Ok(query) = Message::from_vec(&packet) else {
-            self.stats.formerr.fetch_add(1, Ordering::Relaxed);
-            return Some(wire::bare_reply(&view, flags::RA, 1));
-        };
-        Some(direct_reply(&view, &query, &reply, limit))
+        Some(direct_reply(&query, &reply, limit))
     }
 
-    /// Asks upstream for the question of `query`; `None` (counted, logged) when that failed.
-    async fn ask_upstream(&self, query: &Message) -> Option<Message> {
-        let q = query.queries.first()?;
-        let (name, qtype) = (q.name().clone(), q.query_type());
+    /// Asks upstream the question of `query`; the reply in wire form, or `None` (counted,
+    /// logged) when that failed.
+    async fn ask_upstream(&self, query: &OwnedQuery) -> Option<Vec<u8>> {
+        let qtype = RecordType::from(query.qtype);
         let reply = match &self.upstream {
+            // The client's question bytes go upstream as they came, and the reply's bytes come
+            // back checked by accept() but not decoded: the cache takes them as they are.
             Upstream::Forward(servers) => self
                 .client
-                .query(servers, &name, qtype)
+                .query_question_wire(servers, &query.question)
                 .await
-                .map(|x| x.reply)
+                .map(|x| x.bytes)
                 .map_err(|e| e.to_string()),
-            Upstream::Iterate { hints, config } => {
-                iterate::resolve_with(&self.client, hints, config, &self.delegations, &name, qtype)
-                    .await
-                    .map(|r| r.reply)
-                    .map_err(|e| e.to_string())
-            }
+            Upstream::Iterate { hints, config } => match query.name() {
+                Some(name) => iterate::resolve_with(
+                    &self.client,
+                    hints,
+                    config,
+                    &self.delegations,
+                    &name,
+                    qtype,
+                )
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.reply.to_vec().map_err(|e| e.to_string())),
+                None => Err("the question's name does not decode".into()),
+            },
         };
         match reply {
             Ok(r) => Some(r),
             Err(e) => {
                 self.stats.upstream_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%name, %qtype, error = %e, "upstream failed: SERVFAIL");
+                tracing::debug!(name = ?query.name(), %qtype, error = %e, "upstream failed: SERVFAIL");
                 None
             }
         }
     }
 }
 
-fn direct_reply(
-    view: &QueryView<'_>,
-    query: &Message,
-    upstream: &Message,
-    limit: usize,
-) -> Vec<u8> {
+/// A reply to `query` carrying an upstream reply's sections, for a reply the cache did not
+/// take (SERVFAIL, TTL 0): the only place a miss decodes the upstream's reply. The query's
+/// header facts come from its owned form.
+fn direct_reply(query: &OwnedQuery, upstream: &[u8], limit: usize) -> Vec<u8> {
+    let view = query.view();
+    let (Some(name), Ok(upstream)) = (query.name(), Message::from_vec(upstream)) else {
+        return wire::bare_reply(&view, flags::RA, ResponseCode::ServFail);
+    };
     let mut m = Message::new(
-        query.metadata.id,
+        query.id,
         MessageType::Response,
-        query.metadata.op_code,
+        hickory_proto::op::OpCode::from_u8(view.opcode()),
     );
-    m.metadata.recursion_desired = query.metadata.recursion_desired;
+    m.metadata.recursion_desired = query.flags & flags::RD != 0;
     m.metadata.recursion_available = true;
     m.metadata.response_code = upstream.metadata.response_code;
-    m.queries = query.queries.clone();
+    let mut q = hickory_proto::op::Query::query(name, RecordType::from(query.qtype));
+    q.set_query_class(hickory_proto::rr::DNSClass::from(query.qclass));
+    m.add_query(q);
     m.answers = upstream.answers.clone();
     m.authorities = upstream.authorities.clone();
     m.additionals = upstream.additionals.clone();
@@ -520,7 +535,8 @@ fn direct_reply(
         e.set_max_payload(wire::EDNS_PAYLOAD);
         m.set_edns(e);
     }
-    wire::encode_limited(&m, limit).unwrap_or_else(|_| wire::bare_reply(view, flags::RA, 2))
+    wire::encode_limited(&m, limit)
+        .unwrap_or_else(|_| wire::bare_reply(&view, flags::RA, ResponseCode::ServFail))
 }
 
 fn to_udp_reply(h: Handled) -> UdpReply {
@@ -888,7 +904,7 @@ impl ZoneServer {
             // the query. A message without a question to echo is simply dropped.
             Verdict::Slip => wire::parse_query(packet)
                 .ok()
-                .map(|view| wire::bare_reply(&view, flags::AA | flags::TC, 0)),
+                .map(|view| wire::bare_reply(&view, flags::AA | flags::TC, ResponseCode::NoError)),
         }
     }
 
@@ -913,7 +929,7 @@ impl ZoneServer {
         };
         let Ok(query) = Message::from_vec(packet) else {
             self.stats.formerr.fetch_add(1, Ordering::Relaxed);
-            return Some(wire::bare_reply(&view, 0, 1));
+            return Some(wire::bare_reply(&view, 0, ResponseCode::FormErr));
         };
         let reply = self.catalog.respond(&query);
         let limit = if limit_udp {
@@ -923,14 +939,14 @@ impl ZoneServer {
         };
         match wire::encode_limited(&reply, limit) {
             Ok(bytes) => {
-                if bytes.len() >= 4 && bytes[2] & 0x02 != 0 {
+                if wire::is_truncated(&bytes) {
                     self.stats.truncated.fetch_add(1, Ordering::Relaxed);
                 }
                 Some(bytes)
             }
             Err(e) => {
                 tracing::debug!(error = %e, "cannot encode reply: SERVFAIL");
-                Some(wire::bare_reply(&view, 0, ResponseCode::ServFail.low()))
+                Some(wire::bare_reply(&view, 0, ResponseCode::ServFail))
             }
         }
     }

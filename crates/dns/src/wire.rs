@@ -29,6 +29,10 @@ pub mod flags {
     pub const RA: u16 = 0x0080;
     pub const AD: u16 = 0x0020;
     pub const CD: u16 = 0x0010;
+    /// The opcode's four bits.
+    pub const OPCODE: u16 = 0x7800;
+    /// The response code's low four bits (the upper ones live in an OPT record).
+    pub const RCODE: u16 = 0x000F;
 }
 
 /// Why bytes are not a usable DNS message.
@@ -66,12 +70,17 @@ fn u32_at(buf: &[u8], pos: usize) -> Result<u32, WireError> {
 ///
 /// A pointer ends the name where it stands, so the walk never follows it: no pointer loop can
 /// stall it.
-pub fn skip_name(buf: &[u8], mut pos: usize) -> Result<usize, WireError> {
+pub fn skip_name(buf: &[u8], pos: usize) -> Result<usize, WireError> {
+    skip_name_noting_pointer(buf, pos).map(|(end, _)| end)
+}
+
+/// As [`skip_name`], and tells whether the name ended in a compression pointer.
+fn skip_name_noting_pointer(buf: &[u8], mut pos: usize) -> Result<(usize, bool), WireError> {
     let mut len = 0usize;
     loop {
         let b = *buf.get(pos).ok_or(WireError::Truncated)?;
         match b & 0xC0 {
-            0x00 if b == 0 => return Ok(pos + 1),
+            0x00 if b == 0 => return Ok((pos + 1, false)),
             0x00 => {
                 len += usize::from(b) + 1;
                 if len > 255 {
@@ -81,7 +90,7 @@ pub fn skip_name(buf: &[u8], mut pos: usize) -> Result<usize, WireError> {
             }
             0xC0 => {
                 buf.get(pos + 1).ok_or(WireError::Truncated)?;
-                return Ok(pos + 2);
+                return Ok((pos + 2, true));
             }
             _ => return Err(WireError::BadName),
         }
@@ -138,6 +147,150 @@ impl QueryView<'_> {
             None => CLASSIC_UDP_LIMIT,
         }
     }
+}
+
+/// A query's header facts and question, owned: what a miss carries from the receive loop to
+/// the task that asks upstream, so the query is read once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedQuery {
+    pub id: u16,
+    pub flags: u16,
+    /// The question's bytes as the client sent them: name, QTYPE and QCLASS.
+    pub question: Vec<u8>,
+    pub qtype: u16,
+    pub qclass: u16,
+    pub edns: Option<EdnsInfo>,
+}
+
+impl OwnedQuery {
+    /// The borrowed view, for the functions that take one.
+    pub fn view(&self) -> QueryView<'_> {
+        QueryView {
+            id: self.id,
+            flags: self.flags,
+            question: &self.question,
+            qtype: self.qtype,
+            qclass: self.qclass,
+            edns: self.edns,
+        }
+    }
+
+    /// The question's name, decoded (hickory's form, for the iterative resolver and for
+    /// replies built from messages).
+    pub fn name(&self) -> Option<Name> {
+        question_name(&self.question)
+    }
+}
+
+impl QueryView<'_> {
+    /// An owned copy of the header facts and the question.
+    pub fn to_owned_query(&self) -> OwnedQuery {
+        OwnedQuery {
+            id: self.id,
+            flags: self.flags,
+            question: self.question.to_vec(),
+            qtype: self.qtype,
+            qclass: self.qclass,
+            edns: self.edns,
+        }
+    }
+}
+
+/// The name at the start of a question in wire form (uncompressed).
+pub fn question_name(question: &[u8]) -> Option<Name> {
+    use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+    Name::read(&mut BinDecoder::new(question)).ok()
+}
+
+/// True when two questions in wire form (uncompressed name, QTYPE, QCLASS) are the same, the
+/// names compared without regard to ASCII case (RFC 4343). Label lengths are below 64, so no
+/// length byte is a letter; QTYPE and QCLASS are compared exactly.
+pub fn same_question(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && a.len() >= 5
+        && a[..a.len() - 4].eq_ignore_ascii_case(&b[..b.len() - 4])
+        && a[a.len() - 4..] == b[b.len() - 4..]
+}
+
+/// A query for `question` (wire form, as [`QueryView::question`]) with `id`, RD as asked, and
+/// an OPT record advertising [`EDNS_PAYLOAD`] when `edns` is set: the bytes are copied, nothing
+/// is decoded or encoded.
+pub fn query_for_question(
+    id: u16,
+    question: &[u8],
+    recursion_desired: bool,
+    edns: bool,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + question.len() + 11);
+    out.extend_from_slice(&id.to_be_bytes());
+    let f = if recursion_desired { flags::RD } else { 0 };
+    out.extend_from_slice(&f.to_be_bytes());
+    out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, u8::from(edns)]);
+    out.extend_from_slice(question);
+    if edns {
+        out.extend_from_slice(&opt_record());
+    }
+    out
+}
+
+/// The question of a query built for `name`/`qtype` (class IN), in wire form.
+pub fn question_bytes(
+    name: &Name,
+    qtype: RecordType,
+) -> Result<Vec<u8>, hickory_proto::ProtoError> {
+    let bytes = build_query(0, name, qtype, false, false).to_vec()?;
+    Ok(bytes.get(HEADER_LEN..).unwrap_or_default().to_vec())
+}
+
+/// What the header and first question of a reply say, after a walk of the whole message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyHead<'a> {
+    pub id: u16,
+    pub flags: u16,
+    pub qdcount: u16,
+    /// The first question's bytes (empty without one).
+    pub question: &'a [u8],
+}
+
+/// Walks a whole message, header, questions and every record, bounds-checked, and returns its
+/// header and first question. A question whose name is compressed is returned empty: it cannot
+/// be the question a query asked.
+///
+/// # Errors
+/// [`WireError`] for bytes that are not a complete DNS message.
+pub fn walk_message(buf: &[u8]) -> Result<ReplyHead<'_>, WireError> {
+    if buf.len() < HEADER_LEN {
+        return Err(WireError::ShortHeader);
+    }
+    let id = u16_at(buf, 0)?;
+    let flags = u16_at(buf, 2)?;
+    let qdcount = u16_at(buf, 4)?;
+    let records =
+        usize::from(u16_at(buf, 6)?) + usize::from(u16_at(buf, 8)?) + usize::from(u16_at(buf, 10)?);
+    let mut pos = HEADER_LEN;
+    let mut question: &[u8] = &[];
+    for i in 0..qdcount {
+        let start = pos;
+        let (end, pointer) = skip_name_noting_pointer(buf, pos)?;
+        u32_at(buf, end)?;
+        pos = end + 4;
+        if i == 0 && !pointer {
+            question = &buf[start..pos];
+        }
+    }
+    for _ in 0..records {
+        pos = skip_name(buf, pos)?;
+        pos += 10 + usize::from(u16_at(buf, pos + 8)?);
+        if pos > buf.len() {
+            return Err(WireError::Truncated);
+        }
+    }
+    Ok(ReplyHead {
+        id,
+        flags,
+        qdcount,
+        question,
+    })
 }
 
 /// Reads a query's header and question without decoding the rest.
@@ -253,32 +406,50 @@ pub fn opt_record() -> [u8; 11] {
 ///
 /// This is what a server sends for errors (FORMERR, SERVFAIL, REFUSED) and for an answer that
 /// does not fit over UDP (with TC set): it is never larger than the query's question.
-pub fn bare_reply(query: &QueryView<'_>, extra_flags: u16, rcode: u8) -> Vec<u8> {
+///
+/// An extended code (BADVERS) puts its upper bits in the OPT record (RFC 6891 section 6.1.3).
+pub fn bare_reply(query: &QueryView<'_>, extra_flags: u16, rcode: ResponseCode) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + query.question.len() + 11);
     out.extend_from_slice(&query.id.to_be_bytes());
-    let opcode_rd_cd = query.flags & (0x7800 | flags::RD | flags::CD);
-    let f = flags::QR | opcode_rd_cd | extra_flags | u16::from(rcode & 0xF);
+    let opcode_rd_cd = query.flags & (flags::OPCODE | flags::RD | flags::CD);
+    let f = flags::QR | opcode_rd_cd | extra_flags | (u16::from(rcode.low()) & flags::RCODE);
     out.extend_from_slice(&f.to_be_bytes());
     out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, u8::from(query.edns.is_some())]);
     out.extend_from_slice(query.question);
     if query.edns.is_some() {
-        out.extend_from_slice(&opt_record());
+        let mut opt = opt_record();
+        opt[5] = rcode.high();
+        out.extend_from_slice(&opt);
     }
     out
+}
+
+/// True when a message's header has TC set.
+pub fn is_truncated(message: &[u8]) -> bool {
+    message.len() >= 4 && u16::from_be_bytes([message[2], message[3]]) & flags::TC != 0
 }
 
 /// A reply to a message whose question could not be read: the header only, with FORMERR.
 /// Returns `None` when there is no header to echo an id from, or when the message is itself a
 /// response (answering responses could make two servers bounce errors forever).
 pub fn formerr_header(buf: &[u8]) -> Option<Vec<u8>> {
-    if buf.len() < HEADER_LEN || buf[2] & 0x80 != 0 {
+    let query_flags = u16_at(buf, 2).ok()?;
+    if buf.len() < HEADER_LEN || query_flags & flags::QR != 0 {
         return None;
     }
     let mut out = vec![0u8; HEADER_LEN];
     out[..2].copy_from_slice(&buf[..2]);
-    out[2] = 0x80 | (buf[2] & 0x79);
-    out[3] = 1;
+    let f = flags::QR
+        | (query_flags & (flags::OPCODE | flags::RD))
+        | u16::from(ResponseCode::FormErr.low());
+    out[2..4].copy_from_slice(&f.to_be_bytes());
     Some(out)
+}
+
+/// The response code in a message's header (its low four bits; `None` without a header).
+pub fn header_rcode(message: &[u8]) -> Option<ResponseCode> {
+    let f = u16_at(message, 2).ok()?;
+    Some(ResponseCode::from(0, (f & flags::RCODE) as u8))
 }
 
 /// Builds a query message: a random `id` chosen by the caller (RFC 5452), one question, RD as
@@ -422,7 +593,7 @@ mod tests {
     #[test]
     fn bare_reply_echoes_question_and_opt() {
         let q = parse_query(QUERY).unwrap();
-        let r = bare_reply(&q, flags::TC | flags::RA, 2);
+        let r = bare_reply(&q, flags::TC | flags::RA, ResponseCode::ServFail);
         assert_eq!(&r[..2], b"\x12\x34");
         assert_eq!(
             u16::from_be_bytes([r[2], r[3]]),

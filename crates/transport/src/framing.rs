@@ -57,7 +57,19 @@ impl LineCodec {
         if buf.is_empty() || self.discarding {
             return None;
         }
-        Some(Line::Line(strip_cr(buf.split())))
+        Some(self.ended(buf.split()))
+    }
+
+    /// A line ended by EOF or a pause rather than LF: its trailing CR is no line byte, and the
+    /// byte [`Decoder::decode`] allows for a CR still on its way no longer is either, so the
+    /// limit applies as to any line.
+    fn ended(&self, line: BytesMut) -> Line {
+        let line = strip_cr(line);
+        if line.len() > self.max_len {
+            Line::TooLong
+        } else {
+            Line::Line(line)
+        }
     }
 }
 
@@ -126,7 +138,7 @@ impl Decoder for LineCodec {
             return Ok(None);
         }
         let rest = buf.split();
-        Ok(Some(Line::Line(strip_cr(rest))))
+        Ok(Some(self.ended(rest)))
     }
 }
 
@@ -217,6 +229,23 @@ mod tests {
         assert_eq!(c.take_partial(&mut buf), None);
         buf.extend_from_slice(b"ael\n");
         assert_eq!(c.decode(&mut buf).unwrap(), Some(line("ael")));
+    }
+
+    #[test]
+    fn a_line_cut_by_eof_or_a_pause_respects_the_limit_too() {
+        // The byte allowed for a CR still on its way is no line byte once the line has ended.
+        let mut c = LineCodec::new(4);
+        assert_eq!(
+            decode_all(&mut c, b"ok\nabcde"),
+            vec![line("ok"), Line::TooLong]
+        );
+        let mut c = LineCodec::new(4);
+        assert_eq!(decode_all(&mut c, b"abcd\r"), vec![line("abcd")]);
+        let mut c = LineCodec::new(4);
+        let mut buf = BytesMut::from(&b"abcde"[..]);
+        assert_eq!(c.decode(&mut buf).unwrap(), None);
+        assert_eq!(c.take_partial(&mut buf), Some(Line::TooLong));
+        assert!(buf.is_empty());
     }
 
     #[test]

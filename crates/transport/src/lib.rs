@@ -7,7 +7,8 @@
 //! Layout:
 //! - [`addr`]: parsing `host:port`, `[v6]:port` and bare ports (which mean loopback).
 //! - [`tcp`]: the TCP server runner (accept loop, connection cap with a "busy" reply, idle
-//!   timeout, graceful shutdown that drains) and [`tcp::Conn`], a connection's context.
+//!   timeout, graceful shutdown that drains), [`tcp::Conn`], a connection's context, and
+//!   [`tcp::connect_tcp`], how clients connect.
 //! - [`udp`]: the UDP server runner (receive loop, replies now or later, the same shutdown).
 //! - [`tls`]: TLS for every service (rustls with ring): lab certificates, server and client
 //!   configurations, the handshake within the idle timeout, refusals said in words.
@@ -30,6 +31,6 @@ pub mod udp;
 pub use addr::{AddrError, parse_addr};
 pub use framing::{Line, LineCodec, u16_frames};
 pub use shutdown::shutdown_on_signals;
-pub use tcp::{Conn, Next, TcpServerConfig, TcpServerStats, bind_tcp, run_tcp};
+pub use tcp::{Conn, Next, TcpServerConfig, TcpServerStats, bind_tcp, connect_tcp, run_tcp};
 pub use tokio_util::sync::CancellationToken;
 pub use udp::{UdpReply, UdpServerConfig, UdpServerStats, bind_udp, run_udp};

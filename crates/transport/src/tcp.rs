@@ -235,6 +235,21 @@ fn turn_away(stream: TcpStream, reply: &[u8]) {
     }
 }
 
+/// Connects to a TCP server: the one way protolab's clients open a TCP connection.
+///
+/// Nagle's algorithm is turned off (clients here send whole requests and wait for replies), and
+/// the handshake must finish within `timeout`.
+///
+/// # Errors
+/// The connect error (refused, unreachable), or `TimedOut`.
+pub async fn connect_tcp(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 /// Runs a TCP service until `shutdown` fires and the connections have drained.
 ///
 /// `handler` is called once per connection, inside a span carrying the peer address.

@@ -317,10 +317,16 @@ fn guarded<T>(
     }
 }
 
-/// The reply to one frame, or `None` for garbage or a panic (see [`guarded`]).
-fn echo(s: &mut Shared, now: Duration, peer: SocketAddr, request: &[u8]) -> Option<BytesMut> {
-    let table = &mut s.table;
-    let header = guarded(&mut s.handler_panics, peer, || table.handle(now, request))?;
+/// The reply to one datagram or frame, or `None` for garbage or a panic (see [`guarded`]);
+/// a caught panic is added to `panics`.
+pub fn echo(
+    table: &mut FlowTable,
+    panics: &mut u64,
+    now: Duration,
+    peer: SocketAddr,
+    request: &[u8],
+) -> Option<BytesMut> {
+    let header = guarded(panics, peer, || table.handle(now, request))?;
     let mut reply = BytesMut::from(request);
     header.emit(&mut reply);
     Some(reply)
@@ -380,7 +386,16 @@ async fn serve_tcp(
             let mut s = shared
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            echo(&mut s, start.elapsed(), conn.peer, &frame)
+            {
+                let s = &mut *s;
+                echo(
+                    &mut s.table,
+                    &mut s.handler_panics,
+                    start.elapsed(),
+                    conn.peer,
+                    &frame,
+                )
+            }
         };
         let Some(reply) = reply else { continue };
         out.clear();

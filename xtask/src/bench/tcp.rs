@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use protolab_tests::{Server, raise_fd_limit, require_peer, start_redis};
 
-use crate::util::{self, Table};
+use crate::util::{self, CPU_COLUMN, CpuUse, ProcCpu, Side, Table, cpu_cell, with_cpu};
 
 struct Options {
     connections: usize,
@@ -40,7 +40,23 @@ fn options(args: &[String]) -> Result<Options> {
     Ok(o)
 }
 
-fn load(greet: &Path, o: &Options, addr: SocketAddr, extra: &[&str]) -> Result<serde_json::Value> {
+/// Runs `greet bench` against `addr` while measuring the CPU time of the server process `pid`.
+fn load(
+    greet: &Path,
+    o: &Options,
+    addr: SocketAddr,
+    pid: i32,
+    extra: &[&str],
+) -> Result<(serde_json::Value, CpuUse)> {
+    with_cpu(ProcCpu::Process(pid), || load_only(greet, o, addr, extra))
+}
+
+fn load_only(
+    greet: &Path,
+    o: &Options,
+    addr: SocketAddr,
+    extra: &[&str],
+) -> Result<serde_json::Value> {
     println!(
         "  greet bench --server {addr} --connections {} --duration {} {}",
         o.connections,
@@ -94,21 +110,37 @@ pub fn run(args: &[String]) -> Result<()> {
     );
     let mut table = Table::new(
         "tcp",
-        &["server", "requests/s", "p50 us", "p99 us", "errors"],
+        &[
+            "server",
+            "requests/s",
+            CPU_COLUMN,
+            "p50 us",
+            "p99 us",
+            "errors",
+        ],
     );
-    let mut rps = Vec::new();
-    let mut add = |table: &mut Table, name: &str, r: &serde_json::Value| {
+    let mut sides = Vec::new();
+    let mut add = |table: &mut Table, name: &str, (r, cpu): (serde_json::Value, CpuUse)| {
         let x = r["requests_per_sec"].as_f64().unwrap_or(0.0);
-        rps.push(x);
+        let per_k = cpu.ms_per_thousand(r["requests"].as_u64().unwrap_or(0));
+        sides.push(Side {
+            per_sec: x,
+            cpu_ms_per_thousand: per_k,
+        });
         table.row(vec![
             name.to_owned(),
             format!("{x:.0}"),
+            cpu_cell(per_k),
             r["latency_us"]["p50"].to_string(),
             r["latency_us"]["p99"].to_string(),
             (r["errors"].as_u64().unwrap_or(0) + r["connect_errors"].as_u64().unwrap_or(0))
                 .to_string(),
         ]);
-        table.figure(name, r.clone());
+        let mut r = r;
+        r["server_cpu_ms_per_1k"] = per_k.into();
+        r["server_cpu_s"] = cpu.cpu.as_secs_f64().into();
+        r["server_cores_busy"] = cpu.cores().into();
+        table.figure(name, r);
     };
 
     {
@@ -122,30 +154,42 @@ pub fn run(args: &[String]) -> Result<()> {
             },
             1,
         );
-        let r = load(&greet, &o, server.addr("tcp"), &["--skip-banner"])?;
-        add(&mut table, "greet serve", &r);
+        let r = load(
+            &greet,
+            &o,
+            server.addr("tcp"),
+            server.proc.pid(),
+            &["--skip-banner"],
+        )?;
+        add(&mut table, "greet serve", r);
     }
     {
-        let (_redis, addr) = start_redis(&dir);
-        let r = load(&greet, &o, addr, &["--line", "PING"])?;
-        add(&mut table, "redis-server (inline PING)", &r);
+        let (redis, addr) = start_redis(&dir);
+        let r = load(&greet, &o, addr, redis.pid(), &["--line", "PING"])?;
+        add(&mut table, "redis-server (inline PING)", r);
     }
     {
         let script = util::root().join("tests/test-data/greet/seed_server.py");
         let mut c = Command::new(&python);
         c.arg(script).args(["127.0.0.1", "0", "0"]);
         let server = Server::start_cmd("seed server (Python 3)", c, 1);
-        let r = load(&greet, &o, server.addr("tcp"), &[])?;
-        add(&mut table, "seed server, Python 3, no sleep", &r);
+        let r = load(&greet, &o, server.addr("tcp"), server.proc.pid(), &[])?;
+        add(&mut table, "seed server, Python 3, no sleep", r);
     }
-    let (greet_rps, redis_rps, seed_rps) = (rps[0], rps[1], rps[2]);
-    table.note(format!(
-        "greet/redis-server: {:.2}x  (target >= 1.0x)",
-        greet_rps / redis_rps
-    ));
-    table.note(format!("greet/seed server:  {:.2}x", greet_rps / seed_rps));
-    table.figure("ratio_greet_redis", greet_rps / redis_rps);
-    table.figure("ratio_greet_seed", greet_rps / seed_rps);
+    let (ours, redis, seed) = (sides[0], sides[1], sides[2]);
+    table.ratios(
+        "greet_redis",
+        "greet / redis-server",
+        ours,
+        redis,
+        "target >= 1.0x throughput; CPU per request below 1.0x is better",
+    );
+    table.ratios("greet_seed", "greet / seed server", ours, seed, "");
+    table.note(
+        "The load generator shares both cores with the server: requests/s says as much about \
+         who got the CPU as about the server; CPU per 1,000 requests (utime + stime of the \
+         server process over the run) is the steadier figure.",
+    );
 
     // Memory: many idle connections, each holding a task, a small buffer and a socket.
     if o.idle > 0 {
