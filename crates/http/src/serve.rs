@@ -24,7 +24,7 @@ use crate::origin::{Body, Origin, OriginConfig, Reply};
 use crate::wire::{Limits, Version, reason};
 
 /// Options of `http serve`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeConfig {
     pub origin: OriginConfig,
     pub limits: Limits,
@@ -38,6 +38,19 @@ pub struct ServeConfig {
     pub idle_timeout: Duration,
     /// How long live connections may go on after shutdown begins.
     pub drain_timeout: Duration,
+    /// HTTPS: every connection starts with a TLS handshake (through protolab-transport's TLS).
+    pub tls: Option<protolab_transport::tls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("origin", &self.origin)
+            .field("limits", &self.limits)
+            .field("max_connections", &self.max_connections)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ServeConfig {
@@ -50,6 +63,7 @@ impl Default for ServeConfig {
             body_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -103,9 +117,14 @@ pub async fn run(
         // The transport's timeout bounds every read and write; the phases tighten it.
         idle_timeout: Some(config.idle_timeout),
         drain_timeout: config.drain_timeout,
-        busy_reply: Bytes::from_static(
-            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 1\r\n\r\n",
-        ),
+        // Over TLS a plaintext 503 would be garbage to the client: it is just closed.
+        busy_reply: if config.tls.is_some() {
+            Bytes::new()
+        } else {
+            Bytes::from_static(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 1\r\n\r\n",
+            )
+        },
         nodelay: true,
     };
     let tcp_stats = Arc::new(TcpServerStats::default());
@@ -123,7 +142,22 @@ pub async fn run(
         move |stream, conn| {
             let shared = shared.clone();
             async move {
-                if let Err(e) = handle(stream, conn, &shared).await {
+                let result = match &shared.config.tls {
+                    None => handle(stream, conn, &shared).await,
+                    Some(acceptor) => {
+                        match protolab_transport::tls::accept(acceptor, stream, &conn).await {
+                            Ok(tls) => handle(tls, conn, &shared).await,
+                            Err(e) => {
+                                tracing::debug!(
+                                    error = %protolab_transport::tls::describe_error(&e),
+                                    "TLS handshake failed"
+                                );
+                                Ok(())
+                            }
+                        }
+                    }
+                };
+                if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
             }
