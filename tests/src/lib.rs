@@ -2,7 +2,8 @@
 //! peers on loopback, and stop exactly the processes the test started.
 //!
 //! Every server binary of protolab prints one line per bound socket on standard output once it
-//! listens, `listening tcp 127.0.0.1:43210` or `listening udp 127.0.0.1:43210`, so a test binds
+//! listens, `listening tcp 127.0.0.1:43210` or `listening udp 127.0.0.1:43210` (under `--json`
+//! `{"event":"listening","proto":"tcp","addr":"127.0.0.1:43210"}`), so a test binds
 //! port 0 and reads the real port from there instead of guessing a free one.
 
 pub mod cache_suite;
@@ -160,6 +161,19 @@ impl Server {
             line.clear();
             let n = stdout.read_line(&mut line).expect("read server stdout");
             assert!(n > 0, "{name} exited before listening (args {cmd:?})");
+            // Under --json the same line is {"event":"listening","proto":..,"addr":..}.
+            if line.starts_with('{') {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                if v["event"] == "listening" {
+                    let proto = v["proto"].as_str().expect("listening proto").to_owned();
+                    let addr = v["addr"]
+                        .as_str()
+                        .and_then(|a| a.parse().ok())
+                        .expect("listening addr");
+                    listening.push((proto, addr));
+                }
+                continue;
+            }
             let mut words = line.split_whitespace();
             if words.next() == Some("listening") {
                 let proto = words.next().expect("listening PROTO ADDR").to_owned();

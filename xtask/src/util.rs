@@ -58,7 +58,50 @@ pub fn build_bins_of(release: bool, packages: &[&str]) -> Result<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"));
-    Ok(target.join(if release { "release" } else { "debug" }))
+    let dir = target.join(if release { "release" } else { "debug" });
+    println!(
+        "binaries in {} (`cargo xtask install` puts them on PATH)\n",
+        dir.display()
+    );
+    Ok(dir)
+}
+
+/// Runs `f` while printing on standard error how long it has run, every few seconds, so that a
+/// long step whose output comes only at its end is not taken for a hang.
+pub fn with_progress<T>(label: &str, f: impl FnOnce() -> T) -> T {
+    use std::io::IsTerminal;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let ticker = {
+        let done = done.clone();
+        let label = label.to_owned();
+        std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            let tty = std::io::stderr().is_terminal();
+            let mut shown = false;
+            let mut next = 2;
+            while !done.load(Ordering::Acquire) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let secs = start.elapsed().as_secs();
+                if secs >= next {
+                    if tty {
+                        eprint!("\r    ... {label}: {secs} s");
+                    } else {
+                        eprintln!("    ... {label}: {secs} s");
+                    }
+                    shown = true;
+                    next = secs + if tty { 1 } else { 5 };
+                }
+            }
+            if shown && tty {
+                eprintln!();
+            }
+        })
+    };
+    let out = f();
+    done.store(true, Ordering::Release);
+    let _ = ticker.join();
+    out
 }
 
 /// A benchmark's result table: printed aligned and written as JSON under target/bench/.
@@ -173,8 +216,57 @@ impl Table {
         let path = dir.join(format!("{}.json", self.name));
         std::fs::write(&path, serde_json::to_string_pretty(self)?)?;
         println!("(written to {})", path.display());
+        if let Some(svg) = BENCH_SVG.get() {
+            // One run may print several tables: each gets its own file beside the one named.
+            let svg = if self.name == svg.file_stem().and_then(|s| s.to_str()).unwrap_or("") {
+                svg.clone()
+            } else {
+                svg.with_file_name(format!(
+                    "{}-{}.svg",
+                    svg.file_stem().and_then(|s| s.to_str()).unwrap_or("bench"),
+                    self.name
+                ))
+            };
+            protolab_udpecho::plot::bench_bars(
+                &svg,
+                &format!("bench {}", self.name),
+                &self.panels(),
+            )?;
+            println!("(drawn in {})", svg.display());
+        }
         Ok(())
     }
+
+    /// The table as bar-chart panels: the first rate column (its header has `/s`) and the CPU
+    /// column, each over the rows whose cell is a number.
+    pub fn panels(&self) -> Vec<protolab_udpecho::plot::Panel> {
+        let rate = self.columns.iter().skip(1).position(|c| c.contains("/s"));
+        let cpu = self.columns.iter().position(|c| c == CPU_COLUMN);
+        [(rate.map(|i| i + 1), true), (cpu, false)]
+            .into_iter()
+            .filter_map(|(col, higher_is_better)| {
+                let col = col?;
+                let bars: Vec<(String, f64)> = self
+                    .rows
+                    .iter()
+                    .filter_map(|r| Some((r.first()?.clone(), r.get(col)?.trim().parse().ok()?)))
+                    .collect();
+                (!bars.is_empty()).then(|| protolab_udpecho::plot::Panel {
+                    measure: self.columns[col].clone(),
+                    higher_is_better,
+                    bars,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Where `cargo xtask bench ... --svg FILE` asked for the tables to be drawn.
+static BENCH_SVG: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Draws every table this run finishes as a bar chart at `path` (see [`Table::panels`]).
+pub fn draw_tables_to(path: PathBuf) {
+    let _ = BENCH_SVG.set(path);
 }
 
 /// The kernel's clock tick (`USER_HZ`): `/proc/PID/stat` counts CPU time in these.

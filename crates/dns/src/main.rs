@@ -2,10 +2,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use hickory_proto::rr::{Name, RData, RecordType};
 use ipnet::IpNet;
 
@@ -17,20 +18,33 @@ use protolab_dns::server::{
     DotListen, ResolverConfig, Upstream, ZoneConfig, run_resolver, run_zone_server,
 };
 use protolab_dns::zone::{Catalog, Zone};
-use protolab_transport::cli::{init_tracing, parse_duration};
+use protolab_transport::cli::{Failure, init_tracing, parse_duration};
 use protolab_transport::tls::ServerIdentity;
 use protolab_transport::{out, outln, parse_addr};
+
+const EXAMPLES: &str = "\
+Examples:
+  dns zone --zone examples/dns/example.test.zone --listen 127.0.0.1:5300
+  dns query www.example.test A @127.0.0.1:5300
+  dns serve --forward 127.0.0.1:5300
+
+Exit status: 0 ok, 1 failure, 2 usage error, 9 no server answered.
+";
 
 #[derive(Parser)]
 #[command(
     name = "dns",
     version,
-    about = "A tiny DNS toolkit: dig-like queries, a caching resolver, lab zones"
+    about = "A tiny DNS toolkit: dig-like queries, a caching resolver, lab zones",
+    after_help = EXAMPLES
 )]
 struct Cli {
-    /// More logging (repeat for more).
+    /// More logging (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Reports (and the `listening` lines) as JSON.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -38,9 +52,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Ask a DNS question, like dig.
+    ///
+    /// dig's spellings work too: @SERVER before or after the name, +short, +tcp, +trace,
+    /// +norecurse, +noedns, +json, +time=N, +tries=N, -p PORT, -t TYPE, and TYPEnnn for any type.
     #[command(after_help = "Examples:
   dns query example.test A @127.0.0.1:5300
+  dns query @127.0.0.1 -p 5300 example.test MX +short
   dns query example.test MX @127.0.0.1 --port 5300 --short
+  dns query example.test TYPE257 @127.0.0.1:5300                (CAA by number)
   dns query big.example.test TXT @127.0.0.1:5300 --no-edns     (TC, then TCP)
   dns query www.example.test --trace --root-hints root.hints --port 5300
   dns query example.test SOA --json
@@ -65,13 +84,17 @@ resolver is never open to the world by accident. Counters are printed as JSON on
 
 A zone file needs an SOA at its origin; $ORIGIN, $TTL and the usual types are understood.")]
     Zone(ZoneArgs),
+    /// Write shell completions or man pages (used by `cargo xtask install`).
+    #[command(hide = true)]
+    Generate(protolab_transport::cli::GenerateArgs),
 }
 
 #[derive(clap::Args)]
 struct QueryArgs {
     /// The name to look up.
     name: String,
-    /// The record type (A by default), and `@SERVER[:PORT]`, in any order.
+    /// The record type (A by default, or TYPEnnn), and `@SERVER[:PORT]`, in any order; the
+    /// name may come after `@SERVER` too.
     rest: Vec<String>,
     /// Ask over TCP from the start.
     #[arg(long)]
@@ -91,9 +114,6 @@ struct QueryArgs {
     /// Print only the answers' data (like dig +short).
     #[arg(long)]
     short: bool,
-    /// Print the reply as JSON (RFC 8427 names).
-    #[arg(long)]
-    json: bool,
     /// Root hints for --trace (named.root form); without it the server is asked for `. NS`.
     #[arg(long, value_name = "FILE")]
     root_hints: Option<PathBuf>,
@@ -196,8 +216,74 @@ struct ZoneArgs {
     max_tcp_per_client: usize,
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+fn main() -> ExitCode {
+    let cli = Cli::parse_from(dig_words(std::env::args()));
+    protolab_transport::cli::set_json(cli.json);
+    protolab_transport::cli::exit_with(start(cli))
+}
+
+/// dig's spellings in `dns query`, turned into this command's flags before clap reads them:
+/// `+short`, `+tcp`, `+trace`, `+norecurse`/`+norec`, `+noedns`, `+json`, `+time=N`,
+/// `+tries=N`, `-p PORT`, `-t TYPE`. A dig option without an equivalent is left as it is, and
+/// [`query`] refuses it naming the flag to use.
+fn dig_words(args: impl Iterator<Item = String>) -> Vec<String> {
+    let args: Vec<String> = args.collect();
+    if args.get(1).map(String::as_str) != Some("query") {
+        return args;
+    }
+    let mut out = Vec::with_capacity(args.len());
+    let mut it = args.into_iter();
+    while let Some(word) = it.next() {
+        let lower = word.to_ascii_lowercase();
+        let mapped: Option<Vec<String>> = match lower.as_str() {
+            "+short" => Some(vec!["--short".into()]),
+            "+tcp" | "+vc" => Some(vec!["--tcp".into()]),
+            "+trace" => Some(vec!["--trace".into()]),
+            "+norecurse" | "+norec" => Some(vec!["--norecurse".into()]),
+            "+noedns" => Some(vec!["--no-edns".into()]),
+            "+json" => Some(vec!["--json".into()]),
+            "+notcp" | "+recurse" | "+rec" | "+edns" | "+nocmd" | "+nostats" => Some(Vec::new()),
+            "-p" => Some(vec!["--port".into(), it.next().unwrap_or_default()]),
+            "-t" => Some(vec![it.next().unwrap_or_default()]),
+            _ => {
+                if let Some(n) = lower.strip_prefix("+time=") {
+                    Some(vec!["--timeout".into(), format!("{n}s")])
+                } else {
+                    lower
+                        .strip_prefix("+tries=")
+                        .or_else(|| lower.strip_prefix("+retry="))
+                        .map(|n| vec!["--tries".into(), n.to_owned()])
+                }
+            }
+        };
+        match mapped {
+            Some(words) => out.extend(words),
+            None => out.push(word),
+        }
+    }
+    out
+}
+
+/// A record type by name (`MX`, `CAA`, `DS`) or by number (`TYPE15`, RFC 3597).
+fn record_type(word: &str) -> Result<RecordType> {
+    let upper = word.to_ascii_uppercase();
+    if let Some(n) = upper.strip_prefix("TYPE") {
+        let code: u16 = n.parse().map_err(|_| {
+            Failure::usage(format!(
+                "bad record type {word:?}: TYPE takes a number from 0 to 65535"
+            ))
+        })?;
+        return Ok(RecordType::from(code));
+    }
+    upper.parse().map_err(|_| {
+        Failure::usage(format!("unknown record type {word:?}"))
+            .hint("use A, AAAA, MX, TXT, NS, SOA, CNAME, PTR, SRV, CAA, DS, ANY, or TYPEnnn for any other")
+            .into()
+    })
+}
+
+fn start(cli: Cli) -> Result<()> {
+    let json = cli.json;
     let level = match cli.command {
         Command::Query(_) => tracing::Level::WARN,
         _ => tracing::Level::INFO,
@@ -215,9 +301,13 @@ fn main() -> Result<()> {
         .context("start the tokio runtime")?;
     rt.block_on(async {
         match cli.command {
-            Command::Query(a) => query(a).await,
-            Command::Serve(a) => serve(a).await,
-            Command::Zone(a) => zone(a).await,
+            Command::Query(a) => query(a, json).await,
+            Command::Serve(a) => serve(a, json).await,
+            Command::Zone(a) => zone(a, json).await,
+            Command::Generate(g) => {
+                protolab_transport::cli::generate(Cli::command(), &g)?;
+                Ok(())
+            }
         }
     })
 }
@@ -274,33 +364,54 @@ fn resolv_conf_server() -> Result<IpAddr> {
         .context("no nameserver line in /etc/resolv.conf: give @SERVER")
 }
 
-async fn query(a: QueryArgs) -> Result<()> {
+async fn query(a: QueryArgs, json: bool) -> Result<()> {
+    // dig takes @SERVER, the name and the type in any order: the first word that is neither a
+    // server nor a dig option is the name, the next the type.
+    let mut named: Vec<String> = Vec::new();
+    let mut plain: Vec<&String> = Vec::new();
+    for word in std::iter::once(&a.name).chain(&a.rest) {
+        if let Some(s) = word.strip_prefix('@') {
+            named.push(s.to_owned());
+        } else if let Some(opt) = word.strip_prefix('+') {
+            return Err(Failure::usage(format!("dig option +{opt} is not supported"))
+                .hint(
+                    "dns query takes +short, +tcp, +trace, +norecurse, +noedns, +json, +time=N, \
+                     +tries=N and -p PORT; see dns query --help for the rest",
+                )
+                .into());
+        } else {
+            plain.push(word);
+        }
+    }
+    let Some(name_text) = plain.first() else {
+        return Err(Failure::usage("no name to look up")
+            .hint("dns query www.example.test A @127.0.0.1:5300")
+            .into());
+    };
+    if plain.len() > 2 {
+        return Err(Failure::usage(format!(
+            "too many words: {:?} (one name and one type)",
+            plain
+        ))
+        .into());
+    }
     // ASCII names keep their letter case (from_utf8 would lower it through IDNA mapping).
-    let name = Name::from_ascii(&a.name)
-        .or_else(|_| Name::from_utf8(&a.name))
-        .with_context(|| {
-            format!(
-                "bad name {:?}: write a domain name like www.example.test",
-                a.name
-            )
+    let name = Name::from_ascii(name_text.as_str())
+        .or_else(|_| Name::from_utf8(name_text.as_str()))
+        .map_err(|_| {
+            Failure::usage(format!(
+                "bad name {name_text:?}: write a domain name like www.example.test"
+            ))
         })?;
     let name = if name.is_fqdn() {
         name
     } else {
         name.append_domain(&Name::root())?
     };
-    let mut qtype = RecordType::A;
-    let mut named: Vec<String> = Vec::new();
-    for word in &a.rest {
-        if let Some(s) = word.strip_prefix('@') {
-            named.push(s.to_owned());
-        } else {
-            qtype = word
-                .to_ascii_uppercase()
-                .parse()
-                .map_err(|_| anyhow::anyhow!("unknown record type {word:?}: use A, AAAA, MX, TXT, NS, SOA, CNAME, PTR, SRV, ANY"))?;
-        }
-    }
+    let qtype = match plain.get(1) {
+        Some(t) => record_type(t)?,
+        None => RecordType::A,
+    };
     let default_port = a.port.unwrap_or(if a.tls { 853 } else { 53 });
     // Several @SERVERs are tried in turn when one does not answer.
     let mut servers: Vec<SocketAddr> = Vec::new();
@@ -355,7 +466,7 @@ async fn query(a: QueryArgs) -> Result<()> {
             Ok(r) => (Some(r.reply), r.steps, None),
             Err(e) => (None, Vec::new(), Some(e)),
         };
-        if a.json {
+        if json {
             let mut v = serde_json::json!({
                 "trace": steps,
                 "client": client.stats.snapshot(),
@@ -366,7 +477,7 @@ async fn query(a: QueryArgs) -> Result<()> {
             if let Some(e) = &err {
                 v["error"] = serde_json::Value::String(e.to_string());
             }
-            outln!("{}", serde_json::to_string_pretty(&v)?);
+            outln!("{}", serde_json::to_string(&v)?);
         } else if a.short {
             if let Some(r) = &reply {
                 out!("{}", present::short_text(r));
@@ -389,19 +500,26 @@ async fn query(a: QueryArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let x = client
-        .query(&servers, &name, qtype)
-        .await
-        .with_context(|| format!("query {name} {qtype} @{}", named.join(" @")))?;
-    if a.json {
+    let x = client.query(&servers, &name, qtype).await.map_err(|e| {
+        let what = format!("query {name} {qtype}: {e}");
+        // No server answered at all: dig's status 9.
+        if matches!(e, protolab_dns::client::ClientError::Timeout { .. }) {
+            Failure::no_answer(what).hint("is a DNS server listening there (and on that port)?")
+        } else {
+            Failure::new(what)
+        }
+    })?;
+    if json {
         let mut v = present::message_json(&x.reply);
         v["server"] = serde_json::Value::String(x.server.to_string());
         v["transport"] = serde_json::Value::String(x.transport.into());
         v["retriedOverTcp"] = serde_json::Value::Bool(x.retried_over_tcp);
         v["messageSize"] = x.size.into();
-        v["queryTimeMs"] = (x.elapsed.as_secs_f64() * 1e3).into();
+        v["queryTimeUs"] = u64::try_from(x.elapsed.as_micros())
+            .unwrap_or(u64::MAX)
+            .into();
         v["client"] = client.stats.snapshot();
-        outln!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string(&v)?);
     } else if a.short {
         out!("{}", present::short_text(&x.reply));
     } else {
@@ -448,7 +566,87 @@ async fn hints_from_server(client: &Client, server: SocketAddr) -> Result<RootHi
     Ok(RootHints { servers })
 }
 
-async fn serve(a: ServeArgs) -> Result<()> {
+/// Asks every root server of the hints for `. NS` once at start and says in the log whether
+/// any answers: hints that point nowhere (or the wrong `--port`) would otherwise show only as
+/// a SERVFAIL for every query, seconds later.
+async fn check_root_hints(hints: RootHints, port: u16, timeout: Duration) {
+    let servers: Vec<SocketAddr> = hints
+        .servers
+        .iter()
+        .flat_map(|(_, ips)| ips.iter().map(|ip| SocketAddr::new(*ip, port)))
+        .collect();
+    let config = ClientConfig {
+        tcp: false,
+        edns: true,
+        recursion_desired: false,
+        timeout,
+        attempts: 1,
+        tls: None,
+    };
+    let (rng, _) = protolab_transport::rng::seeded(None);
+    let client = Client::new(config, rng);
+    let list = servers
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    match client.query(&servers, &Name::root(), RecordType::NS).await {
+        Ok(x) => tracing::info!(server = %x.server, "a root server from the hints answers"),
+        Err(e) => tracing::warn!(
+            "no root server from --root-hints answers ({list}): {e}; every query will get \
+             SERVFAIL. Check the hints file and --port (53 on the Internet, 5300 in the lab)"
+        ),
+    }
+}
+
+/// A server's start-up error: bind errors in the words every binary uses for them.
+fn listen_error(listen: SocketAddr, e: std::io::Error) -> anyhow::Error {
+    use std::io::ErrorKind as K;
+    if matches!(
+        e.kind(),
+        K::AddrInUse | K::AddrNotAvailable | K::PermissionDenied
+    ) {
+        protolab_transport::cli::ListenError::new("udp and tcp", listen, e).into()
+    } else {
+        anyhow::Error::new(e).context(format!("serve on {listen}"))
+    }
+}
+
+/// The counters a server prints when it stops: one JSON line under `--json`, otherwise a
+/// `name value` line per counter.
+fn print_stats(report: &serde_json::Value, json: bool) {
+    if json {
+        let mut v = serde_json::json!({"event": "stats"});
+        if let (Some(to), Some(from)) = (v.as_object_mut(), report.as_object()) {
+            to.extend(from.clone());
+        }
+        outln!("{v}");
+        return;
+    }
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            other => out.push(format!("  {prefix:<40} {other}")),
+        }
+    }
+    let mut lines = Vec::new();
+    walk("", report, &mut lines);
+    outln!("counters:");
+    for l in lines {
+        outln!("{l}");
+    }
+}
+
+async fn serve(a: ServeArgs, json: bool) -> Result<()> {
     let listen =
         parse_addr(&a.listen, 1053).with_context(|| format!("bad --listen {}", a.listen))?;
     let upstream = if let Some(p) = &a.root_hints {
@@ -491,11 +689,14 @@ async fn serve(a: ServeArgs) -> Result<()> {
         max_tcp_per_client: a.max_tcp_per_client,
         dot,
     };
+    if let Upstream::Iterate { hints, config } = &config.upstream {
+        tokio::spawn(check_root_hints(hints.clone(), config.port, a.timeout));
+    }
     let shutdown = shutdown_on_signals()?;
     let resolver = run_resolver(config, shutdown)
         .await
-        .with_context(|| format!("serve on {listen}"))?;
-    outln!("stats {}", resolver.report());
+        .map_err(|e| listen_error(listen, e))?;
+    print_stats(&resolver.report(), json);
     Ok(())
 }
 
@@ -513,15 +714,18 @@ fn dot_listen(a: &ServeArgs) -> Result<Option<DotListen>> {
     };
     let Some(addr) = &a.dot_listen else {
         if identity.is_some() {
-            bail!("--tls-cert and --tls-self-signed need --dot-listen ADDR");
+            return Err(
+                Failure::usage("--tls-cert and --tls-self-signed need --dot-listen ADDR").into(),
+            );
         }
         return Ok(None);
     };
     let listen = parse_addr(addr, 853).with_context(|| format!("bad --dot-listen {addr}"))?;
     let Some(identity) = identity else {
-        bail!(
-            "--dot-listen needs a certificate: give --tls-cert and --tls-key, or --tls-self-signed FILE"
-        );
+        return Err(Failure::usage(
+            "--dot-listen needs a certificate: give --tls-cert and --tls-key, or --tls-self-signed FILE",
+        )
+        .into());
     };
     let acceptor = identity
         .acceptor()
@@ -535,7 +739,7 @@ fn dot_listen(a: &ServeArgs) -> Result<Option<DotListen>> {
     Ok(Some(DotListen { listen, acceptor }))
 }
 
-async fn zone(a: ZoneArgs) -> Result<()> {
+async fn zone(a: ZoneArgs, json: bool) -> Result<()> {
     let listen =
         parse_addr(&a.listen, 5300).with_context(|| format!("bad --listen {}", a.listen))?;
     let mut zones = Vec::new();
@@ -569,8 +773,8 @@ async fn zone(a: ZoneArgs) -> Result<()> {
     };
     let server = run_zone_server(config, Catalog::new(zones), shutdown)
         .await
-        .with_context(|| format!("serve zones on {listen}"))?;
-    outln!("stats {}", server.report());
+        .map_err(|e| listen_error(listen, e))?;
+    print_stats(&server.report(), json);
     Ok(())
 }
 

@@ -56,8 +56,9 @@ pub fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
 
 fn announce(udp: &UdpSocket, tcp: &TcpListener) -> io::Result<()> {
     // Through outln!: a reader that went away must not stop the server.
-    protolab_transport::outln!("listening udp {}", udp.local_addr()?);
-    protolab_transport::outln!("listening tcp {}", tcp.local_addr()?);
+    let json = protolab_transport::cli::json();
+    protolab_transport::cli::listening("udp", udp.local_addr()?, json);
+    protolab_transport::cli::listening("tcp", tcp.local_addr()?, json);
     Ok(())
 }
 

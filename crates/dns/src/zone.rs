@@ -18,8 +18,9 @@ use crate::wire::EDNS_PAYLOAD;
 /// Why a zone could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ZoneError {
-    #[error("zone file {file}: {error}; check the line it names against RFC 1035 section 5")]
-    Parse { file: String, error: String },
+    /// Every problem found, each as `FILE:LINE: what`.
+    #[error("{}", problems.join("; "))]
+    Parse { file: String, problems: Vec<String> },
     #[error("zone file {file}: no SOA record at the origin {origin}; every zone starts with one")]
     NoSoa { file: String, origin: String },
 }
@@ -33,6 +34,93 @@ pub struct Zone {
     nodes: HashMap<Name, Vec<Record>>,
 }
 
+/// The entries of a master file: each with the line it starts on, parenthesised continuations
+/// joined (RFC 1035 section 5.1).
+fn entries(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    let mut depth = 0i32;
+    for (i, line) in text.lines().enumerate() {
+        let mut quoted = false;
+        let mut code = String::new();
+        for c in line.chars() {
+            match c {
+                '"' => quoted = !quoted,
+                ';' if !quoted => break,
+                '(' if !quoted => depth += 1,
+                ')' if !quoted => depth -= 1,
+                _ => {}
+            }
+            code.push(c);
+        }
+        match &mut current {
+            Some((_, entry)) => {
+                entry.push(' ');
+                entry.push_str(&code);
+            }
+            None if code.trim().is_empty() => continue,
+            None => current = Some((i + 1, code)),
+        }
+        if depth <= 0 {
+            depth = 0;
+            out.extend(current.take());
+        }
+    }
+    out.extend(current);
+    out
+}
+
+/// Finds every entry of a file that does not parse, each parsed alone after the `$ORIGIN` and
+/// `$TTL` directives and the SOA seen before it (the context a record depends on).
+fn problems(text: &str, file: &str, origin: Option<Name>) -> Vec<String> {
+    let mut context = String::new();
+    let mut found = Vec::new();
+    for (line, entry) in entries(text) {
+        let word = entry.split_whitespace().next().unwrap_or_default();
+        if word.starts_with('$') {
+            let upper = word.to_ascii_uppercase();
+            if upper == "$ORIGIN" || upper == "$TTL" {
+                context.push_str(&entry);
+                context.push('\n');
+            } else {
+                found.push(format!("{file}:{line}: {word} is not supported here"));
+            }
+            continue;
+        }
+        // A blank owner repeats the previous one: any valid name stands in for it here.
+        let alone = if entry.starts_with([' ', '\t']) {
+            format!("{context}blank-owner{entry}\n")
+        } else {
+            format!("{context}{entry}\n")
+        };
+        match Parser::new(alone, None, origin.clone()).parse() {
+            Ok(_) => {
+                if entry
+                    .split_whitespace()
+                    .any(|w| w.eq_ignore_ascii_case("SOA"))
+                    && !context.contains(" SOA ")
+                {
+                    context.push_str(&entry);
+                    context.push('\n');
+                }
+            }
+            Err(e) => found.push(format!("{file}:{line}: {}", plain_words(&e.to_string()))),
+        }
+    }
+    found
+}
+
+/// The parser's messages in the words of this project.
+fn plain_words(message: &str) -> String {
+    if message.contains("ttl not specified") {
+        "record has no TTL and no $TTL is set".to_owned()
+    } else if let Some((_, t)) = message.split_once("record type string unknown: ") {
+        format!("unknown record type {t}")
+    } else {
+        message.to_owned()
+    }
+}
+
 /// Most CNAMEs followed inside one zone for one answer.
 const MAX_CNAME_IN_ZONE: usize = 8;
 
@@ -42,13 +130,20 @@ impl Zone {
     /// # Errors
     /// [`ZoneError`] naming the file and the problem.
     pub fn parse(text: &str, file: &str, origin: Option<Name>) -> Result<Zone, ZoneError> {
-        let (origin, sets) =
-            Parser::new(text, None, origin)
-                .parse()
-                .map_err(|e| ZoneError::Parse {
+        let (origin, sets) = match Parser::new(text, None, origin.clone()).parse() {
+            Ok(parsed) => parsed,
+            Err(whole) => {
+                let mut problems = problems(text, file, origin);
+                if problems.is_empty() {
+                    // The entries parse one by one but not together (a duplicate SOA, say).
+                    problems.push(format!("{file}: {}", plain_words(&whole.to_string())));
+                }
+                return Err(ZoneError::Parse {
                     file: file.to_owned(),
-                    error: e.to_string(),
-                })?;
+                    problems,
+                });
+            }
+        };
         let origin = origin.to_lowercase();
         let mut nodes: HashMap<Name, Vec<Record>> = HashMap::new();
         for (_, set) in sets {
@@ -284,6 +379,32 @@ impl Catalog {
 mod tests {
     use super::*;
     use crate::wire::build_query;
+
+    #[test]
+    fn every_problem_is_named_with_its_file_and_line() {
+        let text = "$ORIGIN bad.test.
+www 3600 IN A 192.0.2.1
+ftp IN A 192.0.2.2
+@ 3600 IN SOA ns admin ( 1 2 3
+    4 5 )
+mail 3600 IN BOGUS x
+ok 3600 IN A 192.0.2.3
+    3600 IN A not-an-address
+";
+        let err = Zone::parse(text, "bad1.zone", None).unwrap_err();
+        let ZoneError::Parse { problems, .. } = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(
+            problems[0],
+            "bad1.zone:3: record has no TTL and no $TTL is set"
+        );
+        assert!(problems[1].starts_with("bad1.zone:6: "), "{problems:?}");
+        assert!(problems[2].starts_with("bad1.zone:8: "), "{problems:?}");
+        // A file without problems still parses whole.
+        assert!(Zone::parse(ZONE, "good.zone", None).is_ok());
+    }
 
     const ZONE: &str = "$ORIGIN example.test.
 $TTL 3600

@@ -40,7 +40,8 @@ pub struct BenchReport {
     /// Connections that ended early (reset, closed, refused).
     pub errors: u64,
     pub requests: u64,
-    pub seconds: f64,
+    /// How long the load ran, in microseconds.
+    pub elapsed_us: u64,
     pub requests_per_sec: f64,
     pub latency_us: Latency,
 }
@@ -48,7 +49,7 @@ pub struct BenchReport {
 /// Request latencies in microseconds.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Latency {
-    pub mean: f64,
+    pub mean: u64,
     pub p50: u64,
     pub p90: u64,
     pub p99: u64,
@@ -58,7 +59,7 @@ pub struct Latency {
 /// Why a benchmark could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    #[error("no connection to {0} could be opened: {1} (is the server running?)")]
+    #[error("no connection to tcp {0} could be opened: {1}")]
     NoConnection(SocketAddr, std::io::Error),
 }
 
@@ -150,10 +151,10 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
         connect_errors,
         errors,
         requests,
-        seconds,
+        elapsed_us: u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
         requests_per_sec: requests as f64 / seconds,
         latency_us: Latency {
-            mean: hist.mean(),
+            mean: hist.mean().round() as u64,
             p50: hist.value_at_quantile(0.50),
             p90: hist.value_at_quantile(0.90),
             p99: hist.value_at_quantile(0.99),

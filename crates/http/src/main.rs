@@ -80,7 +80,7 @@ enum Cmd {
         /// The longest /delay honoured.
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         max_delay: Duration,
-        /// Worker threads (0: one per core).
+        /// Worker threads, each with its own event loop (0: one per core).
         #[arg(long, default_value_t = 0)]
         threads: usize,
         /// HTTPS with this certificate chain (PEM); prints `listening tls ADDR`.
@@ -166,6 +166,9 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         threads: usize,
     },
+    /// Write shell completions or man pages (used by `cargo xtask install`).
+    #[command(hide = true)]
+    Generate(protolab_transport::cli::GenerateArgs),
 }
 
 const PROXY_EXAMPLES: &str = "\
@@ -199,15 +202,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let base = match cli.command {
         Cmd::Serve { .. } | Cmd::Proxy { .. } => tracing::Level::INFO,
-        Cmd::Get { .. } => tracing::Level::WARN,
+        Cmd::Get { .. } | Cmd::Generate(_) => tracing::Level::WARN,
     };
     init_tracing(base, cli.verbose);
     match run(cli) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(1)
-        }
+        Err(e) => protolab_transport::cli::exit_with(Err::<(), _>(e)),
     }
 }
 
@@ -228,6 +228,10 @@ fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Cmd::Generate(args) => {
+            protolab_transport::cli::generate(<Cli as clap::CommandFactory>::command(), &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Serve {
             listen,
             root,
@@ -282,15 +286,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             config.origin.root = root;
             config.origin.max_delay = max_delay;
-            runtime(threads)?.block_on(async move {
+            config.workers = if threads == 0 {
+                std::thread::available_parallelism().map_or(1, usize::from)
+            } else {
+                threads
+            };
+            runtime(1)?.block_on(async move {
                 let listener = protolab_transport::bind_tcp(addr)
-                    .with_context(|| format!("cannot listen on {addr}: is the port in use?"))?;
+                    .map_err(|e| protolab_transport::cli::ListenError::new("tcp", addr, e))?;
                 let proto = if config.tls.is_some() { "tls" } else { "tcp" };
-                outln!("listening {proto} {}", listener.local_addr()?);
+                protolab_transport::cli::listening(proto, listener.local_addr()?, cli.json);
                 let shutdown = protolab_transport::shutdown_on_signals();
                 let report = serve::run(listener, config, shutdown).await?;
                 if cli.json {
-                    outln!("{}", serde_json::to_string_pretty(&report)?);
+                    // One line: a --json stream is JSON lines.
+                    outln!("{}", serde_json::to_string(&report)?);
                 } else {
                     let [r1, r2, r3, r4, r5] = report.responses;
                     outln!(
@@ -335,12 +345,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             config.tcp.idle_timeout = Some(idle_timeout);
             runtime(threads)?.block_on(async move {
                 let listener = protolab_transport::bind_tcp(addr)
-                    .with_context(|| format!("cannot listen on {addr}: is the port in use?"))?;
-                outln!("listening tcp {}", listener.local_addr()?);
+                    .map_err(|e| protolab_transport::cli::ListenError::new("tcp", addr, e))?;
+                protolab_transport::cli::listening("tcp", listener.local_addr()?, cli.json);
                 let shutdown = protolab_transport::shutdown_on_signals();
                 let report = proxy::run(listener, config, shutdown).await?;
                 if cli.json {
-                    outln!("{}", serde_json::to_string_pretty(&report)?);
+                    // One line: a --json stream is JSON lines.
+                    outln!("{}", serde_json::to_string(&report)?);
                 } else {
                     let c = &report.cache;
                     outln!(

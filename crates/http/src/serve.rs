@@ -38,6 +38,9 @@ pub struct ServeConfig {
     pub idle_timeout: Duration,
     /// How long live connections may go on after shutdown begins.
     pub drain_timeout: Duration,
+    /// Threads serving connections, each with its own single-threaded runtime, all accepting
+    /// from the one listener (1: only the caller's task).
+    pub workers: usize,
     /// HTTPS: every connection starts with a TLS handshake (through protolab-transport's TLS).
     pub tls: Option<protolab_transport::tls::TlsAcceptor>,
 }
@@ -48,6 +51,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("origin", &self.origin)
             .field("limits", &self.limits)
             .field("max_connections", &self.max_connections)
+            .field("workers", &self.workers)
             .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
@@ -63,6 +67,7 @@ impl Default for ServeConfig {
             body_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(5),
+            workers: 1,
             tls: None,
         }
     }
@@ -129,41 +134,62 @@ pub async fn run(
     };
     let tcp_stats = Arc::new(TcpServerStats::default());
     let counters = Arc::new(Counters::default());
+    // Each worker caps its own connections, as nginx's worker_connections does; the caps add
+    // up to exactly `max_connections`, so there are never more workers than connections.
+    let workers = config.workers.clamp(1, config.max_connections.max(1));
     let shared = Arc::new(Shared {
         origin: Origin::new(config.origin.clone()),
         config,
         counters: counters.clone(),
     });
-    run_tcp(
-        bound,
-        tcp,
-        shutdown,
-        tcp_stats.clone(),
-        move |stream, conn| {
-            let shared = shared.clone();
-            async move {
-                let result = match &shared.config.tls {
-                    None => handle(stream, conn, &shared).await,
-                    Some(acceptor) => {
-                        match protolab_transport::tls::accept(acceptor, stream, &conn).await {
-                            Ok(tls) => handle(tls, conn, &shared).await,
-                            Err(e) => {
-                                tracing::debug!(
-                                    error = %protolab_transport::tls::describe_error(&e),
-                                    "TLS handshake failed"
-                                );
-                                Ok(())
-                            }
-                        }
-                    }
-                };
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-            }
-        },
-    )
-    .await?;
+    // Workers beyond this task each get an OS thread with a single-threaded runtime and accept
+    // from the same listening socket, as nginx's worker processes do: a connection then lives
+    // on one thread, and no request costs a wake-up across threads.
+    let mut threads = Vec::new();
+    let per_worker = |i: usize| TcpServerConfig {
+        max_connections: tcp.max_connections / workers
+            + usize::from(i < tcp.max_connections % workers),
+        ..tcp.clone()
+    };
+    let std_listener = bound.into_std()?;
+    for i in 1..workers {
+        let listener = std_listener.try_clone()?;
+        let (tcp, shutdown, stats, shared) = (
+            per_worker(i),
+            shutdown.clone(),
+            tcp_stats.clone(),
+            shared.clone(),
+        );
+        let thread = std::thread::Builder::new()
+            .name(format!("http-worker-{i}"))
+            .spawn(move || -> io::Result<()> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async move {
+                    let listener = TcpListener::from_std(listener)?;
+                    serve_on(listener, tcp, shutdown, stats, shared).await
+                })
+            })?;
+        threads.push(thread);
+    }
+    let listener = TcpListener::from_std(std_listener)?;
+    let first = serve_on(listener, per_worker(0), shutdown, tcp_stats.clone(), shared).await;
+    let others = tokio::task::spawn_blocking(move || {
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("a worker panicked")))
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(io::Error::other)?;
+    first?;
+    for r in others {
+        r?;
+    }
     let responses = std::array::from_fn(|i| counters.responses[i].load(Ordering::Relaxed));
     Ok(Report {
         connections: tcp_stats.accepted.load(Ordering::Relaxed),
@@ -174,6 +200,40 @@ pub async fn run(
         timeouts: counters.timeouts.load(Ordering::Relaxed),
         idle_closed: counters.idle_closed.load(Ordering::Relaxed),
     })
+}
+
+/// One worker's accept loop and connections.
+async fn serve_on(
+    listener: TcpListener,
+    tcp: TcpServerConfig,
+    shutdown: CancellationToken,
+    stats: Arc<TcpServerStats>,
+    shared: Arc<Shared>,
+) -> io::Result<()> {
+    run_tcp(listener, tcp, shutdown, stats, move |stream, conn| {
+        let shared = shared.clone();
+        async move {
+            let result = match &shared.config.tls {
+                None => handle(stream, conn, &shared).await,
+                Some(acceptor) => {
+                    match protolab_transport::tls::accept(acceptor, stream, &conn).await {
+                        Ok(tls) => handle(tls, conn, &shared).await,
+                        Err(e) => {
+                            tracing::debug!(
+                                error = %protolab_transport::tls::describe_error(&e),
+                                "TLS handshake failed"
+                            );
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+    })
+    .await
 }
 
 #[derive(Debug)]

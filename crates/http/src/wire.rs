@@ -429,42 +429,53 @@ impl HeadScanner {
     /// [`HeadError::FieldTooLong`], [`HeadError::HeadTooLarge`], and [`HeadError::BareCrOrLf`]
     /// for a LF without its CR.
     pub fn scan(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<usize>, HeadError> {
-        while let Some(off) = buf[self.pos..].iter().position(|&b| b == b'\n') {
-            let lf = self.pos + off;
+        // The outcome must not depend on how the input was cut into reads: every limit is
+        // judged as if the bytes came one at a time, and the first limit passed, in byte order,
+        // is the one reported.
+        loop {
+            let (limit, too_long) = if self.after_start_line {
+                let l = limits.max_field_line;
+                (l, HeadError::FieldTooLong(l))
+            } else {
+                let l = limits.max_request_line;
+                (l, HeadError::UriTooLong(l))
+            };
+            let lf = buf[self.pos..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map(|off| self.pos + off);
+            // This line's bytes before its LF (or all that has arrived of it).
+            let end = lf.unwrap_or(buf.len());
+            // The byte at which the line passes its limit (its CR may follow the limit, hence
+            // the + 1), and the byte at which the head passes its own.
+            let long_at = self.line_start + limit + 1;
+            let large_at = limits.max_head;
+            if long_at < end && long_at <= large_at {
+                return Err(too_long);
+            }
+            if large_at < end {
+                return Err(HeadError::HeadTooLarge(limits.max_head));
+            }
+            let Some(lf) = lf else {
+                self.pos = buf.len();
+                return Ok(None);
+            };
             if lf == 0 || buf[lf - 1] != b'\r' {
                 return Err(HeadError::BareCrOrLf);
             }
             let line_len = lf - 1 - self.line_start;
             self.pos = lf + 1;
             self.line_start = lf + 1;
-            if self.pos > limits.max_head {
+            if lf + 1 > limits.max_head {
                 return Err(HeadError::HeadTooLarge(limits.max_head));
             }
             if !self.after_start_line {
-                if line_len > limits.max_request_line {
-                    return Err(HeadError::UriTooLong(limits.max_request_line));
-                }
                 // An empty line before the start line is skipped (its bytes count in max_head).
                 self.after_start_line = line_len > 0;
             } else if line_len == 0 {
                 return Ok(Some(lf + 1));
-            } else if line_len > limits.max_field_line {
-                return Err(HeadError::FieldTooLong(limits.max_field_line));
             }
         }
-        self.pos = buf.len();
-        // The line still arriving: its CR may already be there, hence the + 1.
-        let partial = buf.len() - self.line_start;
-        if !self.after_start_line && partial > limits.max_request_line + 1 {
-            return Err(HeadError::UriTooLong(limits.max_request_line));
-        }
-        if self.after_start_line && partial > limits.max_field_line + 1 {
-            return Err(HeadError::FieldTooLong(limits.max_field_line));
-        }
-        if buf.len() > limits.max_head {
-            return Err(HeadError::HeadTooLarge(limits.max_head));
-        }
-        Ok(None)
     }
 }
 
@@ -779,6 +790,41 @@ mod tests {
         assert_eq!(
             HeadScanner::new().scan(&big, &limits),
             Err(HeadError::HeadTooLarge(64))
+        );
+    }
+
+    /// Found by the http_request fuzz target: a field line both too long and ended by a bare
+    /// LF got 400 when it arrived whole and 431 when it arrived in pieces.
+    #[test]
+    fn same_error_however_the_head_arrives() {
+        let limits = Limits {
+            max_request_line: 16,
+            max_field_line: 10,
+            max_fields: 8,
+            max_head: 40,
+            max_body: 0,
+        };
+        let cases: &[&[u8]] = &[
+            b"GET / HTTP/1.1\r\nX: 0123456789abc\n\r\n",
+            b"GET /0123456789abcdef\nX: 1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA: 1234567\r\nB: 1234567\r\nC: 12\n",
+            b"GET / HTTP/1.1\r\nA: 12345678\r\n\r\n",
+        ];
+        for raw in cases {
+            let whole = HeadScanner::new().scan(raw, &limits);
+            let mut scanner = HeadScanner::new();
+            let mut by_byte = Ok(None);
+            for n in 1..=raw.len() {
+                by_byte = scanner.scan(&raw[..n], &limits);
+                if !matches!(by_byte, Ok(None)) {
+                    break;
+                }
+            }
+            assert_eq!(whole, by_byte, "{:?}", String::from_utf8_lossy(raw));
+        }
+        assert_eq!(
+            HeadScanner::new().scan(cases[0], &limits),
+            Err(HeadError::FieldTooLong(10))
         );
     }
 

@@ -76,9 +76,11 @@ pub struct Impairment {
     pub dup: f64,
     /// Probability that a kept packet is held back behind the next one.
     pub reorder: f64,
-    /// Fixed one-way delay.
+    /// Fixed one-way delay (`delay_ns` in JSON).
+    #[serde(rename = "delay_ns", serialize_with = "as_nanos")]
     pub delay: std::time::Duration,
-    /// Half-width of the uniform variation of the delay.
+    /// Half-width of the uniform variation of the delay (`jitter_ns` in JSON).
+    #[serde(rename = "jitter_ns", serialize_with = "as_nanos")]
     pub jitter: std::time::Duration,
     /// Bottleneck rate in bits per second, if any.
     pub rate_bps: Option<u64>,
@@ -491,18 +493,26 @@ pub fn parse_optional_rate(s: &str) -> Result<Option<u64>, String> {
     }
 }
 
-/// Parses a rate in bits per second for clap: `1000000`, `10kbit`, `8mbit`, `1gbit` (SI units).
+/// Parses a rate in bits per second for clap: `8000bit`, `10kbit`, `8mbit`, `1gbit` (SI units;
+/// `bps` for `bit` too). The unit is required: a bare `10` would be ten bits per second, and
+/// `udpecho probe --rate 10` means ten packets per second.
 ///
 /// # Errors
-/// A message naming the accepted forms.
+/// A message naming the accepted forms, and the other `--rate` when given packets per second.
 pub fn parse_rate(s: &str) -> Result<u64, String> {
     let t = s.trim().to_ascii_lowercase();
+    if t.ends_with("pps") {
+        return Err(format!(
+            "{s:?} is packets per second: impair's --rate is a bit rate, like 10mbit \
+             (packets per second are udpecho probe's --rate)"
+        ));
+    }
     let t = t.strip_suffix("/s").unwrap_or(&t);
-    let t = t
-        .strip_suffix("bit")
-        .or_else(|| t.strip_suffix("bps"))
-        .or_else(|| t.strip_suffix('b'))
-        .unwrap_or(t);
+    let Some(t) = t.strip_suffix("bit").or_else(|| t.strip_suffix("bps")) else {
+        return Err(format!(
+            "{s:?} has no unit: write bits per second with one, like 8000bit, 10kbit or 8mbit"
+        ));
+    };
     let (num, mult) = match t.chars().last() {
         Some('k') => (&t[..t.len() - 1], 1e3),
         Some('m') => (&t[..t.len() - 1], 1e6),
@@ -510,7 +520,7 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
         _ => (t, 1.0),
     };
     let value: f64 = num.trim().parse().map_err(|_| {
-        format!("{s:?} is not a rate: write bits per second like 1000000, 10kbit or 8mbit")
+        format!("{s:?} is not a rate: write bits per second like 8000bit, 10kbit or 8mbit")
     })?;
     let bps = value * mult;
     if !(1.0..=1e12).contains(&bps) {
@@ -519,6 +529,11 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
         ));
     }
     Ok(bps as u64)
+}
+
+/// Serializes a duration as whole nanoseconds (the `_ns` keys of every JSON report).
+fn as_nanos<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -883,7 +898,10 @@ mod tests {
         assert!(parse_probability("-1%").is_err());
         assert_eq!(parse_rate("8mbit"), Ok(8_000_000));
         assert_eq!(parse_rate("10kbit"), Ok(10_000));
-        assert_eq!(parse_rate("1000000"), Ok(1_000_000));
+        assert_eq!(parse_rate("1000000bit"), Ok(1_000_000));
+        // A bare number would be bits to impair and packets to udpecho: refused.
+        assert!(parse_rate("10").unwrap_err().contains("no unit"));
+        assert!(parse_rate("1000pps").unwrap_err().contains("udpecho probe"));
         assert!(parse_rate("fast").is_err());
         assert_eq!(parse_optional_rate("none"), Ok(None));
         assert_eq!(parse_optional_rate("0"), Ok(None));

@@ -438,7 +438,7 @@ fn announce(
             "left": End { netns: left, address: LEFT_ADDR, device: DEVICE },
             "right": End { netns: right, address: RIGHT_ADDR, device: DEVICE },
             "impairment": imp,
-            "seed": seed,
+            "seed": seed.to_string(),
         });
         writeln!(out, "{ready}")?;
     } else {
@@ -506,9 +506,10 @@ fn report(
     if args.json {
         let summary = serde_json::json!({
             "event": "summary",
-            "seed": seed,
+            // A string: any u64 may be a seed, and JSON readers lose digits above 2^53.
+            "seed": seed.to_string(),
             "stopped_by": reason,
-            "seconds": ran.as_secs_f64(),
+            "elapsed_us": u64::try_from(ran.as_micros()).unwrap_or(u64::MAX),
             "left_to_right": truth.left_to_right,
             "right_to_left": truth.right_to_left,
             "left_to_right_kernel_dropped": truth.left_to_right_kernel_dropped,

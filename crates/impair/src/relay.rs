@@ -48,11 +48,14 @@ use crate::engine::{
 };
 
 const EXAMPLES: &str = "\
-EXAMPLES:
-    impair udp --listen 127.0.0.1:7000 --forward 127.0.0.1:7777 --loss 5% --seed 7
-    impair udp --forward 127.0.0.1:7777 --loss 5% --reorder 10% --dup 1% --delay 10ms --jitter 5ms
-    impair udp --forward 127.0.0.1:7777 --loss 2%/0 --delay 0/20ms     (UP/DOWN: per direction)
-    impair udp --forward 127.0.0.1:7777 --rate 1mbit --queue 64kB --stats truth.json
+Examples:
+  impair udp --listen 127.0.0.1:7000 --forward 127.0.0.1:7777 --loss 5% --seed 7
+  impair udp --forward 127.0.0.1:7777 --loss 5% --reorder 10% --dup 1% --delay 10ms --jitter 5ms
+  impair udp --forward 127.0.0.1:7777 --loss 2%/0 --delay 0/20ms
+      UP/DOWN: a setting per direction
+  impair udp --forward 127.0.0.1:7777 --rate 1mbit --queue 64kB --stats truth.json
+  impair udp --forward 127.0.0.1:7777 --json
+      `listening` and the ground truth as JSON lines
 ";
 
 /// Bytes of datagrams from the server read by the sessions' readers and not yet taken into an
@@ -132,7 +135,7 @@ pub struct RelayArgs {
     /// Uniform variation of the delay, plus or minus (keeps order).
     #[arg(long, default_value = "0s", value_parser = duration)]
     pub jitter: PerDirection<Duration>,
-    /// Bottleneck rate in bits per second (1mbit, 500kbit); 0 for none.
+    /// Bottleneck rate in bits per second, with its unit (1mbit, 500kbit, 8000bit); 0 for none.
     #[arg(long, default_value = "0", value_parser = rate)]
     pub rate: PerDirection<Option<u64>>,
     /// Bytes queued per direction, all sessions together, like a router's buffer (64kB,
@@ -157,6 +160,10 @@ pub struct RelayArgs {
     /// Close a session silent for this long (its counts stay in the ground truth).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub session_idle: Duration,
+    /// Set from impair's global `--json`: the `listening` line and the final ground truth as
+    /// JSON lines.
+    #[arg(skip)]
+    pub json: bool,
 }
 
 impl RelayArgs {
@@ -192,6 +199,8 @@ pub struct SessionTruth {
 pub struct RelayTruth {
     pub listen: SocketAddr,
     pub forward: SocketAddr,
+    /// A string: any u64 may be a seed, and JSON readers lose digits above 2^53.
+    #[serde(serialize_with = "as_string")]
     pub seed: u64,
     pub upstream_config: Impairment,
     pub downstream_config: Impairment,
@@ -585,6 +594,10 @@ impl Relay {
     }
 }
 
+fn as_string<S: serde::Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(n)
+}
+
 /// Runs this front end until SIGINT or SIGTERM, then writes the ground truth.
 ///
 /// # Errors
@@ -600,7 +613,7 @@ pub fn main(args: RelayArgs) -> anyhow::Result<()> {
 
 async fn run(args: RelayArgs) -> Result<()> {
     let listen = protolab_transport::bind_udp(args.listen, 8 << 20)
-        .with_context(|| format!("bind UDP {}: pick another --listen address", args.listen))?;
+        .map_err(|e| protolab_transport::cli::ListenError::new("udp", args.listen, e))?;
     if let Err(e) = kernel::enable_drop_count(&listen) {
         tracing::warn!(error = %e, "the kernel will not report datagrams it drops at the listening socket");
     }
@@ -647,7 +660,7 @@ async fn run(args: RelayArgs) -> Result<()> {
             )
         })?;
     }
-    outln!("listening udp {local}");
+    protolab_transport::cli::listening("udp", local, relay.args.json);
     let mut buf = vec![0u8; 65_536];
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -704,7 +717,15 @@ async fn run(args: RelayArgs) -> Result<()> {
     relay.read_kernel_drops(&listen);
     let json = relay.json();
     let written = relay.stats.write(&json);
-    outln!("{json}");
+    if relay.args.json {
+        // One line, so that standard output stays a stream of JSON lines.
+        outln!(
+            "{}",
+            serde_json::to_string(&relay.truth()).unwrap_or_else(|_| json.clone())
+        );
+    } else {
+        outln!("{json}");
+    }
     if let (Err(e), Some(path)) = (written, &relay.stats.path) {
         return Err(e).with_context(|| {
             format!(

@@ -25,7 +25,8 @@ struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
     /// The address with its prefix (192.168.1.77/26, 2001:db8::1/64) or with a mask after it.
-    address: String,
+    #[arg(required_unless_present = "generate")]
+    address: Option<String>,
     /// A mask for the address: dotted (255.255.255.192) or a prefix length (/26).
     mask: Option<String>,
     /// Divide the network into N equal subnets (a power of two) or into /PREFIX subnets.
@@ -34,6 +35,13 @@ struct Cli {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Write shell completions or man pages (used by `cargo xtask install`); subnet has no
+    /// subcommands, so this is a hidden option rather than the others' `generate`.
+    #[arg(long, hide = true, value_enum)]
+    generate: Option<protolab_transport::cli::Generated>,
+    /// With --generate: the folder to write into.
+    #[arg(long, hide = true, default_value = ".")]
+    out: std::path::PathBuf,
 }
 
 #[derive(Serialize)]
@@ -47,8 +55,19 @@ struct JsonOut<'a> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     protolab_transport::cli::init_tracing(tracing::Level::WARN, cli.verbose);
+    protolab_transport::cli::exit_with(run(cli))
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    use protolab_transport::cli::Failure;
+    if let Some(what) = cli.generate {
+        let args = protolab_transport::cli::GenerateArgs { what, out: cli.out };
+        protolab_transport::cli::generate(<Cli as clap::CommandFactory>::command(), &args)?;
+        return Ok(());
+    }
+    let address = cli.address.as_deref().unwrap_or_default();
     // Every failure here is bad input: usage errors exit 2.
-    let outcome = parse(&cli.address, cli.mask.as_deref()).and_then(|subnet| {
+    let outcome = parse(address, cli.mask.as_deref()).and_then(|subnet| {
         let report = Report::new(&subnet);
         let split = match &cli.split {
             Some(text) => Some(split(&subnet, text.parse::<Split>()?)?),
@@ -56,25 +75,13 @@ fn main() -> ExitCode {
         };
         Ok((report, split))
     });
-    let (report, split) = match outcome {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let (report, split) = outcome.map_err(|e| Failure::usage(e.to_string()))?;
     if cli.json {
         let out = JsonOut {
             report: &report,
             split: split.as_ref(),
         };
-        match serde_json::to_string_pretty(&out) {
-            Ok(text) => outln!("{text}"),
-            Err(e) => {
-                eprintln!("error: json: {e}");
-                return ExitCode::from(1);
-            }
-        }
+        outln!("{}", serde_json::to_string(&out)?);
     } else {
         print_report(&report);
         if let Some(s) = &split {
@@ -82,7 +89,7 @@ fn main() -> ExitCode {
             print_split(s);
         }
     }
-    ExitCode::SUCCESS
+    Ok(())
 }
 
 fn print_report(r: &Report) {

@@ -92,6 +92,51 @@ pub fn bind_udp(addr: SocketAddr, buffer_bytes: usize) -> io::Result<UdpSocket> 
     UdpSocket::from_std(socket.into())
 }
 
+/// The sockets of one SO_REUSEPORT group, blocking with a 100 ms read timeout (so that a
+/// worker sees the stop flag), and their common address.
+///
+/// The kernel hashes each flow (addresses and ports) to one socket of the group, so a service
+/// that reads each socket from one thread answers a flow in the order its datagrams came.
+///
+/// # Errors
+/// The bind error, e.g. `AddrInUse` when any socket holds the port.
+pub fn bind_udp_group(
+    addr: SocketAddr,
+    n: usize,
+    buffer_bytes: usize,
+) -> io::Result<(Vec<std::net::UdpSocket>, SocketAddr)> {
+    if addr.port() != 0 {
+        // A socket without SO_REUSEPORT is refused where any socket is bound, so a second
+        // server on a taken port fails as a port in use instead of joining the group
+        // and taking half the flows.
+        drop(std::net::UdpSocket::bind(addr)?);
+    }
+    let mut sockets: Vec<std::net::UdpSocket> = Vec::with_capacity(n);
+    let mut bound = addr;
+    for _ in 0..n {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.set_reuse_port(true)?;
+        let _ = socket.set_recv_buffer_size(buffer_bytes);
+        let _ = socket.set_send_buffer_size(buffer_bytes);
+        socket.bind(&bound.into())?;
+        let socket: std::net::UdpSocket = socket.into();
+        if sockets.is_empty() {
+            // The others join the port the first one got (port 0 means "pick one").
+            bound = socket.local_addr()?;
+        }
+        socket.set_read_timeout(Some(std::time::Duration::from_millis(100)))?;
+        sockets.push(socket);
+    }
+    Ok((sockets, bound))
+}
+
 /// Runs a UDP service until `shutdown` fires, then waits up to a second for pending replies.
 ///
 /// # Errors

@@ -45,10 +45,25 @@ pub struct BulkConfig {
     pub sample: Duration,
 }
 
+/// Seconds held as `f64` for drawing, written in JSON as whole microseconds: every report's
+/// times are integers whose key names the unit (docs/cli.md).
+mod micros {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(seconds: &f64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64((seconds.max(0.0) * 1e6).round() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        u64::deserialize(d).map(|us| us as f64 / 1e6)
+    }
+}
+
 /// One reading of TCP_INFO.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
-    /// Seconds since the connection was established.
+    /// Seconds since the connection was established (`t_us`, whole microseconds, in JSON).
+    #[serde(rename = "t_us", with = "micros")]
     pub t: f64,
     /// Congestion window, in segments (tcpi_snd_cwnd).
     pub cwnd: u32,
@@ -74,7 +89,8 @@ pub struct BulkReport {
     pub target: SocketAddr,
     /// The congestion control the socket ran, read back from the kernel.
     pub congestion: String,
-    /// Seconds from connect to the last acknowledgement.
+    /// Seconds from connect to the last acknowledgement (`elapsed_us` in JSON).
+    #[serde(rename = "elapsed_us", with = "micros")]
     pub seconds: f64,
     pub bytes_sent: u64,
     pub bytes_acked: u64,
@@ -275,6 +291,7 @@ fn send(mut stream: &TcpStream, deadline: Instant, sent: &AtomicU64) -> io::Resu
 pub struct SinkReceived {
     pub peer: SocketAddr,
     pub bytes: u64,
+    #[serde(rename = "elapsed_us", with = "micros")]
     pub seconds: f64,
 }
 

@@ -7,37 +7,66 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use protolab_transport::cli::parse_duration;
+use protolab_transport::cli::{Failure, parse_at_least_one, parse_duration};
 use protolab_transport::{out, outln};
 use protolab_udpecho::{bulk, flows::FlowConfig, probe, server};
 
 const EXAMPLES: &str = "\
-EXAMPLES:
-    udpecho serve                                   echo probes on 127.0.0.1:7777 (UDP and TCP)
-    udpecho serve --raw                             reflect any datagram (RFC 862), loopback only
-    udpecho probe 127.0.0.1:7777                    100 probes, 10 ms apart
-    udpecho probe 127.0.0.1:7777 --rate 10000 --duration 10s --size 64
-    udpecho probe 127.0.0.1:7000 --count 100000 --interval 100us --wait 2s --json
-    udpecho probe 127.0.0.1:7777 --tcp --count 1000  the same probes over one TCP connection
-    udpecho probe 127.0.0.1:7777 --rate 1000 --duration 5s --busy   RTT without wake-up delay
-    udpecho probe 127.0.0.1:7777 --packets probes.jsonl   one JSON line per probe
-    udpecho probe 127.0.0.1:7777 --count 1000 --svg probe.svg   RTT, losses and IPDV drawn
-    udpecho sink --listen 127.0.0.1:5001            receive bulk TCP transfers
-    udpecho bulk 127.0.0.1:5001 --cc cubic --duration 10s --svg cubic.svg
-                                                    one transfer, its cwnd, RTT and goodput drawn
+Examples:
+  udpecho serve                         echo probes on 127.0.0.1:7777 (UDP and TCP)
+  udpecho probe 127.0.0.1:7777          100 probes, 10 ms apart
+  udpecho sink                          receive bulk TCP transfers on 127.0.0.1:5001
+  udpecho bulk 127.0.0.1:5001 --cc cubic --duration 10s --svg cubic.svg
+
+Exit status: 0 ok, 1 failure, 2 usage error, 9 the target did not answer.
+";
+
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  udpecho serve                         echo probes on 127.0.0.1:7777 (UDP and TCP)
+  udpecho serve --raw                   reflect any datagram (RFC 862), loopback only
+  udpecho serve --listen 0 --json       a free port, `listening` lines and report as JSON
+  udpecho serve --workers 1 --no-tcp    one UDP thread, no TCP
+";
+
+const PROBE_EXAMPLES: &str = "\
+Examples:
+  udpecho probe 127.0.0.1:7777
+      100 probes, 10 ms apart
+  udpecho probe 127.0.0.1:7777 --rate 10000pps --duration 10s --size 64
+  udpecho probe 127.0.0.1:7000 --count 100000 --interval 100us --wait 2s --json
+  udpecho probe 127.0.0.1:7777 --tcp --count 1000
+      the same probes over one TCP connection
+  udpecho probe 127.0.0.1:7777 --rate 1000 --duration 5s --busy
+      RTT without wake-up delay
+  udpecho probe 127.0.0.1:7777 --packets probes.jsonl
+      one JSON line per probe into probes.jsonl
+  udpecho probe 127.0.0.1:7777 --count 1000 --svg probe.svg
+      RTT, losses and IPDV drawn
 ";
 
 fn addr(text: &str) -> Result<SocketAddr, String> {
     protolab_transport::parse_addr(text, 7777).map_err(|e| e.to_string())
 }
 
+/// Probes per second: `1000`, `1000pps` or `1000/s`. (impair's `--rate` is a bit rate and
+/// always has a unit, so the two never read the same text differently.)
 fn rate(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
+    let t = text.trim();
+    let t = t
+        .strip_suffix("pps")
+        .or_else(|| t.strip_suffix("/s"))
+        .unwrap_or(t);
+    match t.trim().parse::<f64>() {
         Ok(r) if r > 0.0 && r <= 100_000_000.0 => Ok(r),
         _ => Err(format!(
-            "{text:?} is not a rate: write packets per second, like 1000"
+            "{text:?} is not a rate: write probes per second, like 1000 or 1000pps"
         )),
     }
+}
+
+fn count(text: &str) -> Result<u64, String> {
+    protolab_transport::cli::parse_at_least_one(text).map(|n| n as u64)
 }
 
 #[derive(Debug, Parser)]
@@ -46,6 +75,9 @@ struct Cli {
     /// More logging (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Reports (and the `listening` lines) as JSON.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -53,6 +85,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Echo probe packets over UDP and TCP (prints `listening udp ADDR` and `listening tcp ADDR`).
+    #[command(after_help = SERVE_EXAMPLES)]
     Serve {
         /// Address to listen on: host:port, [v6]:port, or a port (loopback).
         #[arg(long, default_value = "127.0.0.1:7777", value_parser = addr)]
@@ -63,11 +96,11 @@ enum Cmd {
         /// With --raw, listen and answer off loopback too.
         #[arg(long)]
         allow_remote: bool,
-        /// UDP receive tasks; 1 keeps replies in arrival order (default: one per core).
-        #[arg(long)]
+        /// UDP receive threads (default: one per core); each flow stays on one, in order.
+        #[arg(long, value_parser = parse_at_least_one)]
         workers: Option<usize>,
         /// Flows tracked at once; past it new flows are echoed without counts.
-        #[arg(long, default_value_t = 65_536)]
+        #[arg(long, default_value_t = 65_536, value_parser = parse_at_least_one)]
         max_flows: usize,
         /// Forget a flow silent for this long.
         #[arg(long, default_value = "60s", value_parser = parse_duration)]
@@ -78,8 +111,8 @@ enum Cmd {
         /// Serve UDP only.
         #[arg(long)]
         no_tcp: bool,
-        /// TCP connections served at once; a client over it is closed at once.
-        #[arg(long, default_value_t = 1024)]
+        /// TCP connections served at once (1 or more); a client over it is closed at once.
+        #[arg(long, default_value_t = 1024, value_parser = parse_at_least_one)]
         max_connections: usize,
         /// Close a TCP connection silent (or not reading its replies) for this long.
         #[arg(long, default_value = "60s", value_parser = parse_duration)]
@@ -88,13 +121,14 @@ enum Cmd {
     /// Send probes to an echo server and report loss, duplicates, reordering, RTT and jitter.
     ///
     /// Ctrl-C stops sending, waits for the replies in flight and prints the report of what was
-    /// sent; a second Ctrl-C exits at once.
+    /// sent; a second Ctrl-C exits at once. Exit status 9 when no probe got a reply.
+    #[command(after_help = PROBE_EXAMPLES)]
     Probe {
         /// The server (or a relay in front of it).
         #[arg(value_parser = addr)]
         target: SocketAddr,
-        /// Probes to send (default 100 when --duration is not given).
-        #[arg(long, short = 'c')]
+        /// Probes to send, 1 or more (default 100 when --duration is not given).
+        #[arg(long, short = 'c', value_parser = count)]
         count: Option<u64>,
         /// Send for this long (with --count too, whichever ends first).
         #[arg(long, short = 'd', value_parser = parse_duration)]
@@ -102,7 +136,7 @@ enum Cmd {
         /// Time between probes.
         #[arg(long, short = 'i', value_parser = parse_duration, conflicts_with = "rate")]
         interval: Option<Duration>,
-        /// Probes per second (instead of --interval).
+        /// Probes per second, like 1000 or 1000pps (instead of --interval).
         #[arg(long, short = 'r', value_parser = rate)]
         rate: Option<f64>,
         /// Bytes per probe, the 56-byte header included.
@@ -114,9 +148,6 @@ enum Cmd {
         /// Seed for the flow id, to repeat a run exactly.
         #[arg(long)]
         seed: Option<u64>,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
         /// Write one JSON line per probe to this file.
         #[arg(long)]
         packets: Option<PathBuf>,
@@ -143,6 +174,7 @@ enum Cmd {
     /// (reno, cubic, bbr: see `sysctl net.ipv4.tcp_available_congestion_control`), reading
     /// cwnd, ssthresh, RTT, retransmissions and delivery rate every --sample. `udpecho sink`
     /// receives.
+    #[command(after_help = BULK_EXAMPLES)]
     Bulk {
         /// The sink's address (port 5001 when only a host is given)
         #[arg(value_parser = bulk_addr)]
@@ -162,17 +194,31 @@ enum Cmd {
         /// Draw cwnd with ssthresh and retransmissions, RTT and goodput as one SVG picture
         #[arg(long, value_name = "FILE")]
         svg: Option<PathBuf>,
-        /// Print the report with every sample as JSON
-        #[arg(long)]
-        json: bool,
     },
     /// Receive bulk TCP transfers and drop the bytes; one JSON line per finished connection.
+    #[command(after_help = SINK_EXAMPLES)]
     Sink {
         /// Address to listen on
         #[arg(long, default_value = "127.0.0.1:5001", value_parser = bulk_addr)]
         listen: SocketAddr,
     },
+    /// Write shell completions or man pages (used by `cargo xtask install`).
+    #[command(hide = true)]
+    Generate(protolab_transport::cli::GenerateArgs),
 }
+
+const BULK_EXAMPLES: &str = "\
+Examples:
+  udpecho bulk 127.0.0.1:5001 --cc cubic --duration 10s --svg cubic.svg
+      one transfer, its cwnd, RTT and goodput drawn
+  udpecho bulk 127.0.0.1 --cc bbr --bottleneck 10mbit --svg bbr.svg --json
+";
+
+const SINK_EXAMPLES: &str = "\
+Examples:
+  udpecho sink                          receive on 127.0.0.1:5001
+  udpecho sink --listen 127.0.0.1:0 --json
+";
 
 fn bulk_addr(text: &str) -> Result<SocketAddr, String> {
     protolab_transport::parse_addr(text, 5001).map_err(|e| e.to_string())
@@ -200,15 +246,7 @@ fn bits_per_second(text: &str) -> Result<f64, String> {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     protolab_transport::cli::init_tracing(tracing::Level::INFO, cli.verbose);
-    match run(cli) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            // One line: what failed and why, with the hint the error carries.
-            use std::io::Write as _;
-            let _ = writeln!(std::io::stderr(), "error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    protolab_transport::cli::exit_with(run(cli))
 }
 
 /// Set by the first SIGINT during `udpecho probe`: stop sending, then report.
@@ -241,7 +279,12 @@ fn interrupt_on_sigint() -> Result<&'static AtomicBool> {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let json = cli.json;
     match cli.cmd {
+        Cmd::Generate(args) => {
+            protolab_transport::cli::generate(<Cli as clap::CommandFactory>::command(), &args)?;
+            Ok(())
+        }
         Cmd::Serve {
             listen,
             raw,
@@ -260,6 +303,7 @@ fn run(cli: Cli) -> Result<()> {
                 allow_remote,
                 workers: workers
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+                json,
                 tcp: !no_tcp,
                 max_connections,
                 idle_timeout,
@@ -286,7 +330,6 @@ fn run(cli: Cli) -> Result<()> {
             size,
             wait,
             seed,
-            json,
             packets,
             output,
             tcp,
@@ -320,12 +363,18 @@ fn run(cli: Cli) -> Result<()> {
                 interrupt: Some(interrupt_on_sigint()?),
             };
             cfg.progress = !quiet && !json && probe::progress_wanted(&cfg);
-            let run = probe::run(&cfg)?;
-            if run.summary.report.sent > 0 && run.summary.report.received == 0 {
-                tracing::warn!(
-                    "no reply at all from {target}: is `udpecho serve` (or a relay in front of it) running there?"
-                );
-            }
+            let run = probe::run(&cfg).map_err(|e| match e {
+                // The target did not answer: dig's status 9, not a failure of the probe.
+                probe::ProbeError::NothingListens { .. } => {
+                    anyhow::Error::new(Failure::no_answer(e.to_string()))
+                }
+                probe::ProbeError::Connect { ref source, .. }
+                    if source.kind() == std::io::ErrorKind::ConnectionRefused =>
+                {
+                    anyhow::Error::new(Failure::no_answer(e.to_string()))
+                }
+                e => anyhow::Error::new(e),
+            })?;
             if let Some(path) = packets {
                 write_packets(&path, &run.packets)?;
             }
@@ -339,15 +388,25 @@ fn run(cli: Cli) -> Result<()> {
                 );
                 protolab_udpecho::plot::probe(&path, &run.packets, &run.summary.report, &title)?;
             }
-            let report = serde_json::to_string_pretty(&run.summary)?;
+            // The seed is any u64: above 2^53 a JSON number loses digits in most readers.
+            let mut summary = serde_json::to_value(&run.summary)?;
+            summary["seed"] = serde_json::Value::String(run.summary.seed.to_string());
+            let report = serde_json::to_string_pretty(&summary)?;
             if let Some(path) = output {
                 std::fs::write(&path, &report)
                     .with_context(|| format!("write {}", path.display()))?;
             }
             if json {
-                outln!("{report}");
+                outln!("{}", serde_json::to_string(&summary)?);
             } else {
                 out!("{}", probe::render(&run.summary));
+            }
+            if run.summary.report.sent > 0 && run.summary.report.received == 0 {
+                return Err(
+                    Failure::no_answer(format!("no reply at all from udp {target}"))
+                        .hint("is `udpecho serve` (or a relay in front of it) running there?")
+                        .into(),
+                );
             }
             Ok(())
         }
@@ -358,7 +417,6 @@ fn run(cli: Cli) -> Result<()> {
             sample,
             bottleneck,
             svg,
-            json,
         } => bulk(
             &bulk::BulkConfig {
                 target,
@@ -370,7 +428,7 @@ fn run(cli: Cli) -> Result<()> {
             svg.as_deref(),
             json,
         ),
-        Cmd::Sink { listen } => sink(listen),
+        Cmd::Sink { listen } => sink(listen, json),
     }
 }
 
@@ -407,12 +465,12 @@ fn bulk(
     Ok(())
 }
 
-fn sink(listen: SocketAddr) -> Result<()> {
+fn sink(listen: SocketAddr, json: bool) -> Result<()> {
     let rt = tokio::runtime::Runtime::new().context("start the tokio runtime")?;
     rt.block_on(async {
-        let listener =
-            protolab_transport::bind_tcp(listen).with_context(|| format!("listen on {listen}"))?;
-        outln!("listening tcp {}", listener.local_addr()?);
+        let listener = protolab_transport::bind_tcp(listen)
+            .map_err(|e| protolab_transport::cli::ListenError::new("tcp", listen, e))?;
+        protolab_transport::cli::listening("tcp", listener.local_addr()?, json);
         let shutdown = protolab_transport::shutdown_on_signals();
         bulk::sink(listener, shutdown, |received| {
             if let Ok(line) = serde_json::to_string(&received) {

@@ -741,3 +741,107 @@ mod tests {
         assert_eq!(v, vec![3.0, -2.0]);
     }
 }
+
+/// One panel of [`bench_bars`]: a measure (say requests per second) of each server in a run.
+#[derive(Debug, Clone)]
+pub struct Panel {
+    /// What the bars measure, with its unit, as the panel's title.
+    pub measure: String,
+    /// Whether a longer bar is better (throughput) or worse (CPU per request): said in the title
+    /// so nobody reads a CPU bar as a score.
+    pub higher_is_better: bool,
+    /// (server, value); ours first, as the table has it.
+    pub bars: Vec<(String, f64)>,
+}
+
+const OURS: RGBColor = RGBColor(31, 119, 180);
+const PEER: RGBColor = RGBColor(160, 160, 160);
+
+/// Draws a benchmark table as horizontal bar charts, one panel per measure, ours in colour and
+/// each peer in grey, each bar labelled with its value.
+///
+/// # Errors
+/// The file cannot be written.
+pub fn bench_bars(path: &Path, title: &str, panels: &[Panel]) -> Result<(), PlotError> {
+    let rows = panels
+        .iter()
+        .map(|p| p.bars.len())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let height = 80 + panels.len().max(1) as u32 * (60 + 34 * rows as u32);
+    let root = SVGBackend::new(path, (1000, height)).into_drawing_area();
+    tried!(path, root.fill(&WHITE));
+    let root = tried!(path, root.titled(title, (FONT, 22)));
+    for (area, panel) in root
+        .split_evenly((panels.len().max(1), 1))
+        .iter()
+        .zip(panels)
+    {
+        let top = panel.bars.iter().map(|b| b.1).fold(0.0, f64::max) * 1.25;
+        let top = if top > 0.0 { top } else { 1.0 };
+        let n = panel.bars.len().max(1);
+        let caption = format!(
+            "{} ({} is better)",
+            panel.measure,
+            if panel.higher_is_better {
+                "longer"
+            } else {
+                "shorter"
+            }
+        );
+        let names: Vec<String> = panel.bars.iter().map(|b| b.0.clone()).collect();
+        let mut chart = tried!(
+            path,
+            ChartBuilder::on(area)
+                .caption(caption, (FONT, 17))
+                .margin(8)
+                .x_label_area_size(28)
+                .y_label_area_size(230)
+                .build_cartesian_2d(0.0..top, 0.0..n as f64)
+        );
+        tried!(
+            path,
+            chart
+                .configure_mesh()
+                .disable_y_mesh()
+                .y_labels(n * 2 + 1)
+                .y_label_formatter(&|y| {
+                    let i = y.floor();
+                    if (y - i - 0.5).abs() < 0.26 && i >= 0.0 {
+                        // Row 0 is drawn at the top, as in the printed table.
+                        names.get(n - 1 - i as usize).cloned().unwrap_or_default()
+                    } else {
+                        String::new()
+                    }
+                })
+                .draw()
+        );
+        tried!(
+            path,
+            chart.draw_series(panel.bars.iter().enumerate().map(|(i, (_, v))| {
+                let y = (n - 1 - i) as f64;
+                let colour = if i == 0 { OURS } else { PEER };
+                Rectangle::new([(0.0, y + 0.2), (*v, y + 0.8)], colour.filled())
+            }))
+        );
+        tried!(
+            path,
+            chart.draw_series(panel.bars.iter().enumerate().map(|(i, (_, v))| {
+                let y = (n - 1 - i) as f64;
+                Text::new(format_value(*v), (*v + top * 0.01, y + 0.7), (FONT, 14))
+            }))
+        );
+    }
+    tried!(path, root.present());
+    Ok(())
+}
+
+/// A bar's label: whole numbers for large values, two decimals for small ones.
+fn format_value(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}

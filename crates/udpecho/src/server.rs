@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::BytesMut;
+use protolab_transport::cli::ListenError;
 use protolab_transport::{
-    CancellationToken, Conn, Next, TcpServerConfig, TcpServerStats, bind_tcp, bind_udp, run_tcp,
-    u16_frames,
+    CancellationToken, Conn, Next, TcpServerConfig, TcpServerStats, bind_tcp, run_tcp, u16_frames,
 };
 use tokio_util::codec::FramedRead;
 
@@ -31,8 +31,12 @@ pub struct ServeConfig {
     pub raw: bool,
     /// With `raw`, also answer peers that are not on loopback.
     pub allow_remote: bool,
-    /// Receive tasks on the UDP socket; 1 keeps replies in arrival order.
+    /// UDP receive threads, each on its own socket of one SO_REUSEPORT group: the kernel
+    /// hashes each flow (source and destination address and port) to one socket, so a flow's
+    /// replies leave in the order its probes came, whatever the number of workers.
     pub workers: usize,
+    /// Announce the bound sockets as JSON lines.
+    pub json: bool,
     /// Also serve framed probes over TCP on the same port.
     pub tcp: bool,
     /// TCP connections served at once; a client over it is closed at once.
@@ -90,18 +94,9 @@ pub enum ServeError {
         "--raw reflects anything, so it listens only on loopback: add --allow-remote to listen on {0}"
     )]
     RawNotLoopback(SocketAddr),
-    #[error("cannot bind UDP {addr}: {source}")]
-    BindUdp {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error(
-        "cannot bind TCP {addr} beside the UDP socket: {source} (pick another port, or --no-tcp)"
-    )]
-    BindTcp {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    /// A socket that cannot be bound (a port in use, an address not on this machine).
+    #[error("{0}")]
+    Listen(#[from] ListenError),
 }
 
 /// Binds, prints `listening udp ADDR` (and `listening tcp ADDR`), serves until `shutdown`.
@@ -115,15 +110,11 @@ pub async fn serve(
     if cfg.raw && !cfg.allow_remote && !cfg.listen.ip().is_loopback() {
         return Err(ServeError::RawNotLoopback(cfg.listen));
     }
-    let (udp, tcp) = bind_pair(cfg.listen, cfg.tcp)?;
-    let udp_addr = udp.local_addr().map_err(|source| ServeError::BindUdp {
-        addr: cfg.listen,
-        source,
-    })?;
-    protolab_transport::outln!("listening udp {udp_addr}");
+    let (sockets, udp_addr, tcp) = bind_pair(cfg.listen, cfg.workers.max(1), cfg.tcp)?;
+    protolab_transport::cli::listening("udp", udp_addr, cfg.json);
     if let Some(tcp) = &tcp {
         if let Ok(a) = tcp.local_addr() {
-            protolab_transport::outln!("listening tcp {a}");
+            protolab_transport::cli::listening("tcp", a, cfg.json);
         }
     }
 
@@ -134,14 +125,6 @@ pub async fn serve(
     }));
     // The UDP side runs on its own threads with batched system calls (see [`crate::mmsg`]):
     // at a hundred thousand probes a second the per-datagram cost is what decides the rate.
-    let setup = |source| ServeError::BindUdp {
-        addr: udp_addr,
-        source,
-    };
-    let udp = udp.into_std().map_err(setup)?;
-    udp.set_nonblocking(false).map_err(setup)?;
-    udp.set_read_timeout(Some(Duration::from_millis(100)))
-        .map_err(setup)?;
     let stop = Arc::new(AtomicBool::new(false));
     let buf_len = if cfg.raw {
         65_536
@@ -149,8 +132,7 @@ pub async fn serve(
         cfg.flows.max_size + 1
     };
     let mut workers = Vec::new();
-    for _ in 0..cfg.workers.max(1) {
-        let socket = udp.try_clone().map_err(setup)?;
+    for socket in sockets {
         let worker = UdpWorker {
             shared: shared.clone(),
             stop: stop.clone(),
@@ -332,36 +314,41 @@ pub fn echo(
     Some(reply)
 }
 
+/// Binds `workers` UDP sockets in one SO_REUSEPORT group on one port (and the TCP listener on
+/// that port): the kernel then hands every datagram of a flow to the same socket, so one
+/// worker answers a flow and its replies keep their order.
 fn bind_pair(
     addr: SocketAddr,
+    workers: usize,
     tcp: bool,
-) -> Result<(tokio::net::UdpSocket, Option<tokio::net::TcpListener>), ServeError> {
+) -> Result<
+    (
+        Vec<std::net::UdpSocket>,
+        SocketAddr,
+        Option<tokio::net::TcpListener>,
+    ),
+    ServeError,
+> {
     // With port 0 the UDP port the kernel picks may be taken for TCP: try a few times.
     let tries = if addr.port() == 0 { 20 } else { 1 };
     let mut last = None;
     for _ in 0..tries {
-        let udp =
-            bind_udp(addr, SOCKET_BUFFER).map_err(|source| ServeError::BindUdp { addr, source })?;
+        let (sockets, udp_addr) =
+            protolab_transport::udp::bind_udp_group(addr, workers, SOCKET_BUFFER)
+                .map_err(|e| ListenError::new("udp", addr, e))?;
         if !tcp {
-            return Ok((udp, None));
+            return Ok((sockets, udp_addr, None));
         }
-        let port = udp.local_addr().map_or(0, |a| a.port());
         let mut tcp_addr = addr;
-        tcp_addr.set_port(port);
+        tcp_addr.set_port(udp_addr.port());
         match bind_tcp(tcp_addr) {
-            Ok(l) => return Ok((udp, Some(l))),
-            Err(source) => {
-                last = Some(ServeError::BindTcp {
-                    addr: tcp_addr,
-                    source,
-                })
-            }
+            Ok(l) => return Ok((sockets, udp_addr, Some(l))),
+            Err(e) => last = Some(ListenError::new("tcp", tcp_addr, e)),
         }
     }
-    Err(last.unwrap_or(ServeError::BindTcp {
-        addr,
-        source: std::io::ErrorKind::AddrInUse.into(),
-    }))
+    Err(last
+        .unwrap_or_else(|| ListenError::new("tcp", addr, std::io::ErrorKind::AddrInUse.into()))
+        .into())
 }
 
 async fn serve_tcp(

@@ -157,7 +157,7 @@ pub fn start_nsd(
 /// `dns zone` serving `zones` on `listen`; returns the server and the address it bound.
 pub fn start_lab_zone(files: &[&Path], listen: &str, netns: Option<&str>) -> (Server, SocketAddr) {
     let mut c = cmd_in(netns, &bin("dns"));
-    c.args(["zone", "--listen", listen]);
+    c.args(["zone", "--json", "--listen", listen]);
     for f in files {
         c.arg("--zone").arg(f);
     }
@@ -169,13 +169,14 @@ pub fn start_lab_zone(files: &[&Path], listen: &str, netns: Option<&str>) -> (Se
 /// `dns serve` with `args`; returns the server and its UDP address.
 pub fn start_resolver(args: &[&str], netns: Option<&str>) -> (Server, SocketAddr) {
     let mut c = cmd_in(netns, &bin("dns"));
-    c.arg("serve").args(args);
+    c.args(["serve", "--json"]).args(args);
     let s = Server::start_cmd("dns serve", c, 2);
     let addr = s.addr("udp");
     (s, addr)
 }
 
-/// Stops a protolab server with SIGTERM and returns the JSON of its `stats` line.
+/// Stops a protolab server (started with `--json`) with SIGTERM and returns its
+/// `{"event":"stats",...}` line.
 pub fn stop_with_stats(mut s: Server) -> serde_json::Value {
     use std::io::BufRead;
     s.proc.signal(libc::SIGTERM);
@@ -184,9 +185,10 @@ pub fn stop_with_stats(mut s: Server) -> serde_json::Value {
         line.clear();
         let n = s.stdout.read_line(&mut line).expect("read stdout");
         assert!(n > 0, "{} exited without printing stats", s.proc.name);
-        if let Some(json) = line.strip_prefix("stats ") {
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["event"] == "stats" {
             let _ = s.proc.wait_for(Duration::from_secs(5));
-            return serde_json::from_str(json).expect("stats JSON");
+            return v;
         }
     }
 }

@@ -15,7 +15,7 @@ fn a_burst_from_one_address_gets_the_rate_then_truncated_slips() {
     let dir = zone_dir();
     let zone = dir.path().join("example.test.zone");
     let mut c = std::process::Command::new(protolab_tests::bin("dns"));
-    c.args(["zone", "--listen", "127.0.0.1:0", "--zone"])
+    c.args(["zone", "--json", "--listen", "127.0.0.1:0", "--zone"])
         .arg(&zone)
         .args(["--rrl", &RATE.to_string(), "--rrl-slip", "2", "--seed", "3"])
         .env("RUST_LOG", "warn");

@@ -79,7 +79,7 @@ fn pipelined_requests_answered_in_order_on_one_connection() {
 }
 
 #[test]
-fn slow_head_gets_408_and_idle_keep_alive_is_closed() {
+fn slow_head_and_slow_body_get_408_and_idle_keep_alive_is_closed() {
     let http = Http::start(&["--head-timeout", "1s", "--idle-timeout", "1s"]);
     // Half a head, then silence: 408 once the head's deadline passes.
     let mut s = TcpStream::connect(http.addr).expect("connect");
@@ -90,6 +90,15 @@ fn slow_head_gets_408_and_idle_keep_alive_is_closed() {
     s.read_to_end(&mut got).expect("read until close");
     let r = parse_responses(&got);
     assert_eq!(r[0].status, 408, "{}", String::from_utf8_lossy(&got));
+    // A body that stops coming: 408 once a read of it waits longer than the body timeout.
+    let slow_body = Http::start(&["--body-timeout", "1s"]);
+    let mut s = TcpStream::connect(slow_body.addr).expect("connect");
+    s.set_read_timeout(Some(LIMIT)).expect("timeout");
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+        .expect("write");
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).expect("read until close");
+    assert_eq!(parse_responses(&got)[0].status, 408);
     // A served keep-alive connection left idle is closed without a word.
     let mut s = TcpStream::connect(http.addr).expect("connect");
     s.set_read_timeout(Some(LIMIT)).expect("timeout");

@@ -168,7 +168,7 @@ fn the_same_seed_makes_the_same_decisions() {
             &["--count", "5000", "--rate", "5000", "--wait", "2s"],
         );
         let truth = relay.stop();
-        assert_eq!(truth["seed"], 99);
+        assert_eq!(truth["seed"], "99", "seeds are strings");
         let s = session(&truth, report["local"].as_str().expect("local"));
         // The decisions. (How many held datagrams end up overtaken is an outcome: one held
         // while the traffic pauses longer than the hold limit leaves in order. The engine's unit

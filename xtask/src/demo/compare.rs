@@ -37,6 +37,14 @@ struct Options {
 
 impl Options {
     fn parse(args: &[String]) -> Result<Options> {
+        Self::parse_words(args).map_err(|e| {
+            protolab_transport::cli::Failure::usage(format!("{e:#}"))
+                .hint("cargo xtask demo --help")
+                .into()
+        })
+    }
+
+    fn parse_words(args: &[String]) -> Result<Options> {
         let mut o = Options {
             loss: "5%".into(),
             reorder: "10%".into(),
@@ -61,7 +69,13 @@ impl Options {
                 "--delay" => o.delay = value()?,
                 "--jitter" => o.jitter = value()?,
                 "--seed" => o.seed = value()?.parse().context("--seed takes a number")?,
-                "--count" => o.count = value()?.parse().context("--count takes a number")?,
+                "--count" => {
+                    o.count = value()?
+                        .parse()
+                        .ok()
+                        .filter(|&n: &u64| n > 0)
+                        .context("--count takes a number from 1 up")?;
+                }
                 "--interval" => o.interval = value()?,
                 other => bail!(
                     "unknown option {other:?} for demo compare: use --loss, --reorder, --dup, \
@@ -203,7 +217,7 @@ impl LinkRun {
 
 /// Runs a probe and returns its JSON report.
 fn run_probe(mut cmd: Command) -> Result<Value> {
-    let out = cmd.output().context("run udpecho probe")?;
+    let out = util::with_progress("probing", || cmd.output()).context("run udpecho probe")?;
     if !out.status.success() {
         bail!(
             "udpecho probe failed: {}",

@@ -65,14 +65,15 @@ fn note(text: &str) {
     println!();
 }
 
-/// Runs `dns` with `args`, printing the command line and its output (long lines clipped).
+/// Runs `dns` with `args`, printing the command line and its output. Long record lines (a
+/// big TXT) are clipped; comment lines, which repeat the command line, never are.
 fn show(dns: &Path, args: &[&str]) -> Result<String> {
     println!("$ dns {}", args.join(" "));
     let text = quiet(dns, args)?;
     for line in text.lines() {
         match line.char_indices().nth(110) {
-            Some((i, _)) => println!("{} [...]", &line[..i]),
-            None => println!("{line}"),
+            Some((i, _)) if !line.starts_with(';') => println!("{} [...]", &line[..i]),
+            _ => println!("{line}"),
         }
     }
     Ok(text)
@@ -213,6 +214,7 @@ pub fn run(args: &[String]) -> Result<()> {
     c.env("RUST_LOG", "warn");
     c.args([
         "serve",
+        "--json",
         "--listen",
         "127.0.0.1:0",
         "--root-hints",
@@ -237,8 +239,8 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut line = String::new();
     use std::io::BufRead;
     while resolver.stdout.read_line(&mut line)? > 0 {
-        if let Some(stats) = line.strip_prefix("stats ") {
-            let v: serde_json::Value = serde_json::from_str(stats)?;
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["event"] == "stats" {
             println!(
                 "resolver counters: {} queries, {} cache hits, {} misses",
                 v["resolver"]["queries"],

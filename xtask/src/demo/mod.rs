@@ -11,12 +11,47 @@ mod tcp;
 mod tcp_trace;
 mod udp;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
+use protolab_transport::cli::Failure;
+
+const HELP: &str = "\
+cargo xtask demo: a protocol end to end on loopback, narrated
+
+Usage:
+  cargo xtask demo <tcp|udp|dns|smtp|http|compare|congestion|layers> [OPTIONS]
+
+Demos:
+  tcp       the greeting conversation step by step, with the kernel's socket states
+            (--trace, as root: the same in a namespace, with the packets of each step)
+  udp       echo server, impairment relay and probe; the probe's counts beside the relay's truth
+  dns       a lab hierarchy of zones and the resolver walking it
+  smtp      a message through the receiver into a Maildir, and what fsync buys
+  http      one GET line by line, statelessness, cookies, and a smuggling attempt refused
+  compare   UDP and TCP through the same impaired path (root: namespaces and `impair link`;
+            otherwise `impair udp` on loopback). Options: --loss P --reorder P --dup P
+            --delay DUR --jitter DUR --count N --interval DUR --seed N
+  congestion  reno, cubic and bbr through one bottleneck, drawn (root); --cc, --rate, --queue
+  layers    one captured packet taken apart layer by layer (root)
+
+The demos build the binaries they run (debug) and print where they are.
+
+Examples:
+  cargo xtask demo tcp
+  cargo xtask demo udp
+  cargo xtask demo compare --loss 5% --reorder 10% --delay 20ms --jitter 5ms --seed 7
+  cargo xtask demo congestion --cc reno,cubic,bbr --rate 10mbit --queue 100kB
+";
 
 pub fn run(args: &[String]) -> Result<()> {
-    let Some((which, rest)) = args.split_first() else {
-        bail!("say which demo: cargo xtask demo <tcp|udp|dns|smtp|http|compare|congestion|layers>");
-    };
+    if args.is_empty() || crate::wants_help(args) {
+        print!("{HELP}");
+        return if args.is_empty() {
+            Err(Failure::usage("say which demo").into())
+        } else {
+            Ok(())
+        };
+    }
+    let (which, rest) = args.split_first().expect("not empty");
     match which.as_str() {
         "tcp" => tcp::run(rest),
         "udp" => udp::run(rest),
@@ -26,8 +61,8 @@ pub fn run(args: &[String]) -> Result<()> {
         "compare" => compare::run(rest),
         "congestion" => congestion::run(rest),
         "layers" => layers::run(rest),
-        other => bail!(
-            "no demo {other:?}: choose tcp, udp, dns, smtp, http, compare, congestion or layers"
-        ),
+        other => Err(Failure::usage(format!("no demo {other:?}"))
+            .hint("choose tcp, udp, dns, smtp, http, compare, congestion or layers (cargo xtask demo --help)")
+            .into()),
     }
 }

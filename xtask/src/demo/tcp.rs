@@ -41,7 +41,11 @@ pub fn run(args: &[String]) -> Result<()> {
         return super::tcp_trace::run(args);
     }
     if let Some(other) = args.first() {
-        bail!("unknown option {other:?} for demo tcp (try --trace, as root)");
+        return Err(protolab_transport::cli::Failure::usage(format!(
+            "unknown option {other:?} for demo tcp"
+        ))
+        .hint("try --trace, as root")
+        .into());
     }
     let bins = util::build_bins_of(false, &["protolab-greet"])?;
     let greet = bins.join("greet");

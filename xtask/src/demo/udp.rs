@@ -23,7 +23,10 @@ fn n(v: &Value, key: &str) -> u64 {
 
 pub fn run(args: &[String]) -> Result<()> {
     if let Some(other) = args.first() {
-        bail!("demo udp takes no options (got {other:?})");
+        return Err(protolab_transport::cli::Failure::usage(format!(
+            "demo udp takes no options (got {other:?})"
+        ))
+        .into());
     }
     let bins = util::build_bins(false)?;
     let udpecho = bins.join("udpecho");
@@ -31,7 +34,8 @@ pub fn run(args: &[String]) -> Result<()> {
 
     println!("== UDP echo and probe, through an impairment relay ==\n");
     let mut cmd = Command::new(&udpecho);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"]);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
+        .env("RUST_LOG", "warn");
     let mut server = Server::start_cmd("udpecho serve", cmd, 2);
     let srv = server.addr("udp");
     println!("$ udpecho serve --listen 127.0.0.1:0 --workers 1");
@@ -39,11 +43,12 @@ pub fn run(args: &[String]) -> Result<()> {
     note(
         "The server echoes each probe packet with its receive time, its count of distinct probes\n\
          of this flow and a window saying which of the previous 64 sequence numbers it has seen.\n\
-         One worker keeps replies in arrival order, so the server adds no reordering of its own.",
+         Each flow is answered by one worker, so the server adds no reordering of its own.",
     );
 
     println!("\n$ udpecho probe {srv} --count 500 --interval 2ms");
     let out = Command::new(&udpecho)
+        .env("RUST_LOG", "warn")
         .args([
             "probe",
             &srv.to_string(),
@@ -78,20 +83,22 @@ pub fn run(args: &[String]) -> Result<()> {
         "7",
     ];
     let mut cmd = Command::new(&impair);
-    cmd.args([
-        "udp",
-        "--listen",
-        "127.0.0.1:0",
-        "--forward",
-        &srv.to_string(),
-        "--stats",
-    ])
-    .arg(&stats)
-    .args(impair_args);
+    cmd.env("RUST_LOG", "warn")
+        .args([
+            "udp",
+            "--listen",
+            "127.0.0.1:0",
+            "--forward",
+            &srv.to_string(),
+            "--stats",
+        ])
+        .arg(&stats)
+        .args(impair_args);
     let mut relay = Server::start_cmd("impair udp", cmd, 1);
     let rel = relay.addr("udp");
     println!(
-        "\n$ impair udp --listen 127.0.0.1:0 --forward {srv} {}",
+        "\n$ impair udp --listen 127.0.0.1:0 --forward {srv} --stats {} {}",
+        stats.display(),
         impair_args.join(" ")
     );
     println!("listening udp {rel}");
@@ -104,29 +111,38 @@ pub fn run(args: &[String]) -> Result<()> {
     let saved = dir.join("probe.json");
     let picture = util::root().join("target").join("demo-udp-probe.svg");
     println!(
-        "\n$ udpecho probe {rel} --count 3000 --rate 500 --wait 1s --seed 7 --output probe.json --svg {}",
+        "\n$ udpecho probe {rel} --count 3000 --rate 500 --wait 1s --seed 7 --output {} --svg {}",
+        saved.display(),
         picture.display()
     );
-    let out = Command::new(&udpecho)
-        .args([
-            "probe",
-            &rel.to_string(),
-            "--count",
-            "3000",
-            "--rate",
-            "500",
-            "--wait",
-            "1s",
-            "--seed",
-            "7",
-            "--quiet",
-            "--output",
-        ])
-        .arg(&saved)
-        .arg("--svg")
-        .arg(&picture)
-        .output()
-        .context("run udpecho probe")?;
+    note(&format!(
+        "The JSON files live in {} for the demo's length only (it removes them at the end);\n\
+         the picture stays at {}.",
+        dir.display(),
+        picture.display()
+    ));
+    let out = util::with_progress("probing through the relay (3000 probes at 500/s)", || {
+        Command::new(&udpecho)
+            .args([
+                "probe",
+                &rel.to_string(),
+                "--count",
+                "3000",
+                "--rate",
+                "500",
+                "--wait",
+                "1s",
+                "--seed",
+                "7",
+                "--quiet",
+                "--output",
+            ])
+            .arg(&saved)
+            .arg("--svg")
+            .arg(&picture)
+            .output()
+    })
+    .context("run udpecho probe")?;
     if !out.status.success() {
         bail!(
             "udpecho probe failed: {}",
