@@ -5,6 +5,7 @@
 //! - `test`: installs the real peers (as root), then fmt, clippy and the whole test suite.
 //! - `bench <tcp|udp|dns|smtp|http|inbox|link>`: this project and its peers measured in one run.
 //! - `install`: the binaries, their shell completions and man pages, onto PATH.
+//! - `lab-ca`: a lab CA and server certificate under target/lab-ca/.
 //! - `fuzz [TARGET]`: the cargo-fuzz targets of fuzz/, with a report per target.
 //! - `conformance http-cache`: the HTTP cache test suite against `http proxy` and Debian's caches.
 
@@ -13,6 +14,7 @@ mod conformance;
 mod demo;
 mod fuzz;
 mod install;
+mod lab_ca;
 mod peers;
 mod test;
 mod util;
@@ -32,6 +34,7 @@ Usage:
   cargo xtask fuzz [TARGET...] [--time 60s] [--json]
   cargo xtask conformance http-cache [--only NAME,...] [--json] [--keep DIR]
   cargo xtask install [--prefix DIR]
+  cargo xtask lab-ca [--out DIR]
 
 Tasks:
   demo      run a protocol end to end on loopback and narrate what happens on the wire
@@ -49,6 +52,8 @@ Tasks:
             prints required, optimal and check results per cache
   install   build the binaries (release) and copy them, their shell completions (bash, zsh,
             fish) and man pages under a prefix (default ~/.cargo, so ~/.cargo/bin)
+  lab-ca    make a lab CA and a server certificate (ECDSA P-256) for localhost, 127.0.0.1,
+            ::1, 198.18.0.1 and 198.18.0.2: target/lab-ca/{ca.pem,server.pem,server.key}
 
 Each task takes --help.
 
@@ -79,6 +84,7 @@ fn run(args: &[String]) -> Result<()> {
         "test" | "ci" => test::run(rest),
         "bench" => bench::run(rest),
         "install" => install::run(rest),
+        "lab-ca" => lab_ca::run(rest),
         "conformance" => conformance::run(rest),
         "fuzz" => fuzz::run(rest),
         "help" | "-h" | "--help" => {

@@ -38,6 +38,11 @@ pub const PEERS: &[(&str, &str)] = &[
     // xtask/src/test.rs); playwright-core drives the chromium above.
     ("node", "nodejs"),
     ("npm", "npm"),
+    // TLS. swaks speaks TLS only through Perl's IO::Socket::SSL (which brings Net::SSLeay): an
+    // absolute path stands for a file that is not a command.
+    ("/usr/share/perl5/IO/Socket/SSL.pm", "libio-socket-ssl-perl"),
+    ("openssl", "openssl"),
+    ("testssl", "testssl.sh"),
     // HTTP
     ("nginx", "nginx"),
     ("wget", "wget"),

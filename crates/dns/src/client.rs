@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use rand::Rng;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use protolab_transport::rng::StdRng;
@@ -56,7 +56,29 @@ pub enum ClientError {
     Encode(String),
     #[error("{server} sent a malformed reply over TCP: {error}")]
     Malformed { server: SocketAddr, error: String },
+    #[error("TLS with {server} failed: {why}")]
+    Tls { server: SocketAddr, why: String },
 }
+
+/// DNS over TLS (RFC 7858): the client's TLS settings.
+#[derive(Clone)]
+pub struct DotClient {
+    pub connector: protolab_transport::tls::TlsConnector,
+    /// The name the certificate must be valid for; `None` is the server's IP address.
+    pub name: Option<String>,
+}
+
+impl std::fmt::Debug for DotClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DotClient")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A stream the TCP exchange runs over: plain TCP or TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// How queries are sent.
 #[derive(Debug, Clone)]
@@ -71,6 +93,8 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// How many times the whole server list is tried.
     pub attempts: u32,
+    /// Ask over DNS over TLS (implies TCP framing; port 853 by convention).
+    pub tls: Option<DotClient>,
 }
 
 impl Default for ClientConfig {
@@ -81,6 +105,7 @@ impl Default for ClientConfig {
             recursion_desired: true,
             timeout: Duration::from_secs(2),
             attempts: 2,
+            tls: None,
         }
     }
 }
@@ -126,7 +151,7 @@ pub struct Exchange {
     /// Size of the reply in bytes.
     pub size: usize,
     pub elapsed: Duration,
-    /// `udp` or `tcp`: how the accepted reply came.
+    /// `udp`, `tcp` or `tls`: how the accepted reply came.
     pub transport: &'static str,
     /// True when a truncated UDP reply was followed by this TCP one.
     pub retried_over_tcp: bool,
@@ -330,7 +355,7 @@ impl Client {
     ) -> Result<Got, ClientError> {
         let mut edns = self.config.edns;
         loop {
-            let x = if self.config.tcp {
+            let x = if self.config.tcp || self.config.tls.is_some() {
                 self.tcp_exchange(server, question, edns, decode).await?
             } else {
                 let x = self.udp_exchange(server, question, edns, decode).await?;
@@ -548,12 +573,25 @@ impl Client {
         let start = Instant::now();
         let work = async {
             let io = |error| ClientError::Io { server, error };
-            let mut stream = TcpStream::connect(server).await.map_err(io)?;
-            let _ = stream.set_nodelay(true);
+            let tcp = TcpStream::connect(server).await.map_err(io)?;
+            let _ = tcp.set_nodelay(true);
+            let mut stream: Box<dyn Io> = match &self.config.tls {
+                None => Box::new(tcp),
+                Some(dot) => {
+                    let tls_err = |why| ClientError::Tls { server, why };
+                    let name = dot.name.clone().unwrap_or_else(|| server.ip().to_string());
+                    let name = protolab_transport::tls::server_name(&name).map_err(tls_err)?;
+                    let s = protolab_transport::tls::connect(&dot.connector, name, tcp, timeout)
+                        .await
+                        .map_err(|e| tls_err(protolab_transport::tls::describe_error(&e)))?;
+                    Box::new(s)
+                }
+            };
             let mut framed = Vec::with_capacity(bytes.len() + 2);
             framed.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
             framed.extend_from_slice(&bytes);
             stream.write_all(&framed).await.map_err(io)?;
+            stream.flush().await.map_err(io)?;
             self.stats.queries_sent.fetch_add(1, Ordering::Relaxed);
             // A server may send other replies first on a shared connection; this connection
             // is ours alone, but the checks stay the same as for UDP.
@@ -583,7 +621,11 @@ impl Client {
                         bytes: body,
                         server,
                         elapsed: start.elapsed(),
-                        transport: "tcp",
+                        transport: if self.config.tls.is_some() {
+                            "tls"
+                        } else {
+                            "tcp"
+                        },
                         retried_over_tcp: false,
                     },
                     reply,

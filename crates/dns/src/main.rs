@@ -14,9 +14,12 @@ use protolab_dns::client::{Client, ClientConfig};
 use protolab_dns::iterate::{self, IterConfig, RootHints};
 use protolab_dns::present;
 use protolab_dns::rrl::RrlConfig;
-use protolab_dns::server::{ResolverConfig, Upstream, ZoneConfig, run_resolver, run_zone_server};
+use protolab_dns::server::{
+    DotListen, ResolverConfig, Upstream, ZoneConfig, run_resolver, run_zone_server,
+};
 use protolab_dns::zone::{Catalog, Zone};
 use protolab_transport::cli::{Failure, init_tracing, parse_duration};
+use protolab_transport::tls::ServerIdentity;
 use protolab_transport::{out, outln, parse_addr};
 
 const EXAMPLES: &str = "\
@@ -60,13 +63,15 @@ enum Command {
   dns query big.example.test TXT @127.0.0.1:5300 --no-edns     (TC, then TCP)
   dns query www.example.test --trace --root-hints root.hints --port 5300
   dns query example.test SOA --json
-  dns query www.example.test @127.0.0.1:5300 @127.0.0.2:5300 --timeout 500ms   (second is a fallback)")]
+  dns query www.example.test @127.0.0.1:5300 @127.0.0.2:5300 --timeout 500ms   (second is a fallback)
+  dns query www.example.test @127.0.0.1:8853 --tls --cacert target/lab-ca/ca.pem   (DNS over TLS)")]
     Query(QueryArgs),
     /// Run a caching resolver on UDP and TCP.
     #[command(after_help = "Examples:
   dns serve --forward 127.0.0.1:5300
   dns serve --listen 127.0.0.1:1053 --root-hints root.hints
   dns serve --forward 127.0.0.1:5300 --allow 127.0.0.0/8 --allow 10.0.0.0/8 --cache-size 64MiB
+  dns serve --forward 127.0.0.1:5300 --dot-listen 127.0.0.1:8853 --tls-self-signed lab-ca.pem
 
 Only allowed clients (loopback by default) get answers; others get no reply at all, so the
 resolver is never open to the world by accident. Counters are printed as JSON on exit.")]
@@ -94,6 +99,15 @@ struct QueryArgs {
     /// Ask over TCP from the start.
     #[arg(long)]
     tcp: bool,
+    /// Ask over DNS over TLS (RFC 7858; port 853 unless given).
+    #[arg(long, conflicts_with = "trace")]
+    tls: bool,
+    /// With --tls: trust the CAs in FILE (PEM) instead of the system's.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    cacert: Option<PathBuf>,
+    /// With --tls: the name the certificate must be valid for [default: the server's address].
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    tls_name: Option<String>,
     /// Resolve iteratively from the root, printing every step (like dig +trace).
     #[arg(long)]
     trace: bool,
@@ -163,6 +177,19 @@ struct ServeArgs {
     /// Runtime threads (one per core by default).
     #[arg(long, default_value_t = 0, hide_default_value = true)]
     threads: usize,
+    /// Also serve DNS over TLS (RFC 7858) on this address, e.g. 127.0.0.1:8853.
+    #[arg(long, value_name = "ADDR")]
+    dot_listen: Option<String>,
+    /// The certificate chain (PEM) for --dot-listen.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Make a lab CA in memory and a certificate for localhost, 127.0.0.1, ::1 and the lab
+    /// link's addresses; the CA certificate is written to FILE for clients' --cacert.
+    #[arg(long, value_name = "FILE", conflicts_with = "tls_cert")]
+    tls_self_signed: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -385,7 +412,7 @@ async fn query(a: QueryArgs, json: bool) -> Result<()> {
         Some(t) => record_type(t)?,
         None => RecordType::A,
     };
-    let default_port = a.port.unwrap_or(53);
+    let default_port = a.port.unwrap_or(if a.tls { 853 } else { 53 });
     // Several @SERVERs are tried in turn when one does not answer.
     let mut servers: Vec<SocketAddr> = Vec::new();
     for s in &named {
@@ -409,6 +436,15 @@ async fn query(a: QueryArgs, json: bool) -> Result<()> {
         recursion_desired: !a.norecurse && !a.trace,
         timeout: a.timeout,
         attempts: a.tries,
+        tls: if a.tls {
+            let config = protolab_transport::tls::client_config(a.cacert.as_deref())?;
+            Some(protolab_dns::client::DotClient {
+                connector: protolab_transport::tls::TlsConnector::from(config),
+                name: a.tls_name.clone(),
+            })
+        } else {
+            None
+        },
     };
     let client = Client::new(config, rng);
     let command = std::env::args().skip(2).collect::<Vec<_>>().join(" ");
@@ -545,6 +581,7 @@ async fn check_root_hints(hints: RootHints, port: u16, timeout: Duration) {
         recursion_desired: false,
         timeout,
         attempts: 1,
+        tls: None,
     };
     let (rng, _) = protolab_transport::rng::seeded(None);
     let client = Client::new(config, rng);
@@ -634,6 +671,7 @@ async fn serve(a: ServeArgs, json: bool) -> Result<()> {
             "say where answers come from: --forward ADDR (a recursive server) or --root-hints FILE"
         );
     };
+    let dot = dot_listen(&a)?;
     let allow = if a.allow.is_empty() {
         vec!["127.0.0.0/8".parse()?, "::1/128".parse()?]
     } else {
@@ -649,6 +687,7 @@ async fn serve(a: ServeArgs, json: bool) -> Result<()> {
         udp_workers: a.udp_workers,
         max_pending: a.max_pending,
         max_tcp_per_client: a.max_tcp_per_client,
+        dot,
     };
     if let Upstream::Iterate { hints, config } = &config.upstream {
         tokio::spawn(check_root_hints(hints.clone(), config.port, a.timeout));
@@ -659,6 +698,45 @@ async fn serve(a: ServeArgs, json: bool) -> Result<()> {
         .map_err(|e| listen_error(listen, e))?;
     print_stats(&resolver.report(), json);
     Ok(())
+}
+
+/// The DNS-over-TLS listener from `--dot-listen` and the certificate options.
+fn dot_listen(a: &ServeArgs) -> Result<Option<DotListen>> {
+    let identity = match (&a.tls_cert, &a.tls_key, &a.tls_self_signed) {
+        (Some(cert), Some(key), _) => Some(ServerIdentity::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        (_, _, Some(ca_out)) => Some(ServerIdentity::SelfSigned {
+            ca_out: ca_out.clone(),
+        }),
+        _ => None,
+    };
+    let Some(addr) = &a.dot_listen else {
+        if identity.is_some() {
+            return Err(
+                Failure::usage("--tls-cert and --tls-self-signed need --dot-listen ADDR").into(),
+            );
+        }
+        return Ok(None);
+    };
+    let listen = parse_addr(addr, 853).with_context(|| format!("bad --dot-listen {addr}"))?;
+    let Some(identity) = identity else {
+        return Err(Failure::usage(
+            "--dot-listen needs a certificate: give --tls-cert and --tls-key, or --tls-self-signed FILE",
+        )
+        .into());
+    };
+    let acceptor = identity
+        .acceptor()
+        .context("cannot set up TLS for --dot-listen")?;
+    if let Some(ca) = &a.tls_self_signed {
+        outln!(
+            "tls lab CA written to {}: give it to clients with --cacert",
+            ca.display()
+        );
+    }
+    Ok(Some(DotListen { listen, acceptor }))
 }
 
 async fn zone(a: ZoneArgs, json: bool) -> Result<()> {

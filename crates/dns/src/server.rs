@@ -92,6 +92,23 @@ pub struct ResolverConfig {
     pub max_pending: usize,
     /// TCP connections open at once from one client address.
     pub max_tcp_per_client: usize,
+    /// DNS over TLS (RFC 7858) on a port of its own, the same messages as over TCP inside TLS.
+    pub dot: Option<DotListen>,
+}
+
+/// Where and with which certificate DNS over TLS is served.
+#[derive(Clone)]
+pub struct DotListen {
+    pub listen: SocketAddr,
+    pub acceptor: protolab_transport::tls::TlsAcceptor,
+}
+
+impl std::fmt::Debug for DotListen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DotListen")
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Counters of the resolver.
@@ -276,6 +293,7 @@ impl Resolver {
                 recursion_desired: matches!(config.upstream, Upstream::Forward(_)),
                 timeout: config.timeout,
                 attempts: 1,
+                tls: None,
             },
             rng,
         )
@@ -544,6 +562,8 @@ pub struct TcpStats {
     pub message_timeouts: AtomicU64,
     /// Connections closed for a zero-length message.
     pub bad_frames: AtomicU64,
+    /// DNS-over-TLS handshakes that failed or timed out.
+    pub tls_handshake_failures: AtomicU64,
 }
 
 /// Open TCP connections per client address, so that one client cannot take every connection
@@ -717,8 +737,62 @@ pub async fn run_resolver(
     shutdown: CancellationToken,
 ) -> io::Result<Arc<Resolver>> {
     let (udp, tcp) = bind_pair(config.listen)?;
+    let dot = match &config.dot {
+        Some(d) => Some((protolab_transport::bind_tcp(d.listen)?, d.acceptor.clone())),
+        None => None,
+    };
     announce(&udp, &tcp)?;
+    if let Some((l, _)) = &dot {
+        protolab_transport::outln!("listening tls {}", l.local_addr()?);
+    }
     let resolver = Arc::new(Resolver::new(&config));
+    let dot_task = {
+        let resolver = resolver.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            let Some((listener, acceptor)) = dot else {
+                return Ok(());
+            };
+            run_tcp(
+                listener,
+                tcp_config(),
+                shutdown,
+                Arc::new(TcpServerStats::default()),
+                move |stream, conn| {
+                    let r = resolver.clone();
+                    let acceptor = acceptor.clone();
+                    async move {
+                        // The same message loop as plain TCP, inside TLS (RFC 7858 section 3.3).
+                        let stream =
+                            match protolab_transport::tls::accept(&acceptor, stream, &conn).await {
+                                Ok(s) => s,
+                                Err(e) => {
+                                    r.stats
+                                        .tcp
+                                        .tls_handshake_failures
+                                        .fetch_add(1, Ordering::Relaxed);
+                                    tracing::debug!(
+                                        error = %protolab_transport::tls::describe_error(&e),
+                                        "DoT handshake failed"
+                                    );
+                                    return;
+                                }
+                            };
+                        let h = r.clone();
+                        serve_tcp_conn(
+                            stream,
+                            conn,
+                            &r.tcp_clients,
+                            &r.stats.tcp,
+                            move |peer, pkt| h.handle(peer, pkt, false),
+                        )
+                        .await;
+                    }
+                },
+            )
+            .await
+        }
+    };
     let r_udp = resolver.clone();
     let mut udp_config = UdpServerConfig::default();
     if config.udp_workers > 0 {
@@ -752,9 +826,10 @@ pub async fn run_resolver(
             }
         },
     );
-    let (u, t) = tokio::join!(udp_task, tcp_task);
+    let (u, t, d) = tokio::join!(udp_task, tcp_task, dot_task);
     u?;
     t?;
+    d?;
     Ok(resolver)
 }
 

@@ -268,6 +268,7 @@ fn run_session(
                         assert!(content.len() as u64 <= cfg.max_size, "content over SIZE");
                         push(&mut events, Event::Content(c.to_vec()));
                     }
+                    Output::StartTls => panic!("STARTTLS begun by a server with no certificate"),
                     Output::MessageAbort => {
                         aborted = true;
                         // The driver throws away what it stored of a refused message, and how
@@ -349,6 +350,9 @@ pub fn smtp_session(data: &[u8]) {
         },
         max_recipients: usize::from((limits >> 4) & 3) + 1,
         max_errors: u32::from(limits >> 6) * 4 + 3,
+        // No certificate: STARTTLS must be refused, never begun (checked below).
+        starttls: false,
+        require_tls: false,
     };
     let exact = run_session(&cfg, stream, *fail_mask, || 1, true);
     let cut = run_session(&cfg, stream, *fail_mask, pieces(*seed), false);

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::conn::{ClientConn, ClientEvent, ResponseError};
 use crate::wire::{Headers, Limits, RequestHead, Version};
@@ -38,6 +37,8 @@ pub struct GetConfig {
     pub timeout: Duration,
     /// The largest response body read.
     pub max_body: u64,
+    /// For https:// URLs: trust the CAs in this file (PEM) instead of the system's.
+    pub cacert: Option<std::path::PathBuf>,
 }
 
 impl Default for GetConfig {
@@ -51,6 +52,7 @@ impl Default for GetConfig {
             proxy: None,
             timeout: Duration::from_secs(30),
             max_body: 1 << 30,
+            cacert: None,
         }
     }
 }
@@ -74,11 +76,17 @@ pub enum ClientError {
     Response(#[from] ResponseError),
     #[error("no complete response within {0:?}")]
     Timeout(Duration),
+    #[error("TLS with {0} failed: {1}")]
+    Tls(String, String),
+    #[error("{0}")]
+    TlsSetup(#[from] protolab_transport::tls::TlsError),
 }
 
 /// A URL's parts that matter here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
+    /// https://: the exchange runs inside TLS (port 443 unless given).
+    pub tls: bool,
     pub host: String,
     pub port: u16,
     /// Path and query, at least `/`.
@@ -92,15 +100,16 @@ impl Url {
     /// [`ClientError::BadUrl`] naming the problem.
     pub fn parse(text: &str) -> Result<Url, ClientError> {
         let bad = |why| ClientError::BadUrl(text.to_owned(), why);
-        let rest = if let Some(r) = text.strip_prefix("http://") {
-            r
-        } else if text.starts_with("https://") {
-            return Err(bad("https is not spoken here: use http://"));
+        let (tls, rest) = if let Some(r) = text.strip_prefix("http://") {
+            (false, r)
+        } else if let Some(r) = text.strip_prefix("https://") {
+            (true, r)
         } else if text.contains("://") {
-            return Err(bad("only http:// URLs"));
+            return Err(bad("only http:// and https:// URLs"));
         } else {
-            text
+            (false, text)
         };
+        let default_port = if tls { 443 } else { 80 };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -120,25 +129,35 @@ impl Url {
                 .ok_or_else(|| bad("unclosed [ in the host"))?;
             let port = match rest.strip_prefix(':') {
                 Some(p) => p.parse().map_err(|_| bad("bad port"))?,
-                None if rest.is_empty() => 80,
+                None if rest.is_empty() => default_port,
                 None => return Err(bad("junk after the host")),
             };
             (format!("[{h}]"), port)
         } else {
             match authority.rsplit_once(':') {
                 Some((h, p)) => (h.to_owned(), p.parse().map_err(|_| bad("bad port"))?),
-                None => (authority.to_owned(), 80),
+                None => (authority.to_owned(), default_port),
             }
         };
         if host.is_empty() {
             return Err(bad("no host"));
         }
-        Ok(Url { host, port, path })
+        Ok(Url {
+            tls,
+            host,
+            port,
+            path,
+        })
     }
 
-    /// The Host field's value: the port only when it is not 80.
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+
+    /// The Host field's value: the port only when it is not the scheme's default.
     pub fn authority(&self) -> String {
-        if self.port == 80 {
+        if self.port == if self.tls { 443 } else { 80 } {
             self.host.clone()
         } else {
             format!("{}:{}", self.host, self.port)
@@ -186,9 +205,14 @@ pub struct Exchange {
     pub set_cookies: Vec<String>,
 }
 
+/// A connection: plain TCP or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 struct Open {
-    key: SocketAddr,
-    stream: TcpStream,
+    /// The address and whether the connection is in TLS: only the same pair is reused.
+    key: (SocketAddr, bool),
+    stream: Box<dyn Io>,
     leftover: BytesMut,
 }
 
@@ -208,14 +232,33 @@ pub async fn get(
     let mut done = Vec::with_capacity(config.urls.len());
     let mut open: Option<Open> = None;
     let proxy = config.proxy.as_deref().map(Url::parse).transpose()?;
+    // Built only when an https:// URL needs it, so plain http never reads a CA file.
+    let mut connector: Option<protolab_transport::tls::TlsConnector> = None;
     for (i, text) in config.urls.iter().enumerate() {
         let url = Url::parse(text)?;
         let last = i + 1 == config.urls.len();
-        let cookie = cookies_for(&format!("http://{}{}", url.authority(), url.path));
+        let cookie = cookies_for(&format!(
+            "{}://{}{}",
+            url.scheme(),
+            url.authority(),
+            url.path
+        ));
+        if url.tls && connector.is_none() {
+            connector = Some(protolab_transport::tls::TlsConnector::from(
+                protolab_transport::tls::client_config(config.cacert.as_deref())?,
+            ));
+        }
         let head = build_request(config, &url, proxy.is_some(), last, cookie.as_deref())?;
         let exchange = tokio::time::timeout(
             config.timeout,
-            exchange(config, &url, proxy.as_ref(), head, &mut open),
+            exchange(
+                config,
+                &url,
+                proxy.as_ref(),
+                connector.as_ref(),
+                head,
+                &mut open,
+            ),
         )
         .await
         .map_err(|_| ClientError::Timeout(config.timeout))??;
@@ -328,22 +371,44 @@ async fn exchange(
     config: &GetConfig,
     url: &Url,
     proxy: Option<&Url>,
+    connector: Option<&protolab_transport::tls::TlsConnector>,
     head: RequestHead,
     open: &mut Option<Open>,
 ) -> Result<Exchange, ClientError> {
+    if url.tls && proxy.is_some() {
+        return Err(ClientError::BadUrl(
+            format!("https://{}{}", url.authority(), url.path),
+            "https through a proxy (CONNECT) is not spoken here",
+        ));
+    }
     let start = Instant::now();
     let mut timing = Timing::default();
     let remote = resolve(config, proxy.unwrap_or(url)).await?;
     timing.name_lookup_ms = ms(start);
-    let reused = open.as_ref().is_some_and(|o| o.key == remote);
+    let key = (remote, url.tls);
+    let reused = open.as_ref().is_some_and(|o| o.key == key);
     let mut conn = match open.take() {
-        Some(o) if o.key == remote => o,
+        Some(o) if o.key == key => o,
         _ => {
-            let stream = protolab_transport::connect_tcp(remote, config.timeout)
+            let tcp = protolab_transport::connect_tcp(remote, config.timeout)
                 .await
                 .map_err(|e| ClientError::Connect(remote, e))?;
+            let stream: Box<dyn Io> = match (url.tls, connector) {
+                (true, Some(connector)) => {
+                    // The certificate must be valid for the URL's host (SNI for a name).
+                    let host = url.host.trim_start_matches('[').trim_end_matches(']');
+                    let tls_err =
+                        |why: String| ClientError::Tls(format!("{}:{}", url.host, url.port), why);
+                    let name = protolab_transport::tls::server_name(host).map_err(tls_err)?;
+                    let s = protolab_transport::tls::connect(connector, name, tcp, config.timeout)
+                        .await
+                        .map_err(|e| tls_err(protolab_transport::tls::describe_error(&e)))?;
+                    Box::new(s)
+                }
+                _ => Box::new(tcp),
+            };
             Open {
-                key: remote,
+                key,
                 stream,
                 leftover: BytesMut::new(),
             }
@@ -354,6 +419,7 @@ async fn exchange(
     let body = config.data.clone().unwrap_or_default();
     wire.extend_from_slice(&body);
     conn.stream.write_all(&wire).await?;
+    conn.stream.flush().await?;
     timing.request_sent_ms = ms(start);
 
     let limits = Limits {
@@ -426,7 +492,7 @@ async fn exchange(
     let mut request = vec![head.request_line()];
     request.extend(head.headers.lines());
     Ok(Exchange {
-        url: format!("http://{}{}", url.authority(), url.path),
+        url: format!("{}://{}{}", url.scheme(), url.authority(), url.path),
         remote,
         reused,
         request,
@@ -459,7 +525,11 @@ mod tests {
         assert_eq!((u.host.as_str(), u.port), ("[::1]", 80));
         assert_eq!(Url::parse("127.0.0.1:9").unwrap().path, "/");
         assert_eq!(Url::parse("http://h?x").unwrap().path, "/?x");
-        assert!(Url::parse("https://example.test/").is_err());
+        let https = Url::parse("https://example.test/a").unwrap();
+        assert!(https.tls);
+        assert_eq!(https.port, 443);
+        assert_eq!(https.authority(), "example.test");
+        assert!(Url::parse("ftp://example.test/").is_err());
         assert!(Url::parse("http://h/a b").is_err());
     }
 

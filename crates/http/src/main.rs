@@ -52,7 +52,8 @@ enum Cmd {
     /// /bytes/N, /stream/N); prints `listening tcp ADDR` once bound.
     #[command(
         after_help = "Examples:\n  http serve\n  http serve --root ./site --listen 127.0.0.1:0\n  \
-                            http serve --max-body 1048576 --idle-timeout 5s --threads 1"
+                            http serve --max-body 1048576 --idle-timeout 5s --threads 1\n  \
+                            http serve --listen 127.0.0.1:8443 --tls-self-signed lab-ca.pem   # HTTPS"
     )]
     Serve {
         /// Address to listen on (a bare port means loopback).
@@ -82,14 +83,25 @@ enum Cmd {
         /// Worker threads, each with its own event loop (0: one per core).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// HTTPS with this certificate chain (PEM); prints `listening tls ADDR`.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// HTTPS with a lab CA made in memory (a certificate for localhost, 127.0.0.1, ::1 and
+        /// the lab link's addresses); the CA certificate is written to FILE for --cacert.
+        #[arg(long, value_name = "FILE", conflicts_with = "tls_cert")]
+        tls_self_signed: Option<PathBuf>,
     },
     /// Send requests and show both messages with the timing of each phase, like curl -v.
     #[command(after_help = "Examples:\n  http get http://127.0.0.1:8080/\n  \
                             http get http://127.0.0.1:8080/a http://127.0.0.1:8080/b   # one connection, reused\n  \
                             http get -o page.html --proxy http://127.0.0.1:3128 http://example.test/\n  \
-                            http get --json -H 'Accept: application/json' http://127.0.0.1:8080/echo")]
+                            http get --json -H 'Accept: application/json' http://127.0.0.1:8080/echo\n  \
+                            http get --cacert lab-ca.pem https://127.0.0.1:8443/   # HTTPS, verified")]
     Get {
-        /// The URLs (http:// only); consecutive ones to one server share a connection.
+        /// The URLs (http:// or https://); consecutive ones to one server share a connection.
         #[arg(required = true)]
         urls: Vec<String>,
         /// The method [default: GET, or POST with -d].
@@ -116,6 +128,9 @@ enum Cmd {
         /// A cookie jar in the Netscape format (curl's -b/-c): read before, written after.
         #[arg(long, short = 'c')]
         cookie_jar: Option<PathBuf>,
+        /// For https:// URLs: trust the CAs in FILE (PEM) instead of the system's.
+        #[arg(long, value_name = "FILE")]
+        cacert: Option<PathBuf>,
     },
     /// A caching proxy (RFC 9111): forward for absolute-form requests, reverse with --upstream;
     /// every response carries Cache-Status and Age. Prints `listening tcp ADDR` once bound.
@@ -227,9 +242,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
             idle_timeout,
             max_delay,
             threads,
+            tls_cert,
+            tls_key,
+            tls_self_signed,
         } => {
             let addr = protolab_transport::parse_addr(&listen, DEFAULT_PORT)
                 .with_context(|| format!("bad --listen {listen:?}"))?;
+            let identity = match (tls_cert, tls_key, &tls_self_signed) {
+                (Some(cert), Some(key), _) => {
+                    Some(protolab_transport::tls::ServerIdentity::Files { cert, key })
+                }
+                (_, _, Some(ca_out)) => Some(protolab_transport::tls::ServerIdentity::SelfSigned {
+                    ca_out: ca_out.clone(),
+                }),
+                _ => None,
+            };
+            let tls = match &identity {
+                Some(id) => Some(id.acceptor().context("cannot set up HTTPS")?),
+                None => None,
+            };
+            if let Some(ca) = &tls_self_signed {
+                outln!(
+                    "tls lab CA written to {}: give it to clients with --cacert",
+                    ca.display()
+                );
+            }
             if let Some(r) = &root
                 && !r.is_dir()
             {
@@ -244,6 +281,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     max_body,
                     ..Limits::default()
                 },
+                tls,
                 ..ServeConfig::default()
             };
             config.origin.root = root;
@@ -256,7 +294,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             runtime(1)?.block_on(async move {
                 let listener = protolab_transport::bind_tcp(addr)
                     .map_err(|e| protolab_transport::cli::ListenError::new("tcp", addr, e))?;
-                protolab_transport::cli::listening("tcp", listener.local_addr()?, cli.json);
+                let proto = if config.tls.is_some() { "tls" } else { "tcp" };
+                protolab_transport::cli::listening(proto, listener.local_addr()?, cli.json);
                 let shutdown = protolab_transport::shutdown_on_signals();
                 let report = serve::run(listener, config, shutdown).await?;
                 if cli.json {
@@ -355,6 +394,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             output,
             timeout,
             cookie_jar,
+            cacert,
         } => {
             let data = match data {
                 Some(d) => Some(match d.strip_prefix('@') {
@@ -373,6 +413,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 resolve,
                 proxy,
                 timeout,
+                cacert,
                 ..GetConfig::default()
             };
             let json = cli.json;

@@ -24,7 +24,7 @@ use crate::origin::{Body, Handler, Origin, OriginConfig, Reply};
 use crate::wire::{Limits, Version, reason};
 
 /// Options of `http serve`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeConfig {
     pub origin: OriginConfig,
     pub limits: Limits,
@@ -41,6 +41,20 @@ pub struct ServeConfig {
     /// Threads serving connections, each with its own single-threaded runtime, all accepting
     /// from the one listener (1: only the caller's task).
     pub workers: usize,
+    /// HTTPS: every connection starts with a TLS handshake (through protolab-transport's TLS).
+    pub tls: Option<protolab_transport::tls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("origin", &self.origin)
+            .field("limits", &self.limits)
+            .field("max_connections", &self.max_connections)
+            .field("workers", &self.workers)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ServeConfig {
@@ -54,6 +68,7 @@ impl Default for ServeConfig {
             idle_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(5),
             workers: 1,
+            tls: None,
         }
     }
 }
@@ -123,9 +138,14 @@ pub async fn run_with<H: Handler>(
         // The transport's timeout bounds every read and write; the phases tighten it.
         idle_timeout: Some(config.idle_timeout),
         drain_timeout: config.drain_timeout,
-        busy_reply: Bytes::from_static(
-            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 1\r\n\r\n",
-        ),
+        // Over TLS a plaintext 503 would be garbage to the client: it is just closed.
+        busy_reply: if config.tls.is_some() {
+            Bytes::new()
+        } else {
+            Bytes::from_static(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 1\r\n\r\n",
+            )
+        },
         nodelay: true,
     };
     let tcp_stats = Arc::new(TcpServerStats::default());
@@ -209,7 +229,22 @@ async fn serve_on<H: Handler>(
     run_tcp(listener, tcp, shutdown, stats, move |stream, conn| {
         let shared = shared.clone();
         async move {
-            if let Err(e) = handle(stream, conn, &shared).await {
+            let result = match &shared.config.tls {
+                None => handle(stream, conn, &shared).await,
+                Some(acceptor) => {
+                    match protolab_transport::tls::accept(acceptor, stream, &conn).await {
+                        Ok(tls) => handle(tls, conn, &shared).await,
+                        Err(e) => {
+                            tracing::debug!(
+                                error = %protolab_transport::tls::describe_error(&e),
+                                "TLS handshake failed"
+                            );
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         }

@@ -5,9 +5,11 @@
 //! into CRLF and whose leading dots are stuffed ([`dot_stuff`]).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use protolab_transport::tls::{self, TlsConnector, TlsError, TlsInfo};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::maildir::rfc5322_date;
@@ -29,6 +31,38 @@ pub enum ClientError {
     Refused { step: String, reply: String },
     #[error(transparent)]
     BadValue(#[from] BadValue),
+    #[error("{0}")]
+    TlsSetup(#[from] TlsError),
+    #[error("TLS with {server} failed: {why}")]
+    Tls { server: SocketAddr, why: String },
+    #[error("the server does not offer STARTTLS (its EHLO reply has no STARTTLS line)")]
+    NoStartTls,
+    #[error(
+        "the server sent more after its 220 to STARTTLS; refusing what may be an injected reply"
+    )]
+    InjectedAfterStartTls,
+}
+
+/// Whether and how the client uses TLS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plaintext.
+    #[default]
+    Off,
+    /// Plaintext first, then STARTTLS (RFC 3207) before anything else; refused if not offered.
+    StartTls,
+    /// TLS from the first octet, on the implicit-TLS port (RFC 8314).
+    Implicit,
+}
+
+/// The client's TLS settings.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    pub mode: TlsMode,
+    /// The CAs to trust (PEM); `None` trusts the system's.
+    pub cacert: Option<PathBuf>,
+    /// The name the certificate must be valid for; `None` is the server's IP address.
+    pub name: Option<String>,
 }
 
 /// A value of a [`Message`] that cannot be sent as it is: it would end a command line or a
@@ -104,6 +138,8 @@ pub struct SendReport {
     /// The server's id for the message, when its reply names one (`queued as ID`).
     pub id: Option<String>,
     pub octets: usize,
+    /// The TLS the message went over, e.g. `TLSv1.3 with cipher TLS13_AES_128_GCM_SHA256`.
+    pub tls: Option<String>,
 }
 
 /// A reply read from the server: its code and its text lines.
@@ -190,10 +226,13 @@ pub fn compose(msg: &Message, now: SystemTime) -> Vec<u8> {
     text
 }
 
+/// A connection, plaintext or TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 /// The connection and its dialog, one command and one reply at a time.
 struct Wire<'a> {
-    rd: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    wr: tokio::net::tcp::OwnedWriteHalf,
+    io: BufReader<Box<dyn Io>>,
     timeout: Duration,
     dialog: &'a mut dyn FnMut(&str),
 }
@@ -203,7 +242,7 @@ impl Wire<'_> {
         let mut lines = Vec::new();
         loop {
             let mut line = String::new();
-            let n = tokio::time::timeout(self.timeout, self.rd.read_line(&mut line))
+            let n = tokio::time::timeout(self.timeout, self.io.read_line(&mut line))
                 .await
                 .map_err(|_| ClientError::Timeout(self.timeout))??;
             if n == 0 {
@@ -221,7 +260,11 @@ impl Wire<'_> {
 
     async fn say(&mut self, text: &str) -> Result<(), ClientError> {
         (self.dialog)(&format!("C: {text}"));
-        self.wr.write_all(format!("{text}\r\n").as_bytes()).await?;
+        self.io
+            .get_mut()
+            .write_all(format!("{text}\r\n").as_bytes())
+            .await?;
+        self.io.get_mut().flush().await?;
         Ok(())
     }
 
@@ -242,17 +285,51 @@ pub async fn send(
     server: SocketAddr,
     msg: &Message,
     timeout: Duration,
+    tls_options: &TlsOptions,
     dialog: &mut dyn FnMut(&str),
 ) -> Result<SendReport, ClientError> {
     msg.check()?;
+    // Everything that can be wrong with the TLS settings is found before connecting.
+    let tls_setup = match tls_options.mode {
+        TlsMode::Off => None,
+        _ => {
+            let connector = TlsConnector::from(tls::client_config(tls_options.cacert.as_deref())?);
+            let name = match &tls_options.name {
+                Some(n) => n.clone(),
+                None => server.ip().to_string(),
+            };
+            let name = tls::server_name(&name).map_err(|why| ClientError::Tls { server, why })?;
+            Some((connector, name))
+        }
+    };
+    let handshake = |stream: Box<dyn Io>| {
+        let (connector, name) = tls_setup.clone().expect("TLS set up for a TLS mode");
+        async move {
+            let stream = tls::connect(&connector, name, stream, timeout)
+                .await
+                .map_err(|e| ClientError::Tls {
+                    server,
+                    why: tls::describe_error(&e),
+                })?;
+            let info = TlsInfo::of(stream.get_ref().1);
+            Ok::<_, ClientError>((Box::new(stream) as Box<dyn Io>, info))
+        }
+    };
     let stream = tokio::time::timeout(timeout, TcpStream::connect(server))
         .await
         .map_err(|_| ClientError::Timeout(timeout))?
         .map_err(|e| ClientError::Connect(server, e))?;
-    let (rd, wr) = stream.into_split();
+    let _ = stream.set_nodelay(true);
+    let mut stream: Box<dyn Io> = Box::new(stream);
+    let mut tls_info = None;
+    if tls_options.mode == TlsMode::Implicit {
+        let (s, info) = handshake(stream).await?;
+        (dialog)(&format!("-- TLS: {info}"));
+        stream = s;
+        tls_info = Some(info);
+    }
     let mut w = Wire {
-        rd: BufReader::new(rd),
-        wr,
+        io: BufReader::new(stream),
         timeout,
         dialog,
     };
@@ -260,7 +337,39 @@ pub async fn send(
     expect(&greeting, 220, "the connection")?;
 
     w.say(&format!("EHLO {}", msg.helo)).await?;
-    let ehlo = w.reply().await?;
+    let mut ehlo = w.reply().await?;
+    if tls_options.mode == TlsMode::StartTls {
+        let offered = ehlo.code == 250
+            && ehlo
+                .lines
+                .iter()
+                .any(|l| l.trim().eq_ignore_ascii_case("STARTTLS"));
+        if !offered {
+            return Err(ClientError::NoStartTls);
+        }
+        w.step("STARTTLS", 220).await?;
+        // The client's half of the injection defence: a reply that arrived with the 220 came
+        // in plaintext and would be read as if it came over TLS.
+        if !w.io.buffer().is_empty() {
+            return Err(ClientError::InjectedAfterStartTls);
+        }
+        let Wire {
+            io,
+            timeout,
+            dialog,
+        } = w;
+        let (s, info) = handshake(io.into_inner()).await?;
+        (dialog)(&format!("-- TLS: {info}"));
+        tls_info = Some(info);
+        w = Wire {
+            io: BufReader::new(s),
+            timeout,
+            dialog,
+        };
+        // RFC 3207 section 4.2: start over; what the server said before TLS no longer counts.
+        w.say(&format!("EHLO {}", msg.helo)).await?;
+        ehlo = w.reply().await?;
+    }
     let esmtp = ehlo.code == 250;
     if !esmtp {
         w.step(&format!("HELO {}", msg.helo), 250).await?;
@@ -295,8 +404,9 @@ pub async fn send(
         (w.dialog)(&format!("C: {}", String::from_utf8_lossy(line).trim_end()));
     }
     (w.dialog)("C: .");
-    w.wr.write_all(&data).await?;
-    w.wr.write_all(b".\r\n").await?;
+    w.io.get_mut().write_all(&data).await?;
+    w.io.get_mut().write_all(b".\r\n").await?;
+    w.io.get_mut().flush().await?;
     let done = w.reply().await?;
     expect(&done, 250, "the message")?;
     w.say("QUIT").await?;
@@ -312,6 +422,7 @@ pub async fn send(
         reply,
         id,
         octets: data.len(),
+        tls: tls_info.map(|t| t.to_string()),
     })
 }
 

@@ -27,12 +27,14 @@ pub mod session;
 pub mod wire;
 
 pub use maildir::Maildir;
-pub use server::{ServerConfig, SmtpStats, serve};
+pub use server::{ServerConfig, SmtpStats, Tls, serve};
 pub use session::{Envelope, Session, SessionConfig, StoreError};
 pub use wire::{Command, Reply};
 
 /// The port `smtp serve` listens on by default (2525: no privileges needed, unlike 25).
 pub const DEFAULT_PORT: u16 = 2525;
+/// The implicit-TLS port in the docs and examples (RFC 8314's 465, made unprivileged).
+pub const DEFAULT_TLS_PORT: u16 = 4650;
 
 /// This machine's host name, for the greeting and the Received: headers, or `localhost`.
 pub fn system_hostname() -> String {

@@ -291,15 +291,23 @@ pub fn trace_headers(
     for r in &env.rcpt_to {
         h.push_str(&format!("Delivered-To: {r}\r\n"));
     }
-    let with = match (env.smtputf8, env.esmtp) {
-        (true, _) => "UTF8SMTP",
-        (false, true) => "ESMTP",
-        (false, false) => "SMTP",
+    // RFC 3848 and RFC 6531 name the protocols; the S says the session was in TLS. HELO has no
+    // registered name with TLS, so it stays SMTP, and the comment below still shows the TLS.
+    let with = match (env.smtputf8, env.esmtp, env.tls.is_some()) {
+        (true, _, false) => "UTF8SMTP",
+        (true, _, true) => "UTF8SMTPS",
+        (false, true, false) => "ESMTP",
+        (false, true, true) => "ESMTPS",
+        (false, false, _) => "SMTP",
     };
     let helo: String = env.helo.chars().filter(|c| !c.is_control()).collect();
+    h.push_str(&format!("Received: from {helo} ([{}])", peer.ip()));
+    if let Some(tls) = &env.tls {
+        // Where Postfix puts it: a comment between the from and by clauses.
+        h.push_str(&format!("\r\n\t(using {tls})"));
+    }
     h.push_str(&format!(
-        "Received: from {helo} ([{}])\r\n\tby {hostname} (protolab-smtp) with {with} id {id}",
-        peer.ip()
+        "\r\n\tby {hostname} (protolab-smtp) with {with} id {id}"
     ));
     if let [only] = env.rcpt_to.as_slice() {
         h.push_str(&format!("\r\n\tfor <{only}>"));

@@ -10,10 +10,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use protolab_smtp::client::{TlsMode, TlsOptions};
 use protolab_smtp::{
-    DEFAULT_PORT, Maildir, ServerConfig, SessionConfig, SmtpStats, client, inbox, maildir,
+    DEFAULT_PORT, DEFAULT_TLS_PORT, Maildir, ServerConfig, SessionConfig, SmtpStats, Tls, client,
+    inbox, maildir,
 };
 use protolab_transport::cli::{init_tracing, parse_duration};
+use protolab_transport::tls::ServerIdentity;
 use protolab_transport::{CancellationToken, TcpServerStats, bind_tcp, outln};
 
 const EXAMPLES: &str = "\
@@ -21,6 +24,8 @@ Examples:
   smtp serve                                   # 127.0.0.1:2525 into ./maildir
   smtp serve --listen 127.0.0.1:0 --maildir /tmp/mail --max-size 10485760
   smtp send --from a@example.test --to b@example.test --subject hi -v
+  smtp serve --tls-self-signed lab-ca.pem --tls-listen 127.0.0.1:4650
+  smtp send --starttls --cacert lab-ca.pem --from a@example.test --to b@example.test -v
   swaks --server 127.0.0.1 --port 2525 --to b@example.test --pipeline
   smtp serve --http 127.0.0.1:8025             # and the web inbox at http://127.0.0.1:8025/
   smtp web --maildir ./maildir                 # the web inbox alone
@@ -50,7 +55,9 @@ enum Cmd {
     /// Receive mail into a Maildir; 250 is sent only once a message is on disk for good.
     #[command(
         after_help = "Examples:\n  smtp serve\n  smtp serve --listen 127.0.0.1:0 --maildir /tmp/mail --idle-timeout 30s\n  \
-                      smtp serve --drain-timeout 1m    # the first Ctrl-C lets sessions finish, a second exits"
+                      smtp serve --drain-timeout 1m    # the first Ctrl-C lets sessions finish, a second exits\n  \
+                      smtp serve --tls-cert target/lab-ca/server.pem --tls-key target/lab-ca/server.key --require-tls\n  \
+                      smtp serve --tls-self-signed lab-ca.pem --tls-listen 127.0.0.1:4650   # STARTTLS on 2525, TLS on 4650"
     )]
     Serve {
         /// Address to listen on (a bare port means loopback).
@@ -79,6 +86,22 @@ enum Cmd {
         /// a second signal exits at once.
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         drain_timeout: Duration,
+        /// The certificate chain (PEM, server's first) for STARTTLS and --tls-listen.
+        #[arg(long, requires = "tls_key", value_name = "FILE")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, requires = "tls_cert", value_name = "FILE")]
+        tls_key: Option<PathBuf>,
+        /// Make a lab CA in memory and a certificate for localhost, 127.0.0.1, ::1 and the lab
+        /// link's addresses; the CA certificate is written to FILE for clients' --cacert.
+        #[arg(long, conflicts_with = "tls_cert", value_name = "FILE")]
+        tls_self_signed: Option<PathBuf>,
+        /// Also serve implicit TLS (RFC 8314) on this address, e.g. 127.0.0.1:4650.
+        #[arg(long, value_name = "ADDR")]
+        tls_listen: Option<String>,
+        /// Answer MAIL, RCPT, DATA and VRFY with 530 5.7.0 until the client has said STARTTLS.
+        #[arg(long)]
+        require_tls: bool,
         #[command(flatten)]
         web: WebArgs,
     },
@@ -121,6 +144,18 @@ enum Cmd {
         /// How long to wait for each reply.
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         timeout: Duration,
+        /// Say STARTTLS after EHLO and send the message over TLS; fail if it is not offered.
+        #[arg(long, conflicts_with = "tls")]
+        starttls: bool,
+        /// Speak TLS from the first octet (the implicit-TLS port, e.g. 4650).
+        #[arg(long)]
+        tls: bool,
+        /// Trust the CAs in FILE (PEM) instead of the system's, e.g. target/lab-ca/ca.pem.
+        #[arg(long, value_name = "FILE")]
+        cacert: Option<PathBuf>,
+        /// The name the server's certificate must be valid for [default: the server's address].
+        #[arg(long, value_name = "NAME")]
+        tls_name: Option<String>,
     },
     /// List the messages in a Maildir's new/ and cur/.
     #[command(after_help = "Examples:\n  smtp list ./maildir\n  smtp list ./maildir --json")]
@@ -239,10 +274,35 @@ fn run(cli: Cli) -> Result<()> {
             max_connections,
             idle_timeout,
             drain_timeout,
+            tls_cert,
+            tls_key,
+            tls_self_signed,
+            tls_listen,
+            require_tls,
             web,
         } => {
             let addr = protolab_transport::parse_addr(&listen, DEFAULT_PORT)
                 .with_context(|| format!("bad --listen {listen:?}"))?;
+            let identity = match (tls_cert, tls_key, tls_self_signed) {
+                (Some(cert), Some(key), _) => Some(ServerIdentity::Files { cert, key }),
+                (_, _, Some(ca_out)) => Some(ServerIdentity::SelfSigned { ca_out }),
+                _ => None,
+            };
+            if identity.is_none() && (tls_listen.is_some() || require_tls) {
+                return Err(Usage(
+                    "--tls-listen and --require-tls need a certificate: give --tls-cert and \
+                     --tls-key, or --tls-self-signed FILE"
+                        .into(),
+                )
+                .into());
+            }
+            let tls_addr = match &tls_listen {
+                Some(t) => Some(
+                    protolab_transport::parse_addr(t, DEFAULT_TLS_PORT)
+                        .map_err(|e| Usage(format!("--tls-listen {t:?}: {e}")))?,
+                ),
+                None => None,
+            };
             let hostname = hostname.unwrap_or_else(protolab_smtp::system_hostname);
             // The name goes into the greeting, every Received: header and every message's file
             // name: one word of printable characters.
@@ -260,13 +320,15 @@ fn run(cli: Cli) -> Result<()> {
                     hostname: hostname.clone(),
                     max_size,
                     max_recipients,
+                    require_tls,
                     ..SessionConfig::default()
                 },
                 max_connections,
                 idle_timeout,
                 drain_timeout,
+                tls: None,
             };
-            serve(addr, &maildir, config, &web, cli.json)
+            serve(addr, tls_addr, identity, &maildir, config, &web, cli.json)
         }
         Cmd::Web { maildir, web } => web_only(&maildir, &web, cli.json),
         Cmd::Send {
@@ -277,7 +339,26 @@ fn run(cli: Cli) -> Result<()> {
             body_file,
             helo,
             timeout,
+            starttls,
+            tls,
+            cacert,
+            tls_name,
         } => {
+            let mode = match (starttls, tls) {
+                (true, _) => TlsMode::StartTls,
+                (false, true) => TlsMode::Implicit,
+                (false, false) => TlsMode::Off,
+            };
+            if mode == TlsMode::Off && (cacert.is_some() || tls_name.is_some()) {
+                return Err(
+                    Usage("--cacert and --tls-name need --starttls or --tls".into()).into(),
+                );
+            }
+            let tls_options = TlsOptions {
+                mode,
+                cacert,
+                name: tls_name,
+            };
             let server = protolab_transport::parse_addr(&server, DEFAULT_PORT)
                 .with_context(|| format!("bad --server {server:?}"))?;
             let body = match body_file {
@@ -294,7 +375,14 @@ fn run(cli: Cli) -> Result<()> {
             };
             msg.check()
                 .map_err(|e| Usage(format!("--{}: {}", e.field, e.why)))?;
-            send(server, &msg, timeout, cli.verbose > 0, cli.json)
+            send(
+                server,
+                &msg,
+                timeout,
+                &tls_options,
+                cli.verbose > 0,
+                cli.json,
+            )
         }
         Cmd::List { dir } => list(&dir, cli.json),
         Cmd::Show { dir, id } => show(&dir, &id, cli.json),
@@ -310,8 +398,10 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn serve(
     addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
+    identity: Option<ServerIdentity>,
     dir: &std::path::Path,
-    config: ServerConfig,
+    mut config: ServerConfig,
     web: &WebArgs,
     json: bool,
 ) -> Result<()> {
@@ -319,23 +409,53 @@ fn serve(
         Maildir::open(dir, &config.session.hostname)
             .with_context(|| format!("cannot use --maildir {}", dir.display()))?,
     );
+    if let Some(identity) = &identity {
+        let acceptor = identity.acceptor().with_context(|| match identity {
+            ServerIdentity::Files { cert, .. } => {
+                format!("cannot use --tls-cert {}", cert.display())
+            }
+            ServerIdentity::SelfSigned { ca_out } => {
+                format!("cannot use --tls-self-signed {}", ca_out.display())
+            }
+        })?;
+        config.tls = Some(Tls { acceptor });
+        if let ServerIdentity::SelfSigned { ca_out } = identity {
+            outln!(
+                "tls lab CA written to {}: give it to clients with --cacert",
+                ca_out.display()
+            );
+        }
+    }
     runtime()?.block_on(async move {
         let listener = bind_tcp(addr)
             .with_context(|| format!("cannot listen on {addr}; is the port in use?"))?;
         let local = listener.local_addr()?;
+        let tls_listener = match tls_addr {
+            Some(a) => Some(bind_tcp(a).with_context(|| {
+                format!("cannot listen on --tls-listen {a}; is the port in use?")
+            })?),
+            None => None,
+        };
         let web = bind_inbox(web, dir, None)?;
         // Before the announcement, so that a signal sent as soon as it is read drains.
         let shutdown = shutdown_on_signals_twice();
         outln!("listening tcp {local}");
+        if let Some(l) = &tls_listener {
+            outln!("listening tls {}", l.local_addr()?);
+        }
         if let Some((http, inbox)) = web {
             outln!("listening http {} (web inbox)", http.local_addr()?);
             tokio::spawn(inbox::run(http, inbox, shutdown.clone()));
+        }
+        if config.tls.is_some() {
+            tracing::info!(require_tls = config.session.require_tls, "STARTTLS offered");
         }
         tracing::info!(maildir = %maildir.root().display(), "delivering into Maildir");
         let stats = Arc::new(SmtpStats::default());
         let tcp_stats = Arc::new(TcpServerStats::default());
         protolab_smtp::serve(
             listener,
+            tls_listener,
             config,
             maildir,
             shutdown,
@@ -424,6 +544,7 @@ fn send(
     server: SocketAddr,
     msg: &client::Message,
     timeout: Duration,
+    tls: &TlsOptions,
     show: bool,
     json: bool,
 ) -> Result<()> {
@@ -433,13 +554,18 @@ fn send(
         }
     };
     let report = runtime()?
-        .block_on(client::send(server, msg, timeout, &mut dialog))
+        .block_on(client::send(server, msg, timeout, tls, &mut dialog))
         .context("sending failed")?;
     if json {
         outln!("{}", serde_json::to_string(&report)?);
     } else {
+        let over = report
+            .tls
+            .as_ref()
+            .map(|t| format!(" over {t}"))
+            .unwrap_or_default();
         outln!(
-            "sent {} octets to {}: {}",
+            "sent {} octets to {}{over}: {}",
             report.octets,
             report.server,
             report.reply

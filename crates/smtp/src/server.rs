@@ -15,9 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
+use protolab_transport::tls::{TlsAcceptor, TlsInfo};
 use protolab_transport::{CancellationToken, Conn, Next, TcpServerConfig, TcpServerStats, run_tcp};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::maildir::{Maildir, trace_headers};
 use crate::session::{Envelope, Output, Session, SessionConfig, StoreError};
@@ -40,6 +41,21 @@ pub struct ServerConfig {
     /// At shutdown, how long sessions may go on to finish their messages before they are told
     /// 421 4.3.2 and closed.
     pub drain_timeout: Duration,
+    /// The certificate, for STARTTLS and the implicit-TLS port; `None` offers no TLS.
+    pub tls: Option<Tls>,
+}
+
+/// The server's TLS: the certificate's acceptor, for STARTTLS on the plaintext port and for the
+/// implicit-TLS port (RFC 8314).
+#[derive(Clone)]
+pub struct Tls {
+    pub acceptor: TlsAcceptor,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").finish_non_exhaustive()
+    }
 }
 
 /// Counters of the SMTP server, readable while it runs.
@@ -57,14 +73,31 @@ pub struct SmtpStats {
     pub protocol_errors: AtomicU64,
     /// Sessions closed for idling, with 421 4.4.2.
     pub idle_timeouts: AtomicU64,
+    /// TLS handshakes completed (STARTTLS and the implicit-TLS port).
+    pub tls_sessions: AtomicU64,
+    /// TLS handshakes that failed (a refused certificate, plaintext on the TLS port...).
+    pub tls_handshake_failures: AtomicU64,
+    /// STARTTLS commands followed by pipelined plaintext, which was thrown away unread.
+    pub starttls_input_discarded: AtomicU64,
 }
 
-/// Serves SMTP on `listener` into `maildir` until `shutdown` fires and sessions have drained.
+/// Where a session's listener is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Port {
+    /// Plaintext, with STARTTLS when a certificate is configured.
+    Plain,
+    /// TLS from the first octet (RFC 8314's "implicit TLS").
+    Implicit,
+}
+
+/// Serves SMTP on `listener` (and implicit TLS on `tls_listener`) into `maildir` until
+/// `shutdown` fires and sessions have drained.
 ///
 /// # Errors
-/// Only the listener's own errors.
+/// Only the listeners' own errors.
 pub async fn serve(
     listener: TcpListener,
+    tls_listener: Option<TcpListener>,
     config: ServerConfig,
     maildir: Arc<Maildir>,
     shutdown: CancellationToken,
@@ -81,35 +114,152 @@ pub async fn serve(
         )),
         nodelay: true,
     };
-    let session = Arc::new(config.session);
-    run_tcp(listener, tcp, shutdown, tcp_stats, move |stream, conn| {
+    let tls = config.tls;
+    let mut session = config.session;
+    session.starttls = tls.is_some();
+    let session = Arc::new(session);
+    let tls = tls.map(Arc::new);
+    let runner = |listener: TcpListener, port: Port, tcp: TcpServerConfig| {
         let session = session.clone();
         let maildir = maildir.clone();
         let stats = stats.clone();
-        async move {
-            if let Err(e) = handle(stream, conn, &session, &maildir, &stats).await {
-                tracing::debug!(error = %e, "session ended with an error");
-            }
+        let tls = tls.clone();
+        run_tcp(
+            listener,
+            tcp,
+            shutdown.clone(),
+            tcp_stats.clone(),
+            move |stream, conn| {
+                let session = session.clone();
+                let maildir = maildir.clone();
+                let stats = stats.clone();
+                let tls = tls.clone();
+                async move {
+                    let tls = tls.as_deref();
+                    let result = match (port, tls) {
+                        (Port::Implicit, Some(tls)) => {
+                            handle_implicit_tls(stream, conn, &session, tls, &maildir, &stats).await
+                        }
+                        _ => handle(stream, conn, &session, tls, &maildir, &stats).await,
+                    };
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "session ended with an error");
+                    }
+                }
+            },
+        )
+    };
+    match tls_listener {
+        Some(tls_listener) => {
+            // A client turned away at the cap on the TLS port gets no plaintext 421: it
+            // expects a TLS handshake, so it is simply closed.
+            let tls_tcp = TcpServerConfig {
+                busy_reply: Bytes::new(),
+                ..tcp.clone()
+            };
+            tokio::try_join!(
+                runner(listener, Port::Plain, tcp),
+                runner(tls_listener, Port::Implicit, tls_tcp)
+            )
+            .map(|_| ())
         }
-    })
-    .await
+        None => runner(listener, Port::Plain, tcp).await,
+    }
 }
 
-/// Runs one SMTP session over `stream`.
+/// Runs one SMTP session over `stream`, a plaintext connection: STARTTLS switches it to TLS
+/// when `tls` is given.
 ///
 /// # Errors
 /// The connection's I/O errors; the session's state is then simply dropped, and a message in
 /// progress is removed from `tmp/`.
 pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
+    stream: S,
     conn: Conn,
     config: &SessionConfig,
+    tls: Option<&Tls>,
     maildir: &Arc<Maildir>,
     stats: &SmtpStats,
 ) -> io::Result<()> {
-    let mut session = Session::new(config.clone());
+    let session = Session::new(config.clone());
+    let Ended::StartTls(stream) =
+        drive(stream, &conn, session, true, config, maildir, stats).await?
+    else {
+        return Ok(());
+    };
+    let Some(tls) = tls else {
+        // The session offers STARTTLS only when the driver has a certificate.
+        return Ok(());
+    };
+    let stream = match protolab_transport::tls::accept(&tls.acceptor, stream, &conn).await {
+        Ok(s) => s,
+        Err(e) => {
+            stats.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(error = %protolab_transport::tls::describe_error(&e), "STARTTLS handshake failed");
+            return Ok(());
+        }
+    };
+    let info = TlsInfo::of(stream.get_ref().1);
+    stats.tls_sessions.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(tls = %info, "STARTTLS: in TLS");
+    // RFC 3207 section 4.2: the client starts over with EHLO, and nothing from before the
+    // handshake survives it; the new session knows only the configuration and the TLS.
+    let session = Session::after_tls(config.clone(), info.to_string());
+    drive(stream, &conn, session, false, config, maildir, stats)
+        .await
+        .map(|_| ())
+}
+
+/// Runs one SMTP session on the implicit-TLS port: the handshake first, then the greeting.
+///
+/// # Errors
+/// As [`handle`].
+pub async fn handle_implicit_tls(
+    stream: TcpStream,
+    conn: Conn,
+    config: &SessionConfig,
+    tls: &Tls,
+    maildir: &Arc<Maildir>,
+    stats: &SmtpStats,
+) -> io::Result<()> {
+    let stream = match protolab_transport::tls::accept(&tls.acceptor, stream, &conn).await {
+        Ok(s) => s,
+        Err(e) => {
+            stats.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(error = %protolab_transport::tls::describe_error(&e), "TLS handshake failed");
+            return Ok(());
+        }
+    };
+    let info = TlsInfo::of(stream.get_ref().1);
+    stats.tls_sessions.fetch_add(1, Ordering::Relaxed);
+    let session = Session::after_tls(config.clone(), info.to_string());
+    drive(stream, &conn, session, true, config, maildir, stats)
+        .await
+        .map(|_| ())
+}
+
+/// How a session's run over one stream ended.
+enum Ended<S> {
+    /// QUIT, an error reply that closes, end of input, idle timeout or shutdown.
+    Done,
+    /// 220 was sent to STARTTLS: the stream is handed back for the TLS handshake.
+    StartTls(S),
+}
+
+/// Runs `session` over `stream` until it ends or says STARTTLS.
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    conn: &Conn,
+    mut session: Session,
+    greet: bool,
+    config: &SessionConfig,
+    maildir: &Arc<Maildir>,
+    stats: &SmtpStats,
+) -> io::Result<Ended<S>> {
     let mut replies = Vec::with_capacity(512);
-    session.greeting().emit(&mut replies);
+    if greet {
+        session.greeting().emit(&mut replies);
+    }
     let mut input = BytesMut::new();
     let mut message: Option<Incoming> = None;
     let mut outputs = Vec::new();
@@ -118,6 +268,7 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
             session.feed(&mut input, &mut outputs);
             let mut stored_one = false;
             let mut close = false;
+            let mut starttls = false;
             for out in outputs.drain(..) {
                 match out {
                     Output::Reply(r) => {
@@ -162,13 +313,33 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
                         session.stored(result.map(|(id, _)| id)).emit(&mut replies);
                         stored_one = true;
                     }
+                    Output::StartTls => starttls = true,
                     Output::Close => close = true,
                 }
+            }
+            if starttls {
+                // The STARTTLS injection defence (CVE-2011-0411): whatever the client sent
+                // after STARTTLS in the same packet arrived in plaintext, where anyone on the
+                // path could have added it. Read after the handshake it would pass for
+                // commands sent over TLS, so it is thrown away before the 220 leaves, unread.
+                if !input.is_empty() {
+                    stats
+                        .starttls_input_discarded
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        octets = input.len(),
+                        peer = %conn.peer,
+                        "plaintext pipelined after STARTTLS: discarded unread"
+                    );
+                    input.clear();
+                }
+                conn.write_all(&mut stream, &replies).await?;
+                return Ok(true);
             }
             if close {
                 conn.write_all(&mut stream, &replies).await?;
                 let _ = stream.shutdown().await;
-                return Ok(());
+                return Ok(false);
             }
             if stored_one {
                 // Pipelined commands after the message may already be buffered.
@@ -189,20 +360,20 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
             match conn.read_buf(&mut stream, &mut input).await {
                 Next::Item(Ok(_)) => {}
                 Next::Item(Err(e)) => return Err(e),
-                Next::Eof => return Ok(()),
+                Next::Eof => return Ok(false),
                 Next::IdleTimeout => {
                     stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(in_data = session.in_data(), "idle timeout");
                     let _ = conn
                         .write_all(&mut stream, &session.idle_timeout_reply().to_bytes())
                         .await;
-                    return Ok(());
+                    return Ok(false);
                 }
                 Next::Closing => {
                     let _ = conn
                         .write_all(&mut stream, &session.shutdown_reply().to_bytes())
                         .await;
-                    return Ok(());
+                    return Ok(false);
                 }
             }
         }
@@ -211,7 +382,10 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
     if let Some(m) = message.take() {
         m.abandon().await;
     }
-    result
+    match result? {
+        true => Ok(Ended::StartTls(stream)),
+        false => Ok(Ended::Done),
+    }
 }
 
 /// A message being received: its name, its file in `tmp/` once opened, and content not yet
@@ -361,7 +535,7 @@ mod tests {
                 Some(Duration::from_secs(5)),
             );
             let stats = SmtpStats::default();
-            handle(server, conn, &config, &maildir, &stats)
+            handle(server, conn, &config, None, &maildir, &stats)
                 .await
                 .unwrap();
         });

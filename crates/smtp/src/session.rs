@@ -25,6 +25,10 @@ pub struct SessionConfig {
     pub max_recipients: usize,
     /// Protocol errors before the session is ended with 421.
     pub max_errors: u32,
+    /// The driver has a certificate: offer STARTTLS (RFC 3207) on a plaintext connection.
+    pub starttls: bool,
+    /// Refuse MAIL, RCPT, DATA and VRFY with 530 5.7.0 until the connection is in TLS.
+    pub require_tls: bool,
 }
 
 impl Default for SessionConfig {
@@ -34,6 +38,8 @@ impl Default for SessionConfig {
             max_size: 32 * 1024 * 1024,
             max_recipients: 100,
             max_errors: 10,
+            starttls: false,
+            require_tls: false,
         }
     }
 }
@@ -51,6 +57,9 @@ pub struct Envelope {
     pub rcpt_to: Vec<String>,
     pub body: Body,
     pub smtputf8: bool,
+    /// The TLS the message came over, e.g. `TLSv1.3 with cipher TLS13_AES_128_GCM_SHA256`;
+    /// `None` for plaintext. The Received: header says `with ESMTPS` and names it.
+    pub tls: Option<String>,
 }
 
 /// Why the driver could not store a message; either way nothing of it is kept.
@@ -91,6 +100,11 @@ pub enum Output {
     MessageAbort,
     /// The current message is complete: make it durable, then call [`Session::stored`].
     MessageEnd(Envelope),
+    /// The client said STARTTLS and was told 220: write the replies, throw away any input
+    /// already buffered (it came in plaintext and must not be read as if it came over TLS),
+    /// run the TLS handshake and start a new session with [`Session::after_tls`]. This
+    /// session reads nothing more.
+    StartTls,
     /// Close the connection after writing the replies before this.
     Close,
 }
@@ -143,10 +157,24 @@ pub struct Session {
 impl Session {
     /// A new session; send [`Session::greeting`] first.
     pub fn new(config: SessionConfig) -> Self {
+        Self::with_tls(config, None)
+    }
+
+    /// A session over TLS described by `tls` (see [`Envelope::tls`]): after STARTTLS, where no
+    /// greeting is sent and the client starts over with EHLO (RFC 3207 section 4.2: nothing
+    /// learnt before the handshake survives it), or on the implicit-TLS port (RFC 8314).
+    pub fn after_tls(config: SessionConfig, tls: String) -> Self {
+        Self::with_tls(config, Some(tls))
+    }
+
+    fn with_tls(config: SessionConfig, tls: Option<String>) -> Self {
         Self {
             config,
             state: State::Fresh,
-            envelope: Envelope::default(),
+            envelope: Envelope {
+                tls,
+                ..Envelope::default()
+            },
             data: DataDecoder::new(),
             size: 0,
             discard: None,
@@ -205,6 +233,7 @@ impl Session {
         self.envelope = Envelope {
             helo: std::mem::take(&mut self.envelope.helo),
             esmtp: self.envelope.esmtp,
+            tls: self.envelope.tls.take(),
             ..Envelope::default()
         };
         match result {
@@ -339,26 +368,67 @@ impl Session {
         self.envelope.smtputf8 = false;
     }
 
+    /// STARTTLS is offered: a certificate is configured and the connection is not in TLS yet.
+    fn offers_starttls(&self) -> bool {
+        self.config.starttls && self.envelope.tls.is_none()
+    }
+
     fn command(&mut self, cmd: Command, out: &mut Vec<Output>) {
         let reply = |r: Reply| Output::Reply(r);
+        if self.config.require_tls
+            && self.envelope.tls.is_none()
+            && matches!(
+                cmd,
+                Command::Mail(..) | Command::Rcpt(_) | Command::Data | Command::Vrfy
+            )
+        {
+            // RFC 3207 section 4: the reply a server that requires TLS gives to commands
+            // other than NOOP, EHLO, STARTTLS and QUIT.
+            self.error(
+                out,
+                Reply::new(530, "5.7.0", "must issue a STARTTLS command first"),
+            );
+            return;
+        }
         match cmd {
             Command::Ehlo(domain) => {
                 self.reset_transaction();
                 self.envelope.helo = domain.clone();
                 self.envelope.esmtp = true;
                 self.state = State::Ready;
-                out.push(reply(Reply::plain(
-                    250,
-                    vec![
-                        format!("{} greets {domain}", self.config.hostname),
-                        "PIPELINING".into(),
-                        format!("SIZE {}", self.config.max_size),
-                        "8BITMIME".into(),
-                        "SMTPUTF8".into(),
-                        "ENHANCEDSTATUSCODES".into(),
-                        "HELP".into(),
-                    ],
-                )));
+                let mut lines = vec![
+                    format!("{} greets {domain}", self.config.hostname),
+                    "PIPELINING".into(),
+                    format!("SIZE {}", self.config.max_size),
+                    "8BITMIME".into(),
+                    "SMTPUTF8".into(),
+                    "ENHANCEDSTATUSCODES".into(),
+                ];
+                if self.offers_starttls() {
+                    lines.push("STARTTLS".into());
+                }
+                lines.push("HELP".into());
+                out.push(reply(Reply::plain(250, lines)));
+            }
+            Command::StartTls => {
+                if self.envelope.tls.is_some() {
+                    self.out_of_sequence(out, "already in TLS");
+                } else if !self.config.starttls {
+                    self.error(
+                        out,
+                        Reply::new(
+                            502,
+                            "5.5.1",
+                            "STARTTLS is not offered: this server has no certificate",
+                        ),
+                    );
+                } else if self.state == State::Fresh {
+                    self.out_of_sequence(out, "say EHLO first");
+                } else {
+                    out.push(reply(Reply::new(220, "2.0.0", "ready to start TLS")));
+                    out.push(Output::StartTls);
+                    self.state = State::Closed;
+                }
             }
             Command::Helo(domain) => {
                 self.reset_transaction();
@@ -466,7 +536,12 @@ impl Session {
                 code: 214,
                 enhanced: Some("2.0.0"),
                 lines: vec![
-                    "commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP".into(),
+                    if self.offers_starttls() {
+                        "commands: EHLO HELO STARTTLS MAIL RCPT DATA RSET NOOP QUIT VRFY HELP"
+                            .into()
+                    } else {
+                        "commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP".into()
+                    },
                     "messages are stored in a Maildir; see `smtp --help`".into(),
                 ],
             })),
@@ -556,6 +631,7 @@ mod tests {
             max_size: 100,
             max_recipients: 2,
             max_errors: 4,
+            ..SessionConfig::default()
         }
     }
 
@@ -576,6 +652,7 @@ mod tests {
                     Output::Content(b) => content.extend_from_slice(&b),
                     Output::MessageAbort => text.push_str("[abort]\n"),
                     Output::Close => text.push_str("[close]\n"),
+                    Output::StartTls => text.push_str("[starttls]\n"),
                     Output::MessageEnd(env) => {
                         text.push_str(&format!("[end {} {:?}]\n", env.mail_from, env.rcpt_to));
                         ended = true;
@@ -607,6 +684,91 @@ mod tests {
         );
         assert_eq!(body, b"hi\r\n.dot\r\n");
         assert!(s.is_closed());
+    }
+
+    #[test]
+    fn starttls_is_offered_only_with_a_certificate_and_only_once() {
+        let (t, _) = transcript(&mut Session::new(config()), b"EHLO c\r\nSTARTTLS\r\n");
+        assert!(!t.contains("STARTTLS\r\n250"), "{t}");
+        assert!(
+            t.ends_with("502 5.5.1 STARTTLS is not offered: this server has no certificate\r\n"),
+            "{t}"
+        );
+
+        let offering = || SessionConfig {
+            starttls: true,
+            ..config()
+        };
+        let mut s = Session::new(offering());
+        let mut buf = BytesMut::from(&b"EHLO c\r\nSTARTTLS\r\nEHLO injected\r\n"[..]);
+        let mut out = Vec::new();
+        s.feed(&mut buf, &mut out);
+        let ehlo = match &out[0] {
+            Output::Reply(r) => String::from_utf8(r.to_bytes()).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert!(ehlo.contains("250-STARTTLS\r\n250 HELP"), "{ehlo}");
+        assert_eq!(
+            out[1..],
+            [
+                Output::Reply(Reply::new(220, "2.0.0", "ready to start TLS")),
+                Output::StartTls
+            ]
+        );
+        // The session stops at STARTTLS: what follows is left for the driver to throw away.
+        assert_eq!(&buf[..], b"EHLO injected\r\n");
+        assert!(s.is_closed());
+
+        // Over TLS the client starts over; STARTTLS is neither offered nor accepted again, and
+        // the Received: header learns the TLS parameters from the envelope.
+        let mut s = Session::after_tls(offering(), "TLSv1.3 with cipher X".into());
+        let (t, _) = transcript(
+            &mut s,
+            b"MAIL FROM:<a@b>\r\nEHLO c\r\nSTARTTLS\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n.\r\n",
+        );
+        assert!(
+            t.starts_with("503 5.5.1 say EHLO or HELO first\r\n250-mx.test"),
+            "{t}"
+        );
+        assert!(!t.contains("STARTTLS\r\n250"), "{t}");
+        assert!(
+            t.contains("250 HELP\r\n503 5.5.1 already in TLS\r\n250 2.1.0"),
+            "{t}"
+        );
+        let mut s = Session::after_tls(offering(), "TLSv1.3 with cipher X".into());
+        let mut buf =
+            BytesMut::from(&b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n.\r\n"[..]);
+        let mut out = Vec::new();
+        s.feed(&mut buf, &mut out);
+        match out.last() {
+            Some(Output::MessageEnd(env)) => {
+                assert_eq!(env.tls.as_deref(), Some("TLSv1.3 with cipher X"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn require_tls_refuses_mail_before_starttls_with_530() {
+        let mut s = Session::new(SessionConfig {
+            starttls: true,
+            require_tls: true,
+            max_errors: 10,
+            ..config()
+        });
+        let (t, _) = transcript(
+            &mut s,
+            b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nNOOP\r\nSTARTTLS\r\n",
+        );
+        assert!(
+            t.ends_with(
+                "530 5.7.0 must issue a STARTTLS command first\r\n\
+                 530 5.7.0 must issue a STARTTLS command first\r\n\
+                 530 5.7.0 must issue a STARTTLS command first\r\n\
+                 250 2.0.0 OK\r\n220 2.0.0 ready to start TLS\r\n[starttls]\n"
+            ),
+            "{t}"
+        );
     }
 
     #[test]

@@ -113,7 +113,9 @@ pub enum Command {
     Quit,
     Vrfy,
     Help,
-    /// A verb this server knows of but does not offer (EXPN, STARTTLS, AUTH, BDAT, TURN...).
+    /// STARTTLS (RFC 3207): switch this connection to TLS.
+    StartTls,
+    /// A verb this server knows of but does not offer (EXPN, AUTH, BDAT, TURN...).
     NotImplemented(String),
 }
 
@@ -216,6 +218,8 @@ impl Command {
             "DATA" => no_args(Command::Data),
             "RSET" => no_args(Command::Rset),
             "QUIT" => no_args(Command::Quit),
+            // RFC 3207 section 4: "STARTTLS" takes no parameters; 501 otherwise.
+            "STARTTLS" => no_args(Command::StartTls),
             // NOOP and HELP may carry an argument, which is ignored (RFC 5321 4.1.1.9, 4.1.1.8).
             "NOOP" => Ok(Command::Noop),
             "HELP" => Ok(Command::Help),
@@ -229,7 +233,7 @@ impl Command {
                     Ok(Command::Vrfy)
                 }
             }
-            "EXPN" | "TURN" | "ETRN" | "STARTTLS" | "AUTH" | "BDAT" | "SEND" | "SOML" | "SAML" => {
+            "EXPN" | "TURN" | "ETRN" | "AUTH" | "BDAT" | "SEND" | "SOML" | "SAML" => {
                 Ok(Command::NotImplemented(verb_upper))
             }
             _ => Err(CommandError::UnknownVerb(printable(verb))),
@@ -545,6 +549,15 @@ mod tests {
         assert_eq!(
             Command::parse(b"expn staff"),
             Ok(Command::NotImplemented("EXPN".into()))
+        );
+        // RFC 3207 section 4: STARTTLS takes no parameters.
+        assert_eq!(Command::parse(b"starttls"), Ok(Command::StartTls));
+        assert_eq!(
+            Command::parse(b"STARTTLS now"),
+            Err(CommandError::Syntax(
+                "5.5.4",
+                "STARTTLS takes no arguments".into()
+            ))
         );
         assert!(matches!(
             Command::parse(b"DATA now"),

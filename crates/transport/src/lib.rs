@@ -10,6 +10,8 @@
 //!   timeout, graceful shutdown that drains), [`tcp::Conn`], a connection's context, and
 //!   [`tcp::connect_tcp`], how clients connect.
 //! - [`udp`]: the UDP server runner (receive loop, replies now or later, the same shutdown).
+//! - [`tls`]: TLS for every service (rustls with ring): lab certificates, server and client
+//!   configurations, the handshake within the idle timeout, refusals said in words.
 //! - [`framing`]: byte lines with a maximum length and u16 length-prefixed frames.
 //! - [`shutdown`]: a cancellation token fired by SIGINT or SIGTERM.
 //! - [`memory`]: in-memory connection pairs, so services are tested without sockets.
@@ -23,6 +25,7 @@ pub mod memory;
 pub mod rng;
 pub mod shutdown;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 
 pub use addr::{AddrError, parse_addr};

@@ -123,7 +123,7 @@ impl Conn {
         &self.closing
     }
 
-    async fn bounded<F: Future>(&self, fut: F) -> Next<F::Output> {
+    pub(crate) async fn bounded<F: Future>(&self, fut: F) -> Next<F::Output> {
         let timed = async {
             match self.idle_timeout {
                 Some(t) => tokio::time::timeout(t, fut).await.ok(),
@@ -174,7 +174,13 @@ impl Conn {
         writer: &mut W,
         bytes: &[u8],
     ) -> io::Result<()> {
-        match self.bounded(writer.write_all(bytes)).await {
+        // The flush matters for TLS streams, which may keep the last record of a write in
+        // rustls' buffer when the socket is momentarily full; for a TCP stream it is free.
+        let write = async {
+            writer.write_all(bytes).await?;
+            writer.flush().await
+        };
+        match self.bounded(write).await {
             Next::Item(r) => r,
             Next::IdleTimeout => Err(io::Error::new(
                 io::ErrorKind::TimedOut,

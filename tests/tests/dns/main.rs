@@ -6,3 +6,4 @@ mod limits;
 mod rrl;
 mod shutdown;
 mod spoof;
+mod tls;

@@ -6,3 +6,4 @@ mod desync;
 mod limits;
 mod peers;
 mod proxy_peers;
+mod tls;

@@ -26,6 +26,16 @@ impl Smtp {
 
     /// `smtp serve` delivering into `maildir`, which the caller owns.
     pub fn start_in(maildir: PathBuf, extra: &[&str]) -> Smtp {
+        // With --tls-listen the server binds a second socket and prints a second line.
+        let sockets = if extra.contains(&"--tls-listen") {
+            2
+        } else {
+            1
+        };
+        Smtp::start_in_with(maildir, extra, sockets)
+    }
+
+    fn start_in_with(maildir: PathBuf, extra: &[&str], sockets: usize) -> Smtp {
         let md = maildir.to_str().expect("utf-8 path").to_owned();
         let mut args = vec![
             "serve",
@@ -40,7 +50,7 @@ impl Smtp {
         let mut cmd = std::process::Command::new(protolab_tests::bin("smtp"));
         // Warnings only: a test's output should show its own failures, not every session.
         cmd.args(&args).env("RUST_LOG", "warn");
-        let server = Server::start_cmd("smtp serve", cmd, 1);
+        let server = Server::start_cmd("smtp serve", cmd, sockets);
         let addr = server.addr("tcp");
         Smtp {
             server,

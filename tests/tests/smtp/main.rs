@@ -6,3 +6,4 @@ mod inbox;
 mod inbox_browser;
 mod limits;
 mod serve_cli;
+mod tls;

@@ -22,6 +22,7 @@ struct Options {
     messages: u32,
     size: u32,
     concurrent: usize,
+    tls_messages: u32,
 }
 
 fn options(args: &[String]) -> Result<Options> {
@@ -30,6 +31,7 @@ fn options(args: &[String]) -> Result<Options> {
         messages: 5000,
         size: 1024,
         concurrent: 1000,
+        tls_messages: 2000,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -39,8 +41,9 @@ fn options(args: &[String]) -> Result<Options> {
             "--messages" => o.messages = value()?.parse()?,
             "--size" => o.size = value()?.parse()?,
             "--concurrent" => o.concurrent = value()?.parse()?,
+            "--tls-messages" => o.tls_messages = value()?.parse()?,
             other => bail!(
-                "unknown option {other:?}: bench smtp takes --sessions N --messages N --size OCTETS --concurrent N"
+                "unknown option {other:?}: bench smtp takes --sessions N --messages N --size OCTETS --concurrent N --tls-messages N"
             ),
         }
     }
@@ -102,6 +105,38 @@ fn load(source: &Path, o: &Options, addr: SocketAddr) -> Result<(f64, f64)> {
     println!("    {rate:.0} messages/s ({secs:.2} s)");
     Ok((rate, secs))
 }
+
+/// Python's smtplib sending N messages from 20 threads, each message on a new connection,
+/// plaintext or with STARTTLS (trusting the server's lab CA); prints the seconds taken.
+const SMTPLIB_LOOP: &str = r#"
+import smtplib, ssl, sys, threading, time
+port, ca, mode, total = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+context = ssl.create_default_context(cafile=ca)
+body = b"Subject: bench\r\n\r\n" + (b"x" * 98 + b"\r\n") * 10
+lock = threading.Lock()
+left = [total]
+errors = []
+def worker():
+    while True:
+        with lock:
+            if left[0] == 0 or errors:
+                return
+            left[0] -= 1
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+                if mode == "starttls":
+                    s.starttls(context=context)
+                s.sendmail("bench@example.test", ["sink@example.test"], body)
+        except Exception as e:
+            errors.append(repr(e))
+start = time.monotonic()
+threads = [threading.Thread(target=worker) for _ in range(20)]
+for t in threads: t.start()
+for t in threads: t.join()
+if errors:
+    sys.exit("failed: " + errors[0])
+print(time.monotonic() - start)
+"#;
 
 /// Reads a peer's standard output to its end, so that a chatty peer never blocks on a full pipe.
 fn drain(proc: &mut Proc) {
@@ -432,6 +467,60 @@ pub fn run(args: &[String]) -> Result<()> {
          smtp-source shares the two cores with the server, so messages/s also says who got the \
          CPU; CPU per message does not.",
     );
+
+    // The cost of TLS: the same client, plaintext and with STARTTLS, one new connection (and
+    // so one full handshake) per message, into the same durable Maildir.
+    {
+        let ca = dir.join("bench-ca.pem");
+        let ca_arg = ca.to_str().context("utf-8 path")?.to_owned();
+        let server = start_smtp(
+            &smtp,
+            &maildir,
+            &["--tls-self-signed", &ca_arg, "--max-connections", "1100"],
+        )?;
+        let port = server.addr("tcp").port().to_string();
+        let messages = o.tls_messages.to_string();
+        let mut rates = Vec::new();
+        for mode in ["plain", "starttls"] {
+            println!("  python3 smtplib loop: {mode}, 20 threads, {messages} messages");
+            let out = Command::new(&python)
+                .args(["-c", SMTPLIB_LOOP, &port, &ca_arg, mode, &messages])
+                .output()
+                .context("run the smtplib loop")?;
+            if !out.status.success() {
+                bail!(
+                    "the smtplib {mode} loop failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            let secs: f64 = String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .context("the smtplib loop prints its seconds")?;
+            let rate = f64::from(o.tls_messages) / secs;
+            println!("    {rate:.0} messages/s ({secs:.2} s)");
+            table.row(vec![
+                format!("smtp serve, smtplib, {mode}"),
+                "Maildir, fsync before 250".into(),
+                format!("{rate:.0}"),
+                format!("{secs:.2}"),
+            ]);
+            table.figure(&format!("smtplib_{mode}_msgs_per_sec"), rate);
+            rates.push(rate);
+        }
+        let stored = count(&maildir.join("new"));
+        if stored != 2 * o.tls_messages as usize {
+            bail!(
+                "smtp serve stored {stored} of {} messages",
+                2 * o.tls_messages
+            );
+        }
+        table.note(format!(
+            "STARTTLS / plain, a new connection per message: {:.2}x",
+            rates[1] / rates[0]
+        ));
+        table.figure("ratio_starttls_plain", rates[1] / rates[0]);
+    }
 
     // Peak memory while receiving one 25 MiB message: the body streams to tmp/.
     {
