@@ -101,7 +101,9 @@ struct FlowInput {
 #[derive(Debug, Default)]
 struct FlowModel {
     seen: HashSet<u64>,
-    top: u64,
+    /// One more than the highest sequence number seen: in u128, so that 2^64-1 has a successor
+    /// and the oracle stays exact at the top of the range.
+    top: u128,
 }
 
 /// The server's echo over a random mix of probes, repeats and garbage at random times.
@@ -209,11 +211,12 @@ pub fn flow_table(data: &[u8]) {
             let Some(m) = models.get_mut(&rep.flow) else {
                 continue;
             };
-            let in_window = req.seq < m.top && m.top - req.seq <= WINDOW_BITS;
+            let seq = u128::from(req.seq);
+            let in_window = seq < m.top && m.top - seq <= u128::from(WINDOW_BITS);
             let expect_dup = in_window && m.seen.contains(&req.seq);
             assert_eq!(dup, u64::from(expect_dup), "seq {} duplicate?", req.seq);
             m.seen.insert(req.seq);
-            m.top = m.top.max(req.seq.saturating_add(1));
+            m.top = m.top.max(seq + 1);
         }
         if let Some(m) = models.get(&rep.flow) {
             for i in 0..64 {
