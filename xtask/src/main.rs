@@ -28,13 +28,13 @@ const HELP: &str = "\
 cargo xtask: protolab's tasks
 
 Usage:
-  cargo xtask demo <tcp|udp|dns|smtp|http|compare|congestion|layers> [OPTIONS]
+  cargo xtask demo <tcp|udp|dns|smtp|http|compare|congestion|layers|tls> [OPTIONS]
   cargo xtask test
   cargo xtask bench <tcp|udp|dns|smtp|http|inbox|link> [OPTIONS]   (bench link --rate-only: the iperf3 TCP row)
   cargo xtask fuzz [TARGET...] [--time 60s] [--json]
   cargo xtask conformance http-cache [--only NAME,...] [--json] [--keep DIR]
   cargo xtask install [--prefix DIR]
-  cargo xtask lab-ca [--out DIR]
+  cargo xtask lab-ca [--out DIR] [--name NAME]...
 
 Tasks:
   demo      run a protocol end to end on loopback and narrate what happens on the wire
@@ -53,7 +53,8 @@ Tasks:
   install   build the binaries (release) and copy them, their shell completions (bash, zsh,
             fish) and man pages under a prefix (default ~/.cargo, so ~/.cargo/bin)
   lab-ca    make a lab CA and a server certificate (ECDSA P-256) for localhost, 127.0.0.1,
-            ::1, 198.18.0.1 and 198.18.0.2: target/lab-ca/{ca.pem,server.pem,server.key}
+            ::1, 198.18.0.1, 198.18.0.2 and each --name NAME:
+            target/lab-ca/{ca.pem,server.pem,server.key}
 
 Each task takes --help.
 

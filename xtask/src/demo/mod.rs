@@ -9,6 +9,7 @@ mod layers;
 mod smtp;
 mod tcp;
 mod tcp_trace;
+mod tls;
 mod udp;
 
 use anyhow::Result;
@@ -18,7 +19,7 @@ const HELP: &str = "\
 cargo xtask demo: a protocol end to end on loopback, narrated
 
 Usage:
-  cargo xtask demo <tcp|udp|dns|smtp|http|compare|congestion|layers> [OPTIONS]
+  cargo xtask demo <tcp|udp|dns|smtp|http|compare|congestion|layers|tls> [OPTIONS]
 
 Demos:
   tcp       the greeting conversation step by step, with the kernel's socket states
@@ -32,6 +33,9 @@ Demos:
             --delay DUR --jitter DUR --count N --interval DUR --seed N
   congestion  reno, cubic and bbr through one bottleneck, drawn (root); --cc, --rate, --queue
   layers    one captured packet taken apart layer by layer (root)
+  tls       the same SMTP dialog and HTTP GET in clear and over TLS, segment by segment
+            from a capture (root), tshark's view, a wrong CA refused, a CONNECT tunnel;
+            without root the TLS half on loopback. Options: --out DIR --json
 
 The demos build the binaries they run (debug) and print where they are.
 
@@ -40,6 +44,7 @@ Examples:
   cargo xtask demo udp
   cargo xtask demo compare --loss 5% --reorder 10% --delay 20ms --jitter 5ms --seed 7
   cargo xtask demo congestion --cc reno,cubic,bbr --rate 10mbit --queue 100kB
+  cargo xtask demo tls
 ";
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -61,8 +66,9 @@ pub fn run(args: &[String]) -> Result<()> {
         "compare" => compare::run(rest),
         "congestion" => congestion::run(rest),
         "layers" => layers::run(rest),
+        "tls" => tls::run(rest),
         other => Err(Failure::usage(format!("no demo {other:?}"))
-            .hint("choose tcp, udp, dns, smtp, http, compare, congestion or layers (cargo xtask demo --help)")
+            .hint("choose tcp, udp, dns, smtp, http, compare, congestion, layers or tls (cargo xtask demo --help)")
             .into()),
     }
 }
