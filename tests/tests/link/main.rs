@@ -7,4 +7,5 @@ mod lifecycle;
 mod limits;
 #[path = "../pictures/render.rs"]
 mod render;
+mod tls_demo;
 mod trace;

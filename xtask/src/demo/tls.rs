@@ -519,7 +519,7 @@ fn with_link(bins: &Path, f: &Files) -> Result<Value> {
         }
     }
 
-    println!("\n-- 7. tshark reads the same capture --\n");
+    println!("-- 7. tshark reads the same capture --\n");
     let sni = tshark_view(&pcap, &conns, &expected)?;
 
     println!("\n-- 8. What the proxy saw --\n");
@@ -714,8 +714,13 @@ fn on_loopback(bins: &Path, f: &Files) -> Result<Value> {
     };
     let s = command(None, Side::Left, &bins.join("http"), "http", &get(&f.ca)?);
     let out = run_client(&mut { s.cmd }, &s.line)?;
-    print!("{}", String::from_utf8_lossy(&out.stderr));
+    // The exchange as the client saw it, after decryption (the body went to /dev/null).
+    print!("{}", String::from_utf8_lossy(&out.stdout));
     fail(&out, "http get")?;
+    note(
+        "The client verified the certificate (the lab CA signed it, for www.lab.test) before it\n\
+         sent a byte of the request: the Cookie field went only inside TLS.",
+    );
 
     println!("\n-- 4. A client that trusts another CA --\n");
     let s = command(
