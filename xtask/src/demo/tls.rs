@@ -493,9 +493,10 @@ fn with_link(bins: &Path, f: &Files) -> Result<Value> {
     println!("\n-- 6. What each TCP segment carried --\n");
     let packets = read_pcap(&pcap)?;
     note(&format!(
-        "The link's trace saw {} packets and the capture {} holds {}. Read back per connection,\n\
-         in the order they opened; only segments that carried bytes are shown (time from the\n\
-         SYN, direction C>S client to server, payload size, then what the payload was).",
+        "The link's trace saw {} packets; the capture {} holds {}.\n\
+         Read back per connection, in the order they opened; only segments that carried bytes\n\
+         are shown (time from the SYN, direction C>S client to server, payload size, then what\n\
+         the payload was).",
         trace
             .iter()
             .filter(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v.get("packet").is_some()))
