@@ -92,6 +92,24 @@ pub fn bind_udp(addr: SocketAddr, buffer_bytes: usize) -> io::Result<UdpSocket> 
     UdpSocket::from_std(socket.into())
 }
 
+/// Opens a client's UDP socket towards `server`: bound to a free port on the unspecified
+/// address of the server's family, with receive and send buffers of `buffer_bytes` (as
+/// [`bind_udp`]), and connected, so that it receives only the server's datagrams and a port
+/// unreachable from the server's host surfaces as `ConnectionRefused` on the next receive.
+///
+/// # Errors
+/// The bind or connect error, e.g. `NetworkUnreachable`.
+pub async fn connect_udp(server: SocketAddr, buffer_bytes: usize) -> io::Result<UdpSocket> {
+    let any: SocketAddr = if server.is_ipv6() {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = bind_udp(any, buffer_bytes)?;
+    socket.connect(server).await?;
+    Ok(socket)
+}
+
 /// The sockets of one SO_REUSEPORT group, blocking with a 100 ms read timeout (so that a
 /// worker sees the stop flag), and their common address.
 ///
