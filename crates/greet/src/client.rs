@@ -210,7 +210,8 @@ async fn read_welcome<R: AsyncBufReadExt + Unpin>(
 const UDP_BUFFER: usize = 64 << 10;
 
 async fn hello_udp(config: &HelloConfig) -> Result<Transcript, ClientError> {
-    let socket = protolab_transport::connect_udp(config.server, UDP_BUFFER).await?;
+    let socket = protolab_transport::udp::connect_udp(config.server, UDP_BUFFER)
+        .and_then(protolab_transport::udp::into_tokio)?;
     let mut transcript = Transcript::default();
     let mut buf = vec![0u8; 2048];
     for name in &config.names {

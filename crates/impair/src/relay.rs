@@ -29,7 +29,7 @@
 //! # Shape
 //!
 //! As every service: [`bind`] takes a [`RelayConfig`] and binds the listening socket through
-//! the transport (the sessions' sockets come from `protolab_transport::connect_udp` too),
+//! the transport (the sessions' sockets come from `protolab_transport::udp::connect_udp` too),
 //! [`run`] relays until its shutdown token fires and returns the [`RelayTruth`], which the
 //! binary prints and writes to the `--stats` file. The library prints nothing.
 
@@ -434,7 +434,8 @@ impl Relay {
         if self.sessions.len() >= self.config.max_sessions {
             return None;
         }
-        let socket = match protolab_transport::connect_udp(self.config.forward, SOCKET_BUFFER).await
+        let socket = match protolab_transport::udp::connect_udp(self.config.forward, SOCKET_BUFFER)
+            .and_then(protolab_transport::udp::into_tokio)
         {
             Ok(s) => s,
             Err(e) => {

@@ -9,8 +9,7 @@
 //! - [`tcp`]: the TCP server runner (accept loop, connection cap with a "busy" reply, idle
 //!   timeout, graceful shutdown that drains), [`tcp::Conn`], a connection's context, and
 //!   [`tcp::connect_tcp`], how clients connect.
-//! - [`udp`]: the UDP server runner (receive loop, replies now or later, the same shutdown),
-//!   and [`udp::connect_udp`], how clients open a UDP socket.
+//! - [`udp`]: the UDP server runner (receive loop, replies now or later, the same shutdown).
 //! - [`tls`]: TLS for every service (rustls with ring): lab certificates, server and client
 //!   configurations, the handshake within the idle timeout, refusals said in words.
 //! - [`framing`]: byte lines with a maximum length and u16 length-prefixed frames.
@@ -34,4 +33,4 @@ pub use framing::{Line, LineCodec, u16_frames};
 pub use shutdown::shutdown_on_signals;
 pub use tcp::{Conn, Next, TcpServerConfig, TcpServerStats, bind_tcp, connect_tcp, run_tcp};
 pub use tokio_util::sync::CancellationToken;
-pub use udp::{UdpReply, UdpServerConfig, UdpServerStats, bind_udp, connect_udp, run_udp};
+pub use udp::{UdpReply, UdpServerConfig, UdpServerStats, bind_udp, run_udp};

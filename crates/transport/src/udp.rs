@@ -92,24 +92,6 @@ pub fn bind_udp(addr: SocketAddr, buffer_bytes: usize) -> io::Result<UdpSocket> 
     UdpSocket::from_std(socket.into())
 }
 
-/// Opens a client's UDP socket towards `server`: bound to a free port on the unspecified
-/// address of the server's family, with receive and send buffers of `buffer_bytes` (as
-/// [`bind_udp`]), and connected, so that it receives only the server's datagrams and a port
-/// unreachable from the server's host surfaces as `ConnectionRefused` on the next receive.
-///
-/// # Errors
-/// The bind or connect error, e.g. `NetworkUnreachable`.
-pub async fn connect_udp(server: SocketAddr, buffer_bytes: usize) -> io::Result<UdpSocket> {
-    let any: SocketAddr = if server.is_ipv6() {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    } else {
-        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-    };
-    let socket = bind_udp(any, buffer_bytes)?;
-    socket.connect(server).await?;
-    Ok(socket)
-}
-
 /// The sockets of one SO_REUSEPORT group, blocking with a 100 ms read timeout (so that a
 /// worker sees the stop flag), and their common address.
 ///
@@ -153,6 +135,41 @@ pub fn bind_udp_group(
         sockets.push(socket);
     }
     Ok((sockets, bound))
+}
+
+/// A blocking socket (of [`connect_udp`], say) for a tokio service: non-blocking, on the
+/// current runtime.
+///
+/// # Errors
+/// Setting the socket non-blocking, or registering it with the runtime.
+pub fn into_tokio(socket: std::net::UdpSocket) -> io::Result<UdpSocket> {
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket)
+}
+
+/// A client's UDP socket: bound to an ephemeral port of the unspecified address of `target`'s
+/// family, connected to `target` (so only its datagrams are received and ICMP errors are
+/// reported), blocking, with buffers of `buffer_bytes` (the kernel may cap them at
+/// net.core.rmem_max and wmem_max).
+///
+/// # Errors
+/// The socket, bind or connect error.
+pub fn connect_udp(target: SocketAddr, buffer_bytes: usize) -> io::Result<std::net::UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(target),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    let _ = socket.set_recv_buffer_size(buffer_bytes);
+    let _ = socket.set_send_buffer_size(buffer_bytes);
+    let any: SocketAddr = if target.is_ipv6() {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    socket.bind(&any.into())?;
+    socket.connect(&target.into())?;
+    Ok(socket.into())
 }
 
 /// Runs a UDP service until `shutdown` fires, then waits up to a second for pending replies.
