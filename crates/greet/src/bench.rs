@@ -63,6 +63,11 @@ pub enum BenchError {
     NoConnection(SocketAddr, std::io::Error),
 }
 
+/// How long one connection's handshake may take before it counts as a connect error. Generous:
+/// a burst of connections may find the accept queue full, and the kernel retries a dropped SYN
+/// after 1, 3 and 7 seconds.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
@@ -81,8 +86,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
         let (server, skip) = (config.server, config.skip_banner);
         connecting.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await.expect("semaphore open");
-            let stream = TcpStream::connect(server).await?;
-            stream.set_nodelay(true)?;
+            let stream = protolab_transport::connect_tcp(server, CONNECT_TIMEOUT).await?;
             let mut reader = BufReader::new(stream);
             if skip {
                 let mut banner = Vec::new();

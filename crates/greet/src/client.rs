@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpStream, UdpSocket};
 
 use crate::wire::{self, Framing};
 
@@ -107,14 +106,17 @@ fn text(mut line: Vec<u8>) -> String {
 const RAW_GRACE: Duration = Duration::from_millis(300);
 
 async fn hello_tcp(config: &HelloConfig) -> Result<Transcript, ClientError> {
-    let stream = tokio::time::timeout(config.timeout, TcpStream::connect(config.server))
+    let stream = protolab_transport::connect_tcp(config.server, config.timeout)
         .await
-        .map_err(|_| ClientError::Timeout {
-            proto: "tcp",
-            server: config.server,
-            after: config.timeout,
-        })?
-        .map_err(|e| ClientError::Connect(config.server, e))?;
+        .map_err(|e| match e.kind() {
+            // The handshake's deadline: as silent a server as one that never replies.
+            std::io::ErrorKind::TimedOut => ClientError::Timeout {
+                proto: "tcp",
+                server: config.server,
+                after: config.timeout,
+            },
+            _ => ClientError::Connect(config.server, e),
+        })?;
     tracing::debug!(local = ?stream.local_addr().ok(), "connected");
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
@@ -204,14 +206,12 @@ async fn read_welcome<R: AsyncBufReadExt + Unpin>(
     }
 }
 
+/// The UDP socket's buffers: a conversation is a few datagrams, one at a time.
+const UDP_BUFFER: usize = 64 << 10;
+
 async fn hello_udp(config: &HelloConfig) -> Result<Transcript, ClientError> {
-    let local: SocketAddr = if config.server.is_ipv6() {
-        "[::]:0".parse().expect("literal")
-    } else {
-        "0.0.0.0:0".parse().expect("literal")
-    };
-    let socket = UdpSocket::bind(local).await?;
-    socket.connect(config.server).await?;
+    let socket = protolab_transport::udp::connect_udp(config.server, UDP_BUFFER)
+        .and_then(protolab_transport::udp::into_tokio)?;
     let mut transcript = Transcript::default();
     let mut buf = vec![0u8; 2048];
     for name in &config.names {

@@ -191,11 +191,13 @@ async fn run(cli: Cli) -> Result<()> {
             let proto = if udp { "udp" } else { "tcp" };
             let bound = server::bind(&config)
                 .map_err(|e| protolab_transport::cli::ListenError::new(proto, listen, e))?;
-            let (proto, local) = bound.local()?;
             // Signals are handled from here on: whoever reads the next line may send one.
             let shutdown = protolab_transport::shutdown_on_signals();
-            protolab_transport::cli::listening(proto, local, cli.json);
-            server::run(bound, config, shutdown).await?;
+            for (proto, local) in bound.local_addrs() {
+                protolab_transport::cli::listening(proto, local, cli.json);
+            }
+            let report = server::run(bound, config, shutdown).await?;
+            print_report(&report, udp, cli.json)?;
         }
         Cmd::Hello {
             server,
@@ -272,6 +274,31 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Generate(args) => {
             protolab_transport::cli::generate(Cli::command(), &args)?;
         }
+    }
+    Ok(())
+}
+
+/// Prints what `greet serve` did, once it stopped: a line for people, or one JSON line.
+fn print_report(r: &server::Report, udp: bool, json: bool) -> Result<()> {
+    if json {
+        outln!("{}", serde_json::to_string(r)?);
+    } else if udp {
+        outln!(
+            "stopped: {} datagrams received, {} replied, {} greeted, {} from remote peers ignored",
+            r.udp_received,
+            r.udp_replied,
+            r.greeted,
+            r.remote_refused
+        );
+    } else {
+        outln!(
+            "stopped: {} connections ({} busy, {} idle timeouts), {} greeted, {} lines too long",
+            r.accepted,
+            r.busy,
+            r.idle_timeouts,
+            r.greeted,
+            r.too_long
+        );
     }
     Ok(())
 }

@@ -76,15 +76,14 @@ pub enum Bound {
 }
 
 impl Bound {
-    /// `("tcp" | "udp", local address)`, for the `listening` line.
-    ///
-    /// # Errors
-    /// The socket's local address being unavailable.
-    pub fn local(&self) -> io::Result<(&'static str, SocketAddr)> {
-        match self {
-            Bound::Tcp(l) => Ok(("tcp", l.local_addr()?)),
-            Bound::Udp(s) => Ok(("udp", s.local_addr()?)),
-        }
+    /// `("tcp" | "udp", local address)` of the socket, for the `listening` line. A socket whose
+    /// address the kernel cannot tell (it never happens to a bound socket) is left out.
+    pub fn local_addrs(&self) -> Vec<(&'static str, SocketAddr)> {
+        let local = match self {
+            Bound::Tcp(l) => l.local_addr().map(|a| ("tcp", a)),
+            Bound::Udp(s) => s.local_addr().map(|a| ("udp", a)),
+        };
+        local.into_iter().collect()
     }
 }
 
@@ -111,12 +110,39 @@ pub struct GreetStats {
     pub remote_refused: AtomicU64,
 }
 
-/// Serves until `shutdown` fires, then drains.
+/// What a run did, returned when it stops: the counters `greet serve` prints at exit. The TCP
+/// counters stay zero on a UDP run and the UDP ones on a TCP run.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Report {
+    /// TCP connections accepted and served.
+    pub accepted: u64,
+    /// TCP connections turned away at the cap with `ERR busy`.
+    pub busy: u64,
+    /// TCP connections closed for being idle.
+    pub idle_timeouts: u64,
+    /// Names answered, over TCP or UDP.
+    pub greeted: u64,
+    /// Lines refused for their length.
+    pub too_long: u64,
+    /// UDP datagrams from non-loopback peers ignored without `--allow-remote`.
+    pub remote_refused: u64,
+    /// UDP datagrams received.
+    pub udp_received: u64,
+    /// UDP replies sent.
+    pub udp_replied: u64,
+}
+
+/// Serves until `shutdown` fires, then drains, and says what it did.
 ///
 /// # Errors
 /// Errors of the listening socket itself.
-pub async fn run(bound: Bound, config: ServeConfig, shutdown: CancellationToken) -> io::Result<()> {
+pub async fn run(
+    bound: Bound,
+    config: ServeConfig,
+    shutdown: CancellationToken,
+) -> io::Result<Report> {
     let stats = Arc::new(GreetStats::default());
+    let mut report = Report::default();
     match bound {
         Bound::Tcp(listener) => {
             let tcp_config = TcpServerConfig {
@@ -140,14 +166,9 @@ pub async fn run(bound: Bound, config: ServeConfig, shutdown: CancellationToken)
                 move |stream, conn| handle(stream, conn, opts.clone()),
             )
             .await?;
-            tracing::info!(
-                accepted = tcp_stats.accepted.load(Ordering::Relaxed),
-                busy = tcp_stats.busy.load(Ordering::Relaxed),
-                idle_timeouts = tcp_stats.idle_timeouts.load(Ordering::Relaxed),
-                greeted = stats.greeted.load(Ordering::Relaxed),
-                too_long = stats.too_long.load(Ordering::Relaxed),
-                "stopped"
-            );
+            report.accepted = tcp_stats.accepted.load(Ordering::Relaxed);
+            report.busy = tcp_stats.busy.load(Ordering::Relaxed);
+            report.idle_timeouts = tcp_stats.idle_timeouts.load(Ordering::Relaxed);
         }
         Bound::Udp(socket) => {
             let udp_stats = Arc::new(UdpServerStats::default());
@@ -160,15 +181,14 @@ pub async fn run(bound: Bound, config: ServeConfig, shutdown: CancellationToken)
                 move |peer, datagram| answer_datagram(peer, datagram, delay, allow_remote, &s),
             )
             .await?;
-            tracing::info!(
-                received = udp_stats.received.load(Ordering::Relaxed),
-                replied = udp_stats.replied.load(Ordering::Relaxed),
-                remote_refused = stats.remote_refused.load(Ordering::Relaxed),
-                "stopped"
-            );
+            report.udp_received = udp_stats.received.load(Ordering::Relaxed);
+            report.udp_replied = udp_stats.replied.load(Ordering::Relaxed);
         }
     }
-    Ok(())
+    report.greeted = stats.greeted.load(Ordering::Relaxed);
+    report.too_long = stats.too_long.load(Ordering::Relaxed);
+    report.remote_refused = stats.remote_refused.load(Ordering::Relaxed);
+    Ok(report)
 }
 
 fn answer_datagram(

@@ -464,20 +464,67 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     Ok(value as usize)
 }
 
-/// Parses a setting given once for both directions, or as `A/B`: A for the first direction
-/// (up, or left to right) and B for the other. Both front ends take their options this way.
-///
-/// # Errors
-/// `one`'s message for the part that does not parse.
-pub fn parse_each<T: Clone>(
-    text: &str,
-    one: impl Fn(&str) -> Result<T, String>,
-) -> Result<(T, T), String> {
-    match text.split_once('/') {
-        Some((a, b)) => Ok((one(a)?, one(b)?)),
-        None => {
-            let v = one(text)?;
-            Ok((v.clone(), v))
+/// A setting of each direction, as both front ends take their options: `first` is the direction
+/// written first in `A/B` (up, from client to server, in `impair udp`; left to right in
+/// `impair link`) and `second` the other one.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PerDirection<T> {
+    pub first: T,
+    pub second: T,
+}
+
+impl<T: Clone> PerDirection<T> {
+    /// The same setting both ways.
+    pub fn both(value: T) -> Self {
+        PerDirection {
+            first: value.clone(),
+            second: value,
+        }
+    }
+
+    /// Parses a setting given once for both directions, or as `A/B`: A for the first direction
+    /// and B for the other, each by `one`.
+    ///
+    /// # Errors
+    /// `one`'s message for the part that does not parse.
+    pub fn parse(text: &str, one: impl Fn(&str) -> Result<T, String>) -> Result<Self, String> {
+        match text.split_once('/') {
+            Some((a, b)) => Ok(PerDirection {
+                first: one(a)?,
+                second: one(b)?,
+            }),
+            None => one(text).map(Self::both),
+        }
+    }
+}
+
+impl PerDirection<Impairment> {
+    /// Each direction's impairment from its knobs, each given per direction.
+    pub fn from_knobs(
+        loss: PerDirection<f64>,
+        dup: PerDirection<f64>,
+        reorder: PerDirection<f64>,
+        delay: PerDirection<Duration>,
+        jitter: PerDirection<Duration>,
+        rate_bps: PerDirection<Option<u64>>,
+    ) -> Self {
+        PerDirection {
+            first: Impairment {
+                loss: loss.first,
+                dup: dup.first,
+                reorder: reorder.first,
+                delay: delay.first,
+                jitter: jitter.first,
+                rate_bps: rate_bps.first,
+            },
+            second: Impairment {
+                loss: loss.second,
+                dup: dup.second,
+                reorder: reorder.second,
+                delay: delay.second,
+                jitter: jitter.second,
+                rate_bps: rate_bps.second,
+            },
         }
     }
 }
@@ -910,12 +957,61 @@ mod tests {
 
     #[test]
     fn settings_per_direction() {
-        assert_eq!(parse_each("5%", parse_probability), Ok((0.05, 0.05)));
-        assert_eq!(parse_each("5%/0", parse_probability), Ok((0.05, 0.0)));
-        assert!(parse_each("5%/x", parse_probability).is_err());
+        let p = |t| PerDirection::parse(t, parse_probability);
+        assert_eq!(p("5%"), Ok(PerDirection::both(0.05)));
         assert_eq!(
-            parse_each("none/1kbit", parse_optional_rate),
-            Ok((None, Some(1000)))
+            p("5%/0"),
+            Ok(PerDirection {
+                first: 0.05,
+                second: 0.0
+            })
+        );
+        assert_eq!(
+            p("0/10%"),
+            Ok(PerDirection {
+                first: 0.0,
+                second: 0.1
+            })
+        );
+        assert!(p("5%/x").is_err());
+        assert_eq!(
+            PerDirection::parse("none/1kbit", parse_optional_rate),
+            Ok(PerDirection {
+                first: None,
+                second: Some(1000)
+            })
+        );
+        assert_eq!(
+            PerDirection::parse("10ms/0s", protolab_transport::cli::parse_duration),
+            Ok(PerDirection {
+                first: ms(10),
+                second: Duration::ZERO
+            })
+        );
+    }
+
+    #[test]
+    fn knobs_go_to_their_direction() {
+        let imp = PerDirection::from_knobs(
+            PerDirection::parse("1%/2%", parse_probability).unwrap(),
+            PerDirection::both(0.0),
+            PerDirection::both(0.5),
+            PerDirection {
+                first: ms(3),
+                second: ms(4),
+            },
+            PerDirection::both(Duration::ZERO),
+            PerDirection {
+                first: None,
+                second: Some(8000),
+            },
+        );
+        assert_eq!((imp.first.loss, imp.second.loss), (0.01, 0.02));
+        assert_eq!((imp.first.reorder, imp.second.reorder), (0.5, 0.5));
+        assert_eq!((imp.first.delay, imp.second.delay), (ms(3), ms(4)));
+        assert_eq!(
+            (imp.first.rate_bps, imp.second.rate_bps),
+            (None, Some(8000))
         );
     }
 }

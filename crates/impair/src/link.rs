@@ -13,6 +13,15 @@
 //! - `forward`: the forwarding loop of one direction;
 //! - `trace`: packet decoding (etherparse) and the trace lines, without I/O;
 //! - `diagram`: the trace drawn as a sequence diagram (`--diagram`, SVG through plotters).
+//!
+//! The shape is the one of every service, as far as a TUN device allows: [`bind`] takes a
+//! [`LinkConfig`] and makes the namespaces and their devices (this module and `netns`/`tun` are
+//! the documented exception to "only the transport opens sockets": a TUN device is not a
+//! socket), [`run`] forwards until its shutdown token fires (or `duration` passes) and returns
+//! the [`LinkReport`], and the binary prints the ready line and the report. Two things differ
+//! from a socket service: the link runs on plain threads, not tokio, because the guardian is
+//! forked in [`bind`] and a process may only fork safely before it starts threads; and the
+//! `--trace` lines, which stream while the link runs, go to the writer [`run`] is given.
 
 mod diagram;
 mod forward;
@@ -31,12 +40,10 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
+use protolab_transport::CancellationToken;
 use serde::Serialize;
 
-use crate::engine::{
-    Engine, GroundTruth, Impairment, parse_each, parse_optional_rate, parse_probability, parse_size,
-};
-use protolab_transport::cli::parse_duration;
+use crate::engine::{Engine, GroundTruth, Impairment, PerDirection};
 
 /// The left end's address, from the benchmarking range of RFC 2544 (198.18.0.0/15).
 pub const LEFT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -49,133 +56,38 @@ pub const DEVICE: &str = "link0";
 /// the link down.
 const TRACE_QUEUE: usize = 65_536;
 
-const EXAMPLES: &str = "\
-EXAMPLES:
-    impair link --left lab-a --right lab-b
-        then, in other terminals:
-        ip netns exec lab-b udpecho serve --listen 198.18.0.2:7777
-        ip netns exec lab-a udpecho probe 198.18.0.2:7777 --count 1000
-    impair link --left lab-a --right lab-b --loss 5% --reorder 10% --delay 20ms --jitter 5ms --seed 7
-    impair link --left lab-a --right lab-b --trace --pcap link.pcap     (then: tshark -r link.pcap)
-    impair link --left lab-a --right lab-b --trace --diagram packets.svg  (a sequence diagram)
-    impair link --left lab-a --right lab-b --rate 10mbit --delay 40ms --stats truth.json
-    impair link --left lab-a --right lab-b --rate 1mbit --queue 64kB     (a shallow buffer)
-
-The left namespace has 198.18.0.1 and the right one 198.18.0.2 on device link0. The link runs
-until SIGINT or SIGTERM (or --duration), then removes both namespaces and prints what it did
-per direction. It needs root; without root use `impair udp`.
-";
-
-/// Options of `impair link`.
-#[derive(Debug, clap::Args)]
-#[command(after_help = EXAMPLES)]
-pub struct LinkArgs {
-    /// Name of the left namespace to create (address 198.18.0.1) [default: plab-PID-left]
-    #[arg(long, value_name = "NS")]
+/// Options of `impair link`. In each [`PerDirection`], `first` is left to right and `second`
+/// right to left.
+#[derive(Debug, Clone, Default)]
+pub struct LinkConfig {
+    /// Name of the left namespace to create (default: `plab-PID-left`).
     pub left: Option<String>,
-    /// Name of the right namespace to create (address 198.18.0.2) [default: plab-PID-right]
-    #[arg(long, value_name = "NS")]
+    /// Name of the right namespace to create (default: `plab-PID-right`).
     pub right: Option<String>,
-    /// Probability of dropping a packet: 5% or 0.05 both ways, or LEFT>RIGHT/RIGHT>LEFT (2%/0)
-    #[arg(long, value_parser = probability, default_value = "0")]
-    pub loss: Each<f64>,
-    /// Probability of delivering a packet twice
-    #[arg(long, value_parser = probability, default_value = "0")]
-    pub dup: Each<f64>,
-    /// Probability of holding a packet back so that later ones overtake it
-    #[arg(long, value_parser = probability, default_value = "0")]
-    pub reorder: Each<f64>,
-    /// Delay added to every packet, one way
-    #[arg(long, value_parser = duration, default_value = "0s")]
-    pub delay: Each<Duration>,
-    /// Random variation of the delay, plus or minus
-    #[arg(long, value_parser = duration, default_value = "0s")]
-    pub jitter: Each<Duration>,
-    /// Bandwidth in bits per second (10mbit, 500kbit, 64000); 0 for none
-    #[arg(long, value_name = "BITS/S", value_parser = rate, default_value = "0")]
-    pub rate: Each<Option<u64>>,
-    /// Bytes queued per direction, like a router's buffer (64kB, 4MiB; each packet counts its
-    /// size plus 64); a packet that does not fit is dropped and counted in queue_dropped
-    #[arg(long, value_name = "BYTES", value_parser = size, default_value = "4MiB")]
-    pub queue: Each<usize>,
-    /// Seed of the impairment decisions: the same seed and traffic give the same decisions
-    /// (printed when chosen at random)
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Print one line per packet: time, direction, TCP flags, seq, ack, window, length, fate
-    #[arg(long)]
+    /// The impairment of each direction.
+    pub impairment: PerDirection<Impairment>,
+    /// Bytes queued per direction.
+    pub queue: PerDirection<usize>,
+    /// Seed of the impairment decisions (the front end picks one when none is given).
+    pub seed: u64,
+    /// Write one line per packet to the trace writer.
     pub trace: bool,
-    /// Draw the packets as a sequence diagram into this SVG file at exit: two lifelines, one
-    /// arrow per packet with its flags, seq/ack and length, a cross where the link dropped it
-    /// (the first 200 packets)
-    #[arg(long, value_name = "FILE.svg")]
-    pub diagram: Option<PathBuf>,
-    /// Write every packet entering the link to this pcap file (LINKTYPE_RAW), for tshark
-    #[arg(long, value_name = "FILE")]
-    pub pcap: Option<PathBuf>,
-    /// Write the ground truth per direction to this JSON file at exit
-    #[arg(long, value_name = "FILE")]
-    pub stats: Option<PathBuf>,
-    /// Stop by itself after this long
-    #[arg(long, value_parser = parse_duration)]
-    pub duration: Option<Duration>,
-    /// Print the ready line, trace lines and the summary as JSON, one object per line
-    #[arg(long)]
+    /// Trace lines as JSON objects rather than text.
     pub json: bool,
+    /// Draw the first packets as a sequence diagram into this SVG file at exit.
+    pub diagram: Option<PathBuf>,
+    /// Write every packet entering the link to this pcap file.
+    pub pcap: Option<PathBuf>,
+    /// Stop by itself after this long.
+    pub duration: Option<Duration>,
 }
 
-/// A setting for both directions, or one per direction: `A/B` is A from left to right and B
-/// from right to left, as `impair udp` takes UP/DOWN.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Each<T> {
-    pub left_to_right: T,
-    pub right_to_left: T,
-}
-
-fn each<T: Clone>(text: &str, one: impl Fn(&str) -> Result<T, String>) -> Result<Each<T>, String> {
-    let (left_to_right, right_to_left) = parse_each(text, one)?;
-    Ok(Each {
-        left_to_right,
-        right_to_left,
-    })
-}
-
-fn probability(text: &str) -> Result<Each<f64>, String> {
-    each(text, parse_probability)
-}
-
-fn duration(text: &str) -> Result<Each<Duration>, String> {
-    each(text, parse_duration)
-}
-
-fn rate(text: &str) -> Result<Each<Option<u64>>, String> {
-    each(text, parse_optional_rate)
-}
-
-fn size(text: &str) -> Result<Each<usize>, String> {
-    each(text, parse_size)
-}
-
-impl<T: Copy> Each<T> {
-    /// The setting of one direction.
-    fn of(&self, direction: Direction) -> T {
+impl<T> PerDirection<T> {
+    /// The setting of one direction of the link.
+    fn of(&self, direction: Direction) -> &T {
         match direction {
-            Direction::LeftToRight => self.left_to_right,
-            Direction::RightToLeft => self.right_to_left,
-        }
-    }
-}
-
-impl LinkArgs {
-    /// The impairment of one direction.
-    pub fn impairment(&self, direction: Direction) -> Impairment {
-        Impairment {
-            loss: self.loss.of(direction),
-            dup: self.dup.of(direction),
-            reorder: self.reorder.of(direction),
-            delay: self.delay.of(direction),
-            jitter: self.jitter.of(direction),
-            rate_bps: self.rate.of(direction),
+            Direction::LeftToRight => &self.first,
+            Direction::RightToLeft => &self.second,
         }
     }
 }
@@ -219,18 +131,70 @@ pub fn require_root() -> Result<()> {
     Ok(())
 }
 
-/// Runs `impair link` until SIGINT, SIGTERM or `--duration`.
+/// The two namespaces with their devices, up and owned by this process: the link's "bound
+/// sockets". Dropping it removes both namespaces.
+pub struct Bound {
+    left: String,
+    right: String,
+    left_tun: tun::Tun,
+    right_tun: tun::Tun,
+    cleanup: Cleanup,
+    /// Dropped last: once this process is gone, the guardian removes whatever is left.
+    guardian: netns::Guardian,
+}
+
+impl std::fmt::Debug for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bound")
+            .field("left", &self.left)
+            .field("right", &self.right)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bound {
+    /// The names of the left and right namespaces.
+    pub fn namespaces(&self) -> (&str, &str) {
+        (&self.left, &self.right)
+    }
+}
+
+/// What the link did, returned when it went down: the report of `impair link`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LinkReport {
+    /// The seed the engines ran with (a string: JSON readers lose digits above 2^53).
+    #[serde(serialize_with = "as_string")]
+    pub seed: u64,
+    /// How long the link was up, in microseconds.
+    pub elapsed_us: u64,
+    /// The ground truth of both directions.
+    pub truth: LinkTruth,
+    /// Packets the receiving kernel refused.
+    pub write_errors: u64,
+    /// Packets missing from the trace because the tracer could not keep up.
+    pub trace_lost: u64,
+}
+
+fn as_string<S: serde::Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(n)
+}
+
+/// Makes the two namespaces and their TUN devices, addressed and up, after checking root and
+/// the names; forks the guardian that removes them should this process die.
+///
+/// Call it before starting any thread (the guardian is forked here), and after
+/// [`StopSignals::block`].
 ///
 /// # Errors
 /// No root, a namespace name taken, `ip` or the TUN driver missing, or a device failing.
-pub fn main(args: LinkArgs) -> Result<()> {
+pub fn bind(config: &LinkConfig) -> Result<Bound> {
     require_root()?;
     let pid = std::process::id();
-    let left = args
+    let left = config
         .left
         .clone()
         .unwrap_or_else(|| format!("plab-{pid}-left"));
-    let right = args
+    let right = config
         .right
         .clone()
         .unwrap_or_else(|| format!("plab-{pid}-right"));
@@ -243,46 +207,66 @@ pub fn main(args: LinkArgs) -> Result<()> {
     netns::check_free(&left)?;
     netns::check_free(&right)?;
 
-    // Signals are blocked before any thread starts, so every thread inherits the mask and the
-    // main thread alone takes SIGINT and SIGTERM, through sigtimedwait.
-    let signals = block_signals();
-
     // Record ownership first, then start the guardian: from here on, whatever happens to this
     // process, both namespaces are removed.
     let record = netns::Ownership::of_this_process(vec![left.clone(), right.clone()]);
     record.write()?;
     let cleanup = Cleanup(record.clone());
-    let _guardian = netns::Guardian::start(&record).context("fork the cleanup guardian")?;
+    let guardian = netns::Guardian::start(&record).context("fork the cleanup guardian")?;
 
     let (left_tun, right_tun) = build(&left, &right)?;
-    let (_, seed) = protolab_transport::rng::seeded(args.seed);
-    let impairment = Each {
-        left_to_right: args.impairment(Direction::LeftToRight),
-        right_to_left: args.impairment(Direction::RightToLeft),
-    };
-    announce(&args, &left, &right, &impairment, seed)?;
+    Ok(Bound {
+        left,
+        right,
+        left_tun,
+        right_tun,
+        cleanup,
+        guardian,
+    })
+}
 
+/// Forwards both directions until `shutdown` fires, `config.duration` passes or a direction
+/// fails, then removes the namespaces and returns what the link did. Trace lines (with
+/// `config.trace`) are written to `trace_out` while the link runs.
+///
+/// # Errors
+/// A forwarding thread failing, or the trace, capture or diagram not being written.
+pub fn run(
+    bound: Bound,
+    config: LinkConfig,
+    shutdown: CancellationToken,
+    trace_out: Box<dyn Write + Send>,
+) -> Result<LinkReport> {
+    let Bound {
+        left,
+        right,
+        left_tun,
+        right_tun,
+        cleanup,
+        guardian,
+    } = bound;
     let start = Instant::now();
     let wall_start = SystemTime::now();
     let stop = tun::Waker::new().context("create the shutdown eventfd")?;
-    let (seed_lr, seed_rl) = direction_seeds(seed);
+    let (seed_lr, seed_rl) = direction_seeds(config.seed);
     let truth_lr = Mutex::new(GroundTruth::default());
     let truth_rl = Mutex::new(GroundTruth::default());
     let write_errors = AtomicU64::new(0);
     let trace_lost = AtomicU64::new(0);
     let failed = AtomicBool::new(false);
-    let tracing_on = args.trace || args.pcap.is_some() || args.diagram.is_some();
+    let tracing_on = config.trace || config.pcap.is_some() || config.diagram.is_some();
     let (seen_tx, seen_rx) = sync_channel::<forward::Seen>(TRACE_QUEUE);
-    let pcap = match &args.pcap {
+    let pcap = match &config.pcap {
         Some(path) => Some(open_pcap(path)?),
         None => None,
     };
 
-    let outcome = std::thread::scope(|s| -> Result<Option<i32>> {
+    let outcome = std::thread::scope(|s| -> Result<()> {
         let tracer = tracing_on.then(|| {
             let rx = seen_rx;
-            let diagram = args.diagram.as_deref();
-            s.spawn(move || tracer(rx, args.trace, args.json, wall_start, pcap, diagram))
+            let diagram = config.diagram.as_deref();
+            let (lines, json) = (config.trace, config.json);
+            s.spawn(move || tracer(rx, trace_out, lines, json, wall_start, pcap, diagram))
         });
         let mut workers = Vec::new();
         let ends = [
@@ -310,8 +294,8 @@ pub fn main(args: LinkArgs) -> Result<()> {
                 trace_lost: &trace_lost,
                 seen: tracing_on.then(|| seen_tx.clone()),
             };
-            let engine = Engine::new(args.impairment(direction), seed)
-                .with_queue_limit(args.queue.of(direction));
+            let engine = Engine::new(config.impairment.of(direction).clone(), seed)
+                .with_queue_limit(*config.queue.of(direction));
             let failed = &failed;
             workers.push(s.spawn(move || {
                 let r = forward::run(direction, from, to, engine, &shared);
@@ -322,8 +306,8 @@ pub fn main(args: LinkArgs) -> Result<()> {
             }));
         }
         drop(seen_tx);
-        let deadline = args.duration.map(|d| start + d);
-        let signal = wait_for_stop(&signals, deadline, &failed);
+        let deadline = config.duration.map(|d| start + d);
+        wait_for_stop(&shutdown, deadline, &failed);
         stop.wake();
         for (w, dir) in workers.into_iter().zip(["left-to-right", "right-to-left"]) {
             match w.join() {
@@ -337,7 +321,7 @@ pub fn main(args: LinkArgs) -> Result<()> {
                 .map_err(|_| anyhow::anyhow!("the tracer thread panicked"))?
                 .context("write the trace or the capture")?;
         }
-        Ok(signal)
+        Ok(())
     });
 
     // Read while the devices still exist: after the forwarding stopped, nothing more is
@@ -348,29 +332,19 @@ pub fn main(args: LinkArgs) -> Result<()> {
         left_to_right_kernel_dropped: netns::tx_dropped(&left, DEVICE).unwrap_or(0),
         right_to_left_kernel_dropped: netns::tx_dropped(&right, DEVICE).unwrap_or(0),
     };
+    let elapsed = start.elapsed();
     drop(left_tun);
     drop(right_tun);
     drop(cleanup);
-    let signal = outcome?;
-    // The report comes first: a --stats file that cannot be written must not hide it.
-    report(
-        &args,
-        seed,
-        &truth,
-        start.elapsed(),
-        signal,
-        write_errors.into_inner(),
-        trace_lost.into_inner(),
-    )?;
-    if let Some(path) = &args.stats {
-        std::fs::write(path, serde_json::to_vec_pretty(&truth)?).with_context(|| {
-            format!(
-                "write --stats {} (the ground truth is in the report above)",
-                path.display()
-            )
-        })?;
-    }
-    Ok(())
+    drop(guardian);
+    outcome?;
+    Ok(LinkReport {
+        seed: config.seed,
+        elapsed_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        truth,
+        write_errors: write_errors.into_inner(),
+        trace_lost: trace_lost.into_inner(),
+    })
 }
 
 /// Removes the run's namespaces and record when dropped, on every way out of [`main`].
@@ -416,194 +390,49 @@ fn build(left: &str, right: &str) -> Result<(tun::Tun, tun::Tun)> {
     Ok((left_tun, right_tun))
 }
 
-#[derive(Serialize)]
-struct End<'a> {
-    netns: &'a str,
-    address: Ipv4Addr,
-    device: &'a str,
-}
+/// SIGINT and SIGTERM, blocked so that [`StopSignals::wait`] receives them.
+#[derive(Debug, Clone, Copy)]
+pub struct StopSignals(libc::sigset_t);
 
-/// Prints the ready line(s): after it, both namespaces carry traffic.
-fn announce(
-    args: &LinkArgs,
-    left: &str,
-    right: &str,
-    imp: &Each<Impairment>,
-    seed: u64,
-) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        let ready = serde_json::json!({
-            "event": "ready",
-            "left": End { netns: left, address: LEFT_ADDR, device: DEVICE },
-            "right": End { netns: right, address: RIGHT_ADDR, device: DEVICE },
-            "impairment": imp,
-            "seed": seed.to_string(),
-        });
-        writeln!(out, "{ready}")?;
-    } else {
-        writeln!(
-            out,
-            "link up: left namespace {left} ({LEFT_ADDR} on {DEVICE}) <-> right namespace {right} ({RIGHT_ADDR} on {DEVICE})"
-        )?;
-        if imp.left_to_right == imp.right_to_left {
-            writeln!(out, "each direction: {}", describe(&imp.left_to_right))?;
-        } else {
-            writeln!(out, "left to right: {}", describe(&imp.left_to_right))?;
-            writeln!(out, "right to left: {}", describe(&imp.right_to_left))?;
-        }
-        writeln!(out, "seed {seed}")?;
-        writeln!(
-            out,
-            "run programs inside with `ip netns exec {left} ...` and `ip netns exec {right} ...`; stop with Ctrl-C"
-        )?;
-        writeln!(out, "ready")?;
-    }
-    out.flush()?;
-    Ok(())
-}
-
-/// One direction's impairment in words.
-fn describe(imp: &Impairment) -> String {
-    if imp.is_transparent() {
-        return "no impairment".to_owned();
-    }
-    let rate = imp
-        .rate_bps
-        .map_or_else(|| "unlimited".to_owned(), |r| format!("{r} bit/s"));
-    format!(
-        "loss {}%, dup {}%, reorder {}%, delay {} ± {}, rate {rate}",
-        imp.loss * 100.0,
-        imp.dup * 100.0,
-        imp.reorder * 100.0,
-        millis(imp.delay),
-        millis(imp.jitter),
-    )
-}
-
-/// A duration in milliseconds for people: `20ms`, `0.25ms`, `0ms`.
-fn millis(d: Duration) -> String {
-    format!("{}ms", d.as_secs_f64() * 1e3)
-}
-
-/// Prints what the link did per direction.
-fn report(
-    args: &LinkArgs,
-    seed: u64,
-    truth: &LinkTruth,
-    ran: Duration,
-    signal: Option<i32>,
-    write_errors: u64,
-    trace_lost: u64,
-) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    let reason = match signal {
-        Some(libc::SIGINT) => "SIGINT",
-        Some(libc::SIGTERM) => "SIGTERM",
-        Some(_) => "a signal",
-        None => "--duration",
-    };
-    if args.json {
-        let summary = serde_json::json!({
-            "event": "summary",
-            // A string: any u64 may be a seed, and JSON readers lose digits above 2^53.
-            "seed": seed.to_string(),
-            "stopped_by": reason,
-            "elapsed_us": u64::try_from(ran.as_micros()).unwrap_or(u64::MAX),
-            "left_to_right": truth.left_to_right,
-            "right_to_left": truth.right_to_left,
-            "left_to_right_kernel_dropped": truth.left_to_right_kernel_dropped,
-            "right_to_left_kernel_dropped": truth.right_to_left_kernel_dropped,
-            "write_errors": write_errors,
-            "trace_lost": trace_lost,
-        });
-        let _ = writeln!(out, "{summary}");
-    } else {
-        let _ = writeln!(
-            out,
-            "link down ({reason}) after {:.1}s; namespaces removed",
-            ran.as_secs_f64()
-        );
-        let _ = writeln!(
-            out,
-            "{:<14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
-            "direction",
-            "received",
-            "forwarded",
-            "dropped",
-            "queue full",
-            "duplicated",
-            "reordered",
-            "kernel"
-        );
-        for (name, t, kernel) in [
-            (
-                "left>right",
-                &truth.left_to_right,
-                truth.left_to_right_kernel_dropped,
-            ),
-            (
-                "right>left",
-                &truth.right_to_left,
-                truth.right_to_left_kernel_dropped,
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "{name:<14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {kernel:>10}",
-                t.received, t.forwarded, t.dropped, t.queue_dropped, t.duplicated, t.reordered
-            );
-        }
-        if write_errors > 0 {
-            let _ = writeln!(
-                out,
-                "{write_errors} packets refused by the receiving kernel"
-            );
-        }
-        if trace_lost > 0 {
-            let _ = writeln!(
-                out,
-                "{trace_lost} packets missing from the trace: it could not keep up with the traffic"
-            );
+impl StopSignals {
+    /// Blocks SIGINT and SIGTERM in the calling thread. Call it before any thread starts: every
+    /// thread inherits the mask, so the signals wait, pending, for [`StopSignals::wait`].
+    pub fn block() -> StopSignals {
+        // SAFETY: sigset_t is plain data initialised by sigemptyset before use; pthread_sigmask
+        // only changes this thread's mask (inherited by the threads it starts later).
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            StopSignals(set)
         }
     }
-    let _ = out.flush();
-    Ok(())
-}
 
-/// SIGINT and SIGTERM, blocked in every thread so that [`wait_for_stop`] receives them.
-fn block_signals() -> libc::sigset_t {
-    // SAFETY: sigset_t is plain data initialised by sigemptyset before use; pthread_sigmask
-    // only changes this thread's mask (inherited by the threads it starts later).
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    }
-}
-
-/// Waits for SIGINT or SIGTERM (returned), the deadline, or a forwarding thread failing.
-fn wait_for_stop(
-    set: &libc::sigset_t,
-    deadline: Option<Instant>,
-    failed: &AtomicBool,
-) -> Option<i32> {
-    loop {
-        if failed.load(Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d) {
-            return None;
-        }
+    /// Waits up to `tick` for SIGINT or SIGTERM, and returns it.
+    pub fn wait(&self, tick: Duration) -> Option<i32> {
         let tick = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 100_000_000,
+            tv_sec: tick.as_secs() as libc::time_t,
+            tv_nsec: libc::c_long::from(tick.subsec_nanos() as i32),
         };
         // SAFETY: a valid signal set and timeout; no siginfo wanted.
-        let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &tick) };
-        if sig > 0 {
-            tracing::info!("signal {sig}: taking the link down");
-            return Some(sig);
+        let sig = unsafe { libc::sigtimedwait(&self.0, std::ptr::null_mut(), &tick) };
+        (sig > 0).then_some(sig)
+    }
+}
+
+/// Waits for the shutdown token, the deadline, or a forwarding thread failing.
+fn wait_for_stop(shutdown: &CancellationToken, deadline: Option<Instant>, failed: &AtomicBool) {
+    // A short tick: the token is set from another thread (the binary's signal watcher), and a
+    // stop should not wait long to be noticed.
+    const TICK: Duration = Duration::from_millis(20);
+    while !shutdown.is_cancelled() && !failed.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        match deadline {
+            Some(d) if now >= d => return,
+            Some(d) => std::thread::sleep(TICK.min(d - now)),
+            None => std::thread::sleep(TICK),
         }
     }
 }
@@ -625,6 +454,7 @@ fn open_pcap(path: &std::path::Path) -> Result<Pcap> {
 /// Writes trace lines and capture records for every packet the forwarding threads saw.
 fn tracer(
     rx: Receiver<forward::Seen>,
+    out: Box<dyn Write + Send>,
     lines: bool,
     json: bool,
     wall_start: SystemTime,
@@ -634,7 +464,7 @@ fn tracer(
     let epoch = wall_start
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
-    let mut out = std::io::BufWriter::new(std::io::stdout());
+    let mut out = std::io::BufWriter::new(out);
     let mut scales = trace::WindowScales::default();
     // The diagram's packets, capped: it draws the first ones only.
     let mut drawn: Vec<Line> = Vec::new();

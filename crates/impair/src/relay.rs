@@ -25,6 +25,13 @@
 //!
 //! A `--stats` file that cannot be written (its folder removed, its disk full) is retried every
 //! second and logged once per kind of failure; it never stops the forwarding.
+//!
+//! # Shape
+//!
+//! As every service: [`bind`] takes a [`RelayConfig`] and binds the listening socket through
+//! the transport (the sessions' sockets come from `protolab_transport::udp::connect_udp` too),
+//! [`run`] relays until its shutdown token fires and returns the [`RelayTruth`], which the
+//! binary prints and writes to the `--stats` file. The library prints nothing.
 
 mod kernel;
 
@@ -34,29 +41,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use bytes::Bytes;
-use protolab_transport::cli::parse_duration;
-use protolab_transport::outln;
+use protolab_transport::CancellationToken;
+use protolab_transport::cli::ListenError;
 use tokio::net::UdpSocket;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 
-use crate::engine::{
-    Engine, GroundTruth, Impairment, PACKET_OVERHEAD, parse_each, parse_optional_rate,
-    parse_probability, parse_size,
-};
-
-const EXAMPLES: &str = "\
-Examples:
-  impair udp --listen 127.0.0.1:7000 --forward 127.0.0.1:7777 --loss 5% --seed 7
-  impair udp --forward 127.0.0.1:7777 --loss 5% --reorder 10% --dup 1% --delay 10ms --jitter 5ms
-  impair udp --forward 127.0.0.1:7777 --loss 2%/0 --delay 0/20ms
-      UP/DOWN: a setting per direction
-  impair udp --forward 127.0.0.1:7777 --rate 1mbit --queue 64kB --stats truth.json
-  impair udp --forward 127.0.0.1:7777 --json
-      `listening` and the ground truth as JSON lines
-";
+use crate::engine::{Engine, GroundTruth, Impairment, PACKET_OVERHEAD, PerDirection};
 
 /// Bytes of datagrams from the server read by the sessions' readers and not yet taken into an
 /// engine. A reader waits when they are all taken (its socket's buffer then fills, and the
@@ -66,119 +58,113 @@ pub const READ_AHEAD_BYTES: usize = 4 << 20;
 /// The most sessions open at once, and the most closed ones kept, that the options accept.
 pub const MAX_SESSIONS: usize = 10_000;
 
-/// A setting for both directions, or one per direction.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PerDirection<T> {
-    pub up: T,
-    pub down: T,
-}
+/// The receive and send buffers of the relay's sockets: deep, so that a burst waits in the
+/// kernel rather than being dropped there.
+const SOCKET_BUFFER: usize = 8 << 20;
 
-fn both<T: Clone>(
-    text: &str,
-    one: impl Fn(&str) -> Result<T, String>,
-) -> Result<PerDirection<T>, String> {
-    let (up, down) = parse_each(text, one)?;
-    Ok(PerDirection { up, down })
-}
-
-fn probability(text: &str) -> Result<PerDirection<f64>, String> {
-    both(text, parse_probability)
-}
-
-fn duration(text: &str) -> Result<PerDirection<Duration>, String> {
-    both(text, parse_duration)
-}
-
-fn rate(text: &str) -> Result<PerDirection<Option<u64>>, String> {
-    both(text, parse_optional_rate)
-}
-
-fn size(text: &str) -> Result<PerDirection<usize>, String> {
-    both(text, parse_size)
-}
-
-fn addr(text: &str) -> Result<SocketAddr, String> {
-    protolab_transport::parse_addr(text, 7000).map_err(|e| e.to_string())
-}
-
-fn session_count(text: &str) -> Result<usize, String> {
-    match text.trim().parse::<usize>() {
-        Ok(n) if n <= MAX_SESSIONS => Ok(n),
-        _ => Err(format!(
-            "{text:?} is not a number of sessions: write one from 0 to {MAX_SESSIONS}"
-        )),
-    }
-}
-
-/// Options of this front end.
-#[derive(Debug, clap::Args)]
-#[command(after_help = EXAMPLES)]
-pub struct RelayArgs {
-    /// Where clients send: host:port, [v6]:port, or a port (loopback).
-    #[arg(long, default_value = "127.0.0.1:7000", value_parser = addr)]
+/// Options of `impair udp`. In each [`PerDirection`], `first` is upstream (client to server)
+/// and `second` downstream.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Where clients send.
     pub listen: SocketAddr,
     /// The server to relay to.
-    #[arg(long, value_parser = addr)]
     pub forward: SocketAddr,
-    /// Probability of dropping a datagram: 5% or 0.05, or UP/DOWN.
-    #[arg(long, default_value = "0", value_parser = probability)]
-    pub loss: PerDirection<f64>,
-    /// Probability of sending a datagram twice.
-    #[arg(long, default_value = "0", value_parser = probability)]
-    pub dup: PerDirection<f64>,
-    /// Probability of holding a datagram back behind the next one.
-    #[arg(long, default_value = "0", value_parser = probability)]
-    pub reorder: PerDirection<f64>,
-    /// One-way delay added.
-    #[arg(long, default_value = "0s", value_parser = duration)]
-    pub delay: PerDirection<Duration>,
-    /// Uniform variation of the delay, plus or minus (keeps order).
-    #[arg(long, default_value = "0s", value_parser = duration)]
-    pub jitter: PerDirection<Duration>,
-    /// Bottleneck rate in bits per second, with its unit (1mbit, 500kbit, 8000bit); 0 for none.
-    #[arg(long, default_value = "0", value_parser = rate)]
-    pub rate: PerDirection<Option<u64>>,
-    /// Bytes queued per direction, all sessions together, like a router's buffer (64kB,
-    /// 4MiB; each datagram counts its size plus 64); a datagram that does not fit is dropped
-    /// and counted in queue_dropped.
-    #[arg(long, default_value = "4MiB", value_parser = size)]
+    /// The impairment of each direction.
+    pub impairment: PerDirection<Impairment>,
+    /// Bytes queued per direction, all sessions together.
     pub queue: PerDirection<usize>,
-    /// Seed of the impairment decisions (printed when chosen at random).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Also write the ground truth to this file (refreshed every second, final on exit).
-    #[arg(long)]
+    /// Seed of the impairment decisions (the front end picks one when none is given).
+    pub seed: u64,
+    /// A file the ground truth is written to every second while the relay runs.
     pub stats: Option<PathBuf>,
-    /// Clients relayed at once (up to 10000); datagrams of further clients are dropped and
-    /// counted in refused.
-    #[arg(long, default_value_t = 1024, value_parser = session_count)]
+    /// Clients relayed at once; datagrams of further clients are refused.
     pub max_sessions: usize,
-    /// Closed sessions whose truth is kept and listed (up to 10000); older ones are folded
-    /// into the totals and counted in sessions_forgotten.
-    #[arg(long, default_value_t = MAX_SESSIONS, value_parser = session_count)]
+    /// Closed sessions whose truth is kept and listed.
     pub keep_closed: usize,
-    /// Close a session silent for this long (its counts stay in the ground truth).
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    /// How long a silent session stays open.
     pub session_idle: Duration,
-    /// Set from impair's global `--json`: the `listening` line and the final ground truth as
-    /// JSON lines.
-    #[arg(skip)]
-    pub json: bool,
 }
 
-impl RelayArgs {
-    fn impairment(&self, up: bool) -> Impairment {
-        let pick = |p: &PerDirection<f64>| if up { p.up } else { p.down };
-        let pick_d = |p: &PerDirection<Duration>| if up { p.up } else { p.down };
-        Impairment {
-            loss: pick(&self.loss),
-            dup: pick(&self.dup),
-            reorder: pick(&self.reorder),
-            delay: pick_d(&self.delay),
-            jitter: pick_d(&self.jitter),
-            rate_bps: if up { self.rate.up } else { self.rate.down },
-        }
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The listening address could not be bound.
+    #[error("{0}")]
+    Listen(#[source] ListenError),
+    /// The `--stats` file cannot be written at all, a mistake reported before relaying.
+    #[error(
+        "write --stats {}: give a file in a folder that exists and is writable",
+        path.display()
+    )]
+    Stats {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The listening socket failed.
+    #[error("the listening socket failed")]
+    Io(#[from] std::io::Error),
+}
+
+/// The relay's listening socket, bound.
+#[derive(Debug)]
+pub struct Bound {
+    listen: UdpSocket,
+    local: SocketAddr,
+}
+
+impl Bound {
+    /// `("udp", the listening address)`, for the `listening` line.
+    pub fn local_addrs(&self) -> Vec<(&'static str, SocketAddr)> {
+        vec![("udp", self.local)]
     }
+}
+
+/// Binds the listening socket through the transport, and checks that the `--stats` file can be
+/// written (by writing the empty ground truth to it), so that both mistakes are reported before
+/// the `listening` line.
+///
+/// # Errors
+/// [`RelayError::Listen`] for the address, [`RelayError::Stats`] for the file.
+pub fn bind(config: &RelayConfig) -> Result<Bound, RelayError> {
+    let listen = protolab_transport::bind_udp(config.listen, SOCKET_BUFFER)
+        .map_err(|e| RelayError::Listen(ListenError::new("udp", config.listen, e)))?;
+    if let Err(e) = kernel::enable_drop_count(&listen) {
+        tracing::warn!(error = %e, "the kernel will not report datagrams it drops at the listening socket");
+    }
+    let local = listen.local_addr()?;
+    if let Some(path) = &config.stats {
+        let empty = Relay::new(config.clone(), local, Instant::now());
+        write_stats(path, &empty.truth()).map_err(|source| RelayError::Stats {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(Bound { listen, local })
+}
+
+/// The ground truth as the `--stats` file and the human report hold it: pretty JSON.
+pub fn pretty(truth: &RelayTruth) -> String {
+    serde_json::to_string_pretty(truth).unwrap_or_else(|e| {
+        // Serializing plain counters cannot fail; say so if it ever does.
+        format!("{{\"error\": \"serialize the ground truth: {e}\"}}")
+    })
+}
+
+/// Writes the ground truth to `path` as [`pretty`] JSON, through a temporary file renamed over
+/// it, so that a reader never sees half a file.
+///
+/// # Errors
+/// Writing or renaming the file.
+pub fn write_stats(path: &std::path::Path, truth: &RelayTruth) -> std::io::Result<()> {
+    write_atomically(path, &pretty(truth))
+}
+
+fn write_atomically(path: &std::path::Path, json: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// The ground truth of one client's session.
@@ -276,13 +262,10 @@ struct StatsFile {
 
 impl StatsFile {
     fn write(&self, json: &str) -> std::io::Result<()> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        // Write then rename, so a reader never sees half a file.
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, json)?;
-        std::fs::rename(&tmp, path)
+        match &self.path {
+            Some(path) => write_atomically(path, json),
+            None => Ok(()),
+        }
     }
 
     /// Writes `json`, logging a failure once per kind and counting every one; the relay goes
@@ -310,8 +293,7 @@ impl StatsFile {
 }
 
 struct Relay {
-    args: RelayArgs,
-    seed: u64,
+    config: RelayConfig,
     start: Instant,
     /// Open sessions by number: in the order they opened.
     sessions: BTreeMap<u64, Session>,
@@ -333,6 +315,36 @@ struct Relay {
 }
 
 impl Relay {
+    /// A relay with no session yet, listening on `local`.
+    fn new(config: RelayConfig, local: SocketAddr, start: Instant) -> Relay {
+        let stats = StatsFile {
+            path: config.stats.clone(),
+            ..StatsFile::default()
+        };
+        Relay {
+            config,
+            start,
+            sessions: BTreeMap::new(),
+            by_client: HashMap::new(),
+            closed: VecDeque::new(),
+            forgotten: Closed {
+                id: 0,
+                client: local,
+                up: GroundTruth::default(),
+                down: GroundTruth::default(),
+                kernel_dropped: 0,
+            },
+            forgotten_count: 0,
+            next_id: 0,
+            refused: 0,
+            send_errors: 0,
+            queued_up: 0,
+            queued_down: 0,
+            kernel_dropped: kernel::DropCount::default(),
+            stats,
+        }
+    }
+
     fn truth(&self) -> RelayTruth {
         let mut upstream = self.forgotten.up.clone();
         let mut downstream = self.forgotten.down.clone();
@@ -370,13 +382,13 @@ impl Relay {
         }
         sessions.sort_by_key(|(id, _)| *id);
         RelayTruth {
-            listen: self.args.listen,
-            forward: self.args.forward,
-            seed: self.seed,
-            upstream_config: self.args.impairment(true),
-            downstream_config: self.args.impairment(false),
-            upstream_queue_bytes: self.args.queue.up,
-            downstream_queue_bytes: self.args.queue.down,
+            listen: self.config.listen,
+            forward: self.config.forward,
+            seed: self.config.seed,
+            upstream_config: self.config.impairment.first.clone(),
+            downstream_config: self.config.impairment.second.clone(),
+            upstream_queue_bytes: self.config.queue.first,
+            downstream_queue_bytes: self.config.queue.second,
             upstream,
             downstream,
             upstream_kernel_dropped: self.kernel_dropped.total(),
@@ -391,10 +403,7 @@ impl Relay {
     }
 
     fn json(&self) -> String {
-        serde_json::to_string_pretty(&self.truth()).unwrap_or_else(|e| {
-            // Serializing plain counters cannot fail; say so if it ever does.
-            format!("{{\"error\": \"serialize the ground truth: {e}\"}}")
-        })
+        pretty(&self.truth())
     }
 
     /// Reads the kernel's drop counters of every socket now, for drops after the last datagram.
@@ -422,25 +431,18 @@ impl Relay {
         if let Some(id) = self.by_client.get(&client) {
             return Some(*id);
         }
-        if self.sessions.len() >= self.args.max_sessions {
+        if self.sessions.len() >= self.config.max_sessions {
             return None;
         }
-        let any: SocketAddr = if self.args.forward.is_ipv6() {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        } else {
-            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-        };
-        let socket = match protolab_transport::bind_udp(any, 8 << 20) {
+        let socket = match protolab_transport::udp::connect_udp(self.config.forward, SOCKET_BUFFER)
+            .and_then(protolab_transport::udp::into_tokio)
+        {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot open a session socket");
+                tracing::warn!(error = %e, forward = %self.config.forward, "cannot open a session socket");
                 return None;
             }
         };
-        if let Err(e) = socket.connect(self.args.forward).await {
-            tracing::warn!(error = %e, forward = %self.args.forward, "cannot connect a session socket");
-            return None;
-        }
         let socket = Arc::new(socket);
         let id = self.next_id;
         self.next_id += 1;
@@ -468,16 +470,19 @@ impl Relay {
             })
         };
         tracing::debug!(%client, id, "session opened");
-        let (up_cfg, down_cfg) = (self.args.impairment(true), self.args.impairment(false));
+        let (up_cfg, down_cfg) = (
+            self.config.impairment.first.clone(),
+            self.config.impairment.second.clone(),
+        );
         self.sessions.insert(
             id,
             Session {
                 client,
                 upstream: socket,
-                up: Engine::new(up_cfg, session_seed(self.seed, id, true))
-                    .with_queue_limit(self.args.queue.up),
-                down: Engine::new(down_cfg, session_seed(self.seed, id, false))
-                    .with_queue_limit(self.args.queue.down),
+                up: Engine::new(up_cfg, session_seed(self.config.seed, id, true))
+                    .with_queue_limit(self.config.queue.first),
+                down: Engine::new(down_cfg, session_seed(self.config.seed, id, false))
+                    .with_queue_limit(self.config.queue.second),
                 last_seen: Instant::now(),
                 reader,
                 kernel_dropped: kernel::DropCount::default(),
@@ -498,7 +503,7 @@ impl Relay {
         let now = self.now();
         match self.open(client, down_tx, read_ahead).await {
             Some(id) => {
-                let room = self.args.queue.up.saturating_sub(self.queued_up);
+                let room = self.config.queue.first.saturating_sub(self.queued_up);
                 let s = self
                     .sessions
                     .get_mut(&id)
@@ -517,7 +522,7 @@ impl Relay {
         // The time it is taken in, not when the reader saw it: the engine's clock must not run
         // behind the relay's, or a backlog would let hold limits expire before their time.
         let now = self.now();
-        let room = self.args.queue.down.saturating_sub(self.queued_down);
+        let room = self.config.queue.second.saturating_sub(self.queued_down);
         if let Some(s) = self.sessions.get_mut(&id) {
             let before = s.down.queued_bytes();
             s.down.push_within(now, data.len(), data, room);
@@ -555,7 +560,7 @@ impl Relay {
     }
 
     fn expire(&mut self) {
-        let idle = self.args.session_idle;
+        let idle = self.config.session_idle;
         let stale: Vec<u64> = self
             .sessions
             .iter()
@@ -582,7 +587,7 @@ impl Relay {
             }
         }
         // The oldest closed sessions beyond the cap leave the list, their counts kept in sums.
-        while self.closed.len() > self.args.keep_closed {
+        while self.closed.len() > self.config.keep_closed {
             let Some(old) = self.closed.pop_front() else {
                 break;
             };
@@ -598,69 +603,25 @@ fn as_string<S: serde::Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(n)
 }
 
-/// Runs this front end until SIGINT or SIGTERM, then writes the ground truth.
+/// Relays until `shutdown` fires, and returns the ground truth: the report of `impair udp`.
+///
+/// While it runs, the ground truth is written to `config.stats` every second (a file that cannot
+/// be written is retried and counted, never fatal); the final one is the caller's to write,
+/// after printing it, with [`write_stats`].
 ///
 /// # Errors
-/// Binding the listening address, starting the runtime, writing `--stats` at start or at exit
-/// (the ground truth is printed on standard output all the same).
-pub fn main(args: RelayArgs) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("start the tokio runtime")?;
-    rt.block_on(run(args))
-}
-
-async fn run(args: RelayArgs) -> Result<()> {
-    let listen = protolab_transport::bind_udp(args.listen, 8 << 20)
-        .map_err(|e| protolab_transport::cli::ListenError::new("udp", args.listen, e))?;
-    if let Err(e) = kernel::enable_drop_count(&listen) {
-        tracing::warn!(error = %e, "the kernel will not report datagrams it drops at the listening socket");
-    }
-    let local = listen.local_addr()?;
-    let (_, seed) = protolab_transport::rng::seeded(args.seed);
-    tracing::info!(%local, forward = %args.forward, seed, "relaying");
-    let shutdown = protolab_transport::shutdown_on_signals();
+/// None today: per-datagram failures are counted in the ground truth.
+pub async fn run(
+    bound: Bound,
+    config: RelayConfig,
+    shutdown: CancellationToken,
+) -> Result<RelayTruth, RelayError> {
+    let Bound { listen, local } = bound;
+    tracing::info!(%local, forward = %config.forward, seed = config.seed, "relaying");
     let (down_tx, mut down_rx) = mpsc::channel::<FromServer>(65_536);
     let read_ahead = Arc::new(Semaphore::new(READ_AHEAD_BYTES));
     let start = Instant::now();
-    let stats = StatsFile {
-        path: args.stats.clone(),
-        ..StatsFile::default()
-    };
-    let mut relay = Relay {
-        args,
-        seed,
-        start,
-        sessions: BTreeMap::new(),
-        by_client: HashMap::new(),
-        closed: VecDeque::new(),
-        forgotten: Closed {
-            id: 0,
-            client: local,
-            up: GroundTruth::default(),
-            down: GroundTruth::default(),
-            kernel_dropped: 0,
-        },
-        forgotten_count: 0,
-        next_id: 0,
-        refused: 0,
-        send_errors: 0,
-        queued_up: 0,
-        queued_down: 0,
-        kernel_dropped: kernel::DropCount::default(),
-        stats,
-    };
-    // A --stats path that cannot be written at all is a mistake to report before relaying.
-    if let Some(path) = &relay.stats.path {
-        relay.stats.write(&relay.json()).with_context(|| {
-            format!(
-                "write --stats {}: give a file in a folder that exists and is writable",
-                path.display()
-            )
-        })?;
-    }
-    protolab_transport::cli::listening("udp", local, relay.args.json);
+    let mut relay = Relay::new(config, local, start);
     let mut buf = vec![0u8; 65_536];
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -715,62 +676,13 @@ async fn run(args: RelayArgs) -> Result<()> {
         s.reader.abort();
     }
     relay.read_kernel_drops(&listen);
-    let json = relay.json();
-    let written = relay.stats.write(&json);
-    if relay.args.json {
-        // One line, so that standard output stays a stream of JSON lines.
-        outln!(
-            "{}",
-            serde_json::to_string(&relay.truth()).unwrap_or_else(|_| json.clone())
-        );
-    } else {
-        outln!("{json}");
-    }
-    if let (Err(e), Some(path)) = (written, &relay.stats.path) {
-        return Err(e).with_context(|| {
-            format!(
-                "write --stats {} at exit (the ground truth is on standard output)",
-                path.display()
-            )
-        });
-    }
-    Ok(())
+    Ok(relay.truth())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::DEFAULT_QUEUE_BYTES;
-
-    #[test]
-    fn per_direction_values() {
-        assert_eq!(
-            probability("5%").unwrap(),
-            PerDirection {
-                up: 0.05,
-                down: 0.05
-            }
-        );
-        assert_eq!(
-            probability("0/10%").unwrap(),
-            PerDirection { up: 0.0, down: 0.1 }
-        );
-        assert!(probability("5%/x").is_err());
-        assert_eq!(
-            duration("10ms/0s").unwrap(),
-            PerDirection {
-                up: Duration::from_millis(10),
-                down: Duration::ZERO
-            }
-        );
-        assert_eq!(
-            rate("1mbit/0").unwrap(),
-            PerDirection {
-                up: Some(1_000_000),
-                down: None
-            }
-        );
-    }
+    use crate::engine::{DEFAULT_QUEUE_BYTES, parse_size};
 
     #[test]
     fn the_default_queue_is_the_engine_default() {

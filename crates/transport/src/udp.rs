@@ -137,6 +137,41 @@ pub fn bind_udp_group(
     Ok((sockets, bound))
 }
 
+/// A blocking socket (of [`connect_udp`], say) for a tokio service: non-blocking, on the
+/// current runtime.
+///
+/// # Errors
+/// Setting the socket non-blocking, or registering it with the runtime.
+pub fn into_tokio(socket: std::net::UdpSocket) -> io::Result<UdpSocket> {
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket)
+}
+
+/// A client's UDP socket: bound to an ephemeral port of the unspecified address of `target`'s
+/// family, connected to `target` (so only its datagrams are received and ICMP errors are
+/// reported), blocking, with buffers of `buffer_bytes` (the kernel may cap them at
+/// net.core.rmem_max and wmem_max).
+///
+/// # Errors
+/// The socket, bind or connect error.
+pub fn connect_udp(target: SocketAddr, buffer_bytes: usize) -> io::Result<std::net::UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(target),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    let _ = socket.set_recv_buffer_size(buffer_bytes);
+    let _ = socket.set_send_buffer_size(buffer_bytes);
+    let any: SocketAddr = if target.is_ipv6() {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    socket.bind(&any.into())?;
+    socket.connect(&target.into())?;
+    Ok(socket.into())
+}
+
 /// Runs a UDP service until `shutdown` fires, then waits up to a second for pending replies.
 ///
 /// # Errors

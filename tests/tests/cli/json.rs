@@ -116,6 +116,38 @@ fn greet_reports() {
     check("greet bench", &lines[0]);
 }
 
+/// `greet serve --json` ends its stream with the counters of what it served.
+#[test]
+fn greet_serve_reports() {
+    for udp in [false, true] {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        if udp {
+            args.push("--udp");
+        }
+        let lines = server_stream("greet", &args, 1, |srv| {
+            let (proto, addr) = &srv.listening[0];
+            let mut hello = vec!["hello", "--server"];
+            let addr = addr.to_string();
+            hello.push(&addr);
+            if proto == "udp" {
+                hello.push("--udp");
+            }
+            let out = run("greet", &hello);
+            assert!(out.status.success(), "{}", stderr(&out));
+        });
+        let report = lines.last().expect("the report line");
+        check("greet serve", report);
+        // greet hello says Michael, Tracy and Sarah.
+        assert_eq!(report["greeted"], 3, "udp {udp}: {report}");
+        if udp {
+            assert_eq!(report["udp_received"], 3, "{report}");
+            assert_eq!(report["udp_replied"], 3, "{report}");
+        } else {
+            assert_eq!(report["accepted"], 1, "{report}");
+        }
+    }
+}
+
 #[test]
 fn udpecho_reports() {
     let lines = server_stream(
