@@ -15,14 +15,13 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use rand::Rng;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use protolab_transport::rng::StdRng;
 
@@ -110,28 +109,29 @@ impl Default for ClientConfig {
     }
 }
 
-/// Counters of what the client saw and did, shared by every query it makes.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct ClientStats {
-    pub queries_sent: AtomicU64,
-    pub replies_accepted: AtomicU64,
-    /// Datagrams from an address or port other than the server asked.
-    pub dropped_wrong_source: AtomicU64,
-    /// Replies whose id differs from the query's.
-    pub dropped_wrong_id: AtomicU64,
-    /// Replies with the right id but another question.
-    pub dropped_wrong_question: AtomicU64,
-    /// Datagrams that are not DNS messages at all.
-    pub dropped_garbage: AtomicU64,
-    pub timeouts: AtomicU64,
-    pub tcp_retries: AtomicU64,
-    pub edns_fallbacks: AtomicU64,
+counters! {
+    /// Counters of what the client saw and did, shared by every query it makes.
+    pub struct ClientStats => ClientCounters {
+        pub queries_sent,
+        pub replies_accepted,
+        /// Datagrams from an address or port other than the server asked.
+        pub dropped_wrong_source,
+        /// Replies whose id differs from the query's.
+        pub dropped_wrong_id,
+        /// Replies with the right id but another question.
+        pub dropped_wrong_question,
+        /// Datagrams that are not DNS messages at all.
+        pub dropped_garbage,
+        pub timeouts,
+        pub tcp_retries,
+        pub edns_fallbacks,
+    }
 }
 
 impl ClientStats {
     /// A plain snapshot, for reports.
     pub fn snapshot(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
+        serde_json::to_value(self.counters()).unwrap_or_default()
     }
 
     /// Replies dropped for any reason.
@@ -243,6 +243,12 @@ impl Client {
     pub fn fork(&self, config: ClientConfig) -> Client {
         let seed = self.rng.lock().unwrap_or_else(|e| e.into_inner()).random();
         Client::new(config, protolab_transport::rng::seeded(Some(seed)).0)
+    }
+
+    /// A new RNG seeded from this client's, for another part of the same run.
+    pub fn fork_rng(&self) -> StdRng {
+        let seed = self.rng.lock().unwrap_or_else(|e| e.into_inner()).random();
+        protolab_transport::rng::seeded(Some(seed)).0
     }
 
     fn random_id(&self) -> u16 {
@@ -573,8 +579,10 @@ impl Client {
         let start = Instant::now();
         let work = async {
             let io = |error| ClientError::Io { server, error };
-            let tcp = TcpStream::connect(server).await.map_err(io)?;
-            let _ = tcp.set_nodelay(true);
+            // Within the whole exchange's timeout below; Nagle is off.
+            let tcp = protolab_transport::connect_tcp(server, timeout)
+                .await
+                .map_err(io)?;
             let mut stream: Box<dyn Io> = match &self.config.tls {
                 None => Box::new(tcp),
                 Some(dot) => {
