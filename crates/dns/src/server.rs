@@ -453,32 +453,37 @@ impl Resolver {
         }
         let key = view.cache_key();
         let miss = {
+            use std::collections::hash_map::Entry;
             let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(waiters) = map.get_mut(&key) {
-                let Ok(place) = self.waiting_slots.clone().try_acquire_owned() else {
-                    return self.overloaded(peer, &view, "waiting misses");
-                };
-                self.stats.merged.fetch_add(1, Ordering::Relaxed);
-                let rx = match waiters {
-                    Some(tx) => tx.subscribe(),
-                    None => {
-                        let (tx, rx) = tokio::sync::broadcast::channel(1);
-                        *waiters = Some(tx);
-                        rx
-                    }
-                };
-                Miss::Join(rx, place)
-            } else if let Ok(slot) = self.upstream_slots.clone().try_acquire_owned() {
-                map.insert(key.clone(), None);
-                let flight = Flight {
-                    resolver: self.clone(),
-                    key,
-                    ended: false,
-                    _slot: slot,
-                };
-                Miss::Lead(flight)
-            } else {
-                return self.overloaded(peer, &view, "--max-pending upstream queries");
+            // One hash of the key for both the look-up and the insertion.
+            match map.entry(key.clone()) {
+                Entry::Occupied(mut waiters) => {
+                    let Ok(place) = self.waiting_slots.clone().try_acquire_owned() else {
+                        return self.overloaded(peer, &view, "waiting misses");
+                    };
+                    self.stats.merged.fetch_add(1, Ordering::Relaxed);
+                    let rx = match waiters.get_mut() {
+                        Some(tx) => tx.subscribe(),
+                        None => {
+                            let (tx, rx) = tokio::sync::broadcast::channel(1);
+                            *waiters.get_mut() = Some(tx);
+                            rx
+                        }
+                    };
+                    Miss::Join(rx, place)
+                }
+                Entry::Vacant(vacant) => {
+                    let Ok(slot) = self.upstream_slots.clone().try_acquire_owned() else {
+                        return self.overloaded(peer, &view, "--max-pending upstream queries");
+                    };
+                    vacant.insert(None);
+                    Miss::Lead(Flight {
+                        resolver: self.clone(),
+                        key,
+                        ended: false,
+                        _slot: slot,
+                    })
+                }
             }
         };
         // The question goes on as read here: the miss path parses nothing again.
