@@ -530,3 +530,125 @@ async fn open(
         .await
         .unwrap_or_else(|_| Err("connect and handshake timed out".into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::{Name, RecordType};
+    use protolab_transport::tls::{self, TlsAcceptor, TlsConnector};
+
+    /// A DoT server on loopback that reads `n` queries, then answers an id nobody asked and
+    /// the queries in reverse order (each echoed with QR set), all in one write.
+    async fn reversing_server(n: usize) -> (SocketAddr, TlsConnector, tempfile::TempDir) {
+        let (ca, id) = tls::lab_ca().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca_path = dir.path().join("ca.pem");
+        std::fs::write(&ca_path, ca.cert_pem()).unwrap();
+        let acceptor = TlsAcceptor::from(
+            tls::server_config(
+                id.cert_pem.as_bytes(),
+                id.key_pem.as_bytes(),
+                std::path::Path::new("cert"),
+                std::path::Path::new("key"),
+            )
+            .unwrap(),
+        );
+        let listener = protolab_transport::bind_tcp(([127, 0, 0, 1], 0).into()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut s = acceptor.accept(tcp).await.unwrap();
+            let mut queries = Vec::new();
+            while queries.len() < n {
+                let len = s.read_u16().await.unwrap();
+                let mut q = vec![0u8; usize::from(len)];
+                s.read_exact(&mut q).await.unwrap();
+                q[2] |= 0x80;
+                queries.push(q);
+            }
+            let mut out = Vec::new();
+            let mut stray = queries[0].clone();
+            let unasked = queries
+                .iter()
+                .map(|q| u16::from_be_bytes([q[0], q[1]]))
+                .fold(0u16, |a, id| a.wrapping_add(id) | 1);
+            stray[..2].copy_from_slice(&unasked.to_be_bytes());
+            for m in std::iter::once(&stray).chain(queries.iter().rev()) {
+                out.extend_from_slice(&(m.len() as u16).to_be_bytes());
+                out.extend_from_slice(m);
+            }
+            s.write_all(&out).await.unwrap();
+            s.flush().await.unwrap();
+            // Held open until the client goes.
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest).await;
+        });
+        let connector = TlsConnector::from(tls::client_config(Some(&ca_path)).unwrap());
+        (addr, connector, dir)
+    }
+
+    fn question(name: &str) -> Vec<u8> {
+        wire::question_bytes(&Name::from_ascii(name).unwrap(), RecordType::A).unwrap()
+    }
+
+    #[tokio::test]
+    async fn pipelined_queries_on_one_connection_get_their_own_replies_in_any_order() {
+        let (addr, connector, _dir) = reversing_server(3).await;
+        let dot = DotUpstream::new(
+            DotClient {
+                connector,
+                name: Some("localhost".into()),
+            },
+            DotConfig {
+                timeout: Duration::from_secs(10),
+                ..DotConfig::default()
+            },
+            protolab_transport::rng::seeded(Some(5)).0,
+        );
+        let names = ["a.example.test.", "b.example.test.", "c.example.test."];
+        let qs: Vec<Vec<u8>> = names.iter().map(|n| question(n)).collect();
+        let servers = [addr];
+        let (ra, rb, rc) = tokio::join!(
+            dot.query(&servers, &qs[0]),
+            dot.query(&servers, &qs[1]),
+            dot.query(&servers, &qs[2]),
+        );
+        for (reply, q) in [ra, rb, rc].into_iter().zip(&qs) {
+            let reply = reply.unwrap();
+            let head = wire::walk_message(&reply).unwrap();
+            assert!(wire::same_question(head.question, q), "each its own reply");
+        }
+        let c = dot.counters();
+        assert_eq!(c.connections_opened, 1);
+        assert_eq!((c.queries, c.reused, c.replies), (3, 2, 3));
+        assert_eq!(c.dropped_replies, 1, "the reply to an id nobody asked");
+    }
+
+    #[tokio::test]
+    async fn a_refused_certificate_fails_at_once_while_backing_off() {
+        let (addr, _, _dir) = reversing_server(1).await;
+        // Trusts another CA only.
+        let other = tempfile::tempdir().unwrap();
+        let path = other.path().join("other.pem");
+        std::fs::write(&path, tls::LabCa::new("another").unwrap().cert_pem()).unwrap();
+        let dot = DotUpstream::new(
+            DotClient {
+                connector: TlsConnector::from(tls::client_config(Some(&path)).unwrap()),
+                name: None,
+            },
+            DotConfig {
+                backoff: Duration::from_secs(60),
+                ..DotConfig::default()
+            },
+            protolab_transport::rng::seeded(Some(5)).0,
+        );
+        let q = question("a.example.test.");
+        let first = dot.query(&[addr], &q).await.unwrap_err().to_string();
+        assert!(first.contains("unknown issuer"), "{first}");
+        let second = dot.query(&[addr], &q).await.unwrap_err().to_string();
+        assert!(second.contains("unknown issuer"), "{second}");
+        let c = dot.counters();
+        assert_eq!((c.connect_failures, c.refused_backing_off), (1, 1));
+        assert_eq!(c.queries, 0);
+    }
+}
