@@ -15,14 +15,13 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use rand::Rng;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use protolab_transport::rng::StdRng;
 
@@ -110,28 +109,29 @@ impl Default for ClientConfig {
     }
 }
 
-/// Counters of what the client saw and did, shared by every query it makes.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct ClientStats {
-    pub queries_sent: AtomicU64,
-    pub replies_accepted: AtomicU64,
-    /// Datagrams from an address or port other than the server asked.
-    pub dropped_wrong_source: AtomicU64,
-    /// Replies whose id differs from the query's.
-    pub dropped_wrong_id: AtomicU64,
-    /// Replies with the right id but another question.
-    pub dropped_wrong_question: AtomicU64,
-    /// Datagrams that are not DNS messages at all.
-    pub dropped_garbage: AtomicU64,
-    pub timeouts: AtomicU64,
-    pub tcp_retries: AtomicU64,
-    pub edns_fallbacks: AtomicU64,
+counters! {
+    /// Counters of what the client saw and did, shared by every query it makes.
+    pub struct ClientStats => ClientCounters {
+        pub queries_sent,
+        pub replies_accepted,
+        /// Datagrams from an address or port other than the server asked.
+        pub dropped_wrong_source,
+        /// Replies whose id differs from the query's.
+        pub dropped_wrong_id,
+        /// Replies with the right id but another question.
+        pub dropped_wrong_question,
+        /// Datagrams that are not DNS messages at all.
+        pub dropped_garbage,
+        pub timeouts,
+        pub tcp_retries,
+        pub edns_fallbacks,
+    }
 }
 
 impl ClientStats {
     /// A plain snapshot, for reports.
     pub fn snapshot(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
+        serde_json::to_value(self.counters()).unwrap_or_default()
     }
 
     /// Replies dropped for any reason.
@@ -243,6 +243,12 @@ impl Client {
     pub fn fork(&self, config: ClientConfig) -> Client {
         let seed = self.rng.lock().unwrap_or_else(|e| e.into_inner()).random();
         Client::new(config, protolab_transport::rng::seeded(Some(seed)).0)
+    }
+
+    /// A new RNG seeded from this client's, for another part of the same run.
+    pub fn fork_rng(&self) -> StdRng {
+        let seed = self.rng.lock().unwrap_or_else(|e| e.into_inner()).random();
+        protolab_transport::rng::seeded(Some(seed)).0
     }
 
     fn random_id(&self) -> u16 {
@@ -542,6 +548,9 @@ impl Client {
                 None
             };
             self.stats.replies_accepted.fetch_add(1, Ordering::Relaxed);
+            if connected {
+                forget_readiness(socket);
+            }
             buf.truncate(len);
             return Ok(Got {
                 wire: WireExchange {
@@ -573,8 +582,10 @@ impl Client {
         let start = Instant::now();
         let work = async {
             let io = |error| ClientError::Io { server, error };
-            let tcp = TcpStream::connect(server).await.map_err(io)?;
-            let _ = tcp.set_nodelay(true);
+            // Within the whole exchange's timeout below; Nagle is off.
+            let tcp = protolab_transport::connect_tcp(server, timeout)
+                .await
+                .map_err(io)?;
             let mut stream: Box<dyn Io> = match &self.config.tls {
                 None => Box::new(tcp),
                 Some(dot) => {
@@ -646,6 +657,21 @@ impl Client {
     }
 }
 
+/// Tells the runtime that a pooled socket has nothing more to read, without asking the kernel.
+///
+/// The runtime marks a socket readable when epoll says so and unmarks it only when a receive
+/// fails with `WouldBlock`. After a query's reply the mark stays, so the next query on the
+/// socket would begin with a receive that can only fail (its reply cannot be there yet): one
+/// wasted system call per miss. A closure that reports `WouldBlock` without a system call
+/// unmarks it. A datagram that came after the reply stays queued and is read (and refused by
+/// [`accept`]) when the next datagram's event comes: epoll in edge-triggered mode, as the
+/// runtime uses it, reports every arrival, not only the first into an empty queue.
+fn forget_readiness(socket: &tokio::net::UdpSocket) {
+    let _ = socket.try_io(tokio::io::Interest::READABLE, || {
+        Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+    });
+}
+
 /// The wire form of the question `name`/`qtype`, class IN.
 fn question_of(name: &Name, qtype: RecordType) -> Result<Vec<u8>, ClientError> {
     wire::question_bytes(name, qtype).map_err(|e| ClientError::Encode(e.to_string()))
@@ -669,5 +695,47 @@ mod tests {
         };
         assert_eq!(ids(7), ids(7), "the same seed, the same ids and ports");
         assert_ne!(ids(7), ids(8));
+    }
+
+    #[tokio::test]
+    async fn a_pooled_socket_hears_its_next_reply_after_a_stray_datagram() {
+        use crate::pool::PoolConfig;
+        let server = protolab_transport::bind_udp(([127, 0, 0, 1], 0).into(), 1 << 16).unwrap();
+        let addr = server.local_addr().unwrap();
+        // Echoes each query back as its reply; after the first, also a datagram that is not DNS.
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            for n in 0.. {
+                let Ok((len, from)) = server.recv_from(&mut buf).await else {
+                    return;
+                };
+                buf[2] |= 0x80;
+                let _ = server.send_to(&buf[..len], from).await;
+                if n == 0 {
+                    let _ = server.send_to(b"stray", from).await;
+                }
+            }
+        });
+        let client = Client::new(
+            ClientConfig {
+                timeout: Duration::from_secs(5),
+                attempts: 1,
+                ..ClientConfig::default()
+            },
+            protolab_transport::rng::seeded(Some(1)).0,
+        )
+        .with_pool(SocketPool::new(PoolConfig::default()));
+        let name = Name::from_ascii("www.example.test.").unwrap();
+        for _ in 0..2 {
+            let x = client
+                .query_one(addr, &name, RecordType::A)
+                .await
+                .expect("a reply each time, the stray one notwithstanding");
+            assert_eq!(x.transport, "udp");
+        }
+        let pool = client.pool().unwrap().stats();
+        assert_eq!((pool.bound, pool.reused), (1, 1), "one socket, used twice");
+        assert_eq!(client.stats.dropped_garbage.load(Ordering::Relaxed), 1);
+        assert_eq!(client.stats.replies_accepted.load(Ordering::Relaxed), 2);
     }
 }

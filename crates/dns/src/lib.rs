@@ -19,12 +19,46 @@
 //!   decided from its bytes; no I/O.
 //! - [`present`]: dig-like text, `+short` and RFC 8427 JSON, for messages and traces.
 //! - [`pool`]: pre-bound upstream sockets on random ports, reused per server and rotated.
-//! - [`client`]: the stub client over UDP and TCP, using [`accept`] (I/O).
+//! - [`client`]: the stub client over UDP, TCP and TLS, using [`accept`] (I/O).
+//! - [`dot`]: forwarding over DNS over TLS on kept, pipelined connections (I/O).
 //! - [`server`]: the resolver and zone servers on protolab-transport (I/O).
+
+/// A struct of atomic counters shared by tasks, and its plain snapshot for reports: both from
+/// one list of fields, so a counter cannot be added to one and forgotten in the other.
+macro_rules! counters {
+    (
+        $(#[$meta:meta])*
+        pub struct $atomic:ident => $plain:ident {
+            $( $(#[$fmeta:meta])* pub $field:ident ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Default)]
+        pub struct $atomic {
+            $( $(#[$fmeta])* pub $field: std::sync::atomic::AtomicU64, )*
+        }
+
+        #[doc = concat!("A snapshot of [`", stringify!($atomic), "`], for reports.")]
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+        pub struct $plain {
+            $( $(#[$fmeta])* pub $field: u64, )*
+        }
+
+        impl $atomic {
+            /// The counters now.
+            pub fn counters(&self) -> $plain {
+                $plain {
+                    $( $field: self.$field.load(std::sync::atomic::Ordering::Relaxed), )*
+                }
+            }
+        }
+    };
+}
 
 pub mod accept;
 pub mod cache;
 pub mod client;
+pub mod dot;
 pub mod iterate;
 pub mod pool;
 pub mod present;

@@ -15,7 +15,8 @@ use protolab_dns::iterate::{self, IterConfig, RootHints};
 use protolab_dns::present;
 use protolab_dns::rrl::RrlConfig;
 use protolab_dns::server::{
-    DotListen, ResolverConfig, Upstream, ZoneConfig, run_resolver, run_zone_server,
+    Bound, DotListen, ResolverConfig, Upstream, ZoneConfig, bind_resolver, bind_zone, run_resolver,
+    run_zone,
 };
 use protolab_dns::zone::{Catalog, Zone};
 use protolab_transport::cli::{Failure, init_tracing, parse_duration};
@@ -72,6 +73,7 @@ enum Command {
   dns serve --listen 127.0.0.1:1053 --root-hints root.hints
   dns serve --forward 127.0.0.1:5300 --allow 127.0.0.0/8 --allow 10.0.0.0/8 --cache-size 64MiB
   dns serve --forward 127.0.0.1:5300 --dot-listen 127.0.0.1:8853 --tls-self-signed lab-ca.pem
+  dns serve --forward 127.0.0.1:853 --forward-tls --cacert lab-ca.pem --tls-name localhost
 
 Only allowed clients (loopback by default) get answers; others get no reply at all, so the
 resolver is never open to the world by accident. Counters are printed as JSON on exit.")]
@@ -145,6 +147,17 @@ struct ServeArgs {
     /// Forward to these recursive servers (repeatable).
     #[arg(long, value_name = "ADDR", num_args = 1.., conflicts_with = "root_hints")]
     forward: Vec<String>,
+    /// Forward over DNS over TLS (RFC 7858; port 853 unless given), on connections kept open
+    /// and shared by many queries.
+    #[arg(long, requires = "forward")]
+    forward_tls: bool,
+    /// With --forward-tls: trust the CAs in FILE (PEM) instead of the system's.
+    #[arg(long, value_name = "FILE", requires = "forward_tls")]
+    cacert: Option<PathBuf>,
+    /// With --forward-tls: the name the upstream's certificate must be valid for [default: its
+    /// address].
+    #[arg(long, value_name = "NAME", requires = "forward_tls")]
+    tls_name: Option<String>,
     /// Resolve iteratively from these root hints instead.
     #[arg(long, value_name = "FILE")]
     root_hints: Option<PathBuf>,
@@ -568,8 +581,9 @@ async fn hints_from_server(client: &Client, server: SocketAddr) -> Result<RootHi
 
 /// Asks every root server of the hints for `. NS` once at start and says in the log whether
 /// any answers: hints that point nowhere (or the wrong `--port`) would otherwise show only as
-/// a SERVFAIL for every query, seconds later.
-async fn check_root_hints(hints: RootHints, port: u16, timeout: Duration) {
+/// a SERVFAIL for every query, seconds later. Its query id and port come from `--seed` too
+/// (through `seed`), so a seeded run sends the same bytes every time.
+async fn check_root_hints(hints: RootHints, port: u16, timeout: Duration, seed: Option<u64>) {
     let servers: Vec<SocketAddr> = hints
         .servers
         .iter()
@@ -583,7 +597,8 @@ async fn check_root_hints(hints: RootHints, port: u16, timeout: Duration) {
         attempts: 1,
         tls: None,
     };
-    let (rng, _) = protolab_transport::rng::seeded(None);
+    // Another stream than the resolver's own: the same seed, but not the same first ids.
+    let (rng, _) = protolab_transport::rng::seeded(seed.map(|s| s ^ 0x5eed_c4ec_0000_0001));
     let client = Client::new(config, rng);
     let list = servers
         .iter()
@@ -609,6 +624,14 @@ fn listen_error(listen: SocketAddr, e: std::io::Error) -> anyhow::Error {
         protolab_transport::cli::ListenError::new("udp and tcp", listen, e).into()
     } else {
         anyhow::Error::new(e).context(format!("serve on {listen}"))
+    }
+}
+
+/// The `listening <proto> <addr>` lines, once every socket is bound and the signal handlers
+/// are installed: a reader may act on them at once.
+fn announce(bound: &Bound, json: bool) {
+    for (proto, addr) in bound.local_addrs() {
+        protolab_transport::cli::listening(proto, addr, json);
     }
 }
 
@@ -660,12 +683,25 @@ async fn serve(a: ServeArgs, json: bool) -> Result<()> {
             },
         }
     } else if !a.forward.is_empty() {
+        let port = if a.forward_tls { 853 } else { 53 };
         let servers = a
             .forward
             .iter()
-            .map(|s| parse_addr(s, 53).with_context(|| format!("bad --forward {s}")))
+            .map(|s| parse_addr(s, port).with_context(|| format!("bad --forward {s}")))
             .collect::<Result<Vec<_>>>()?;
-        Upstream::Forward(servers)
+        if a.forward_tls {
+            let config = protolab_transport::tls::client_config(a.cacert.as_deref())
+                .context("cannot set up TLS for --forward-tls")?;
+            Upstream::ForwardTls {
+                servers,
+                tls: protolab_dns::client::DotClient {
+                    connector: protolab_transport::tls::TlsConnector::from(config),
+                    name: a.tls_name.clone(),
+                },
+            }
+        } else {
+            Upstream::Forward(servers)
+        }
     } else {
         bail!(
             "say where answers come from: --forward ADDR (a recursive server) or --root-hints FILE"
@@ -690,13 +726,20 @@ async fn serve(a: ServeArgs, json: bool) -> Result<()> {
         dot,
     };
     if let Upstream::Iterate { hints, config } = &config.upstream {
-        tokio::spawn(check_root_hints(hints.clone(), config.port, a.timeout));
+        tokio::spawn(check_root_hints(
+            hints.clone(),
+            config.port,
+            a.timeout,
+            a.seed,
+        ));
     }
+    let bound = bind_resolver(&config).map_err(|e| listen_error(listen, e))?;
     let shutdown = shutdown_on_signals()?;
-    let resolver = run_resolver(config, shutdown)
+    announce(&bound, json);
+    let report = run_resolver(bound, config, shutdown)
         .await
-        .map_err(|e| listen_error(listen, e))?;
-    print_stats(&resolver.report(), json);
+        .context("dns serve")?;
+    print_stats(&serde_json::to_value(report)?, json);
     Ok(())
 }
 
@@ -750,7 +793,6 @@ async fn zone(a: ZoneArgs, json: bool) -> Result<()> {
         tracing::info!(origin = %z.origin(), names = z.len(), file = %p.display(), "zone loaded");
         zones.push(z);
     }
-    let shutdown = shutdown_on_signals()?;
     // Off on loopback by default: nothing outside the machine can reach it (the kernel drops
     // loopback sources arriving from outside), so it cannot reflect at anyone, and tests and
     // benchmarks send tens of thousands of queries a second from 127.0.0.1.
@@ -770,11 +812,15 @@ async fn zone(a: ZoneArgs, json: bool) -> Result<()> {
             slip: a.rrl_slip,
         },
         seed: a.seed,
+        catalog: Catalog::new(zones),
     };
-    let server = run_zone_server(config, Catalog::new(zones), shutdown)
+    let bound = bind_zone(&config).map_err(|e| listen_error(listen, e))?;
+    let shutdown = shutdown_on_signals()?;
+    announce(&bound, json);
+    let report = run_zone(bound, config, shutdown)
         .await
-        .map_err(|e| listen_error(listen, e))?;
-    print_stats(&server.report(), json);
+        .context("dns zone")?;
+    print_stats(&serde_json::to_value(report)?, json);
     Ok(())
 }
 

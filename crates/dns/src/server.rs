@@ -9,7 +9,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,9 +25,10 @@ use protolab_transport::{
 };
 
 use crate::cache::{Cache, CacheStats};
-use crate::client::{Client, ClientConfig, ClientError};
+use crate::client::{Client, ClientConfig, ClientCounters, ClientError, DotClient};
+use crate::dot::{DotConfig, DotCounters, DotUpstream};
 use crate::iterate::{self, Answer, Ask, Delegations, IterConfig, RootHints, Servers};
-use crate::pool::{PoolConfig, SocketPool};
+use crate::pool::{PoolConfig, PoolStats, SocketPool};
 use crate::rrl::{RateLimiter, RrlConfig, RrlStats, Verdict};
 use crate::wire::{self, OwnedQuery, QueryView, WireError, flags};
 use crate::zone::Catalog;
@@ -54,12 +55,39 @@ pub fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
     Err(last.unwrap_or_else(|| io::Error::other("no common UDP and TCP port found")))
 }
 
-fn announce(udp: &UdpSocket, tcp: &TcpListener) -> io::Result<()> {
-    // Through outln!: a reader that went away must not stop the server.
-    let json = protolab_transport::cli::json();
-    protolab_transport::cli::listening("udp", udp.local_addr()?, json);
-    protolab_transport::cli::listening("tcp", tcp.local_addr()?, json);
-    Ok(())
+/// A server's sockets, bound and not yet serving: UDP and TCP on one port, and DNS over TLS
+/// on its own when asked for. Made by [`bind_resolver`] or [`bind_zone`], so that the caller
+/// can announce the real addresses (port 0 picks one) before [`run_resolver`] or [`run_zone`].
+#[derive(Debug)]
+pub struct Bound {
+    udp: UdpSocket,
+    tcp: TcpListener,
+    dot: Option<TcpListener>,
+}
+
+impl Bound {
+    /// Each socket's protocol (`udp`, `tcp`, `tls`) and address, for the `listening` lines.
+    pub fn local_addrs(&self) -> Vec<(&'static str, SocketAddr)> {
+        let mut v = Vec::with_capacity(3);
+        if let Ok(a) = self.udp.local_addr() {
+            v.push(("udp", a));
+        }
+        if let Ok(a) = self.tcp.local_addr() {
+            v.push(("tcp", a));
+        }
+        if let Some(Ok(a)) = self.dot.as_ref().map(TcpListener::local_addr) {
+            v.push(("tls", a));
+        }
+        v
+    }
+}
+
+/// Why a server could not start or stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A listening socket failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
 }
 
 /// Where the resolver gets answers it does not have.
@@ -67,6 +95,12 @@ fn announce(udp: &UdpSocket, tcp: &TcpListener) -> io::Result<()> {
 pub enum Upstream {
     /// Forward the question, with RD set, to these recursive servers.
     Forward(Vec<SocketAddr>),
+    /// Forward as [`Upstream::Forward`] does, over DNS over TLS (RFC 7858), on connections
+    /// kept open and shared ([`DotUpstream`]).
+    ForwardTls {
+        servers: Vec<SocketAddr>,
+        tls: DotClient,
+    },
     /// Resolve iteratively from root hints.
     Iterate {
         hints: RootHints,
@@ -111,26 +145,51 @@ impl std::fmt::Debug for DotListen {
     }
 }
 
-/// Counters of the resolver.
+counters! {
+    /// Counters of the resolver.
+    pub struct ResolverStats => ResolverCounts {
+        pub queries,
+        /// Datagrams and messages from sources outside the allow-list: dropped unread,
+        /// unanswered.
+        pub not_allowed,
+        pub upstream_failures,
+        /// Misses answered from an upstream query already in flight for the same question.
+        pub merged,
+        /// Misses answered SERVFAIL at once because `max_pending` upstream queries were in
+        /// flight, or [`MAX_WAITERS`] misses were waiting for them.
+        pub overloaded,
+        pub refused,
+        pub formerr,
+        pub notimp,
+        pub dropped,
+    }
+}
+
+/// The resolver's own counters in the report.
 ///
 /// Cache hits and misses are the cache's own counters ([`CacheStats`]), shown under both
 /// `resolver` and `cache` in the report: one count, never two that could disagree.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct ResolverStats {
-    pub queries: AtomicU64,
-    /// Datagrams and messages from sources outside the allow-list: dropped unread, unanswered.
-    pub not_allowed: AtomicU64,
-    pub upstream_failures: AtomicU64,
-    /// Misses answered from an upstream query already in flight for the same question.
-    pub merged: AtomicU64,
-    /// Misses answered SERVFAIL at once because `max_pending` upstream queries were in flight,
-    /// or [`MAX_WAITERS`] misses were waiting for them.
-    pub overloaded: AtomicU64,
-    pub refused: AtomicU64,
-    pub formerr: AtomicU64,
-    pub notimp: AtomicU64,
-    pub dropped: AtomicU64,
-    pub tcp: TcpStats,
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct ResolverCounters {
+    #[serde(flatten)]
+    pub counts: ResolverCounts,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub tcp: TcpCounters,
+}
+
+/// What the resolver counted, printed when it stops.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ResolverReport {
+    pub resolver: ResolverCounters,
+    pub cache: CacheStats,
+    /// The client asking upstream over UDP and TCP.
+    pub upstream_client: ClientCounters,
+    /// The upstream UDP sockets.
+    pub upstream_sockets: Option<PoolStats>,
+    /// The DNS-over-TLS connections upstream, with `--forward-tls`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_tls: Option<DotCounters>,
 }
 
 /// Most zones whose delegations the resolver remembers.
@@ -255,9 +314,12 @@ pub struct Resolver {
     tcp_clients: TcpClients,
     delegations: DelegationCache,
     client: Client,
+    /// The upstream TLS connections, with [`Upstream::ForwardTls`].
+    dot: Option<DotUpstream>,
     upstream: Upstream,
     allow: Vec<IpNet>,
     pub stats: ResolverStats,
+    pub tcp_stats: TcpStats,
 }
 
 /// What to do with one message.
@@ -290,7 +352,7 @@ impl Resolver {
             ClientConfig {
                 tcp: false,
                 edns: true,
-                recursion_desired: matches!(config.upstream, Upstream::Forward(_)),
+                recursion_desired: !matches!(config.upstream, Upstream::Iterate { .. }),
                 timeout: config.timeout,
                 attempts: 1,
                 tls: None,
@@ -298,7 +360,19 @@ impl Resolver {
             rng,
         )
         .with_pool(SocketPool::new(PoolConfig::default()));
+        let dot = match &config.upstream {
+            Upstream::ForwardTls { tls, .. } => Some(DotUpstream::new(
+                tls.clone(),
+                DotConfig {
+                    timeout: config.timeout,
+                    ..DotConfig::default()
+                },
+                client.fork_rng(),
+            )),
+            _ => None,
+        };
         Self {
+            dot,
             cache: Mutex::new(Cache::new(config.cache_bytes)),
             inflight: Mutex::default(),
             upstream_slots: Arc::new(tokio::sync::Semaphore::new(config.max_pending.max(1))),
@@ -309,6 +383,7 @@ impl Resolver {
             delegations: DelegationCache::default(),
             allow: config.allow.clone(),
             stats: ResolverStats::default(),
+            tcp_stats: TcpStats::default(),
         }
     }
 
@@ -317,18 +392,21 @@ impl Resolver {
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).stats()
     }
 
-    /// All counters as JSON, for the report printed at shutdown.
-    pub fn report(&self) -> serde_json::Value {
+    /// All counters, for the report printed at shutdown.
+    pub fn report(&self) -> ResolverReport {
         let cache = self.cache_stats();
-        let mut resolver = serde_json::to_value(&self.stats).unwrap_or_default();
-        resolver["cache_hits"] = cache.hits.into();
-        resolver["cache_misses"] = cache.misses.into();
-        serde_json::json!({
-            "resolver": resolver,
-            "cache": serde_json::to_value(cache).unwrap_or_default(),
-            "upstream_client": self.client.stats.snapshot(),
-            "upstream_sockets": self.client.pool().map(|p| serde_json::to_value(p.stats()).unwrap_or_default()),
-        })
+        ResolverReport {
+            resolver: ResolverCounters {
+                counts: self.stats.counters(),
+                cache_hits: cache.hits,
+                cache_misses: cache.misses,
+                tcp: self.tcp_stats.counters(),
+            },
+            cache,
+            upstream_client: self.client.stats.counters(),
+            upstream_sockets: self.client.pool().map(SocketPool::stats),
+            upstream_tls: self.dot.as_ref().map(DotUpstream::counters),
+        }
     }
 
     fn handle(self: &Arc<Self>, peer: SocketAddr, packet: &[u8], limit_udp: bool) -> Handled {
@@ -375,32 +453,37 @@ impl Resolver {
         }
         let key = view.cache_key();
         let miss = {
+            use std::collections::hash_map::Entry;
             let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(waiters) = map.get_mut(&key) {
-                let Ok(place) = self.waiting_slots.clone().try_acquire_owned() else {
-                    return self.overloaded(peer, &view, "waiting misses");
-                };
-                self.stats.merged.fetch_add(1, Ordering::Relaxed);
-                let rx = match waiters {
-                    Some(tx) => tx.subscribe(),
-                    None => {
-                        let (tx, rx) = tokio::sync::broadcast::channel(1);
-                        *waiters = Some(tx);
-                        rx
-                    }
-                };
-                Miss::Join(rx, place)
-            } else if let Ok(slot) = self.upstream_slots.clone().try_acquire_owned() {
-                map.insert(key.clone(), None);
-                let flight = Flight {
-                    resolver: self.clone(),
-                    key,
-                    ended: false,
-                    _slot: slot,
-                };
-                Miss::Lead(flight)
-            } else {
-                return self.overloaded(peer, &view, "--max-pending upstream queries");
+            // One hash of the key for both the look-up and the insertion.
+            match map.entry(key.clone()) {
+                Entry::Occupied(mut waiters) => {
+                    let Ok(place) = self.waiting_slots.clone().try_acquire_owned() else {
+                        return self.overloaded(peer, &view, "waiting misses");
+                    };
+                    self.stats.merged.fetch_add(1, Ordering::Relaxed);
+                    let rx = match waiters.get_mut() {
+                        Some(tx) => tx.subscribe(),
+                        None => {
+                            let (tx, rx) = tokio::sync::broadcast::channel(1);
+                            *waiters.get_mut() = Some(tx);
+                            rx
+                        }
+                    };
+                    Miss::Join(rx, place)
+                }
+                Entry::Vacant(vacant) => {
+                    let Ok(slot) = self.upstream_slots.clone().try_acquire_owned() else {
+                        return self.overloaded(peer, &view, "--max-pending upstream queries");
+                    };
+                    vacant.insert(None);
+                    Miss::Lead(Flight {
+                        resolver: self.clone(),
+                        key,
+                        ended: false,
+                        _slot: slot,
+                    })
+                }
             }
         };
         // The question goes on as read here: the miss path parses nothing again.
@@ -483,6 +566,13 @@ impl Resolver {
                 .await
                 .map(|x| x.bytes)
                 .map_err(|e| e.to_string()),
+            Upstream::ForwardTls { servers, .. } => match &self.dot {
+                Some(dot) => dot
+                    .query(servers, &query.question)
+                    .await
+                    .map_err(|e| e.to_string()),
+                None => Err("no DNS-over-TLS connections".into()),
+            },
             Upstream::Iterate { hints, config } => match query.name() {
                 Some(name) => iterate::resolve_with(
                     &self.client,
@@ -553,17 +643,18 @@ fn to_udp_reply(h: Handled) -> UdpReply {
 /// connects and says nothing) holds a connection for this long, not for the idle timeout.
 const MESSAGE_DEADLINE: Duration = Duration::from_secs(2);
 
-/// Counters of DNS over TCP, beside the transport's own.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct TcpStats {
-    /// Connections closed at once because their client already had `max_per_client` open.
-    pub over_client_cap: AtomicU64,
-    /// Connections closed because a message did not arrive whole within its deadline.
-    pub message_timeouts: AtomicU64,
-    /// Connections closed for a zero-length message.
-    pub bad_frames: AtomicU64,
-    /// DNS-over-TLS handshakes that failed or timed out.
-    pub tls_handshake_failures: AtomicU64,
+counters! {
+    /// Counters of DNS over TCP, beside the transport's own.
+    pub struct TcpStats => TcpCounters {
+        /// Connections closed at once because their client already had `max_per_client` open.
+        pub over_client_cap,
+        /// Connections closed because a message did not arrive whole within its deadline.
+        pub message_timeouts,
+        /// Connections closed for a zero-length message.
+        pub bad_frames,
+        /// DNS-over-TLS handshakes that failed or timed out.
+        pub tls_handshake_failures,
+    }
 }
 
 /// Open TCP connections per client address, so that one client cannot take every connection
@@ -728,23 +819,35 @@ fn tcp_config() -> TcpServerConfig {
     }
 }
 
-/// Runs the caching resolver until `shutdown` fires; prints the listening lines on stdout.
+/// Binds the resolver's sockets: UDP and TCP on `config.listen`, and the DNS-over-TLS port
+/// when `config.dot` asks for one.
 ///
 /// # Errors
-/// Binding the sockets.
-pub async fn run_resolver(
-    config: ResolverConfig,
-    shutdown: CancellationToken,
-) -> io::Result<Arc<Resolver>> {
+/// Binding any of the sockets.
+pub fn bind_resolver(config: &ResolverConfig) -> io::Result<Bound> {
     let (udp, tcp) = bind_pair(config.listen)?;
     let dot = match &config.dot {
-        Some(d) => Some((protolab_transport::bind_tcp(d.listen)?, d.acceptor.clone())),
+        Some(d) => Some(bind_tcp(d.listen)?),
         None => None,
     };
-    announce(&udp, &tcp)?;
-    if let Some((l, _)) = &dot {
-        protolab_transport::outln!("listening tls {}", l.local_addr()?);
-    }
+    Ok(Bound { udp, tcp, dot })
+}
+
+/// Runs the caching resolver on `bound` until `shutdown` fires and its connections have
+/// drained; returns what it counted. Prints nothing.
+///
+/// # Errors
+/// A listening socket's failure.
+pub async fn run_resolver(
+    bound: Bound,
+    config: ResolverConfig,
+    shutdown: CancellationToken,
+) -> Result<ResolverReport, ServeError> {
+    let Bound { udp, tcp, dot } = bound;
+    let dot = match (dot, &config.dot) {
+        (Some(listener), Some(d)) => Some((listener, d.acceptor.clone())),
+        _ => None,
+    };
     let resolver = Arc::new(Resolver::new(&config));
     let dot_task = {
         let resolver = resolver.clone();
@@ -767,8 +870,7 @@ pub async fn run_resolver(
                             match protolab_transport::tls::accept(&acceptor, stream, &conn).await {
                                 Ok(s) => s,
                                 Err(e) => {
-                                    r.stats
-                                        .tcp
+                                    r.tcp_stats
                                         .tls_handshake_failures
                                         .fetch_add(1, Ordering::Relaxed);
                                     tracing::debug!(
@@ -783,7 +885,7 @@ pub async fn run_resolver(
                             stream,
                             conn,
                             &r.tcp_clients,
-                            &r.stats.tcp,
+                            &r.tcp_stats,
                             move |peer, pkt| h.handle(peer, pkt, false),
                         )
                         .await;
@@ -819,7 +921,7 @@ pub async fn run_resolver(
                     stream,
                     conn,
                     &r.tcp_clients,
-                    &r.stats.tcp,
+                    &r.tcp_stats,
                     move |peer, pkt| h.handle(peer, pkt, false),
                 )
                 .await;
@@ -830,17 +932,26 @@ pub async fn run_resolver(
     u?;
     t?;
     d?;
-    Ok(resolver)
+    Ok(resolver.report())
 }
 
-/// Counters of the lab zone server.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct ZoneServerStats {
-    pub queries: AtomicU64,
-    pub formerr: AtomicU64,
-    pub dropped: AtomicU64,
-    pub truncated: AtomicU64,
-    pub tcp: TcpStats,
+counters! {
+    /// Counters of the lab zone server.
+    pub struct ZoneServerStats => ZoneCounts {
+        pub queries,
+        pub formerr,
+        pub dropped,
+        pub truncated,
+    }
+}
+
+/// What the zone server counted, printed when it stops.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ZoneReport {
+    #[serde(flatten)]
+    pub counts: ZoneCounts,
+    pub tcp: TcpCounters,
+    pub rrl: RrlStats,
 }
 
 /// The lab authoritative server's state.
@@ -850,6 +961,7 @@ pub struct ZoneServer {
     tcp_clients: TcpClients,
     rrl: Mutex<RateLimiter>,
     pub stats: ZoneServerStats,
+    pub tcp_stats: TcpStats,
 }
 
 /// Settings of the lab zone server.
@@ -862,6 +974,8 @@ pub struct ZoneConfig {
     pub rrl: RrlConfig,
     /// Seed for the rate limiter's table (random when absent).
     pub seed: Option<u64>,
+    /// The zones served.
+    pub catalog: Catalog,
 }
 
 impl ZoneServer {
@@ -874,6 +988,7 @@ impl ZoneServer {
             tcp_clients: TcpClients::new(config.max_tcp_per_client),
             rrl: Mutex::new(RateLimiter::new(config.rrl, rng.random(), Instant::now())),
             stats: ZoneServerStats::default(),
+            tcp_stats: TcpStats::default(),
         }
     }
 
@@ -882,11 +997,13 @@ impl ZoneServer {
         self.rrl.lock().unwrap_or_else(|e| e.into_inner()).stats()
     }
 
-    /// All counters as JSON, for the report printed at shutdown.
-    pub fn report(&self) -> serde_json::Value {
-        let mut v = serde_json::to_value(&self.stats).unwrap_or_default();
-        v["rrl"] = serde_json::to_value(self.rrl_stats()).unwrap_or_default();
-        v
+    /// All counters, for the report printed at shutdown.
+    pub fn report(&self) -> ZoneReport {
+        ZoneReport {
+            counts: self.stats.counters(),
+            tcp: self.tcp_stats.counters(),
+            rrl: self.rrl_stats(),
+        }
     }
 
     /// Answers one UDP datagram from `peer`, through the rate limiter: over the limit the
@@ -953,17 +1070,31 @@ impl ZoneServer {
     }
 }
 
-/// Runs the lab zone server until `shutdown` fires; prints the listening lines on stdout.
+/// Binds the zone server's UDP and TCP sockets on `config.listen`.
 ///
 /// # Errors
-/// Binding the sockets.
-pub async fn run_zone_server(
-    config: ZoneConfig,
-    catalog: Catalog,
-    shutdown: CancellationToken,
-) -> io::Result<Arc<ZoneServer>> {
+/// Binding either socket.
+pub fn bind_zone(config: &ZoneConfig) -> io::Result<Bound> {
     let (udp, tcp) = bind_pair(config.listen)?;
-    announce(&udp, &tcp)?;
+    Ok(Bound {
+        udp,
+        tcp,
+        dot: None,
+    })
+}
+
+/// Runs the lab zone server on `bound` until `shutdown` fires and its connections have
+/// drained; returns what it counted. Prints nothing.
+///
+/// # Errors
+/// A listening socket's failure.
+pub async fn run_zone(
+    bound: Bound,
+    config: ZoneConfig,
+    shutdown: CancellationToken,
+) -> Result<ZoneReport, ServeError> {
+    let Bound { udp, tcp, .. } = bound;
+    let catalog = config.catalog.clone();
     let server = Arc::new(ZoneServer::new(catalog, &config));
     let s_udp = server.clone();
     let udp_task = run_udp(
@@ -990,7 +1121,7 @@ pub async fn run_zone_server(
                     stream,
                     conn,
                     &s.tcp_clients,
-                    &s.stats.tcp,
+                    &s.tcp_stats,
                     move |_peer, pkt| match h.answer(pkt, false) {
                         Some(r) => Handled::Now(r),
                         None => Handled::Drop,
@@ -1003,7 +1134,7 @@ pub async fn run_zone_server(
     let (u, t) = tokio::join!(udp_task, tcp_task);
     u?;
     t?;
-    Ok(server)
+    Ok(server.report())
 }
 
 #[cfg(test)]
@@ -1023,8 +1154,9 @@ mod tests {
             max_tcp_per_client: 16,
             rrl: RrlConfig { rate: 0, slip: 2 },
             seed: Some(1),
+            catalog: Catalog::new(vec![z]),
         };
-        ZoneServer::new(Catalog::new(vec![z]), &config)
+        ZoneServer::new(config.catalog.clone(), &config)
     }
 
     #[test]
@@ -1140,6 +1272,169 @@ mod tests {
                 .is_none()
         );
         assert_eq!(stats.bad_frames.load(Ordering::Relaxed), 1);
+    }
+
+    /// One length-prefixed message read from `stream`.
+    async fn read_frame<R: tokio::io::AsyncRead + Unpin>(stream: &mut R) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let len = stream.read_u16().await.unwrap();
+        let mut body = vec![0u8; usize::from(len)];
+        stream.read_exact(&mut body).await.unwrap();
+        body
+    }
+
+    fn framed(query: &[u8]) -> Vec<u8> {
+        let mut v = (query.len() as u16).to_be_bytes().to_vec();
+        v.extend_from_slice(query);
+        v
+    }
+
+    fn query_bytes(id: u16, name: &str) -> Vec<u8> {
+        wire::build_query(
+            id,
+            &Name::from_ascii(name).unwrap(),
+            RecordType::A,
+            false,
+            true,
+        )
+        .to_vec()
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn tcp_handler_answers_pipelined_queries_in_order_over_a_memory_pair() {
+        use tokio::io::AsyncWriteExt;
+        let s = Arc::new(server());
+        let (mut client, service, conn) =
+            protolab_transport::memory::pair(Some(Duration::from_secs(10)));
+        let h = s.clone();
+        let task = tokio::spawn(async move {
+            let s2 = h.clone();
+            serve_tcp_conn(
+                service,
+                conn,
+                &h.tcp_clients,
+                &h.tcp_stats,
+                move |_, pkt| match s2.answer(pkt, false) {
+                    Some(r) => Handled::Now(r),
+                    None => Handled::Drop,
+                },
+            )
+            .await;
+        });
+        // Two queries and a message that is not a query, in one write.
+        let mut bytes = framed(&query_bytes(7, "ns1.example.test."));
+        bytes.extend(framed(&query_bytes(8, "nope.example.test.")));
+        bytes.extend(framed(b"\x00\x09\x80\x00\x00\x00\x00\x00\x00\x00\x00\x00"));
+        bytes.extend(framed(&query_bytes(9, "example.test.")));
+        client.write_all(&bytes).await.unwrap();
+        let r1 = Message::from_vec(&read_frame(&mut client).await).unwrap();
+        assert_eq!(r1.metadata.id, 7);
+        assert_eq!(r1.answers.len(), 1);
+        let r2 = Message::from_vec(&read_frame(&mut client).await).unwrap();
+        assert_eq!(r2.metadata.id, 8);
+        assert_eq!(r2.metadata.response_code, ResponseCode::NXDomain);
+        // The response (QR set) got no reply; the next query did.
+        let r3 = Message::from_vec(&read_frame(&mut client).await).unwrap();
+        assert_eq!(r3.metadata.id, 9);
+        assert_eq!(s.stats.dropped.load(Ordering::Relaxed), 1);
+        // The client closes: the handler ends and frees its slot.
+        drop(client);
+        task.await.unwrap();
+        assert!(s.tcp_clients.open.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn tcp_handler_closes_a_client_over_its_share_at_once() {
+        let s = Arc::new(ZoneServer::new(
+            Catalog::default(),
+            &ZoneConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                max_tcp_per_client: 1,
+                rrl: RrlConfig { rate: 0, slip: 2 },
+                seed: Some(1),
+                catalog: Catalog::default(),
+            },
+        ));
+        let _held = s.tcp_clients.admit([127, 0, 0, 1].into()).unwrap();
+        let (mut client, service, conn) = protolab_transport::memory::pair(None);
+        serve_tcp_conn(service, conn, &s.tcp_clients, &s.tcp_stats, |_, _| {
+            Handled::Now(vec![0; 12])
+        })
+        .await;
+        let mut rest = Vec::new();
+        use tokio::io::AsyncReadExt;
+        client.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "nothing is read or written");
+        assert_eq!(s.tcp_stats.over_client_cap.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn resolver_over_tcp_answers_refused_and_drops_outsiders_over_a_memory_pair() {
+        use tokio::io::AsyncWriteExt;
+        let config = |allow: &str| ResolverConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            upstream: Upstream::Forward(vec![SocketAddr::from(([127, 0, 0, 1], 9))]),
+            allow: vec![allow.parse().unwrap()],
+            cache_bytes: 1 << 20,
+            timeout: Duration::from_millis(100),
+            seed: Some(3),
+            udp_workers: 1,
+            max_pending: 4,
+            max_tcp_per_client: 4,
+            dot: None,
+        };
+        // A zone transfer is refused without asking upstream.
+        let r = Arc::new(Resolver::new(&config("127.0.0.0/8")));
+        let (mut client, service, conn) = protolab_transport::memory::pair(None);
+        let h = r.clone();
+        let task = tokio::spawn(async move {
+            let h2 = h.clone();
+            serve_tcp_conn(
+                service,
+                conn,
+                &h.tcp_clients,
+                &h.tcp_stats,
+                move |peer, pkt| h2.handle(peer, pkt, false),
+            )
+            .await;
+        });
+        let axfr = wire::build_query(
+            5,
+            &Name::from_ascii("example.test.").unwrap(),
+            RecordType::AXFR,
+            true,
+            false,
+        )
+        .to_vec()
+        .unwrap();
+        client.write_all(&framed(&axfr)).await.unwrap();
+        let reply = Message::from_vec(&read_frame(&mut client).await).unwrap();
+        assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
+        drop(client);
+        task.await.unwrap();
+        assert_eq!(r.stats.refused.load(Ordering::Relaxed), 1);
+        assert_eq!(r.client.stats.queries_sent.load(Ordering::Relaxed), 0);
+
+        // A client outside the allow-list hears nothing and the connection ends.
+        let r = Arc::new(Resolver::new(&config("10.0.0.0/8")));
+        let (mut client, service, conn) = protolab_transport::memory::pair(None);
+        client.write_all(&framed(&axfr)).await.unwrap();
+        client.shutdown().await.unwrap();
+        let h = r.clone();
+        serve_tcp_conn(
+            service,
+            conn,
+            &r.tcp_clients,
+            &r.tcp_stats,
+            move |peer, pkt| h.handle(peer, pkt, false),
+        )
+        .await;
+        let mut rest = Vec::new();
+        use tokio::io::AsyncReadExt;
+        client.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+        assert_eq!(r.stats.not_allowed.load(Ordering::Relaxed), 1);
     }
 
     #[test]
