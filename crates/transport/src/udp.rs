@@ -122,7 +122,10 @@ pub fn bind_udp_group(
         if addr.is_ipv6() {
             socket.set_only_v6(true)?;
         }
-        socket.set_reuse_port(true)?;
+        // A lone socket joins no group, so no later socket of this user can share its port.
+        if n > 1 {
+            socket.set_reuse_port(true)?;
+        }
         let _ = socket.set_recv_buffer_size(buffer_bytes);
         let _ = socket.set_send_buffer_size(buffer_bytes);
         socket.bind(&bound.into())?;
@@ -135,6 +138,110 @@ pub fn bind_udp_group(
         sockets.push(socket);
     }
     Ok((sockets, bound))
+}
+
+/// The sockets [`bind_pair`] bound: a UDP group and, if asked for, a TCP listener on the
+/// same port.
+#[derive(Debug)]
+pub struct BoundPair {
+    /// The UDP sockets of one SO_REUSEPORT group (one socket when one worker was asked for),
+    /// blocking with a 100 ms read timeout, as [`bind_udp_group`] makes them.
+    pub udp: Vec<std::net::UdpSocket>,
+    /// The group's address (the port the kernel chose when asked for port 0).
+    pub udp_addr: SocketAddr,
+    /// The TCP listener on `udp_addr`'s port, when asked for.
+    pub tcp: Option<tokio::net::TcpListener>,
+}
+
+impl BoundPair {
+    /// The addresses as `listening` lines name them: `udp` first, then `tcp` if bound.
+    pub fn local_addrs(&self) -> Vec<(&'static str, SocketAddr)> {
+        let mut addrs = vec![("udp", self.udp_addr)];
+        if let Some(a) = self.tcp.as_ref().and_then(|t| t.local_addr().ok()) {
+            addrs.push(("tcp", a));
+        }
+        addrs
+    }
+}
+
+/// Binds `workers` UDP sockets in one SO_REUSEPORT group on `addr` with buffers of
+/// `udp_buffer_bytes`, and with `with_tcp` a TCP listener on the same port.
+///
+/// One port for both is what the protocols ask: a DNS client retries a truncated answer over
+/// TCP at the address it asked, and a probe switches to `--tcp` without changing its target.
+/// With port 0 the UDP port the kernel picks may be taken for TCP, so the pair is tried up to
+/// 20 times. The kernel hashes each flow to one socket of the group: a service that reads each
+/// socket from one thread answers a flow in the order its datagrams came. A tokio service
+/// takes a socket with [`into_tokio`]. The TCP listener needs a tokio runtime's context.
+///
+/// # Errors
+/// The bind error of either protocol, naming it and the address.
+pub fn bind_pair(
+    addr: SocketAddr,
+    workers: usize,
+    udp_buffer_bytes: usize,
+    with_tcp: bool,
+) -> Result<BoundPair, crate::cli::ListenError> {
+    use crate::cli::ListenError;
+    let tries = if addr.port() == 0 { 20 } else { 1 };
+    let mut last = None;
+    for _ in 0..tries {
+        let (udp, udp_addr) = bind_udp_group(addr, workers.max(1), udp_buffer_bytes)
+            .map_err(|e| ListenError::new("udp", addr, e))?;
+        if !with_tcp {
+            return Ok(BoundPair {
+                udp,
+                udp_addr,
+                tcp: None,
+            });
+        }
+        let tcp_addr = SocketAddr::new(addr.ip(), udp_addr.port());
+        match crate::tcp::bind_tcp(tcp_addr) {
+            Ok(tcp) => {
+                return Ok(BoundPair {
+                    udp,
+                    udp_addr,
+                    tcp: Some(tcp),
+                });
+            }
+            Err(e) => last = Some(ListenError::new("tcp", tcp_addr, e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| ListenError::new("tcp", addr, io::ErrorKind::AddrInUse.into())))
+}
+
+/// A socket of [`bind_pair`] for a tokio service: non-blocking, on the current runtime.
+///
+/// # Errors
+/// Setting the socket non-blocking, or registering it with the runtime.
+pub fn into_tokio(socket: std::net::UdpSocket) -> io::Result<UdpSocket> {
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket)
+}
+
+/// A client's UDP socket: bound to an ephemeral port of the unspecified address of `target`'s
+/// family, connected to `target` (so only its datagrams are received and ICMP errors are
+/// reported), blocking, with buffers of `buffer_bytes` (the kernel may cap them at
+/// net.core.rmem_max and wmem_max).
+///
+/// # Errors
+/// The socket, bind or connect error.
+pub fn connect_udp(target: SocketAddr, buffer_bytes: usize) -> io::Result<std::net::UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(target),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    let _ = socket.set_recv_buffer_size(buffer_bytes);
+    let _ = socket.set_send_buffer_size(buffer_bytes);
+    let any: SocketAddr = if target.is_ipv6() {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    socket.bind(&any.into())?;
+    socket.connect(&target.into())?;
+    Ok(socket.into())
 }
 
 /// Runs a UDP service until `shutdown` fires, then waits up to a second for pending replies.

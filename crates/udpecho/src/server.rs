@@ -18,7 +18,7 @@ use protolab_transport::{
 use tokio_util::codec::FramedRead;
 
 use crate::flows::{FlowConfig, FlowTable, ServerCounters};
-use crate::mmsg::{BATCH, RecvBatch};
+use protolab_transport::batch::{BATCH, RecvBatch};
 
 /// Socket buffer size asked of the kernel: a deep buffer absorbs bursts at high rates.
 pub const SOCKET_BUFFER: usize = 8 << 20;
@@ -123,7 +123,7 @@ pub async fn serve(
         table: FlowTable::new(cfg.flows.clone()),
         ..Shared::default()
     }));
-    // The UDP side runs on its own threads with batched system calls (see [`crate::mmsg`]):
+    // The UDP side runs on its own threads with batched system calls (see `protolab_transport::batch`):
     // at a hundred thousand probes a second the per-datagram cost is what decides the rate.
     let stop = Arc::new(AtomicBool::new(false));
     let buf_len = if cfg.raw {
