@@ -12,6 +12,10 @@
 //!   its own server; the ratio of the medians (a timing comparison, so it lives here and not in
 //!   a test).
 //! - Memory: the server's RSS probed by 1 flow, then by 1,000 flows at the same packet rate.
+//! - Workers: 8 probes at once, each from its own socket (so the kernel spreads them over the
+//!   server's SO_REUSEPORT group), against `--workers 1` and against the default (one worker
+//!   per core), in interleaved rounds: what the second worker buys, rate and CPU per 1,000
+//!   (`cargo xtask bench udp --workers-only` runs this row alone).
 //!
 //! Beside every rate, each server's CPU time per 1,000 datagrams it received (utime + stime
 //! from /proc/PID/stat over the run): the load generator shares the two cores with the server,
@@ -209,9 +213,135 @@ fn flows_load(target: SocketAddr, flows: u32, pps: u64, dur: Duration) -> Result
     Ok(replies)
 }
 
+/// Probes at once in the workers comparison, each its own socket and flow.
+const CLIENTS: usize = 8;
+/// Each probe's rate in the workers comparison: together more than one worker echoes on this
+/// machine, so the second worker has something to do.
+const CLIENT_PPS: u64 = 15_000;
+const WORKER_ROUNDS: usize = 3;
+
+/// One round of the workers comparison: `CLIENTS` probes at once for 3 s against `target`.
+/// Returns (replies per second over all probes, datagrams the server received, the fraction
+/// of probes echoed).
+fn clients_round(udpecho: &Path, target: SocketAddr) -> Result<(f64, u64, f64)> {
+    let children = (0..CLIENTS)
+        .map(|_| {
+            Command::new(udpecho)
+                .arg("probe")
+                .arg(target.to_string())
+                .args(["--json", "--quiet", "--size", "64", "--duration", "3s"])
+                .args(["--wait", "1s", "--rate", &CLIENT_PPS.to_string()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("run udpecho probe")
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (mut sent, mut received, mut at_server) = (0.0, 0.0, 0.0);
+    for child in children {
+        let out = child.wait_with_output().context("wait for udpecho probe")?;
+        let r: Value = serde_json::from_slice(&out.stdout).context("probe JSON")?;
+        sent += f(&r, "sent");
+        received += f(&r, "received");
+        at_server += (f(&r, "sent") - f(&r, "lost_upstream")).max(0.0);
+    }
+    Ok((received / 3.0, at_server as u64, received / sent.max(1.0)))
+}
+
+/// `--workers 1` against the default number of workers, both serving `CLIENTS` probes at once
+/// in interleaved rounds (a neighbour's burst then hits both alike): the rows and figures.
+fn workers_rows(udpecho: &Path, table: &mut Table) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    println!(
+        "Workers: {CLIENTS} probes at once, {CLIENT_PPS}/s each, 3 s, {WORKER_ROUNDS} rounds, \
+         --workers 1 against the default ({cores} on this machine):"
+    );
+    let start = |workers: Option<&str>| {
+        let mut cmd = Command::new(udpecho);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--no-tcp"])
+            .stderr(Stdio::null());
+        if let Some(w) = workers {
+            cmd.args(["--workers", w]);
+        }
+        Server::start_cmd("udpecho serve", cmd, 1)
+    };
+    let servers = [start(Some("1")), start(None)];
+    let mut rates: [Vec<f64>; 2] = Default::default();
+    let mut delivered: [Vec<f64>; 2] = Default::default();
+    let mut cpu = [CpuUse::default(); 2];
+    let mut datagrams = [0u64; 2];
+    for round in 0..WORKER_ROUNDS {
+        for (i, server) in servers.iter().enumerate() {
+            let ((rate, n, fraction), used) =
+                with_cpu(ProcCpu::Process(server.proc.pid()), || {
+                    clients_round(udpecho, server.addr("udp"))
+                })?;
+            println!(
+                "  round {round} {:<12} replies {rate:>8.0}/s  echoed {:>7.3}%  CPU {} ms/1k",
+                if i == 0 { "--workers 1" } else { "default" },
+                fraction * 100.0,
+                cpu_cell(used.ms_per_thousand(n))
+            );
+            rates[i].push(rate);
+            delivered[i].push(fraction);
+            cpu[i] = cpu[i].add(used);
+            datagrams[i] += n;
+        }
+    }
+    drop(servers);
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let [one_rate, many_rate] = rates.map(|mut v| median(&mut v));
+    let [one_delivered, many_delivered] = delivered.map(|mut v| median(&mut v));
+    let one_cpu = cpu[0].ms_per_thousand(datagrams[0]);
+    let many_cpu = cpu[1].ms_per_thousand(datagrams[1]);
+    compare_row(
+        table,
+        &format!("{CLIENTS} probes at once (replies/s, echoed): default workers vs --workers 1"),
+        format!("{many_rate:.0}, {:.2}%", many_delivered * 100.0),
+        format!("--workers 1: {one_rate:.0}, {:.2}%", one_delivered * 100.0),
+        format!("{:.2}x", many_rate / one_rate),
+        (many_cpu, one_cpu),
+        "workers do not serialise",
+    );
+    table.figure("workers_default", cores);
+    table.figure("workers_1_replies_pps", one_rate);
+    table.figure("workers_default_replies_pps", many_rate);
+    table.figure("workers_1_cpu_ms_per_1k", one_cpu);
+    table.figure("workers_default_cpu_ms_per_1k", many_cpu);
+    table.note(format!(
+        "Workers: {CLIENTS} probes of {CLIENT_PPS}/s at once, each from its own socket, for 3 s; \
+         replies/s and the share echoed are medians of {WORKER_ROUNDS} interleaved rounds, CPU \
+         ms/1k is over all rounds. The probes share the machine's cores with the server, so \
+         the rate says as much about who got the CPU as about the server."
+    ));
+    Ok(())
+}
+
 pub fn run(args: &[String]) -> Result<()> {
-    if let Some(other) = args.first() {
-        bail!("bench udp takes no options (got {other:?})");
+    let workers_only = match args.first().map(String::as_str) {
+        None => false,
+        Some("--workers-only") => true,
+        Some(other) => bail!("bench udp takes only --workers-only (got {other:?})"),
+    };
+    if workers_only {
+        let bins = util::build_bins_of(true, &["protolab-udpecho"])?;
+        let mut table = Table::new(
+            "udp-workers",
+            &[
+                "measure",
+                "protolab",
+                "peer",
+                "ratio",
+                &format!("{CPU_COLUMN} ours / peer"),
+                "CPU ratio",
+                "target",
+            ],
+        );
+        workers_rows(&bins.join("udpecho"), &mut table)?;
+        return table.finish();
     }
     let irtt = require_peer("irtt", "irtt");
     let iperf3 = require_peer("iperf3", "iperf3");
@@ -580,6 +710,8 @@ pub fn run(args: &[String]) -> Result<()> {
     server.proc.wait_for(Duration::from_secs(5));
     let mut rest = String::new();
     let _ = server.stdout.read_to_string(&mut rest);
+
+    workers_rows(&udpecho, &mut table)?;
 
     table.note(format!(
         "Loss-free: the highest rate actually sent in a step that had >= 99.9% of its 64-byte \
