@@ -317,12 +317,18 @@ const SHARD_BITS: u32 = SHARDS.trailing_zeros();
 /// flow is told `NO_STATE`, as one table would be.
 #[derive(Debug)]
 pub struct FlowShards {
-    shards: Box<[Mutex<FlowTable>]>,
+    shards: Box<[Shard]>,
     live: Arc<AtomicUsize>,
     max_flows: usize,
     /// When all shards were last swept, in nanoseconds of the server's clock.
     last_sweep_ns: AtomicU64,
 }
+
+/// One shard, alone on its cache lines: two workers locking neighbouring shards would
+/// otherwise write to one line and slow each other down.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Shard(Mutex<FlowTable>);
 
 impl FlowShards {
     pub fn new(cfg: FlowConfig) -> Self {
@@ -330,10 +336,10 @@ impl FlowShards {
         let max_flows = cfg.max_flows;
         let shards = (0..SHARDS)
             .map(|_| {
-                Mutex::new(FlowTable {
+                Shard(Mutex::new(FlowTable {
                     live: live.clone(),
                     ..FlowTable::new(cfg.clone())
-                })
+                }))
             })
             .collect();
         Self {
@@ -358,6 +364,7 @@ impl FlowShards {
 
     fn lock(&self, i: usize) -> std::sync::MutexGuard<'_, FlowTable> {
         self.shards[i]
+            .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }

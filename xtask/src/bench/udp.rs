@@ -15,7 +15,10 @@
 //! - Workers: 8 probes at once, each from its own socket (so the kernel spreads them over the
 //!   server's SO_REUSEPORT group), against `--workers 1` and against the default (one worker
 //!   per core), in interleaved rounds: what the second worker buys, rate and CPU per 1,000
-//!   (`cargo xtask bench udp --workers-only` runs this row alone).
+//!   (`cargo xtask bench udp --workers-only` runs this row alone; `--against UDPECHO` adds the
+//!   servers of another build, an older one, to the same rounds for a before/after row).
+//! - The flow table alone, in this process: probes/s from one thread to two, with one lock per
+//!   batch over the whole table (the workers' old way) and with its shards.
 //!
 //! Beside every rate, each server's CPU time per 1,000 datagrams it received (utime + stime
 //! from /proc/PID/stat over the run): the load generator shares the two cores with the server,
@@ -250,14 +253,16 @@ fn clients_round(udpecho: &Path, target: SocketAddr) -> Result<(f64, u64, f64)> 
 
 /// `--workers 1` against the default number of workers, both serving `CLIENTS` probes at once
 /// in interleaved rounds (a neighbour's burst then hits both alike): the rows and figures.
-fn workers_rows(udpecho: &Path, table: &mut Table) -> Result<()> {
+/// With `against`, the servers of another udpecho build (an older one) run in the same rounds,
+/// for a before/after row measured under the same load at the same time.
+fn workers_rows(udpecho: &Path, against: Option<&Path>, table: &mut Table) -> Result<()> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     println!(
         "Workers: {CLIENTS} probes at once, {CLIENT_PPS}/s each, 3 s, {WORKER_ROUNDS} rounds, \
          --workers 1 against the default ({cores} on this machine):"
     );
-    let start = |workers: Option<&str>| {
-        let mut cmd = Command::new(udpecho);
+    let start = |bin: &Path, workers: Option<&str>| {
+        let mut cmd = Command::new(bin);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--no-tcp"])
             .stderr(Stdio::null());
         if let Some(w) = workers {
@@ -265,52 +270,85 @@ fn workers_rows(udpecho: &Path, table: &mut Table) -> Result<()> {
         }
         Server::start_cmd("udpecho serve", cmd, 1)
     };
-    let servers = [start(Some("1")), start(None)];
-    let mut rates: [Vec<f64>; 2] = Default::default();
-    let mut delivered: [Vec<f64>; 2] = Default::default();
-    let mut cpu = [CpuUse::default(); 2];
-    let mut datagrams = [0u64; 2];
+    let mut servers = vec![
+        ("--workers 1", start(udpecho, Some("1"))),
+        ("default", start(udpecho, None)),
+    ];
+    if let Some(other) = against {
+        servers.push(("other 1", start(other, Some("1"))));
+        servers.push(("other default", start(other, None)));
+    }
+    let n = servers.len();
+    let mut rates = vec![Vec::new(); n];
+    let mut delivered = vec![Vec::new(); n];
+    let mut cpu = vec![CpuUse::default(); n];
+    let mut datagrams = vec![0u64; n];
     for round in 0..WORKER_ROUNDS {
-        for (i, server) in servers.iter().enumerate() {
-            let ((rate, n, fraction), used) =
+        for (i, (label, server)) in servers.iter().enumerate() {
+            let ((rate, got, fraction), used) =
                 with_cpu(ProcCpu::Process(server.proc.pid()), || {
                     clients_round(udpecho, server.addr("udp"))
                 })?;
             println!(
-                "  round {round} {:<12} replies {rate:>8.0}/s  echoed {:>7.3}%  CPU {} ms/1k",
-                if i == 0 { "--workers 1" } else { "default" },
+                "  round {round} {label:<14} replies {rate:>8.0}/s  echoed {:>7.3}%  CPU {} ms/1k",
                 fraction * 100.0,
-                cpu_cell(used.ms_per_thousand(n))
+                cpu_cell(used.ms_per_thousand(got))
             );
             rates[i].push(rate);
             delivered[i].push(fraction);
             cpu[i] = cpu[i].add(used);
-            datagrams[i] += n;
+            datagrams[i] += got;
         }
     }
     drop(servers);
-    let median = |v: &mut Vec<f64>| {
+    let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let [one_rate, many_rate] = rates.map(|mut v| median(&mut v));
-    let [one_delivered, many_delivered] = delivered.map(|mut v| median(&mut v));
-    let one_cpu = cpu[0].ms_per_thousand(datagrams[0]);
-    let many_cpu = cpu[1].ms_per_thousand(datagrams[1]);
+    let rate: Vec<f64> = rates.into_iter().map(median).collect();
+    let share: Vec<f64> = delivered.into_iter().map(median).collect();
+    let per_k: Vec<f64> = (0..n)
+        .map(|i| cpu[i].ms_per_thousand(datagrams[i]))
+        .collect();
+    let cell = |i: usize| format!("{:.0}, {:.2}%", rate[i], share[i] * 100.0);
     compare_row(
         table,
         &format!("{CLIENTS} probes at once (replies/s, echoed): default workers vs --workers 1"),
-        format!("{many_rate:.0}, {:.2}%", many_delivered * 100.0),
-        format!("--workers 1: {one_rate:.0}, {:.2}%", one_delivered * 100.0),
-        format!("{:.2}x", many_rate / one_rate),
-        (many_cpu, one_cpu),
+        cell(1),
+        format!("--workers 1: {}", cell(0)),
+        format!("{:.2}x", rate[1] / rate[0]),
+        (per_k[1], per_k[0]),
         "workers do not serialise",
     );
     table.figure("workers_default", cores);
-    table.figure("workers_1_replies_pps", one_rate);
-    table.figure("workers_default_replies_pps", many_rate);
-    table.figure("workers_1_cpu_ms_per_1k", one_cpu);
-    table.figure("workers_default_cpu_ms_per_1k", many_cpu);
+    table.figure("workers_1_replies_pps", rate[0]);
+    table.figure("workers_default_replies_pps", rate[1]);
+    table.figure("workers_1_cpu_ms_per_1k", per_k[0]);
+    table.figure("workers_default_cpu_ms_per_1k", per_k[1]);
+    if n == 4 {
+        compare_row(
+            table,
+            &format!("{CLIENTS} probes at once, the other build: default workers vs --workers 1"),
+            cell(3),
+            format!("--workers 1: {}", cell(2)),
+            format!("{:.2}x", rate[3] / rate[2]),
+            (per_k[3], per_k[2]),
+            "-",
+        );
+        compare_row(
+            table,
+            &format!("{CLIENTS} probes at once, default workers: this build vs the other"),
+            cell(1),
+            format!("other: {}", cell(3)),
+            format!("{:.2}x", rate[1] / rate[3]),
+            (per_k[1], per_k[3]),
+            "-",
+        );
+        table.figure("other_workers_1_replies_pps", rate[2]);
+        table.figure("other_workers_default_replies_pps", rate[3]);
+        table.figure("other_workers_1_cpu_ms_per_1k", per_k[2]);
+        table.figure("other_workers_default_cpu_ms_per_1k", per_k[3]);
+    }
     table.note(format!(
         "Workers: {CLIENTS} probes of {CLIENT_PPS}/s at once, each from its own socket, for 3 s; \
          replies/s and the share echoed are medians of {WORKER_ROUNDS} interleaved rounds, CPU \
@@ -320,11 +358,103 @@ fn workers_rows(udpecho: &Path, table: &mut Table) -> Result<()> {
     Ok(())
 }
 
+/// Probes each thread hands the flow table in the table-only comparison.
+const TABLE_OPS: u64 = 400_000;
+
+/// `threads` threads, each handling `TABLE_OPS` probes of its own 1,000 flows through `handle`
+/// (which takes a thread's batch of 64 datagrams): the probes per second of wall time.
+fn table_rate(threads: u32, handle: &(dyn Fn(Duration, &[Vec<u8>]) + Sync)) -> f64 {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            s.spawn(move || {
+                // The datagrams are made once; each batch rewrites their flow and sequence
+                // number in place, so that the time measured is the table's.
+                let mut batch: Vec<Vec<u8>> = (0..64)
+                    .map(|_| protolab_udpecho::wire::ProbePacket::default().to_vec(64))
+                    .collect();
+                let mut sent = 0u64;
+                while sent < TABLE_OPS {
+                    for d in &mut batch {
+                        let flow = t * 1_000_000 + (sent % 1000) as u32;
+                        d[8..12].copy_from_slice(&flow.to_be_bytes());
+                        d[16..24].copy_from_slice(&(sent / 1000).to_be_bytes());
+                        sent += 1;
+                    }
+                    handle(start.elapsed(), &batch);
+                }
+            });
+        }
+    });
+    f64::from(threads) * TABLE_OPS as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The flow table alone, in this process: the probes per second of one thread and of two,
+/// each thread with its own flows (as two workers with their own sockets), with one lock over
+/// the whole table taken per batch (how the workers shared it before it was sharded) and with
+/// `FlowShards` (each datagram locks only its flow's shard). Three interleaved rounds,
+/// medians. xtask itself is a debug build, so the absolute rates are low; what the row
+/// compares is how each grows from one thread to two.
+fn table_rows(table: &mut Table) -> Result<()> {
+    use protolab_udpecho::flows::{FlowConfig, FlowShards, FlowTable};
+    use std::sync::Mutex;
+    let whole = Mutex::new(FlowTable::new(FlowConfig::default()));
+    let one_lock = |now: Duration, batch: &[Vec<u8>]| {
+        let mut t = whole
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for d in batch {
+            let _ = t.handle(now, d);
+        }
+    };
+    let shards = FlowShards::new(FlowConfig::default());
+    let sharded = |now: Duration, batch: &[Vec<u8>]| {
+        for d in batch {
+            let _ = shards.with_shard(now, d, |t| t.handle(now, d));
+        }
+    };
+    let mut got: [Vec<f64>; 4] = Default::default();
+    for _ in 0..3 {
+        got[0].push(table_rate(1, &one_lock));
+        got[1].push(table_rate(2, &one_lock));
+        got[2].push(table_rate(1, &sharded));
+        got[3].push(table_rate(2, &sharded));
+    }
+    println!(
+        "Flow table alone, probes/s with 1 and 2 threads: one lock {:.0?} {:.0?}, shards {:.0?} {:.0?}",
+        got[0], got[1], got[2], got[3]
+    );
+    let [lock1, lock2, shard1, shard2] = got.map(|mut v| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    });
+    compare_row(
+        table,
+        "flow table alone, probes/s, 1 -> 2 threads: shards vs one lock per batch",
+        format!("{shard1:.0} -> {shard2:.0}"),
+        format!("one lock: {lock1:.0} -> {lock2:.0}"),
+        format!("{:.2}x vs {:.2}x", shard2 / shard1, lock2 / lock1),
+        (f64::NAN, f64::NAN),
+        "shards grow more",
+    );
+    table.figure("table_one_lock_1_thread_pps", lock1);
+    table.figure("table_one_lock_2_threads_pps", lock2);
+    table.figure("table_shards_1_thread_pps", shard1);
+    table.figure("table_shards_2_threads_pps", shard2);
+    Ok(())
+}
+
 pub fn run(args: &[String]) -> Result<()> {
-    let workers_only = match args.first().map(String::as_str) {
-        None => false,
-        Some("--workers-only") => true,
-        Some(other) => bail!("bench udp takes only --workers-only (got {other:?})"),
+    let (workers_only, against) = match args {
+        [] => (false, None),
+        [flag] if flag == "--workers-only" => (true, None),
+        [flag, against, path] if flag == "--workers-only" && against == "--against" => {
+            (true, Some(std::path::PathBuf::from(path)))
+        }
+        _ => bail!(
+            "bench udp takes only --workers-only [--against UDPECHO] (got {})",
+            args.join(" ")
+        ),
     };
     if workers_only {
         let bins = util::build_bins_of(true, &["protolab-udpecho"])?;
@@ -340,7 +470,8 @@ pub fn run(args: &[String]) -> Result<()> {
                 "target",
             ],
         );
-        workers_rows(&bins.join("udpecho"), &mut table)?;
+        workers_rows(&bins.join("udpecho"), against.as_deref(), &mut table)?;
+        table_rows(&mut table)?;
         return table.finish();
     }
     let irtt = require_peer("irtt", "irtt");
@@ -711,7 +842,8 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut rest = String::new();
     let _ = server.stdout.read_to_string(&mut rest);
 
-    workers_rows(&udpecho, &mut table)?;
+    workers_rows(&udpecho, None, &mut table)?;
+    table_rows(&mut table)?;
 
     table.note(format!(
         "Loss-free: the highest rate actually sent in a step that had >= 99.9% of its 64-byte \
