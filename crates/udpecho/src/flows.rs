@@ -369,17 +369,10 @@ impl FlowShards {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Runs `f` on the shard that holds `datagram`'s flow, at `now` (the server's clock).
-    ///
-    /// Every second, and every 100 ms while the table is full, all shards are first swept of
-    /// idle flows (one at a time, never two locks held): a shard no datagram reaches would
-    /// otherwise keep its idle flows, and their room, for ever.
-    pub fn with_shard<T>(
-        &self,
-        now: Duration,
-        datagram: &[u8],
-        f: impl FnOnce(&mut FlowTable) -> T,
-    ) -> T {
+    /// Sweeps every shard of idle flows when it is due: every second, and every 100 ms while
+    /// the table is full. A shard no datagram reaches would otherwise keep its idle flows, and
+    /// their room, for ever. The shards are swept one at a time, so the caller must hold none.
+    fn sweep_if_due(&self, now: Duration) {
         let now_ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
         let last = self.last_sweep_ns.load(Ordering::Relaxed);
         let since = now_ns.saturating_sub(last);
@@ -396,7 +389,29 @@ impl FlowShards {
                 self.lock(i).sweep(now);
             }
         }
+    }
+
+    /// Runs `f` on the shard that holds `datagram`'s flow, at `now` (the server's clock),
+    /// after the sweep of every shard if one is due.
+    pub fn with_shard<T>(
+        &self,
+        now: Duration,
+        datagram: &[u8],
+        f: impl FnOnce(&mut FlowTable) -> T,
+    ) -> T {
+        self.sweep_if_due(now);
         f(&mut self.lock(Self::shard_of(datagram)))
+    }
+
+    /// For a batch of datagrams handled at `now`: sweeps if due, then hands out the shard of
+    /// each datagram in turn, keeping a shard's lock while consecutive datagrams belong to it
+    /// (a socket's batch is often one flow's), and never holding two.
+    pub fn batch(&self, now: Duration) -> ShardCursor<'_> {
+        self.sweep_if_due(now);
+        ShardCursor {
+            shards: self,
+            held: None,
+        }
     }
 
     /// Flows tracked right now, in all shards.
@@ -414,6 +429,29 @@ impl FlowShards {
             sum.add(self.lock(i).counters());
             sum
         })
+    }
+}
+
+/// The shards of a [`FlowShards`] handed out one at a time to a batch (see
+/// [`FlowShards::batch`]); drop it before anything that may wait, such as sending.
+#[derive(Debug)]
+pub struct ShardCursor<'a> {
+    shards: &'a FlowShards,
+    held: Option<(usize, std::sync::MutexGuard<'a, FlowTable>)>,
+}
+
+impl ShardCursor<'_> {
+    /// The table that holds `datagram`'s flow, locked until a datagram of another shard comes
+    /// or the cursor is dropped.
+    pub fn table(&mut self, datagram: &[u8]) -> &mut FlowTable {
+        let i = FlowShards::shard_of(datagram);
+        if self.held.as_ref().is_some_and(|(j, _)| *j != i) {
+            // Released before the next is taken: two held locks could deadlock two workers.
+            self.held = None;
+        }
+        let shards = self.shards;
+        let (_, guard) = self.held.get_or_insert_with(|| (i, shards.lock(i)));
+        guard
     }
 }
 
@@ -674,5 +712,34 @@ mod tests {
             c.duplicates, 100,
             "the second probe of each flow with state"
         );
+    }
+
+    #[test]
+    fn a_batch_cursor_counts_as_datagram_by_datagram_does() {
+        let shards = FlowShards::new(FlowConfig::default());
+        let one_by_one = FlowShards::new(FlowConfig::default());
+        let datagrams: Vec<Vec<u8>> = [(1, 0), (1, 1), (2, 0), (1, 1), (3, 0), (2, 1)]
+            .iter()
+            .map(|&(flow, seq)| probe(flow, seq))
+            .chain([b"garbage".to_vec()])
+            .collect();
+        let mut cursor = shards.batch(t(0));
+        let batched: Vec<_> = datagrams
+            .iter()
+            .map(|d| cursor.table(d).handle(t(0), d).map(|p| p.server_count))
+            .collect();
+        drop(cursor);
+        let single: Vec<_> = datagrams
+            .iter()
+            .map(|d| {
+                one_by_one
+                    .with_shard(t(0), d, |table| table.handle(t(0), d))
+                    .map(|p| p.server_count)
+            })
+            .collect();
+        assert_eq!(batched, single);
+        assert_eq!(shards.counters(), one_by_one.counters());
+        assert_eq!(shards.counters().duplicates, 1);
+        assert_eq!(shards.len(), 3);
     }
 }

@@ -278,6 +278,7 @@ impl UdpWorker {
                 }
             };
             let now = self.echo.start.elapsed();
+            let mut flows = self.echo.flows.batch(now);
             for (i, reply) in replies.iter_mut().enumerate().take(n) {
                 let wire_len = batch.wire_len(i);
                 let (bytes, peer) = batch.get(i);
@@ -296,12 +297,11 @@ impl UdpWorker {
                 } else {
                     // A datagram longer than the buffer arrives cut to max_size + 1 bytes,
                     // which the table counts as oversized. Only this datagram's shard of the
-                    // table is locked, and only while it is handled.
+                    // table is locked (kept for the next datagram if it is the same shard).
                     let request: &[u8] = bytes;
-                    let panics = &mut c.handler_panics;
-                    let header = self.echo.flows.with_shard(now, request, |table| {
-                        guarded(panics, peer, || table.handle(now, request))
-                    });
+                    let table = flows.table(request);
+                    let header =
+                        guarded(&mut c.handler_panics, peer, || table.handle(now, request));
                     header.map(|header| {
                         header.emit(bytes);
                         bytes.len()
@@ -311,6 +311,8 @@ impl UdpWorker {
                     c.bytes_out = c.bytes_out.saturating_add(*len as u64);
                 }
             }
+            // No shard stays locked while the replies are sent.
+            drop(flows);
             let (sent, failed) = batch.send_back(socket, &replies[..n], true);
             c.replied += sent;
             c.io_errors += failed;
