@@ -336,3 +336,44 @@ async fn send(socket: &UdpSocket, stats: &UdpServerStats, reply: &[u8], peer: So
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_pair_shares_one_port_and_a_taken_port_is_named() {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        // As dns binds it: one socket, a 4 MiB buffer, always TCP, served from tokio.
+        let pair = bind_pair(any, 1, 4 << 20, true).unwrap();
+        let tcp = pair.tcp.as_ref().unwrap().local_addr().unwrap();
+        assert_eq!(tcp, pair.udp_addr);
+        assert_eq!(pair.local_addrs(), [("udp", pair.udp_addr), ("tcp", tcp)]);
+        let udp = pair.udp.into_iter().next().unwrap();
+        let udp = into_tokio(udp).unwrap();
+        let client = connect_udp(pair.udp_addr, 1 << 16).unwrap();
+        client.send(b"ping").unwrap();
+        let mut buf = [0u8; 8];
+        let (n, from) = udp.recv_from(&mut buf).await.unwrap();
+        assert_eq!(
+            (&buf[..n], from),
+            (&b"ping"[..], client.local_addr().unwrap())
+        );
+
+        // The same port again: refused, naming the protocol that could not have it.
+        let err = bind_pair(tcp, 2, 1 << 20, true).unwrap_err();
+        assert_eq!((err.proto, err.addr), ("udp", tcp));
+        assert_eq!(err.source.kind(), io::ErrorKind::AddrInUse);
+    }
+
+    #[tokio::test]
+    async fn a_group_without_tcp_is_one_port_for_all_its_sockets() {
+        let pair = bind_pair(SocketAddr::from(([127, 0, 0, 1], 0)), 3, 1 << 20, false).unwrap();
+        assert!(pair.tcp.is_none());
+        assert_eq!(pair.udp.len(), 3);
+        for s in &pair.udp {
+            assert_eq!(s.local_addr().unwrap(), pair.udp_addr);
+        }
+        assert_eq!(pair.local_addrs(), [("udp", pair.udp_addr)]);
+    }
+}
