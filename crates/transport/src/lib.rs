@@ -8,8 +8,13 @@
 //! - [`addr`]: parsing `host:port`, `[v6]:port` and bare ports (which mean loopback).
 //! - [`tcp`]: the TCP server runner (accept loop, connection cap with a "busy" reply, idle
 //!   timeout, graceful shutdown that drains), [`tcp::Conn`], a connection's context, and
-//!   [`tcp::connect_tcp`], how clients connect.
-//! - [`udp`]: the UDP server runner (receive loop, replies now or later, the same shutdown).
+//!   [`tcp::connect_tcp`] and [`tcp::connect_tcp_blocking`], how clients connect.
+//! - [`udp`]: the UDP server runner (receive loop, replies now or later, the same shutdown),
+//!   [`udp::bind_pair`] (a UDP socket group and a TCP listener on one port) and
+//!   [`udp::connect_udp`], a client's connected socket.
+//! - [`batch`]: batched `recvmmsg`/`sendmmsg` for thread-per-socket services and clients, and
+//!   a TCP socket's `TCP_INFO`. With one `setsockopt` in [`tcp`], the crate's only unsafe
+//!   code.
 //! - [`tls`]: TLS for every service (rustls with ring): lab certificates, server and client
 //!   configurations, the handshake within the idle timeout, refusals said in words.
 //! - [`framing`]: byte lines with a maximum length and u16 length-prefixed frames.
@@ -19,6 +24,7 @@
 //! - [`cli`]: what every binary shares: duration parsing and `tracing` set-up.
 
 pub mod addr;
+pub mod batch;
 pub mod cli;
 pub mod framing;
 pub mod memory;

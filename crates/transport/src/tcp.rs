@@ -250,6 +250,102 @@ pub async fn connect_tcp(addr: SocketAddr, timeout: Duration) -> io::Result<TcpS
     Ok(stream)
 }
 
+/// How a blocking client's TCP connection is set up before its handshake.
+#[derive(Debug, Clone, Default)]
+pub struct BlockingConnect {
+    /// The congestion control to ask for (TCP_CONGESTION); the system's default when `None`.
+    /// Set before connecting, so the handshake already runs under it (bbr paces from the
+    /// first segment).
+    pub congestion: Option<String>,
+    /// Unsent bytes the socket may hold before a write blocks (TCP_NOTSENT_LOWAT), so that a
+    /// bulk sender stops close to its deadline instead of draining megabytes of send buffer;
+    /// left to the kernel if it refuses.
+    pub notsent_lowat: Option<u32>,
+    /// Turn Nagle's algorithm off.
+    pub nodelay: bool,
+}
+
+/// Why [`connect_tcp_blocking`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockingConnectError {
+    /// The kernel refused the congestion control asked for (unknown or not allowed).
+    #[error("congestion control {name:?} refused: {source}")]
+    Congestion { name: String, source: io::Error },
+    /// The connection itself: refused, unreachable, or timed out.
+    #[error("{0}")]
+    Connect(io::Error),
+}
+
+/// Connects a blocking TCP client (for tools that run on threads, not on tokio), with the
+/// handshake bounded by `timeout`.
+///
+/// # Errors
+/// A refused congestion control, or the connect error.
+pub fn connect_tcp_blocking(
+    addr: SocketAddr,
+    timeout: Duration,
+    options: &BlockingConnect,
+) -> Result<std::net::TcpStream, BlockingConnectError> {
+    use BlockingConnectError::Connect;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .map_err(Connect)?;
+    if let Some(name) = &options.congestion {
+        socket
+            .set_tcp_congestion(name.as_bytes())
+            .map_err(|source| BlockingConnectError::Congestion {
+                name: name.clone(),
+                source,
+            })?;
+    }
+    if let Some(lowat) = options.notsent_lowat {
+        if let Err(e) = set_notsent_lowat(&socket, lowat) {
+            tracing::debug!(error = %e, "TCP_NOTSENT_LOWAT not set");
+        }
+    }
+    socket
+        .connect_timeout(&addr.into(), timeout)
+        .map_err(Connect)?;
+    if options.nodelay {
+        socket.set_tcp_nodelay(true).map_err(Connect)?;
+    }
+    Ok(socket.into())
+}
+
+fn set_notsent_lowat(socket: &socket2::Socket, lowat: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let value = libc::c_int::try_from(lowat).unwrap_or(libc::c_int::MAX);
+    // SAFETY: a valid descriptor and a c_int option value of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The congestion control a TCP socket runs, as the kernel names it (TCP_CONGESTION).
+///
+/// # Errors
+/// The getsockopt error.
+pub fn congestion_of(stream: &std::net::TcpStream) -> io::Result<String> {
+    let name = socket2::SockRef::from(stream).tcp_congestion()?;
+    Ok(String::from_utf8_lossy(&name)
+        .trim_end_matches('\0')
+        .to_owned())
+}
+
 /// Runs a TCP service until `shutdown` fires and the connections have drained.
 ///
 /// `handler` is called once per connection, inside a span carrying the peer address.

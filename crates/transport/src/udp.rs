@@ -122,7 +122,10 @@ pub fn bind_udp_group(
         if addr.is_ipv6() {
             socket.set_only_v6(true)?;
         }
-        socket.set_reuse_port(true)?;
+        // A lone socket joins no group, so no later socket of this user can share its port.
+        if n > 1 {
+            socket.set_reuse_port(true)?;
+        }
         let _ = socket.set_recv_buffer_size(buffer_bytes);
         let _ = socket.set_send_buffer_size(buffer_bytes);
         socket.bind(&bound.into())?;
@@ -137,8 +140,78 @@ pub fn bind_udp_group(
     Ok((sockets, bound))
 }
 
-/// A blocking socket (of [`connect_udp`], say) for a tokio service: non-blocking, on the
-/// current runtime.
+/// The sockets [`bind_pair`] bound: a UDP group and, if asked for, a TCP listener on the
+/// same port.
+#[derive(Debug)]
+pub struct BoundPair {
+    /// The UDP sockets of one SO_REUSEPORT group (one socket when one worker was asked for),
+    /// blocking with a 100 ms read timeout, as [`bind_udp_group`] makes them.
+    pub udp: Vec<std::net::UdpSocket>,
+    /// The group's address (the port the kernel chose when asked for port 0).
+    pub udp_addr: SocketAddr,
+    /// The TCP listener on `udp_addr`'s port, when asked for.
+    pub tcp: Option<tokio::net::TcpListener>,
+}
+
+impl BoundPair {
+    /// The addresses as `listening` lines name them: `udp` first, then `tcp` if bound.
+    pub fn local_addrs(&self) -> Vec<(&'static str, SocketAddr)> {
+        let mut addrs = vec![("udp", self.udp_addr)];
+        if let Some(a) = self.tcp.as_ref().and_then(|t| t.local_addr().ok()) {
+            addrs.push(("tcp", a));
+        }
+        addrs
+    }
+}
+
+/// Binds `workers` UDP sockets in one SO_REUSEPORT group on `addr` with buffers of
+/// `udp_buffer_bytes`, and with `with_tcp` a TCP listener on the same port.
+///
+/// One port for both is what the protocols ask: a DNS client retries a truncated answer over
+/// TCP at the address it asked, and a probe switches to `--tcp` without changing its target.
+/// With port 0 the UDP port the kernel picks may be taken for TCP, so the pair is tried up to
+/// 20 times. The kernel hashes each flow to one socket of the group: a service that reads each
+/// socket from one thread answers a flow in the order its datagrams came. A tokio service
+/// takes a socket with [`into_tokio`]. The TCP listener needs a tokio runtime's context.
+///
+/// # Errors
+/// The bind error of either protocol, naming it and the address.
+pub fn bind_pair(
+    addr: SocketAddr,
+    workers: usize,
+    udp_buffer_bytes: usize,
+    with_tcp: bool,
+) -> Result<BoundPair, crate::cli::ListenError> {
+    use crate::cli::ListenError;
+    let tries = if addr.port() == 0 { 20 } else { 1 };
+    let mut last = None;
+    for _ in 0..tries {
+        let (udp, udp_addr) = bind_udp_group(addr, workers.max(1), udp_buffer_bytes)
+            .map_err(|e| ListenError::new("udp", addr, e))?;
+        if !with_tcp {
+            return Ok(BoundPair {
+                udp,
+                udp_addr,
+                tcp: None,
+            });
+        }
+        let tcp_addr = SocketAddr::new(addr.ip(), udp_addr.port());
+        match crate::tcp::bind_tcp(tcp_addr) {
+            Ok(tcp) => {
+                return Ok(BoundPair {
+                    udp,
+                    udp_addr,
+                    tcp: Some(tcp),
+                });
+            }
+            Err(e) => last = Some(ListenError::new("tcp", tcp_addr, e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| ListenError::new("tcp", addr, io::ErrorKind::AddrInUse.into())))
+}
+
+/// A blocking socket (of [`bind_pair`] or [`connect_udp`], say) for a tokio service:
+/// non-blocking, on the current runtime.
 ///
 /// # Errors
 /// Setting the socket non-blocking, or registering it with the runtime.
@@ -262,5 +335,46 @@ async fn send(socket: &UdpSocket, stats: &UdpServerStats, reply: &[u8], peer: So
             stats.io_errors.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, error = %e, "send_to");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_pair_shares_one_port_and_a_taken_port_is_named() {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        // As dns binds it: one socket, a 4 MiB buffer, always TCP, served from tokio.
+        let pair = bind_pair(any, 1, 4 << 20, true).unwrap();
+        let tcp = pair.tcp.as_ref().unwrap().local_addr().unwrap();
+        assert_eq!(tcp, pair.udp_addr);
+        assert_eq!(pair.local_addrs(), [("udp", pair.udp_addr), ("tcp", tcp)]);
+        let udp = pair.udp.into_iter().next().unwrap();
+        let udp = into_tokio(udp).unwrap();
+        let client = connect_udp(pair.udp_addr, 1 << 16).unwrap();
+        client.send(b"ping").unwrap();
+        let mut buf = [0u8; 8];
+        let (n, from) = udp.recv_from(&mut buf).await.unwrap();
+        assert_eq!(
+            (&buf[..n], from),
+            (&b"ping"[..], client.local_addr().unwrap())
+        );
+
+        // The same port again: refused, naming the protocol that could not have it.
+        let err = bind_pair(tcp, 2, 1 << 20, true).unwrap_err();
+        assert_eq!((err.proto, err.addr), ("udp", tcp));
+        assert_eq!(err.source.kind(), io::ErrorKind::AddrInUse);
+    }
+
+    #[tokio::test]
+    async fn a_group_without_tcp_is_one_port_for_all_its_sockets() {
+        let pair = bind_pair(SocketAddr::from(([127, 0, 0, 1], 0)), 3, 1 << 20, false).unwrap();
+        assert!(pair.tcp.is_none());
+        assert_eq!(pair.udp.len(), 3);
+        for s in &pair.udp {
+            assert_eq!(s.local_addr().unwrap(), pair.udp_addr);
+        }
+        assert_eq!(pair.local_addrs(), [("udp", pair.udp_addr)]);
     }
 }

@@ -16,6 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use protolab_transport::tcp::{
+    BlockingConnect, BlockingConnectError, congestion_of, connect_tcp_blocking,
+};
 use protolab_transport::{CancellationToken, Next, TcpServerConfig, TcpServerStats};
 use serde::{Deserialize, Serialize};
 
@@ -125,76 +128,35 @@ pub fn ssthresh(raw: u32) -> Option<u32> {
 /// # Errors
 /// The getsockopt error.
 pub fn sample(socket: &impl AsRawFd, t: f64) -> io::Result<Sample> {
-    // SAFETY: tcp_info is plain old data; all zeroes is a valid value.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `info`, which is that large, and the
-    // descriptor is borrowed from a live socket for the duration of the call.
-    let rc = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&raw mut info).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let info = protolab_transport::batch::tcp_info(socket)?;
     Ok(Sample {
         t,
-        cwnd: info.tcpi_snd_cwnd,
-        ssthresh: ssthresh(info.tcpi_snd_ssthresh),
-        srtt_us: info.tcpi_rtt,
-        total_retrans: info.tcpi_total_retrans,
-        delivery_rate_bps: info.tcpi_delivery_rate.saturating_mul(8),
-        bytes_acked: info.tcpi_bytes_acked,
-        mss: info.tcpi_snd_mss,
+        cwnd: info.snd_cwnd,
+        ssthresh: ssthresh(info.snd_ssthresh),
+        srtt_us: info.rtt_us,
+        total_retrans: info.total_retrans,
+        delivery_rate_bps: info.delivery_rate.saturating_mul(8),
+        bytes_acked: info.bytes_acked,
+        mss: info.snd_mss,
     })
 }
 
 fn connect(cfg: &BulkConfig) -> Result<(TcpStream, String), BulkError> {
-    let target = cfg.target;
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(target),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )
-    .map_err(|e| BulkError::Connect(target, e))?;
-    if let Some(name) = &cfg.congestion {
-        // Set before connect, so that the handshake already runs under it (bbr paces from
-        // the first segment).
-        socket
-            .set_tcp_congestion(name.as_bytes())
-            .map_err(|e| BulkError::Congestion(name.clone(), e))?;
-    }
-    let lowat: libc::c_int = NOTSENT_LOWAT as libc::c_int;
-    // SAFETY: a valid descriptor and a c_int option value of the size given.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NOTSENT_LOWAT,
-            (&raw const lowat).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
+    let options = BlockingConnect {
+        congestion: cfg.congestion.clone(),
+        notsent_lowat: Some(NOTSENT_LOWAT),
+        nodelay: false,
     };
-    if rc != 0 {
-        tracing::debug!(error = %io::Error::last_os_error(), "TCP_NOTSENT_LOWAT not set");
-    }
-    socket
-        .connect_timeout(&target.into(), Duration::from_secs(5))
-        .map_err(|e| BulkError::Connect(target, e))?;
-    let congestion = socket
-        .tcp_congestion()
-        .map(|n| {
-            String::from_utf8_lossy(&n)
-                .trim_end_matches('\0')
-                .to_owned()
-        })
-        .unwrap_or_default();
-    Ok((socket.into(), congestion))
+    let stream = connect_tcp_blocking(cfg.target, Duration::from_secs(5), &options).map_err(
+        |e| match e {
+            BlockingConnectError::Congestion { name, source } => {
+                BulkError::Congestion(name, source)
+            }
+            BlockingConnectError::Connect(e) => BulkError::Connect(cfg.target, e),
+        },
+    )?;
+    let congestion = congestion_of(&stream).unwrap_or_default();
+    Ok((stream, congestion))
 }
 
 /// Runs one transfer: writes for `duration`, closes its side, waits for the sink to close, and

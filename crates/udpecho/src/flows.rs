@@ -8,6 +8,8 @@
 //! flagged [`FLAG_NO_STATE`], rather than evicting a live flow's counts.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::wire::{FLAG_NO_STATE, FLAG_REPLY, ProbePacket, WireError};
@@ -67,6 +69,20 @@ pub struct ServerCounters {
 }
 
 impl ServerCounters {
+    /// Adds `other`'s counts to these (the shards of one table, summed for the report).
+    pub fn add(&mut self, other: &ServerCounters) {
+        self.probes += other.probes;
+        self.duplicates += other.duplicates;
+        self.stats_requests += other.stats_requests;
+        self.stateless += other.stateless;
+        self.flows_expired += other.flows_expired;
+        self.truncated += other.truncated;
+        self.oversized += other.oversized;
+        self.bad_magic += other.bad_magic;
+        self.bad_version += other.bad_version;
+        self.bad_flags += other.bad_flags;
+    }
+
     /// All datagrams dropped as invalid.
     pub fn garbage(&self) -> u64 {
         self.truncated + self.oversized + self.bad_magic + self.bad_version + self.bad_flags
@@ -168,6 +184,9 @@ pub struct FlowTable {
     flows: HashMap<u32, Flow>,
     last_sweep: Duration,
     counters: ServerCounters,
+    /// Flows held against `cfg.max_flows`: this table's own, or those of every shard of one
+    /// [`FlowShards`], so that the cap holds for the server as a whole.
+    live: Arc<AtomicUsize>,
 }
 
 impl FlowTable {
@@ -197,7 +216,19 @@ impl FlowTable {
         let before = self.flows.len();
         self.flows
             .retain(|_, f| now.saturating_sub(f.last_seen) < idle);
-        self.counters.flows_expired += (before - self.flows.len()) as u64;
+        let expired = before - self.flows.len();
+        self.live.fetch_sub(expired, Ordering::Relaxed);
+        self.counters.flows_expired += expired as u64;
+    }
+
+    /// Takes room for one more flow, if the cap leaves any.
+    fn reserve(&self) -> bool {
+        let max = self.cfg.max_flows;
+        self.live
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
     }
 
     /// Handles one received datagram at `now` (the server's clock): on success returns the
@@ -245,13 +276,13 @@ impl FlowTable {
             return Ok(p);
         }
         self.counters.probes += 1;
-        if !self.flows.contains_key(&p.flow) && self.flows.len() >= self.cfg.max_flows {
+        if !self.flows.contains_key(&p.flow) && !self.reserve() {
             // Full: a sweep may free room, but at most ten times a second, so a flood of new
             // flow ids costs no more than that.
             if now.saturating_sub(self.last_sweep) >= Duration::from_millis(100) {
                 self.sweep(now);
             }
-            if self.flows.len() >= self.cfg.max_flows {
+            if !self.reserve() {
                 self.counters.stateless += 1;
                 p.flags |= FLAG_NO_STATE;
                 p.server_count = 0;
@@ -267,6 +298,160 @@ impl FlowTable {
         p.server_count = flow.count;
         p.window = flow.window_below(p.seq);
         Ok(p)
+    }
+}
+
+/// Shards of a [`FlowShards`] table: enough that two workers seldom want the same one.
+pub const SHARDS: usize = 64;
+const SHARD_BITS: u32 = SHARDS.trailing_zeros();
+
+/// The flow table of a server with several workers: [`SHARDS`] [`FlowTable`]s, each behind its
+/// own lock, a flow always in the same one (chosen by a hash of its flow id).
+///
+/// Workers lock only the shard of the datagram in hand, for as long as it is handled, so they
+/// run side by side instead of one at a time. A flow's probes still update its state in the
+/// order they are handled, and a flow's datagrams come through one worker (the kernel hashes
+/// the flow's addresses to one socket of the group), so its replies keep their order. The cap
+/// holds for the table as a whole: every shard reserves its new flows against one shared count
+/// of `max_flows`, and when that is reached all shards are swept for idle flows before a new
+/// flow is told `NO_STATE`, as one table would be.
+#[derive(Debug)]
+pub struct FlowShards {
+    shards: Box<[Shard]>,
+    live: Arc<AtomicUsize>,
+    max_flows: usize,
+    /// When all shards were last swept, in nanoseconds of the server's clock.
+    last_sweep_ns: AtomicU64,
+}
+
+/// One shard, alone on its cache lines: two workers locking neighbouring shards would
+/// otherwise write to one line and slow each other down.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Shard(Mutex<FlowTable>);
+
+impl FlowShards {
+    pub fn new(cfg: FlowConfig) -> Self {
+        let live = Arc::new(AtomicUsize::new(0));
+        let max_flows = cfg.max_flows;
+        let shards = (0..SHARDS)
+            .map(|_| {
+                Shard(Mutex::new(FlowTable {
+                    live: live.clone(),
+                    ..FlowTable::new(cfg.clone())
+                }))
+            })
+            .collect();
+        Self {
+            shards,
+            live,
+            max_flows,
+            last_sweep_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// The shard of a datagram: by its flow id (bytes 8 to 11), so that a flow's probes and
+    /// its counters requests meet in one table. Anything shorter goes to the first shard,
+    /// which counts it as garbage like any other.
+    fn shard_of(datagram: &[u8]) -> usize {
+        let Some(id) = datagram.get(8..12) else {
+            return 0;
+        };
+        let id = u32::from_be_bytes([id[0], id[1], id[2], id[3]]);
+        // Fibonacci hashing: flow ids that differ only in their low bits spread out too.
+        (id.wrapping_mul(0x9e37_79b9) >> (32 - SHARD_BITS)) as usize
+    }
+
+    fn lock(&self, i: usize) -> std::sync::MutexGuard<'_, FlowTable> {
+        self.shards[i]
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sweeps every shard of idle flows when it is due: every second, and every 100 ms while
+    /// the table is full. A shard no datagram reaches would otherwise keep its idle flows, and
+    /// their room, for ever. The shards are swept one at a time, so the caller must hold none.
+    fn sweep_if_due(&self, now: Duration) {
+        let now_ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
+        let last = self.last_sweep_ns.load(Ordering::Relaxed);
+        let since = now_ns.saturating_sub(last);
+        let due = since >= 1_000_000_000
+            || (since >= 100_000_000 && self.live.load(Ordering::Relaxed) >= self.max_flows);
+        // One worker sweeps; the others go on with their datagrams.
+        if due
+            && self
+                .last_sweep_ns
+                .compare_exchange(last, now_ns, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            for i in 0..self.shards.len() {
+                self.lock(i).sweep(now);
+            }
+        }
+    }
+
+    /// Runs `f` on the shard that holds `datagram`'s flow, at `now` (the server's clock),
+    /// after the sweep of every shard if one is due.
+    pub fn with_shard<T>(
+        &self,
+        now: Duration,
+        datagram: &[u8],
+        f: impl FnOnce(&mut FlowTable) -> T,
+    ) -> T {
+        self.sweep_if_due(now);
+        f(&mut self.lock(Self::shard_of(datagram)))
+    }
+
+    /// For a batch of datagrams handled at `now`: sweeps if due, then hands out the shard of
+    /// each datagram in turn, keeping a shard's lock while consecutive datagrams belong to it
+    /// (a socket's batch is often one flow's), and never holding two.
+    pub fn batch(&self, now: Duration) -> ShardCursor<'_> {
+        self.sweep_if_due(now);
+        ShardCursor {
+            shards: self,
+            held: None,
+        }
+    }
+
+    /// Flows tracked right now, in all shards.
+    pub fn len(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The counters of all shards, added up.
+    pub fn counters(&self) -> ServerCounters {
+        (0..self.shards.len()).fold(ServerCounters::default(), |mut sum, i| {
+            sum.add(self.lock(i).counters());
+            sum
+        })
+    }
+}
+
+/// The shards of a [`FlowShards`] handed out one at a time to a batch (see
+/// [`FlowShards::batch`]); drop it before anything that may wait, such as sending.
+#[derive(Debug)]
+pub struct ShardCursor<'a> {
+    shards: &'a FlowShards,
+    held: Option<(usize, std::sync::MutexGuard<'a, FlowTable>)>,
+}
+
+impl ShardCursor<'_> {
+    /// The table that holds `datagram`'s flow, locked until a datagram of another shard comes
+    /// or the cursor is dropped.
+    pub fn table(&mut self, datagram: &[u8]) -> &mut FlowTable {
+        let i = FlowShards::shard_of(datagram);
+        if self.held.as_ref().is_some_and(|(j, _)| *j != i) {
+            // Released before the next is taken: two held locks could deadlock two workers.
+            self.held = None;
+        }
+        let shards = self.shards;
+        let (_, guard) = self.held.get_or_insert_with(|| (i, shards.lock(i)));
+        guard
     }
 }
 
@@ -449,5 +634,112 @@ mod tests {
         // Far older than the window: counted, since it cannot be told from a new one.
         let r = table.handle(t(0), &probe(1, 0)).unwrap();
         assert_eq!(r.server_count, 3);
+    }
+
+    #[test]
+    fn shards_share_one_cap_and_sweep_each_other() {
+        let shards = FlowShards::new(FlowConfig {
+            max_flows: 2,
+            idle: Duration::from_secs(5),
+            ..FlowConfig::default()
+        });
+        // Three flows in three different shards.
+        let mut ids: Vec<u32> = Vec::new();
+        for id in 0u32.. {
+            let shard = FlowShards::shard_of(&probe(id, 0));
+            if ids
+                .iter()
+                .all(|&i| FlowShards::shard_of(&probe(i, 0)) != shard)
+            {
+                ids.push(id);
+            }
+            if ids.len() == 3 {
+                break;
+            }
+        }
+        let [a, b, c] = [ids[0], ids[1], ids[2]];
+        let handle = |ms: u64, flow: u32, seq: u64| {
+            let d = probe(flow, seq);
+            shards
+                .with_shard(t(ms), &d, |table| table.handle(t(ms), &d))
+                .unwrap()
+        };
+        assert!(handle(0, a, 0).has_state());
+        assert!(handle(0, b, 0).has_state());
+        assert!(
+            !handle(0, c, 0).has_state(),
+            "the cap is the table's, not a shard's"
+        );
+        assert_eq!(shards.len(), 2);
+        // b keeps talking; a goes idle in a shard no datagram reaches any more: the sweep of
+        // every shard frees its room for c.
+        handle(4000, b, 1);
+        assert!(handle(6000, c, 1).has_state());
+        assert_eq!(shards.len(), 2);
+        let counters = shards.counters();
+        assert_eq!(
+            (counters.probes, counters.stateless, counters.flows_expired),
+            (5, 1, 1)
+        );
+    }
+
+    #[test]
+    fn workers_on_many_shards_keep_the_cap_and_every_count() {
+        let shards = FlowShards::new(FlowConfig {
+            max_flows: 100,
+            ..FlowConfig::default()
+        });
+        std::thread::scope(|s| {
+            for worker in 0..4u32 {
+                let shards = &shards;
+                s.spawn(move || {
+                    for flow in 0..100 {
+                        let d = probe(worker * 1000 + flow, 0);
+                        shards.with_shard(t(0), &d, |table| table.handle(t(0), &d).unwrap());
+                        shards.with_shard(t(0), &d, |table| table.handle(t(0), &d).unwrap());
+                    }
+                });
+            }
+        });
+        assert_eq!(
+            shards.len(),
+            100,
+            "exactly the cap, however the flows raced"
+        );
+        let c = shards.counters();
+        assert_eq!((c.probes, c.stateless), (800, 600));
+        assert_eq!(
+            c.duplicates, 100,
+            "the second probe of each flow with state"
+        );
+    }
+
+    #[test]
+    fn a_batch_cursor_counts_as_datagram_by_datagram_does() {
+        let shards = FlowShards::new(FlowConfig::default());
+        let one_by_one = FlowShards::new(FlowConfig::default());
+        let datagrams: Vec<Vec<u8>> = [(1, 0), (1, 1), (2, 0), (1, 1), (3, 0), (2, 1)]
+            .iter()
+            .map(|&(flow, seq)| probe(flow, seq))
+            .chain([b"garbage".to_vec()])
+            .collect();
+        let mut cursor = shards.batch(t(0));
+        let batched: Vec<_> = datagrams
+            .iter()
+            .map(|d| cursor.table(d).handle(t(0), d).map(|p| p.server_count))
+            .collect();
+        drop(cursor);
+        let single: Vec<_> = datagrams
+            .iter()
+            .map(|d| {
+                one_by_one
+                    .with_shard(t(0), d, |table| table.handle(t(0), d))
+                    .map(|p| p.server_count)
+            })
+            .collect();
+        assert_eq!(batched, single);
+        assert_eq!(shards.counters(), one_by_one.counters());
+        assert_eq!(shards.counters().duplicates, 1);
+        assert_eq!(shards.len(), 3);
     }
 }

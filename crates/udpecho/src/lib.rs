@@ -11,8 +11,8 @@
 //! - [`wire`]: the probe packet, parse and emit without I/O.
 //! - [`flows`]: the server's bounded per-flow state and counters, without I/O.
 //! - [`stats`]: the probe's statistics, without I/O: send and reply events in, a report out.
-//! - [`mmsg`]: batched `recvmmsg`/`sendmmsg`, the crate's only unsafe code.
-//! - [`server`]: `udpecho serve`: UDP on batching threads, TCP on protolab-transport.
+//! - [`server`]: `udpecho serve`: UDP on batching threads (protolab-transport's `batch`), TCP
+//!   on protolab-transport's runner.
 //! - [`bulk`]: `udpecho bulk` and `udpecho sink`: one bulk TCP transfer under a chosen
 //!   congestion control, with TCP_INFO sampled every few milliseconds.
 //! - [`plot`]: SVG pictures of a probe run and of a bulk transfer (plotters), without I/O
@@ -21,7 +21,6 @@
 
 pub mod bulk;
 pub mod flows;
-pub mod mmsg;
 pub mod plot;
 pub mod probe;
 pub mod server;

@@ -297,13 +297,12 @@ fn run(cli: Cli) -> Result<()> {
             max_connections,
             idle_timeout,
         } => {
-            let cfg = server::ServeConfig {
+            let config = server::ServeConfig {
                 listen,
                 raw,
                 allow_remote,
                 workers: workers
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-                json,
                 tcp: !no_tcp,
                 max_connections,
                 idle_timeout,
@@ -315,8 +314,13 @@ fn run(cli: Cli) -> Result<()> {
             };
             let rt = tokio::runtime::Runtime::new().context("start the tokio runtime")?;
             let report = rt.block_on(async {
+                let bound = server::bind(&config)?;
+                // Signals are handled from here on: whoever reads the next lines may send one.
                 let shutdown = protolab_transport::shutdown_on_signals();
-                server::serve(cfg, shutdown).await
+                for (proto, addr) in bound.local_addrs() {
+                    protolab_transport::cli::listening(proto, addr, json);
+                }
+                server::run(bound, config, shutdown).await
             })?;
             outln!("{}", serde_json::to_string(&report)?);
             Ok(())

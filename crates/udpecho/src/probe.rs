@@ -8,15 +8,31 @@
 //! of this flow it received: that number splits the loss into upstream and downstream exactly.
 
 use std::io::{IsTerminal, Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use protolab_transport::batch::{BATCH, RecvBatch, send_connected};
+use protolab_transport::tcp::{BlockingConnect, BlockingConnectError, connect_tcp_blocking};
+
 use crate::flows::is_stats_reply;
-use crate::mmsg::{BATCH, RecvBatch, send_connected};
 use crate::stats::{PacketRecord, Report, ServerFinal, Stats};
 use crate::wire::{FLAG_STATS, HEADER_LEN, MAX_LEN, ProbePacket};
+
+/// Socket buffers asked of the kernel: a deep buffer absorbs bursts at high rates.
+pub const SOCKET_BUFFER: usize = 8 << 20;
+
+/// What the kernel's TCP_INFO said of a `--tcp` run's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct TcpInfo {
+    /// Segments retransmitted over the connection's life (tcpi_total_retrans).
+    pub total_retrans: u32,
+    /// The smoothed round-trip time in microseconds (tcpi_rtt).
+    pub rtt_us: u32,
+    /// Its mean deviation in microseconds (tcpi_rttvar).
+    pub rttvar_us: u32,
+}
 
 /// The most probes one run may send (per-probe state is about 40 bytes).
 pub const MAX_PACKETS: u64 = 10_000_000;
@@ -104,7 +120,7 @@ pub struct ProbeSummary {
     /// The kernel's view of the TCP connection (`--tcp` only): retransmissions and smoothed
     /// RTT, read after the last reply.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tcp_info: Option<crate::mmsg::TcpInfo>,
+    pub tcp_info: Option<TcpInfo>,
     #[serde(flatten)]
     pub report: Report,
 }
@@ -298,30 +314,12 @@ fn progress_line(shared: &Shared, stats: &Stats, last: &mut u64, on: bool) {
     }
 }
 
-fn udp_socket(target: SocketAddr) -> std::io::Result<UdpSocket> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(target),
-        socket2::Type::DGRAM,
-        Some(socket2::Protocol::UDP),
-    )?;
-    let _ = socket.set_recv_buffer_size(crate::server::SOCKET_BUFFER);
-    let _ = socket.set_send_buffer_size(crate::server::SOCKET_BUFFER);
-    let any: SocketAddr = if target.is_ipv6() {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    } else {
-        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-    };
-    socket.bind(&any.into())?;
-    socket.connect(&target.into())?;
-    Ok(socket.into())
-}
-
 fn run_udp(cfg: &ProbeConfig, planned: u64) -> Result<ProbeRun, ProbeError> {
     let err = |source| ProbeError::Socket {
         target: cfg.target,
         source,
     };
-    let socket = udp_socket(cfg.target).map_err(err)?;
+    let socket = protolab_transport::udp::connect_udp(cfg.target, SOCKET_BUFFER).map_err(err)?;
     socket
         .set_read_timeout(Some(Duration::from_millis(20)))
         .map_err(err)?;
@@ -470,7 +468,7 @@ impl Answers {
 
 /// Asks the server for the flow's count from a fresh socket, retrying a few times.
 fn final_counters_udp(cfg: &ProbeConfig, sent: u64) -> (Option<ServerFinal>, u32) {
-    let Ok(socket) = udp_socket(cfg.target) else {
+    let Ok(socket) = protolab_transport::udp::connect_udp(cfg.target, SOCKET_BUFFER) else {
         return (None, 0);
     };
     let per_try = cfg
@@ -503,11 +501,18 @@ fn final_counters_udp(cfg: &ProbeConfig, sent: u64) -> (Option<ServerFinal>, u32
 }
 
 fn run_tcp(cfg: &ProbeConfig, planned: u64) -> Result<ProbeRun, ProbeError> {
+    let options = BlockingConnect {
+        nodelay: true,
+        ..BlockingConnect::default()
+    };
     let stream =
-        TcpStream::connect_timeout(&cfg.target, Duration::from_secs(5)).map_err(|source| {
+        connect_tcp_blocking(cfg.target, Duration::from_secs(5), &options).map_err(|e| {
             ProbeError::Connect {
                 target: cfg.target,
-                source,
+                source: match e {
+                    BlockingConnectError::Connect(e) => e,
+                    other => std::io::Error::other(other.to_string()),
+                },
             }
         })?;
     let err = |source| ProbeError::Socket {
@@ -600,8 +605,12 @@ fn run_tcp(cfg: &ProbeConfig, planned: u64) -> Result<ProbeRun, ProbeError> {
     shared.done.store(true, Ordering::Release);
     let (mut stats, foreign, server) = receiver.join().expect("receiver thread");
     // Read before closing: afterwards the kernel's figures are gone with the connection.
-    let tcp_info = match crate::mmsg::tcp_info(&tx) {
-        Ok(info) => Some(info),
+    let tcp_info = match protolab_transport::batch::tcp_info(&tx) {
+        Ok(info) => Some(TcpInfo {
+            total_retrans: info.total_retrans,
+            rtt_us: info.rtt_us,
+            rttvar_us: info.rttvar_us,
+        }),
         Err(e) => {
             tracing::debug!(error = %e, "TCP_INFO unavailable");
             None

@@ -1,24 +1,27 @@
-//! `udpecho serve`: the echo server over UDP and TCP, on protolab-transport's runners.
+//! `udpecho serve`: the echo server over UDP and TCP, on protolab-transport's sockets.
 //!
-//! Both transports share one [`FlowTable`]: a probe's flow is the same whether its packets come
-//! as datagrams or as frames. The reply is the request with the server's fields written over
-//! its header, so it is never longer than the request (no amplification).
+//! [`bind`] binds the UDP socket group and the TCP listener on one port; [`run`] serves them
+//! until shutdown and returns the [`ServeReport`]. Both transports share one [`FlowShards`]
+//! table: a probe's flow is the same whether its packets come as datagrams or as frames. The
+//! reply is the request with the server's fields written over its header, so it is never
+//! longer than the request (no amplification).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use bytes::BytesMut;
+use protolab_transport::batch::{BATCH, RecvBatch};
 use protolab_transport::cli::ListenError;
+use protolab_transport::udp::BoundPair;
 use protolab_transport::{
-    CancellationToken, Conn, Next, TcpServerConfig, TcpServerStats, bind_tcp, run_tcp, u16_frames,
+    CancellationToken, Conn, Next, TcpServerConfig, TcpServerStats, run_tcp, u16_frames,
 };
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::FramedRead;
 
-use crate::flows::{FlowConfig, FlowTable, ServerCounters};
-use crate::mmsg::{BATCH, RecvBatch};
+use crate::flows::{FlowConfig, FlowShards, FlowTable, ServerCounters};
 
 /// Socket buffer size asked of the kernel: a deep buffer absorbs bursts at high rates.
 pub const SOCKET_BUFFER: usize = 8 << 20;
@@ -35,8 +38,6 @@ pub struct ServeConfig {
     /// hashes each flow (source and destination address and port) to one socket, so a flow's
     /// replies leave in the order its probes came, whatever the number of workers.
     pub workers: usize,
-    /// Announce the bound sockets as JSON lines.
-    pub json: bool,
     /// Also serve framed probes over TCP on the same port.
     pub tcp: bool,
     /// TCP connections served at once; a client over it is closed at once.
@@ -74,19 +75,6 @@ pub struct ServeReport {
     pub handler_panics: u64,
 }
 
-#[derive(Debug, Default)]
-struct Shared {
-    table: FlowTable,
-    raw_echoed: u64,
-    raw_refused: u64,
-    bytes_in: u64,
-    bytes_out: u64,
-    received: u64,
-    replied: u64,
-    io_errors: u64,
-    handler_panics: u64,
-}
-
 /// Errors of the server's set-up.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -99,64 +87,129 @@ pub enum ServeError {
     Listen(#[from] ListenError),
 }
 
-/// Binds, prints `listening udp ADDR` (and `listening tcp ADDR`), serves until `shutdown`.
+/// The server's sockets, bound and not yet served.
+#[derive(Debug)]
+pub struct Bound {
+    pair: BoundPair,
+}
+
+impl Bound {
+    /// The addresses to announce: `udp`, then `tcp` when TCP is served.
+    pub fn local_addrs(&self) -> Vec<(&'static str, SocketAddr)> {
+        self.pair.local_addrs()
+    }
+}
+
+/// Binds `config.workers` UDP sockets in one SO_REUSEPORT group (and, with `config.tcp`, the
+/// TCP listener on the same port). Call it inside a tokio runtime.
 ///
 /// # Errors
-/// Binding failures and a raw echo asked for off loopback without `allow_remote`.
-pub async fn serve(
-    cfg: ServeConfig,
-    shutdown: CancellationToken,
-) -> Result<ServeReport, ServeError> {
-    if cfg.raw && !cfg.allow_remote && !cfg.listen.ip().is_loopback() {
-        return Err(ServeError::RawNotLoopback(cfg.listen));
+/// Binding failures, and a raw echo asked for off loopback without `allow_remote`.
+pub fn bind(config: &ServeConfig) -> Result<Bound, ServeError> {
+    if config.raw && !config.allow_remote && !config.listen.ip().is_loopback() {
+        return Err(ServeError::RawNotLoopback(config.listen));
     }
-    let (sockets, udp_addr, tcp) = bind_pair(cfg.listen, cfg.workers.max(1), cfg.tcp)?;
-    protolab_transport::cli::listening("udp", udp_addr, cfg.json);
-    if let Some(tcp) = &tcp {
-        if let Ok(a) = tcp.local_addr() {
-            protolab_transport::cli::listening("tcp", a, cfg.json);
+    let pair = protolab_transport::udp::bind_pair(
+        config.listen,
+        config.workers.max(1),
+        SOCKET_BUFFER,
+        config.tcp,
+    )?;
+    Ok(Bound { pair })
+}
+
+/// What the UDP workers and the TCP connections share: the flow table and the clock.
+#[derive(Debug)]
+struct Echo {
+    flows: FlowShards,
+    start: Instant,
+    /// Frames whose handling panicked (UDP workers count theirs in [`UdpCounts`]).
+    tcp_panics: AtomicU64,
+}
+
+impl Echo {
+    fn new(flows: FlowConfig) -> Self {
+        Self {
+            flows: FlowShards::new(flows),
+            start: Instant::now(),
+            tcp_panics: AtomicU64::new(0),
         }
     }
+}
 
-    let start = Instant::now();
-    let shared = Arc::new(Mutex::new(Shared {
-        table: FlowTable::new(cfg.flows.clone()),
-        ..Shared::default()
-    }));
-    // The UDP side runs on its own threads with batched system calls (see [`crate::mmsg`]):
-    // at a hundred thousand probes a second the per-datagram cost is what decides the rate.
+/// What one UDP worker counted. Each worker keeps its own and they are added up at the end,
+/// so that counting costs no shared cache line per datagram.
+#[derive(Debug, Default, Clone, Copy)]
+struct UdpCounts {
+    received: u64,
+    replied: u64,
+    io_errors: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    raw_echoed: u64,
+    raw_refused: u64,
+    handler_panics: u64,
+}
+
+impl UdpCounts {
+    fn add(mut self, o: UdpCounts) -> UdpCounts {
+        self.received += o.received;
+        self.replied += o.replied;
+        self.io_errors += o.io_errors;
+        self.bytes_in = self.bytes_in.saturating_add(o.bytes_in);
+        self.bytes_out = self.bytes_out.saturating_add(o.bytes_out);
+        self.raw_echoed += o.raw_echoed;
+        self.raw_refused += o.raw_refused;
+        self.handler_panics += o.handler_panics;
+        self
+    }
+}
+
+/// Serves the bound sockets until `shutdown`, then returns what was counted.
+///
+/// # Errors
+/// None today: per-datagram and per-connection errors are counted in the report; the
+/// `Result` keeps the shape every service's `run` has.
+pub async fn run(
+    bound: Bound,
+    config: ServeConfig,
+    shutdown: CancellationToken,
+) -> Result<ServeReport, ServeError> {
+    let BoundPair { udp, tcp, .. } = bound.pair;
+    let echo = Arc::new(Echo::new(config.flows.clone()));
+    // The UDP side runs on its own threads with batched system calls (protolab_transport's
+    // `batch`): at a hundred thousand probes a second the per-datagram cost decides the rate.
     let stop = Arc::new(AtomicBool::new(false));
-    let buf_len = if cfg.raw {
+    let buf_len = if config.raw {
         65_536
     } else {
-        cfg.flows.max_size + 1
+        config.flows.max_size + 1
     };
     let mut workers = Vec::new();
-    for socket in sockets {
+    for socket in udp {
         let worker = UdpWorker {
-            shared: shared.clone(),
+            echo: echo.clone(),
             stop: stop.clone(),
-            start,
-            raw: cfg.raw,
-            allow_remote: cfg.allow_remote,
+            raw: config.raw,
+            allow_remote: config.allow_remote,
         };
         workers.push(std::thread::spawn(move || worker.run(&socket, buf_len)));
     }
     let tcp_stats = Arc::new(TcpServerStats::default());
     let tcp_task = tcp.map(|listener| {
-        let shared = shared.clone();
-        let config = TcpServerConfig {
-            max_connections: cfg.max_connections,
-            idle_timeout: Some(cfg.idle_timeout),
+        let echo = echo.clone();
+        let tcp_config = TcpServerConfig {
+            max_connections: config.max_connections,
+            idle_timeout: Some(config.idle_timeout),
             nodelay: true,
             ..TcpServerConfig::default()
         };
         tokio::spawn(run_tcp(
             listener,
-            config,
+            tcp_config,
             shutdown.clone(),
             tcp_stats.clone(),
-            move |stream, conn| serve_tcp(stream, conn, shared.clone(), start),
+            move |stream, conn| serve_tcp(stream, conn, echo.clone()),
         ))
     });
     if let Some(t) = tcp_task {
@@ -165,43 +218,43 @@ pub async fn serve(
         shutdown.cancelled().await;
     }
     stop.store(true, Ordering::Release);
-    let _ = tokio::task::spawn_blocking(move || {
-        for w in workers {
-            let _ = w.join();
-        }
+    let udp = tokio::task::spawn_blocking(move || {
+        workers
+            .into_iter()
+            .filter_map(|w| w.join().ok())
+            .fold(UdpCounts::default(), UdpCounts::add)
     })
-    .await;
-    let s = shared
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    .await
+    .unwrap_or_default();
+    let counters = echo.flows.counters();
     Ok(ServeReport {
-        counters: s.table.counters().clone(),
-        garbage: s.table.counters().garbage(),
-        raw_echoed: s.raw_echoed,
-        raw_refused: s.raw_refused,
-        udp_received: s.received,
-        udp_replied: s.replied,
-        udp_io_errors: s.io_errors,
-        udp_bytes_in: s.bytes_in,
-        udp_bytes_out: s.bytes_out,
+        garbage: counters.garbage(),
+        counters,
+        raw_echoed: udp.raw_echoed,
+        raw_refused: udp.raw_refused,
+        udp_received: udp.received,
+        udp_replied: udp.replied,
+        udp_io_errors: udp.io_errors,
+        udp_bytes_in: udp.bytes_in,
+        udp_bytes_out: udp.bytes_out,
         tcp_connections: tcp_stats.accepted.load(Ordering::Relaxed),
         tcp_busy: tcp_stats.busy.load(Ordering::Relaxed),
         tcp_idle_timeouts: tcp_stats.idle_timeouts.load(Ordering::Relaxed),
-        handler_panics: s.handler_panics,
+        handler_panics: udp.handler_panics + echo.tcp_panics.load(Ordering::Relaxed),
     })
 }
 
-/// One UDP receive thread.
+/// One UDP receive thread, on its own socket of the group.
 struct UdpWorker {
-    shared: Arc<Mutex<Shared>>,
+    echo: Arc<Echo>,
     stop: Arc<AtomicBool>,
-    start: Instant,
     raw: bool,
     allow_remote: bool,
 }
 
 impl UdpWorker {
-    fn run(self, socket: &std::net::UdpSocket, buf_len: usize) {
+    fn run(self, socket: &std::net::UdpSocket, buf_len: usize) -> UdpCounts {
+        let mut c = UdpCounts::default();
         let mut batch = RecvBatch::new(buf_len);
         let mut replies = vec![None; BATCH];
         while !self.stop.load(Ordering::Acquire) {
@@ -220,56 +273,51 @@ impl UdpWorker {
                 Err(e) => {
                     // ICMP errors from earlier replies surface here; they concern one peer.
                     tracing::debug!(error = %e, "recvmmsg");
-                    self.lock().io_errors += 1;
+                    c.io_errors += 1;
                     continue;
                 }
             };
-            let now = self.start.elapsed();
-            {
-                let mut guard = self.lock();
-                let s = &mut *guard;
-                for (i, reply) in replies.iter_mut().enumerate().take(n) {
-                    let wire_len = batch.wire_len(i);
-                    let (bytes, peer) = batch.get(i);
-                    let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-                    s.received += 1;
-                    s.bytes_in = s.bytes_in.saturating_add(wire_len as u64);
-                    *reply = if self.raw {
-                        if self.allow_remote || peer.ip().is_loopback() {
-                            s.raw_echoed += 1;
-                            Some(bytes.len())
-                        } else {
-                            s.raw_refused += 1;
-                            tracing::debug!(%peer, "raw echo refused off loopback");
-                            None
-                        }
+            let now = self.echo.start.elapsed();
+            let mut flows = self.echo.flows.batch(now);
+            for (i, reply) in replies.iter_mut().enumerate().take(n) {
+                let wire_len = batch.wire_len(i);
+                let (bytes, peer) = batch.get(i);
+                let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+                c.received += 1;
+                c.bytes_in = c.bytes_in.saturating_add(wire_len as u64);
+                *reply = if self.raw {
+                    if self.allow_remote || peer.ip().is_loopback() {
+                        c.raw_echoed += 1;
+                        Some(bytes.len())
                     } else {
-                        // A datagram longer than the buffer arrives cut to max_size + 1 bytes,
-                        // which the table counts as oversized.
-                        let table = &mut s.table;
-                        guarded(&mut s.handler_panics, peer, || table.handle(now, bytes)).map(
-                            |header| {
-                                header.emit(bytes);
-                                bytes.len()
-                            },
-                        )
-                    };
-                    if let Some(len) = reply {
-                        s.bytes_out = s.bytes_out.saturating_add(*len as u64);
+                        c.raw_refused += 1;
+                        tracing::debug!(%peer, "raw echo refused off loopback");
+                        None
                     }
+                } else {
+                    // A datagram longer than the buffer arrives cut to max_size + 1 bytes,
+                    // which the table counts as oversized. Only this datagram's shard of the
+                    // table is locked (kept for the next datagram if it is the same shard).
+                    let request: &[u8] = bytes;
+                    let table = flows.table(request);
+                    let header =
+                        guarded(&mut c.handler_panics, peer, || table.handle(now, request));
+                    header.map(|header| {
+                        header.emit(bytes);
+                        bytes.len()
+                    })
+                };
+                if let Some(len) = reply {
+                    c.bytes_out = c.bytes_out.saturating_add(*len as u64);
                 }
             }
+            // No shard stays locked while the replies are sent.
+            drop(flows);
             let (sent, failed) = batch.send_back(socket, &replies[..n], true);
-            let mut s = self.lock();
-            s.replied += sent;
-            s.io_errors += failed;
+            c.replied += sent;
+            c.io_errors += failed;
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
-        self.shared
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        c
     }
 }
 
@@ -279,7 +327,8 @@ impl UdpWorker {
 /// A panic must not take a worker down with it: the worker would stop answering for good while
 /// the process looks healthy. It is caught here, per datagram, counted in `panics` and logged,
 /// and the server goes on. The flow table stays usable: a panic can leave at most the one flow
-/// being updated with wrong counts, which is far better than a silent server.
+/// being updated with wrong counts, which is far better than a silent server. (The panic is
+/// caught inside the shard's lock, so the lock is not poisoned either.)
 fn guarded<T>(
     panics: &mut u64,
     peer: SocketAddr,
@@ -314,51 +363,13 @@ pub fn echo(
     Some(reply)
 }
 
-/// Binds `workers` UDP sockets in one SO_REUSEPORT group on one port (and the TCP listener on
-/// that port): the kernel then hands every datagram of a flow to the same socket, so one
-/// worker answers a flow and its replies keep their order.
-fn bind_pair(
-    addr: SocketAddr,
-    workers: usize,
-    tcp: bool,
-) -> Result<
-    (
-        Vec<std::net::UdpSocket>,
-        SocketAddr,
-        Option<tokio::net::TcpListener>,
-    ),
-    ServeError,
-> {
-    // With port 0 the UDP port the kernel picks may be taken for TCP: try a few times.
-    let tries = if addr.port() == 0 { 20 } else { 1 };
-    let mut last = None;
-    for _ in 0..tries {
-        let (sockets, udp_addr) =
-            protolab_transport::udp::bind_udp_group(addr, workers, SOCKET_BUFFER)
-                .map_err(|e| ListenError::new("udp", addr, e))?;
-        if !tcp {
-            return Ok((sockets, udp_addr, None));
-        }
-        let mut tcp_addr = addr;
-        tcp_addr.set_port(udp_addr.port());
-        match bind_tcp(tcp_addr) {
-            Ok(l) => return Ok((sockets, udp_addr, Some(l))),
-            Err(e) => last = Some(ListenError::new("tcp", tcp_addr, e)),
-        }
-    }
-    Err(last
-        .unwrap_or_else(|| ListenError::new("tcp", addr, std::io::ErrorKind::AddrInUse.into()))
-        .into())
-}
-
-async fn serve_tcp(
-    stream: tokio::net::TcpStream,
-    conn: Conn,
-    shared: Arc<Mutex<Shared>>,
-    start: Instant,
-) {
-    let (read, mut write) = stream.into_split();
-    let mut frames = FramedRead::new(read, u16_frames());
+/// Serves framed probes (u16 length prefix) on one connection: over TCP in the server, over
+/// an in-memory pair in the tests.
+async fn serve_tcp<S>(stream: S, conn: Conn, echo: Arc<Echo>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut frames = FramedRead::new(stream, u16_frames());
     let mut out = Vec::new();
     loop {
         let frame = match conn.next(&mut frames).await {
@@ -369,26 +380,21 @@ async fn serve_tcp(
             }
             Next::Eof | Next::IdleTimeout | Next::Closing => return,
         };
-        let reply = {
-            let mut s = shared
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            {
-                let s = &mut *s;
-                echo(
-                    &mut s.table,
-                    &mut s.handler_panics,
-                    start.elapsed(),
-                    conn.peer,
-                    &frame,
-                )
-            }
-        };
+        let now = echo.start.elapsed();
+        let mut panics = 0;
+        let reply = echo.flows.with_shard(now, &frame, |table| {
+            self::echo(table, &mut panics, now, conn.peer, &frame)
+        });
+        if panics > 0 {
+            echo.tcp_panics.fetch_add(panics, Ordering::Relaxed);
+        }
         let Some(reply) = reply else { continue };
         out.clear();
         out.extend_from_slice(&(reply.len() as u16).to_be_bytes());
         out.extend_from_slice(&reply);
-        if conn.write_all(&mut write, &out).await.is_err() {
+        // Written straight to the stream under the reader: the codec only reads, so no bytes
+        // wait in a write buffer of its own.
+        if conn.write_all(frames.get_mut(), &out).await.is_err() {
             return;
         }
     }
@@ -397,6 +403,8 @@ async fn serve_tcp(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::{FLAG_STATS, HEADER_LEN, ProbePacket};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn a_panicking_handler_is_counted_and_the_caller_goes_on() {
@@ -408,5 +416,104 @@ mod tests {
         assert_eq!((got, panics), (Some(7), 1));
         let got: Option<u8> = guarded(&mut panics, peer, || Err(crate::wire::WireError::BadMagic));
         assert_eq!((got, panics), (None, 1), "garbage is not a panic");
+    }
+
+    fn frame(p: &ProbePacket, size: usize) -> Vec<u8> {
+        let body = p.to_vec(size);
+        let mut f = (body.len() as u16).to_be_bytes().to_vec();
+        f.extend_from_slice(&body);
+        f
+    }
+
+    async fn read_reply(client: &mut tokio::io::DuplexStream) -> ProbePacket {
+        let mut len = [0u8; 2];
+        client.read_exact(&mut len).await.unwrap();
+        let mut body = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        client.read_exact(&mut body).await.unwrap();
+        ProbePacket::parse(&body).unwrap()
+    }
+
+    #[tokio::test]
+    async fn framed_probes_are_echoed_in_order_with_the_flows_counts() {
+        let echo = Arc::new(Echo::new(FlowConfig::default()));
+        let (mut client, server, conn) = protolab_transport::memory::pair(None);
+        let task = tokio::spawn(serve_tcp(server, conn, echo.clone()));
+        let probe = |seq| ProbePacket {
+            flow: 42,
+            seq,
+            ..ProbePacket::default()
+        };
+        // Three probes, one of them twice, then an oversized frame, written in one go.
+        let mut bytes = Vec::new();
+        for seq in [0, 2, 2, 1] {
+            bytes.extend(frame(&probe(seq), 64));
+        }
+        bytes.extend(frame(&probe(3), FlowConfig::default().max_size + 1));
+        let stats = ProbePacket {
+            flags: FLAG_STATS,
+            ..probe(4)
+        };
+        bytes.extend(frame(&stats, HEADER_LEN));
+        client.write_all(&bytes).await.unwrap();
+        let mut got = Vec::new();
+        for _ in 0..5 {
+            let r = read_reply(&mut client).await;
+            assert!(r.is_reply() && r.has_state(), "{r:?}");
+            got.push((r.seq, r.server_count, r.is_stats()));
+        }
+        assert_eq!(
+            got,
+            [
+                (0, 1, false),
+                (2, 2, false),
+                (2, 2, false),
+                (1, 3, false),
+                (4, 3, true)
+            ],
+            "in order, the duplicate not counted, the oversized frame dropped"
+        );
+        client.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+        task.await.unwrap();
+        let c = echo.flows.counters();
+        assert_eq!((c.probes, c.duplicates, c.oversized), (4, 1, 1));
+        assert_eq!(c.stats_requests, 1);
+    }
+
+    #[tokio::test]
+    async fn garbage_frames_get_no_reply_and_the_connection_goes_on() {
+        let echo = Arc::new(Echo::new(FlowConfig::default()));
+        let (mut client, server, conn) = protolab_transport::memory::pair(None);
+        let task = tokio::spawn(serve_tcp(server, conn, echo.clone()));
+        let mut bytes = vec![0, 5];
+        bytes.extend_from_slice(b"hello");
+        bytes.extend(frame(
+            &ProbePacket {
+                flow: 1,
+                ..ProbePacket::default()
+            },
+            56,
+        ));
+        client.write_all(&bytes).await.unwrap();
+        let r = read_reply(&mut client).await;
+        assert_eq!((r.flow, r.server_count), (1, 1));
+        drop(client);
+        task.await.unwrap();
+        assert_eq!(echo.flows.counters().bad_magic, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_is_closed_at_the_idle_timeout() {
+        let echo = Arc::new(Echo::new(FlowConfig::default()));
+        let (mut client, server, conn) =
+            protolab_transport::memory::pair(Some(Duration::from_secs(30)));
+        let task = tokio::spawn(serve_tcp(server, conn, echo));
+        let mut rest = Vec::new();
+        // With time paused, the runtime jumps to the idle deadline as soon as all tasks wait.
+        client.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+        task.await.unwrap();
     }
 }

@@ -22,7 +22,9 @@ Usage:
 Benchmarks:
   tcp       greet against redis-server and the classic Python server (greet bench), then
             greet's memory with 10,000 idle connections
-  udp       udpecho against irtt, iperf3 and sockperf: loss-free rate, RTT, memory
+  udp       udpecho against irtt, iperf3 and sockperf: loss-free rate, RTT, memory, then
+            --workers 1 against the default under 8 probes at once (--workers-only: that row;
+            --against UDPECHO: another build's servers in the same rounds)
   dns       dns against unbound and knot with dnsperf (--seconds N per warm run, default 10)
   smtp      smtp serve against Postfix's smtp-sink and aiosmtpd under smtp-source, then memory
   http      http serve against nginx under wrk: requests/s, p99, CPU, idle memory (--duration DUR)

@@ -12,6 +12,13 @@
 //!   its own server; the ratio of the medians (a timing comparison, so it lives here and not in
 //!   a test).
 //! - Memory: the server's RSS probed by 1 flow, then by 1,000 flows at the same packet rate.
+//! - Workers: 8 probes at once, each from its own socket (so the kernel spreads them over the
+//!   server's SO_REUSEPORT group), against `--workers 1` and against the default (one worker
+//!   per core), in interleaved rounds: what the second worker buys, rate and CPU per 1,000
+//!   (`cargo xtask bench udp --workers-only` runs this row alone; `--against UDPECHO` adds the
+//!   servers of another build, an older one, to the same rounds for a before/after row).
+//! - The flow table alone, in this process: probes/s from one thread to two, with one lock per
+//!   batch over the whole table (the workers' old way) and with its shards.
 //!
 //! Beside every rate, each server's CPU time per 1,000 datagrams it received (utime + stime
 //! from /proc/PID/stat over the run): the load generator shares the two cores with the server,
@@ -209,9 +216,265 @@ fn flows_load(target: SocketAddr, flows: u32, pps: u64, dur: Duration) -> Result
     Ok(replies)
 }
 
+/// Probes at once in the workers comparison, each its own socket and flow.
+const CLIENTS: usize = 8;
+/// Each probe's rate in the workers comparison: together more than one worker echoes on this
+/// machine, so the second worker has something to do.
+const CLIENT_PPS: u64 = 15_000;
+const WORKER_ROUNDS: usize = 3;
+
+/// One round of the workers comparison: `CLIENTS` probes at once for 3 s against `target`.
+/// Returns (replies per second over all probes, datagrams the server received, the fraction
+/// of probes echoed).
+fn clients_round(udpecho: &Path, target: SocketAddr) -> Result<(f64, u64, f64)> {
+    let children = (0..CLIENTS)
+        .map(|_| {
+            Command::new(udpecho)
+                .arg("probe")
+                .arg(target.to_string())
+                .args(["--json", "--quiet", "--size", "64", "--duration", "3s"])
+                .args(["--wait", "1s", "--rate", &CLIENT_PPS.to_string()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("run udpecho probe")
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (mut sent, mut received, mut at_server) = (0.0, 0.0, 0.0);
+    for child in children {
+        let out = child.wait_with_output().context("wait for udpecho probe")?;
+        let r: Value = serde_json::from_slice(&out.stdout).context("probe JSON")?;
+        sent += f(&r, "sent");
+        received += f(&r, "received");
+        at_server += (f(&r, "sent") - f(&r, "lost_upstream")).max(0.0);
+    }
+    Ok((received / 3.0, at_server as u64, received / sent.max(1.0)))
+}
+
+/// `--workers 1` against the default number of workers, both serving `CLIENTS` probes at once
+/// in interleaved rounds (a neighbour's burst then hits both alike): the rows and figures.
+/// With `against`, the servers of another udpecho build (an older one) run in the same rounds,
+/// for a before/after row measured under the same load at the same time.
+fn workers_rows(udpecho: &Path, against: Option<&Path>, table: &mut Table) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    println!(
+        "Workers: {CLIENTS} probes at once, {CLIENT_PPS}/s each, 3 s, {WORKER_ROUNDS} rounds, \
+         --workers 1 against the default ({cores} on this machine):"
+    );
+    let start = |bin: &Path, workers: Option<&str>| {
+        let mut cmd = Command::new(bin);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--no-tcp"])
+            .stderr(Stdio::null());
+        if let Some(w) = workers {
+            cmd.args(["--workers", w]);
+        }
+        Server::start_cmd("udpecho serve", cmd, 1)
+    };
+    let mut servers = vec![
+        ("--workers 1", start(udpecho, Some("1"))),
+        ("default", start(udpecho, None)),
+    ];
+    if let Some(other) = against {
+        servers.push(("other 1", start(other, Some("1"))));
+        servers.push(("other default", start(other, None)));
+    }
+    let n = servers.len();
+    let mut rates = vec![Vec::new(); n];
+    let mut delivered = vec![Vec::new(); n];
+    let mut cpu = vec![CpuUse::default(); n];
+    let mut datagrams = vec![0u64; n];
+    for round in 0..WORKER_ROUNDS {
+        for (i, (label, server)) in servers.iter().enumerate() {
+            let ((rate, got, fraction), used) =
+                with_cpu(ProcCpu::Process(server.proc.pid()), || {
+                    clients_round(udpecho, server.addr("udp"))
+                })?;
+            println!(
+                "  round {round} {label:<14} replies {rate:>8.0}/s  echoed {:>7.3}%  CPU {} ms/1k",
+                fraction * 100.0,
+                cpu_cell(used.ms_per_thousand(got))
+            );
+            rates[i].push(rate);
+            delivered[i].push(fraction);
+            cpu[i] = cpu[i].add(used);
+            datagrams[i] += got;
+        }
+    }
+    drop(servers);
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let rate: Vec<f64> = rates.into_iter().map(median).collect();
+    let share: Vec<f64> = delivered.into_iter().map(median).collect();
+    let per_k: Vec<f64> = (0..n)
+        .map(|i| cpu[i].ms_per_thousand(datagrams[i]))
+        .collect();
+    let cell = |i: usize| format!("{:.0}, {:.2}%", rate[i], share[i] * 100.0);
+    compare_row(
+        table,
+        &format!("{CLIENTS} probes at once (replies/s, echoed): default workers vs --workers 1"),
+        cell(1),
+        format!("--workers 1: {}", cell(0)),
+        format!("{:.2}x", rate[1] / rate[0]),
+        (per_k[1], per_k[0]),
+        "workers do not serialise",
+    );
+    table.figure("workers_default", cores);
+    table.figure("workers_1_replies_pps", rate[0]);
+    table.figure("workers_default_replies_pps", rate[1]);
+    table.figure("workers_1_cpu_ms_per_1k", per_k[0]);
+    table.figure("workers_default_cpu_ms_per_1k", per_k[1]);
+    if n == 4 {
+        compare_row(
+            table,
+            &format!("{CLIENTS} probes at once, the other build: default workers vs --workers 1"),
+            cell(3),
+            format!("--workers 1: {}", cell(2)),
+            format!("{:.2}x", rate[3] / rate[2]),
+            (per_k[3], per_k[2]),
+            "-",
+        );
+        compare_row(
+            table,
+            &format!("{CLIENTS} probes at once, default workers: this build vs the other"),
+            cell(1),
+            format!("other: {}", cell(3)),
+            format!("{:.2}x", rate[1] / rate[3]),
+            (per_k[1], per_k[3]),
+            "-",
+        );
+        table.figure("other_workers_1_replies_pps", rate[2]);
+        table.figure("other_workers_default_replies_pps", rate[3]);
+        table.figure("other_workers_1_cpu_ms_per_1k", per_k[2]);
+        table.figure("other_workers_default_cpu_ms_per_1k", per_k[3]);
+    }
+    table.note(format!(
+        "Workers: {CLIENTS} probes of {CLIENT_PPS}/s at once, each from its own socket, for 3 s; \
+         replies/s and the share echoed are medians of {WORKER_ROUNDS} interleaved rounds, CPU \
+         ms/1k is over all rounds. The probes share the machine's cores with the server, so \
+         the rate says as much about who got the CPU as about the server."
+    ));
+    Ok(())
+}
+
+/// Probes each thread hands the flow table in the table-only comparison.
+const TABLE_OPS: u64 = 400_000;
+
+/// `threads` threads, each handling `TABLE_OPS` probes of its own 1,000 flows through `handle`
+/// (which takes a thread's batch of 64 datagrams): the probes per second of wall time.
+fn table_rate(threads: u32, handle: &(dyn Fn(Duration, &[Vec<u8>]) + Sync)) -> f64 {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            s.spawn(move || {
+                // The datagrams are made once; each batch rewrites their flow and sequence
+                // number in place, so that the time measured is the table's.
+                let mut batch: Vec<Vec<u8>> = (0..64)
+                    .map(|_| protolab_udpecho::wire::ProbePacket::default().to_vec(64))
+                    .collect();
+                let mut sent = 0u64;
+                while sent < TABLE_OPS {
+                    for d in &mut batch {
+                        let flow = t * 1_000_000 + (sent % 1000) as u32;
+                        d[8..12].copy_from_slice(&flow.to_be_bytes());
+                        d[16..24].copy_from_slice(&(sent / 1000).to_be_bytes());
+                        sent += 1;
+                    }
+                    handle(start.elapsed(), &batch);
+                }
+            });
+        }
+    });
+    f64::from(threads) * TABLE_OPS as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The flow table alone, in this process: the probes per second of one thread and of two,
+/// each thread with its own flows (as two workers with their own sockets), with one lock over
+/// the whole table taken per batch (how the workers shared it before it was sharded) and with
+/// `FlowShards` as a worker uses them (each datagram locks only its flow's shard, kept for
+/// the next datagram of the same shard). Three interleaved rounds, medians. xtask itself is
+/// a debug build, so the absolute rates are low; what the row compares is how each grows from
+/// one thread to two.
+fn table_rows(table: &mut Table) -> Result<()> {
+    use protolab_udpecho::flows::{FlowConfig, FlowShards, FlowTable};
+    use std::sync::Mutex;
+    let whole = Mutex::new(FlowTable::new(FlowConfig::default()));
+    let one_lock = |now: Duration, batch: &[Vec<u8>]| {
+        let mut t = whole
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for d in batch {
+            let _ = t.handle(now, d);
+        }
+    };
+    let shards = FlowShards::new(FlowConfig::default());
+    let sharded = |now: Duration, batch: &[Vec<u8>]| {
+        let mut cursor = shards.batch(now);
+        for d in batch {
+            let _ = cursor.table(d).handle(now, d);
+        }
+    };
+    let mut got: [Vec<f64>; 4] = Default::default();
+    for _ in 0..3 {
+        got[0].push(table_rate(1, &one_lock));
+        got[1].push(table_rate(2, &one_lock));
+        got[2].push(table_rate(1, &sharded));
+        got[3].push(table_rate(2, &sharded));
+    }
+    println!(
+        "Flow table alone, probes/s with 1 and 2 threads: one lock {:.0?} {:.0?}, shards {:.0?} {:.0?}",
+        got[0], got[1], got[2], got[3]
+    );
+    let [lock1, lock2, shard1, shard2] = got.map(|mut v| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    });
+    compare_row(
+        table,
+        "flow table alone, probes/s, 1 -> 2 threads: shards vs one lock per batch",
+        format!("{shard1:.0} -> {shard2:.0}"),
+        format!("one lock: {lock1:.0} -> {lock2:.0}"),
+        format!("{:.2}x vs {:.2}x", shard2 / shard1, lock2 / lock1),
+        (f64::NAN, f64::NAN),
+        "shards grow more",
+    );
+    table.figure("table_one_lock_1_thread_pps", lock1);
+    table.figure("table_one_lock_2_threads_pps", lock2);
+    table.figure("table_shards_1_thread_pps", shard1);
+    table.figure("table_shards_2_threads_pps", shard2);
+    Ok(())
+}
+
 pub fn run(args: &[String]) -> Result<()> {
-    if let Some(other) = args.first() {
-        bail!("bench udp takes no options (got {other:?})");
+    let (workers_only, against) = match args {
+        [] => (false, None),
+        [flag] if flag == "--workers-only" => (true, None),
+        [flag, against, path] if flag == "--workers-only" && against == "--against" => {
+            (true, Some(std::path::PathBuf::from(path)))
+        }
+        _ => bail!(
+            "bench udp takes only --workers-only [--against UDPECHO] (got {})",
+            args.join(" ")
+        ),
+    };
+    if workers_only {
+        let bins = util::build_bins_of(true, &["protolab-udpecho"])?;
+        let mut table = Table::new(
+            "udp-workers",
+            &[
+                "measure",
+                "protolab",
+                "peer",
+                "ratio",
+                &format!("{CPU_COLUMN} ours / peer"),
+                "CPU ratio",
+                "target",
+            ],
+        );
+        workers_rows(&bins.join("udpecho"), against.as_deref(), &mut table)?;
+        table_rows(&mut table)?;
+        return table.finish();
     }
     let irtt = require_peer("irtt", "irtt");
     let iperf3 = require_peer("iperf3", "iperf3");
@@ -580,6 +843,9 @@ pub fn run(args: &[String]) -> Result<()> {
     server.proc.wait_for(Duration::from_secs(5));
     let mut rest = String::new();
     let _ = server.stdout.read_to_string(&mut rest);
+
+    workers_rows(&udpecho, None, &mut table)?;
+    table_rows(&mut table)?;
 
     table.note(format!(
         "Loss-free: the highest rate actually sent in a step that had >= 99.9% of its 64-byte \
