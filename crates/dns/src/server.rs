@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, UdpSocket};
 
 use protolab_transport::{
     CancellationToken, Conn, Next, TcpServerConfig, TcpServerStats, UdpReply, UdpServerConfig,
-    UdpServerStats, bind_tcp, bind_udp, run_tcp, run_udp,
+    UdpServerStats, bind_tcp, run_tcp, run_udp,
 };
 
 use crate::cache::{Cache, CacheStats};
@@ -42,17 +42,15 @@ const TCP_LIMIT: usize = 65_535;
 /// # Errors
 /// The bind error of either socket.
 pub fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
-    let mut last = None;
-    for _ in 0..20 {
-        let udp = bind_udp(addr, 4 << 20)?;
-        let port = udp.local_addr()?.port();
-        match bind_tcp(SocketAddr::new(addr.ip(), port)) {
-            Ok(tcp) => return Ok((udp, tcp)),
-            Err(e) if addr.port() == 0 => last = Some(e),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| io::Error::other("no common UDP and TCP port found")))
+    // One worker socket: the resolver's UDP loop is one task; the caller names the address.
+    let pair = protolab_transport::udp::bind_pair(addr, 1, 4 << 20, true).map_err(|e| e.source)?;
+    let udp = pair
+        .udp
+        .into_iter()
+        .next()
+        .expect("bind_pair binds at least one socket");
+    let tcp = pair.tcp.expect("bind_pair binds TCP when asked");
+    Ok((protolab_transport::udp::into_tokio(udp)?, tcp))
 }
 
 /// A server's sockets, bound and not yet serving: UDP and TCP on one port, and DNS over TLS
