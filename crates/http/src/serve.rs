@@ -233,7 +233,19 @@ async fn serve_on<H: Handler>(
                 None => handle(stream, conn, &shared).await,
                 Some(acceptor) => {
                     match protolab_transport::tls::accept(acceptor, stream, &conn).await {
-                        Ok(tls) => handle(tls, conn, &shared).await,
+                        Ok(mut tls) => {
+                            let result = handle(&mut tls, conn, &shared).await;
+                            // TLS ends with close_notify (RFC 8446 section 6.1): without it a
+                            // client cannot tell the end of a `Connection: close` response from
+                            // a cut connection (OpenSSL 3 calls it "unexpected eof"). Bounded:
+                            // a client that reads nothing more must not hold the task.
+                            if result.is_ok() {
+                                use tokio::io::AsyncWriteExt;
+                                let _ =
+                                    tokio::time::timeout(CLOSE_NOTIFY_TIME, tls.shutdown()).await;
+                            }
+                            result
+                        }
                         Err(e) => {
                             tracing::debug!(
                                 error = %protolab_transport::tls::describe_error(&e),
@@ -259,6 +271,8 @@ struct Shared<H> {
 }
 
 const READ_SIZE: usize = 16 * 1024;
+/// How long sending TLS's close_notify at the end of a connection may take.
+const CLOSE_NOTIFY_TIME: Duration = Duration::from_secs(1);
 /// What an idle keep-alive connection reads into: a whole small request.
 const IDLE_READ: usize = 1024;
 /// Large files are sent in pieces of this size.
