@@ -468,6 +468,11 @@ async fn write_out<S: AsyncWrite + Unpin>(
     };
     if done < bytes.len() {
         conn.write_all(stream, &bytes[done..]).await?;
+    } else if !matches!(stream.flush().now_or_never(), Some(Ok(()))) {
+        // A TLS stream takes the whole write into rustls' buffer even when the socket is
+        // full, and sends the rest only when flushed: without this the end of the response
+        // would wait for the next one. (For TCP, flush is a no-op that is always ready.)
+        conn.write_all(stream, &[]).await?;
     }
     Ok(())
 }
