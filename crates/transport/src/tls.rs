@@ -529,6 +529,34 @@ mod tests {
     }
 
     #[test]
+    fn alpn_and_no_resumption_change_a_copy_of_the_configuration() {
+        let (_, id) = lab_ca().unwrap();
+        let plain = TlsAcceptor::from(
+            server_config(
+                id.cert_pem.as_bytes(),
+                id.key_pem.as_bytes(),
+                Path::new("c"),
+                Path::new("k"),
+            )
+            .unwrap(),
+        );
+        let http = with_alpn(&plain, &[b"http/1.1"]);
+        assert_eq!(http.config().alpn_protocols, vec![b"http/1.1".to_vec()]);
+        assert!(
+            plain.config().alpn_protocols.is_empty(),
+            "the original is unchanged"
+        );
+        assert!(http.config().session_storage.can_cache());
+        assert_eq!(http.config().send_tls13_tickets, 2, "rustls' default");
+
+        let full = without_resumption(&http);
+        assert!(!full.config().session_storage.can_cache());
+        assert_eq!(full.config().send_tls13_tickets, 0);
+        assert_eq!(full.config().alpn_protocols, vec![b"http/1.1".to_vec()]);
+        assert!(full.config().ignore_client_order, "the rest is kept");
+    }
+
+    #[test]
     fn a_file_without_certificates_is_named_in_the_error() {
         let e = certs_from_pem(b"hello", Path::new("/x/ca.pem")).unwrap_err();
         assert!(e.to_string().starts_with("/x/ca.pem: "), "{e}");
