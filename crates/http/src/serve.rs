@@ -584,3 +584,64 @@ async fn send_stream<S: AsyncWrite + Unpin>(
         conn.write_all(stream, &piece).await?;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use protolab_transport::tls;
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    /// rustls takes a whole write of up to 64 KiB into its own buffer even when the socket
+    /// is full, and sends the rest only when flushed. A response written that way must still
+    /// reach a client that reads it later, with no further write from the server.
+    #[tokio::test]
+    async fn a_tls_response_that_fills_the_socket_is_still_sent_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, id) = tls::lab_ca().unwrap();
+        let ca_path = dir.path().join("ca.pem");
+        std::fs::write(&ca_path, ca.cert_pem()).unwrap();
+        let acceptor = tls::TlsAcceptor::from(
+            tls::server_config(
+                id.cert_pem.as_bytes(),
+                id.key_pem.as_bytes(),
+                Path::new("c"),
+                Path::new("k"),
+            )
+            .unwrap(),
+        );
+        let connector = tls::TlsConnector::from(tls::client_config(Some(&ca_path)).unwrap());
+        // A pipe that holds 4 KiB, far less than the response.
+        let (server_end, client_end) = tokio::io::duplex(4096);
+        let (server, client) = tokio::join!(
+            acceptor.accept(server_end),
+            connector.connect(tls::server_name("localhost").unwrap(), client_end)
+        );
+        let (mut server, mut client) = (server.unwrap(), client.unwrap());
+        let response: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        let conn = Conn::for_test(
+            std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+            Some(Duration::from_secs(10)),
+        );
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let sent = response.clone();
+        let writer = tokio::spawn(async move {
+            write_out(&mut server, &conn, &sent).await.unwrap();
+            // The connection stays open, idle, as a kept-alive one waits for its next request.
+            let _ = done_rx.await;
+        });
+        // The client reads only after the server's write has been made.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut got = vec![0u8; response.len()];
+        let read = tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut got)).await;
+        let _ = done_tx.send(());
+        writer.await.unwrap();
+        assert!(
+            read.is_ok(),
+            "the end of the response stayed in rustls' buffer"
+        );
+        assert_eq!(got, response);
+    }
+}
