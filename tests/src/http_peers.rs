@@ -50,6 +50,23 @@ impl Drop for Nginx {
 /// `worker_processes`; keep-alive is allowed for up to 100,000 requests per connection so a
 /// load test measures requests, not reconnections.
 pub fn start_nginx(dir: &Path, site: &Path, workers: usize) -> Nginx {
+    start_nginx_with(dir, site, workers, "", "")
+}
+
+/// As [`start_nginx`], with TLS on its port (`listen ... ssl`): the certificate chain and key
+/// given (PEM), TLS 1.2 and 1.3, and no session resumption at all (no session cache, no
+/// tickets), so every connection pays a full handshake, as a client that never resumes sees.
+pub fn start_nginx_tls(dir: &Path, site: &Path, workers: usize, cert: &Path, key: &Path) -> Nginx {
+    let tls = format!(
+        "    ssl_certificate {};\n    ssl_certificate_key {};\n    ssl_protocols TLSv1.2 TLSv1.3;\n\
+         \x20   ssl_session_cache off;\n    ssl_session_tickets off;\n",
+        cert.display(),
+        key.display()
+    );
+    start_nginx_with(dir, site, workers, " ssl", &tls)
+}
+
+fn start_nginx_with(dir: &Path, site: &Path, workers: usize, listen: &str, server: &str) -> Nginx {
     let nginx = require_peer("nginx", "nginx");
     let port = free_port();
     let d = dir.display();
@@ -62,7 +79,7 @@ pub fn start_nginx(dir: &Path, site: &Path, workers: usize) -> Nginx {
          http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
          \x20 fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
          \x20 keepalive_requests 100000;\n  keepalive_timeout 60s;\n\
-         \x20 server {{\n    listen 127.0.0.1:{port};\n    root {site};\n  }}\n}}\n",
+         \x20 server {{\n    listen 127.0.0.1:{port}{listen};\n    root {site};\n{server}  }}\n}}\n",
         site = site.display()
     );
     let conf_path = dir.join("nginx.conf");

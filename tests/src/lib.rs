@@ -8,6 +8,7 @@
 
 pub mod cache_suite;
 pub mod http_peers;
+pub mod testssl;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};

@@ -164,6 +164,19 @@ impl Table {
         }
     }
 
+    /// As [`Table::finish`], or with `json` the table as one JSON document on standard output
+    /// instead of the text (the file and any drawing are written all the same).
+    ///
+    /// # Errors
+    /// Writing the JSON file or the drawing.
+    pub fn finish_as(&self, json: bool) -> Result<()> {
+        if !json {
+            return self.finish();
+        }
+        println!("{}", serde_json::to_string_pretty(self)?);
+        self.save(false)
+    }
+
     /// Prints the table and writes target/bench/<name>.json.
     ///
     /// # Errors
@@ -211,11 +224,18 @@ impl Table {
         for n in &self.notes {
             println!("{n}");
         }
+        self.save(true)
+    }
+
+    /// Writes target/bench/<name>.json and, with `--svg`, the drawing; `say` prints where.
+    fn save(&self, say: bool) -> Result<()> {
         let dir = root().join("target").join("bench");
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{}.json", self.name));
         std::fs::write(&path, serde_json::to_string_pretty(self)?)?;
-        println!("(written to {})", path.display());
+        if say {
+            println!("(written to {})", path.display());
+        }
         if let Some(svg) = BENCH_SVG.get() {
             // One run may print several tables: each gets its own file beside the one named.
             let svg = if self.name == svg.file_stem().and_then(|s| s.to_str()).unwrap_or("") {
@@ -232,7 +252,9 @@ impl Table {
                 &format!("bench {}", self.name),
                 &self.panels(),
             )?;
-            println!("(drawn in {})", svg.display());
+            if say {
+                println!("(drawn in {})", svg.display());
+            }
         }
         Ok(())
     }

@@ -93,6 +93,10 @@ enum Cmd {
         /// the lab link's addresses); the CA certificate is written to FILE for --cacert.
         #[arg(long, value_name = "FILE", conflicts_with = "tls_cert")]
         tls_self_signed: Option<PathBuf>,
+        /// No TLS session resumption (no session cache, no tickets): every connection pays a
+        /// full handshake, as for `cargo xtask bench tls`.
+        #[arg(long)]
+        tls_no_resumption: bool,
     },
     /// Send requests and show both messages with the timing of each phase, like curl -v.
     #[command(after_help = "Examples:\n  http get http://127.0.0.1:8080/\n  \
@@ -245,6 +249,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             tls_cert,
             tls_key,
             tls_self_signed,
+            tls_no_resumption,
         } => {
             let addr = protolab_transport::parse_addr(&listen, DEFAULT_PORT)
                 .with_context(|| format!("bad --listen {listen:?}"))?;
@@ -258,8 +263,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 _ => None,
             };
             let tls = match &identity {
-                Some(id) => Some(id.acceptor().context("cannot set up HTTPS")?),
+                // ALPN `http/1.1`: the only protocol this server speaks, said in the handshake.
+                Some(id) => Some(protolab_transport::tls::with_alpn(
+                    &id.acceptor().context("cannot set up HTTPS")?,
+                    &[b"http/1.1"],
+                )),
                 None => None,
+            };
+            let tls = match tls {
+                Some(t) if tls_no_resumption => {
+                    Some(protolab_transport::tls::without_resumption(&t))
+                }
+                other => other,
             };
             if let Some(ca) = &tls_self_signed {
                 outln!(

@@ -233,7 +233,19 @@ async fn serve_on<H: Handler>(
                 None => handle(stream, conn, &shared).await,
                 Some(acceptor) => {
                     match protolab_transport::tls::accept(acceptor, stream, &conn).await {
-                        Ok(tls) => handle(tls, conn, &shared).await,
+                        Ok(mut tls) => {
+                            let result = handle(&mut tls, conn, &shared).await;
+                            // TLS ends with close_notify (RFC 8446 section 6.1): without it a
+                            // client cannot tell the end of a `Connection: close` response from
+                            // a cut connection (OpenSSL 3 calls it "unexpected eof"). Bounded:
+                            // a client that reads nothing more must not hold the task.
+                            if result.is_ok() {
+                                use tokio::io::AsyncWriteExt;
+                                let _ =
+                                    tokio::time::timeout(CLOSE_NOTIFY_TIME, tls.shutdown()).await;
+                            }
+                            result
+                        }
                         Err(e) => {
                             tracing::debug!(
                                 error = %protolab_transport::tls::describe_error(&e),
@@ -259,6 +271,8 @@ struct Shared<H> {
 }
 
 const READ_SIZE: usize = 16 * 1024;
+/// How long sending TLS's close_notify at the end of a connection may take.
+const CLOSE_NOTIFY_TIME: Duration = Duration::from_secs(1);
 /// What an idle keep-alive connection reads into: a whole small request.
 const IDLE_READ: usize = 1024;
 /// Large files are sent in pieces of this size.
@@ -454,6 +468,11 @@ async fn write_out<S: AsyncWrite + Unpin>(
     };
     if done < bytes.len() {
         conn.write_all(stream, &bytes[done..]).await?;
+    } else if !matches!(stream.flush().now_or_never(), Some(Ok(()))) {
+        // A TLS stream takes the whole write into rustls' buffer even when the socket is
+        // full, and sends the rest only when flushed: without this the end of the response
+        // would wait for the next one. (For TCP, flush is a no-op that is always ready.)
+        conn.write_all(stream, &[]).await?;
     }
     Ok(())
 }
@@ -563,5 +582,66 @@ async fn send_stream<S: AsyncWrite + Unpin>(
             return Ok(());
         };
         conn.write_all(stream, &piece).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use protolab_transport::tls;
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    /// rustls takes a whole write of up to 64 KiB into its own buffer even when the socket
+    /// is full, and sends the rest only when flushed. A response written that way must still
+    /// reach a client that reads it later, with no further write from the server.
+    #[tokio::test]
+    async fn a_tls_response_that_fills_the_socket_is_still_sent_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, id) = tls::lab_ca().unwrap();
+        let ca_path = dir.path().join("ca.pem");
+        std::fs::write(&ca_path, ca.cert_pem()).unwrap();
+        let acceptor = tls::TlsAcceptor::from(
+            tls::server_config(
+                id.cert_pem.as_bytes(),
+                id.key_pem.as_bytes(),
+                Path::new("c"),
+                Path::new("k"),
+            )
+            .unwrap(),
+        );
+        let connector = tls::TlsConnector::from(tls::client_config(Some(&ca_path)).unwrap());
+        // A pipe that holds 4 KiB, far less than the response.
+        let (server_end, client_end) = tokio::io::duplex(4096);
+        let (server, client) = tokio::join!(
+            acceptor.accept(server_end),
+            connector.connect(tls::server_name("localhost").unwrap(), client_end)
+        );
+        let (mut server, mut client) = (server.unwrap(), client.unwrap());
+        let response: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        let conn = Conn::for_test(
+            std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+            Some(Duration::from_secs(10)),
+        );
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let sent = response.clone();
+        let writer = tokio::spawn(async move {
+            write_out(&mut server, &conn, &sent).await.unwrap();
+            // The connection stays open, idle, as a kept-alive one waits for its next request.
+            let _ = done_rx.await;
+        });
+        // The client reads only after the server's write has been made.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut got = vec![0u8; response.len()];
+        let read = tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut got)).await;
+        let _ = done_tx.send(());
+        writer.await.unwrap();
+        assert!(
+            read.is_ok(),
+            "the end of the response stayed in rustls' buffer"
+        );
+        assert_eq!(got, response);
     }
 }

@@ -266,6 +266,28 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The same server configuration, offering `protocols` by ALPN (RFC 7301), most preferred
+/// first: HTTPS says `http/1.1`, so a client that asks for it (curl, browsers, `openssl s_client
+/// -alpn`) knows what the server speaks before the first request. A client that offers none
+/// of them is refused with the `no_application_protocol` alert, as RFC 7301 section 3.2 says.
+pub fn with_alpn(acceptor: &TlsAcceptor, protocols: &[&[u8]]) -> TlsAcceptor {
+    let mut config = ServerConfig::clone(acceptor.config());
+    config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+    TlsAcceptor::from(Arc::new(config))
+}
+
+/// The same server configuration with session resumption off: no session cache and no TLS 1.3
+/// tickets, so every connection pays a full handshake (as nginx with `ssl_session_cache off;
+/// ssl_session_tickets off;`). For measuring full handshakes; a server that wants returning
+/// clients to be cheap keeps rustls' default (a 256-entry cache and two tickets per
+/// connection).
+pub fn without_resumption(acceptor: &TlsAcceptor) -> TlsAcceptor {
+    let mut config = ServerConfig::clone(acceptor.config());
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    TlsAcceptor::from(Arc::new(config))
+}
+
 /// The CAs a client trusts: those in `cacert` (PEM, one or more), or the system's bundle.
 ///
 /// # Errors
@@ -504,6 +526,34 @@ mod tests {
             1
         );
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn alpn_and_no_resumption_change_a_copy_of_the_configuration() {
+        let (_, id) = lab_ca().unwrap();
+        let plain = TlsAcceptor::from(
+            server_config(
+                id.cert_pem.as_bytes(),
+                id.key_pem.as_bytes(),
+                Path::new("c"),
+                Path::new("k"),
+            )
+            .unwrap(),
+        );
+        let http = with_alpn(&plain, &[b"http/1.1"]);
+        assert_eq!(http.config().alpn_protocols, vec![b"http/1.1".to_vec()]);
+        assert!(
+            plain.config().alpn_protocols.is_empty(),
+            "the original is unchanged"
+        );
+        assert!(http.config().session_storage.can_cache());
+        assert_eq!(http.config().send_tls13_tickets, 2, "rustls' default");
+
+        let full = without_resumption(&http);
+        assert!(!full.config().session_storage.can_cache());
+        assert_eq!(full.config().send_tls13_tickets, 0);
+        assert_eq!(full.config().alpn_protocols, vec![b"http/1.1".to_vec()]);
+        assert!(full.config().ignore_client_order, "the rest is kept");
     }
 
     #[test]

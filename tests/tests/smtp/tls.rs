@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use protolab_tests::{require_peer, run_ok};
+use protolab_tests::{require_peer, run_ok, testssl};
 use protolab_transport::tls::{self, LabCa, TlsConnector, Validity};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -522,74 +522,24 @@ fn msmtp_starttls() {
     );
 }
 
-/// testssl.sh against the STARTTLS port: protocols, cipher categories, server preferences and
-/// the known vulnerabilities (`-p -S -P -U`), with no finding rated HIGH or CRITICAL.
-///
-/// One finding is excluded by name: `cert_revocation` ("Neither CRL nor OCSP URI provided"),
-/// which testssl.sh 3.0 rates HIGH for any certificate without them. A lab CA that lives for
-/// one run publishes no revocation list; a real certificate given with --tls-cert carries its
-/// CA's.
+/// testssl.sh against the STARTTLS port (`protolab_tests::testssl::scan`), with no finding
+/// rated HIGH or CRITICAL (but `cert_revocation`, see `testssl::severe`).
 #[test]
 fn testssl_finds_nothing_high_or_critical_on_the_starttls_port() {
-    let testssl = require_peer("testssl", "testssl.sh");
     let s = TlsSmtp::start(&[]);
-    let json = s.dir.path().join("testssl.json");
     let target = s.smtp.addr.to_string();
-    let mut proc = protolab_tests::Proc::spawn(
-        "testssl",
-        Command::new(testssl)
-            .args([
-                "--starttls",
-                "smtp",
-                "--quiet",
-                "--color",
-                "0",
-                "--warnings",
-                "off",
-            ])
-            .args([
-                "--nodns",
-                "none",
-                "--connect-timeout",
-                "10",
-                "--openssl-timeout",
-                "10",
-            ])
-            .args(["--add-ca", s.ca(), "--jsonfile", json.to_str().unwrap()])
-            .args(["-p", "-S", "-P", "-U", &target])
-            .stderr(Stdio::null()),
+    let findings = testssl::scan(
+        &["--starttls", "smtp"],
+        Path::new(s.ca()),
+        &target,
+        s.dir.path(),
     );
-    // It prints its report on stdout; drain it so it never blocks on a full pipe.
-    let mut stdout = proc.stdout();
-    let drain = std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = std::io::Read::read_to_string(&mut stdout, &mut sink);
-    });
-    let status = proc.wait_for(Duration::from_secs(400));
-    let _ = drain.join();
-    assert!(status.is_some(), "testssl.sh did not finish within 400 s");
-    let findings: Vec<serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(&json).expect("testssl.sh wrote its JSON"))
-            .expect("testssl.sh JSON");
-    assert!(
-        findings.len() > 30,
-        "testssl.sh reported too little to judge: {findings:?}"
-    );
-    let severe: Vec<_> = findings
-        .iter()
-        .filter(|f| matches!(f["severity"].as_str(), Some("HIGH" | "CRITICAL")))
-        .filter(|f| f["id"] != "cert_revocation")
-        .collect();
+    let severe = testssl::severe(&findings);
     assert!(severe.is_empty(), "{severe:#?}");
     // The scan reached TLS: it saw TLS 1.3 offered and SSLv3 not.
-    let finding = |id: &str| {
-        findings
-            .iter()
-            .find(|f| f["id"] == id)
-            .and_then(|f| f["finding"].as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    assert!(finding("TLS1_3").starts_with("offered"), "{findings:#?}");
-    assert_eq!(finding("SSLv3"), "not offered");
+    assert!(
+        testssl::finding(&findings, "TLS1_3").starts_with("offered"),
+        "{findings:#?}"
+    );
+    assert_eq!(testssl::finding(&findings, "SSLv3"), "not offered");
 }

@@ -53,23 +53,33 @@ fn options(args: &[String]) -> Result<Options> {
 }
 
 /// What one wrk run measured.
-struct Load {
-    rps: f64,
-    requests: u64,
-    p99_ms: f64,
-    errors: u64,
+pub(super) struct Load {
+    pub(super) rps: f64,
+    pub(super) requests: u64,
+    pub(super) p99_ms: f64,
+    pub(super) errors: u64,
 }
 
 fn wrk(o: &Options, url: &str) -> Result<Load> {
-    let wrk = require_peer("wrk", "wrk");
     println!(
         "  wrk -t{} -c{} -d{} --latency {url}",
         o.threads, o.connections, o.duration
     );
+    wrk_load(o.threads, o.connections, &o.duration, url)
+}
+
+/// One wrk run (`http://` or `https://`): requests per second, requests, p99 and errors.
+pub(super) fn wrk_load(
+    threads: usize,
+    connections: usize,
+    duration: &str,
+    url: &str,
+) -> Result<Load> {
+    let wrk = require_peer("wrk", "wrk");
     let out = Command::new(wrk)
-        .arg(format!("-t{}", o.threads))
-        .arg(format!("-c{}", o.connections))
-        .arg(format!("-d{}", o.duration))
+        .arg(format!("-t{threads}"))
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{duration}"))
         .args(["--latency", url])
         .output()
         .context("run wrk")?;
@@ -183,7 +193,7 @@ fn idle_connections(addr: SocketAddr, path: &str, n: usize) -> Result<Vec<TcpStr
     Ok(conns)
 }
 
-fn write_site(dir: &Path) -> Result<()> {
+pub(super) fn write_site(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     // About the size of nginx's default index page.
     let body: String = (0..12)

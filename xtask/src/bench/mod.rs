@@ -8,6 +8,7 @@ mod link;
 mod maildir;
 mod smtp;
 mod tcp;
+mod tls;
 mod udp;
 
 use anyhow::Result;
@@ -17,7 +18,7 @@ const HELP: &str = "\
 cargo xtask bench: protolab and its real peers, measured in one run on this machine
 
 Usage:
-  cargo xtask bench <tcp|udp|dns|smtp|http|inbox|link> [OPTIONS]
+  cargo xtask bench <tcp|udp|dns|smtp|http|tls|inbox|link> [OPTIONS]
 
 Benchmarks:
   tcp       greet against redis-server and the classic Python server (greet bench), then
@@ -28,6 +29,9 @@ Benchmarks:
   dns       dns against unbound and knot with dnsperf (--seconds N per warm run, default 10)
   smtp      smtp serve against Postfix's smtp-sink and aiosmtpd under smtp-source, then memory
   http      http serve against nginx under wrk: requests/s, p99, CPU, idle memory (--duration DUR)
+  tls       http serve --tls against nginx with TLS (same ECDSA P-256 certificate): HTTPS
+            keep-alive requests/s under wrk, full handshakes/s under openssl s_time -new; then
+            SMTP with STARTTLS against plain (--json prints the table as JSON)
   inbox     the web inbox with 10,000 and 100,000 messages: first list, list p50/p99 under
             wrk, search, RSS, and SMTP intake with the inbox on and off
   link      impair link beside a plain veth pair: forwarding rate and round trip (root)
@@ -40,6 +44,7 @@ Examples:
   cargo xtask bench tcp
   cargo xtask bench dns --seconds 5
   cargo xtask bench http --svg target/bench/http.svg
+  cargo xtask bench tls --json
 ";
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -72,8 +77,9 @@ pub fn run(args: &[String]) -> Result<()> {
         "inbox" => inbox::run(rest),
         "smtp" => smtp::run(rest),
         "link" => link::run(rest),
+        "tls" => tls::run(rest),
         other => Err(Failure::usage(format!("no benchmark {other:?}"))
-            .hint("choose tcp, udp, dns, smtp, http, inbox or link (cargo xtask bench --help)")
+            .hint("choose tcp, udp, dns, smtp, http, tls, inbox or link (cargo xtask bench --help)")
             .into()),
     }
 }

@@ -138,6 +138,31 @@ if errors:
 print(time.monotonic() - start)
 "#;
 
+/// Runs [`SMTPLIB_LOOP`] against `port` (`mode` is `plain` or `starttls`, trusting `ca`) and
+/// returns the seconds it took to send `messages`.
+pub(super) fn smtplib_seconds(
+    python: &Path,
+    port: &str,
+    ca: &str,
+    mode: &str,
+    messages: u32,
+) -> Result<f64> {
+    let out = Command::new(python)
+        .args(["-c", SMTPLIB_LOOP, port, ca, mode, &messages.to_string()])
+        .output()
+        .context("run the smtplib loop")?;
+    if !out.status.success() {
+        bail!(
+            "the smtplib {mode} loop failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .context("the smtplib loop prints its seconds")
+}
+
 /// Reads a peer's standard output to its end, so that a chatty peer never blocks on a full pipe.
 fn drain(proc: &mut Proc) {
     let mut out = proc.stdout();
@@ -479,24 +504,13 @@ pub fn run(args: &[String]) -> Result<()> {
             &["--tls-self-signed", &ca_arg, "--max-connections", "1100"],
         )?;
         let port = server.addr("tcp").port().to_string();
-        let messages = o.tls_messages.to_string();
         let mut rates = Vec::new();
         for mode in ["plain", "starttls"] {
-            println!("  python3 smtplib loop: {mode}, 20 threads, {messages} messages");
-            let out = Command::new(&python)
-                .args(["-c", SMTPLIB_LOOP, &port, &ca_arg, mode, &messages])
-                .output()
-                .context("run the smtplib loop")?;
-            if !out.status.success() {
-                bail!(
-                    "the smtplib {mode} loop failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            let secs: f64 = String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .parse()
-                .context("the smtplib loop prints its seconds")?;
+            println!(
+                "  python3 smtplib loop: {mode}, 20 threads, {} messages",
+                o.tls_messages
+            );
+            let secs = smtplib_seconds(&python, &port, &ca_arg, mode, o.tls_messages)?;
             let rate = f64::from(o.tls_messages) / secs;
             println!("    {rate:.0} messages/s ({secs:.2} s)");
             table.row(vec![
