@@ -68,6 +68,14 @@ fn every_command_has_help_with_examples() {
         "dns query --help",
         "dns serve --help",
         "dns zone --help",
+        "smtp serve --help",
+        "smtp send --help",
+        "smtp web --help",
+        "smtp list --help",
+        "smtp show --help",
+        "http get --help",
+        "http serve --help",
+        "http proxy --help",
     ] {
         assert!(
             seen.iter().any(|s| s.ends_with(expected)),
@@ -83,6 +91,9 @@ fn json_and_verbose_are_accepted_before_and_after_the_subcommand() {
         ("udpecho", "probe"),
         ("impair", "udp"),
         ("dns", "query"),
+        ("smtp", "serve"),
+        ("smtp", "send"),
+        ("http", "get"),
     ] {
         for args in [
             [sub, "--json", "--help"],
