@@ -7,6 +7,7 @@ mod examples;
 mod generated;
 mod help;
 mod json;
+mod signals;
 
 use std::process::{Command, Output};
 
