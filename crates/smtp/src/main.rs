@@ -60,7 +60,8 @@ enum Cmd {
         after_help = "Examples:\n  smtp serve\n  smtp serve --listen 127.0.0.1:0 --maildir /tmp/mail --idle-timeout 30s\n  \
                       smtp serve --drain-timeout 1m    # the first Ctrl-C lets sessions finish, a second exits\n  \
                       smtp serve --tls-cert target/lab-ca/server.pem --tls-key target/lab-ca/server.key --require-tls\n  \
-                      smtp serve --tls-self-signed lab-ca.pem --tls-listen 127.0.0.1:4650   # STARTTLS on 2525, TLS on 4650"
+                      smtp serve --tls-self-signed lab-ca.pem --tls-listen 127.0.0.1:4650\n      \
+                      (STARTTLS on 2525, implicit TLS on 4650)"
     )]
     Serve {
         /// Address to listen on (a bare port means loopback).
