@@ -49,9 +49,32 @@ fn nonsense_is_refused_when_the_command_line_is_read() {
         ),
         ("dns", &["query", "example.test", "BOGUS", "@127.0.0.1:9"]),
         ("subnet", &["10.0.0.1/33"]),
-        ("smtp", &["serve", "--max-connections", "0"]),
-        ("smtp", &["serve", "--max-recipients", "0"]),
-        ("smtp", &["serve", "--require-tls"]),
+        // A Maildir that cannot exist: were the refusal lost, the server would fail there
+        // instead of writing into the working folder.
+        (
+            "smtp",
+            &[
+                "serve",
+                "--maildir",
+                "/proc/none/md",
+                "--max-connections",
+                "0",
+            ],
+        ),
+        (
+            "smtp",
+            &[
+                "serve",
+                "--maildir",
+                "/proc/none/md",
+                "--max-recipients",
+                "0",
+            ],
+        ),
+        (
+            "smtp",
+            &["serve", "--maildir", "/proc/none/md", "--require-tls"],
+        ),
         (
             "smtp",
             &[
