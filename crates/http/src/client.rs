@@ -165,14 +165,14 @@ impl Url {
     }
 }
 
-/// When each phase ended, in milliseconds from the start of the exchange.
+/// When each phase ended, in microseconds from the start of the exchange.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Timing {
-    pub name_lookup_ms: f64,
-    pub connect_ms: f64,
-    pub request_sent_ms: f64,
-    pub first_byte_ms: f64,
-    pub done_ms: f64,
+    pub name_lookup_us: u64,
+    pub connect_us: u64,
+    pub request_sent_us: u64,
+    pub first_byte_us: u64,
+    pub done_us: u64,
 }
 
 /// One request and its response, as they went over the wire.
@@ -330,8 +330,9 @@ fn build_request(
     Ok(head)
 }
 
-fn ms(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64() * 1000.0
+/// Microseconds since `since`: times in JSON are integers with their unit in the key.
+fn us(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 async fn resolve(config: &GetConfig, url: &Url) -> Result<SocketAddr, ClientError> {
@@ -384,7 +385,7 @@ async fn exchange(
     let start = Instant::now();
     let mut timing = Timing::default();
     let remote = resolve(config, proxy.unwrap_or(url)).await?;
-    timing.name_lookup_ms = ms(start);
+    timing.name_lookup_us = us(start);
     let key = (remote, url.tls);
     let reused = open.as_ref().is_some_and(|o| o.key == key);
     let mut conn = match open.take() {
@@ -414,13 +415,13 @@ async fn exchange(
             }
         }
     };
-    timing.connect_ms = ms(start);
+    timing.connect_us = us(start);
     let mut wire = head.to_bytes();
     let body = config.data.clone().unwrap_or_default();
     wire.extend_from_slice(&body);
     conn.stream.write_all(&wire).await?;
     conn.stream.flush().await?;
-    timing.request_sent_ms = ms(start);
+    timing.request_sent_us = us(start);
 
     let limits = Limits {
         max_body: config.max_body,
@@ -437,7 +438,7 @@ async fn exchange(
     let mut set_cookies = Vec::new();
     let mut first_byte = !input.is_empty();
     if first_byte {
-        timing.first_byte_ms = ms(start);
+        timing.first_byte_us = us(start);
     }
     loop {
         let event = match reader.poll(&mut input)? {
@@ -449,7 +450,7 @@ async fn exchange(
                 let n = conn.stream.read_buf(&mut input).await?;
                 if !first_byte && n > 0 {
                     first_byte = true;
-                    timing.first_byte_ms = ms(start);
+                    timing.first_byte_us = us(start);
                 }
                 if n == 0 {
                     reader.eof()?
@@ -483,7 +484,7 @@ async fn exchange(
             None => break,
         }
     }
-    timing.done_ms = ms(start);
+    timing.done_us = us(start);
     let reusable = !reader.must_close && !head.headers.has_token("connection", "close");
     if reusable {
         conn.leftover = input;

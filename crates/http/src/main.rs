@@ -63,7 +63,7 @@ enum Cmd {
         #[arg(long)]
         root: Option<PathBuf>,
         /// Connections at once; more get 503.
-        #[arg(long, default_value_t = 20_000)]
+        #[arg(long, default_value_t = 20_000, value_parser = protolab_transport::cli::parse_at_least_one)]
         max_connections: usize,
         /// The largest request body, in bytes (413 beyond).
         #[arg(long, default_value_t = 16 * 1024 * 1024)]
@@ -158,7 +158,7 @@ enum Cmd {
         #[arg(long)]
         allow_connect: Vec<String>,
         /// Connections at once; more get 503.
-        #[arg(long, default_value_t = 10_000)]
+        #[arg(long, default_value_t = 10_000, value_parser = protolab_transport::cli::parse_at_least_one)]
         max_connections: usize,
         /// How long a client connection may stay silent.
         #[arg(long, default_value = "60s", value_parser = parse_duration)]
@@ -277,10 +277,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 other => other,
             };
             if let Some(ca) = &tls_self_signed {
-                outln!(
-                    "tls lab CA written to {}: give it to clients with --cacert",
-                    ca.display()
-                );
+                protolab_transport::cli::lab_ca_written(ca, cli.json);
             }
             if let Some(r) = &root
                 && !r.is_dir()
@@ -464,11 +461,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .with_context(|| format!("cannot write -o {}", path.display()))?;
             }
             if json {
-                outln!("{}", serde_json::to_string_pretty(&exchanges)?);
+                // One line: a --json report is a JSON line.
+                outln!("{}", serde_json::to_string(&exchanges)?);
             }
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Microseconds as milliseconds, for the human lines.
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
 }
 
 /// Seconds since the epoch, the cookie jar's clock.
@@ -508,8 +511,8 @@ fn print_exchange(ex: &Exchange, body: bool) {
         },
         ex.remote,
         ex.url,
-        t.name_lookup_ms,
-        t.connect_ms
+        ms(t.name_lookup_us),
+        ms(t.connect_us)
     );
     for line in &ex.request {
         outln!("> {line}");
@@ -537,9 +540,9 @@ fn print_exchange(ex: &Exchange, body: bool) {
     };
     outln!(
         "* request sent {:.3} ms, first byte {:.3} ms, done {:.3} ms; {} body bytes ({framing})",
-        t.request_sent_ms,
-        t.first_byte_ms,
-        t.done_ms,
+        ms(t.request_sent_us),
+        ms(t.first_byte_us),
+        ms(t.done_us),
         ex.body_bytes
     );
     if body && !ex.body.is_empty() {

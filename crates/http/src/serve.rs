@@ -74,7 +74,7 @@ impl Default for ServeConfig {
 }
 
 /// What the server did, for the report printed when it stops.
-#[derive(Debug, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Report {
     /// Connections accepted.
     pub connections: u64,

@@ -10,7 +10,6 @@ use std::time::{Duration, SystemTime};
 
 use protolab_transport::tls::{self, TlsConnector, TlsError, TlsInfo};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 use crate::maildir::rfc5322_date;
 
@@ -315,11 +314,13 @@ pub async fn send(
             Ok::<_, ClientError>((Box::new(stream) as Box<dyn Io>, info))
         }
     };
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(server))
+    // Through transport, the one layer that opens sockets (it also sets TCP_NODELAY).
+    let stream = protolab_transport::connect_tcp(server, timeout)
         .await
-        .map_err(|_| ClientError::Timeout(timeout))?
-        .map_err(|e| ClientError::Connect(server, e))?;
-    let _ = stream.set_nodelay(true);
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::TimedOut => ClientError::Timeout(timeout),
+            _ => ClientError::Connect(server, e),
+        })?;
     let mut stream: Box<dyn Io> = Box::new(stream);
     let mut tls_info = None;
     if tls_options.mode == TlsMode::Implicit {

@@ -13,7 +13,8 @@
 //! - [`session`]: the server session's state machine: octets in, replies and storage actions out.
 //! - [`maildir`]: durable delivery into a Maildir with a group-committed directory fsync, and
 //!   reading messages back.
-//! - [`server`]: the thin I/O driver on protolab-transport's TCP runner.
+//! - [`server`]: the thin I/O driver on protolab-transport's TCP runner: [`bind`], then [`run`]
+//!   to a [`Report`].
 //! - [`client`]: a small client that sends one message and shows the dialog.
 //! - [`inbox`]: the web inbox: an index of the Maildir, a Mailpit-compatible JSON API and a page,
 //!   served by protolab-http.
@@ -27,7 +28,9 @@ pub mod session;
 pub mod wire;
 
 pub use maildir::Maildir;
-pub use server::{ServerConfig, SmtpStats, Tls, serve};
+pub use server::{
+    Bound, Counters, Report, ServeError, ServerConfig, SmtpStats, Tls, WebConfig, bind, run,
+};
 pub use session::{Envelope, Session, SessionConfig, StoreError};
 pub use wire::{Command, Reply};
 

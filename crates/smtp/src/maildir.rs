@@ -63,7 +63,12 @@ impl Maildir {
     /// A folder that cannot be created, opened or written.
     pub fn open(root: &Path, hostname: &str) -> Result<Self, MaildirError> {
         for sub in ["", "tmp", "new", "cur"] {
-            let path = root.join(sub);
+            // `root.join("")` would name the root with a trailing slash in errors.
+            let path = if sub.is_empty() {
+                root.to_path_buf()
+            } else {
+                root.join(sub)
+            };
             fs::create_dir_all(&path).map_err(|source| MaildirError::Create { path, source })?;
         }
         probe(root)?;

@@ -4,20 +4,20 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use protolab_smtp::client::{TlsMode, TlsOptions};
 use protolab_smtp::{
-    DEFAULT_PORT, DEFAULT_TLS_PORT, Maildir, ServerConfig, SessionConfig, SmtpStats, Tls, client,
-    inbox, maildir,
+    DEFAULT_PORT, DEFAULT_TLS_PORT, ServeError, ServerConfig, SessionConfig, Tls, WebConfig,
+    client, inbox, maildir,
 };
-use protolab_transport::cli::{init_tracing, parse_duration};
+use protolab_transport::cli::{
+    Failure, ListenError, init_tracing, listening, parse_at_least_one, parse_duration,
+};
 use protolab_transport::tls::ServerIdentity;
-use protolab_transport::{CancellationToken, TcpServerStats, bind_tcp, outln};
+use protolab_transport::{bind_tcp, outln};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -30,7 +30,9 @@ Examples:
   smtp serve --http 127.0.0.1:8025             # and the web inbox at http://127.0.0.1:8025/
   smtp web --maildir ./maildir                 # the web inbox alone
   smtp list ./maildir
-  smtp show ./maildir 1764045153.M1234P42Q0.myhost";
+  smtp show ./maildir 1764045153.M1234P42Q0.myhost
+
+Exit status: 0 success, 1 runtime failure, 2 usage error.";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -40,10 +42,11 @@ Examples:
     after_help = EXAMPLES
 )]
 struct Cli {
-    /// More logging (-v debug, -vv trace); RUST_LOG overrides.
+    /// More logging (-v one level more, -vv two); `smtp send -v` also shows the dialog.
+    /// RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
-    /// Report as JSON on standard output.
+    /// Reports, and the `listening` lines, as JSON lines on standard output.
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -57,7 +60,8 @@ enum Cmd {
         after_help = "Examples:\n  smtp serve\n  smtp serve --listen 127.0.0.1:0 --maildir /tmp/mail --idle-timeout 30s\n  \
                       smtp serve --drain-timeout 1m    # the first Ctrl-C lets sessions finish, a second exits\n  \
                       smtp serve --tls-cert target/lab-ca/server.pem --tls-key target/lab-ca/server.key --require-tls\n  \
-                      smtp serve --tls-self-signed lab-ca.pem --tls-listen 127.0.0.1:4650   # STARTTLS on 2525, TLS on 4650"
+                      smtp serve --tls-self-signed lab-ca.pem --tls-listen 127.0.0.1:4650\n      \
+                      (STARTTLS on 2525, implicit TLS on 4650)"
     )]
     Serve {
         /// Address to listen on (a bare port means loopback).
@@ -73,10 +77,10 @@ enum Cmd {
         #[arg(long, default_value_t = 32 * 1024 * 1024)]
         max_size: u64,
         /// Recipients per message; more get 452 4.5.3.
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 100, value_parser = parse_at_least_one)]
         max_recipients: usize,
         /// Sessions at once; more get 421 at the greeting.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 1000, value_parser = parse_at_least_one)]
         max_connections: usize,
         /// How long a client may stay silent before 421 4.4.2.
         // `--timeout` is the old name, kept as a hidden alias so existing scripts still run.
@@ -173,6 +177,9 @@ enum Cmd {
         /// The message's id (its file name), or a unique prefix of it.
         id: String,
     },
+    /// Shell completions and man pages, for `cargo xtask install`.
+    #[command(hide = true)]
+    Generate(protolab_transport::cli::GenerateArgs),
 }
 
 /// The web inbox's options, shared by `serve` (off unless `--http` is given) and `web`.
@@ -188,83 +195,50 @@ struct WebArgs {
     http_auth: Option<PathBuf>,
 }
 
-/// Opens the inbox of `dir` and binds it as `web` says; `None` without `--http` when
-/// `default` is `None`.
-fn bind_inbox(
-    web: &WebArgs,
-    dir: &std::path::Path,
-    default: Option<&str>,
-) -> Result<Option<(tokio::net::TcpListener, Arc<inbox::Inbox>)>> {
+/// The web inbox `web` asks for; `None` without `--http` when `default` is `None`.
+fn web_config(web: &WebArgs, default: Option<&str>) -> Result<Option<WebConfig>> {
     let Some(spec) = web.http.as_deref().or(default) else {
         return Ok(None);
     };
-    let addr = protolab_transport::parse_addr(spec, inbox::DEFAULT_HTTP_PORT)
-        .map_err(|e| Usage(format!("--http {spec:?}: {e}")))?;
+    let listen = protolab_transport::parse_addr(spec, inbox::DEFAULT_HTTP_PORT)
+        .map_err(|e| Failure::usage(format!("--http {spec:?}: {e}")))?;
     let auth = match &web.http_auth {
         Some(path) => Some(inbox::read_credentials(path)?),
-        None if !addr.ip().is_loopback() => {
-            return Err(Usage(format!(
-                "--http {addr}: the inbox shows every message; outside loopback give \
+        None if !listen.ip().is_loopback() => {
+            return Err(Failure::usage(format!(
+                "--http {listen}: the inbox shows every message; outside loopback give \
                  --http-auth FILE (a user:password line)"
             ))
             .into());
         }
         None => None,
     };
-    let config = inbox::InboxConfig {
-        auth,
-        ..inbox::InboxConfig::default()
-    };
-    let inbox = inbox::Inbox::open(dir, config)?;
-    let listener =
-        bind_tcp(addr).with_context(|| format!("cannot listen on {addr}; is the port in use?"))?;
-    Ok(Some((listener, inbox)))
+    Ok(Some(WebConfig {
+        listen,
+        inbox: inbox::InboxConfig {
+            auth,
+            ..inbox::InboxConfig::default()
+        },
+    }))
 }
-
-/// A command line that cannot be run as given: exit code 2, as clap's own usage errors.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Usage(String);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let _ = writeln!(std::io::stderr(), "error: {}", one_line(&e));
-            if e.downcast_ref::<Usage>().is_some() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-    }
-}
-
-/// The error and its causes on one line, `what: why: why`, leaving out a cause whose text an
-/// outer message already holds (the library's errors name their cause themselves).
-fn one_line(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
-}
-
-fn run(cli: Cli) -> Result<()> {
     let base = match cli.command {
-        Cmd::Serve { .. } => tracing::Level::INFO,
+        Cmd::Serve { .. } | Cmd::Web { .. } => tracing::Level::INFO,
         _ => tracing::Level::WARN,
     };
     init_tracing(base, cli.verbose);
+    protolab_transport::cli::set_json(cli.json);
+    protolab_transport::cli::exit_with(run(cli))
+}
+
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Cmd::Generate(args) => {
+            protolab_transport::cli::generate(<Cli as clap::CommandFactory>::command(), &args)?;
+            Ok(())
+        }
         Cmd::Serve {
             listen,
             maildir,
@@ -289,17 +263,16 @@ fn run(cli: Cli) -> Result<()> {
                 _ => None,
             };
             if identity.is_none() && (tls_listen.is_some() || require_tls) {
-                return Err(Usage(
+                return Err(Failure::usage(
                     "--tls-listen and --require-tls need a certificate: give --tls-cert and \
-                     --tls-key, or --tls-self-signed FILE"
-                        .into(),
+                     --tls-key, or --tls-self-signed FILE",
                 )
                 .into());
             }
             let tls_addr = match &tls_listen {
                 Some(t) => Some(
                     protolab_transport::parse_addr(t, DEFAULT_TLS_PORT)
-                        .map_err(|e| Usage(format!("--tls-listen {t:?}: {e}")))?,
+                        .map_err(|e| Failure::usage(format!("--tls-listen {t:?}: {e}")))?,
                 ),
                 None => None,
             };
@@ -309,13 +282,17 @@ fn run(cli: Cli) -> Result<()> {
             if hostname.is_empty()
                 || hostname.contains(|c: char| c.is_control() || c.is_whitespace())
             {
-                return Err(Usage(format!(
+                return Err(Failure::usage(format!(
                     "--hostname: {hostname:?} is not a host name: give one word without spaces or \
                      control characters"
                 ))
                 .into());
             }
             let config = ServerConfig {
+                listen: addr,
+                tls_listen: tls_addr,
+                maildir,
+                web: web_config(&web, None)?,
                 session: SessionConfig {
                     hostname: hostname.clone(),
                     max_size,
@@ -328,7 +305,7 @@ fn run(cli: Cli) -> Result<()> {
                 drain_timeout,
                 tls: None,
             };
-            serve(addr, tls_addr, identity, &maildir, config, &web, cli.json)
+            serve(identity, config, cli.json)
         }
         Cmd::Web { maildir, web } => web_only(&maildir, &web, cli.json),
         Cmd::Send {
@@ -351,7 +328,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             if mode == TlsMode::Off && (cacert.is_some() || tls_name.is_some()) {
                 return Err(
-                    Usage("--cacert and --tls-name need --starttls or --tls".into()).into(),
+                    Failure::usage("--cacert and --tls-name need --starttls or --tls").into(),
                 );
             }
             let tls_options = TlsOptions {
@@ -374,7 +351,7 @@ fn run(cli: Cli) -> Result<()> {
                 helo,
             };
             msg.check()
-                .map_err(|e| Usage(format!("--{}: {}", e.field, e.why)))?;
+                .map_err(|e| Failure::usage(format!("--{}: {}", e.field, e.why)))?;
             send(
                 server,
                 &msg,
@@ -396,19 +373,8 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the tokio runtime")
 }
 
-fn serve(
-    addr: SocketAddr,
-    tls_addr: Option<SocketAddr>,
-    identity: Option<ServerIdentity>,
-    dir: &std::path::Path,
-    mut config: ServerConfig,
-    web: &WebArgs,
-    json: bool,
-) -> Result<()> {
-    let maildir = Arc::new(
-        Maildir::open(dir, &config.session.hostname)
-            .with_context(|| format!("cannot use --maildir {}", dir.display()))?,
-    );
+/// `smtp serve`: the Maildir and sockets bound, announced, served until a signal, reported.
+fn serve(identity: Option<ServerIdentity>, mut config: ServerConfig, json: bool) -> Result<()> {
     if let Some(identity) = &identity {
         let acceptor = identity.acceptor().with_context(|| match identity {
             ServerIdentity::Files { cert, .. } => {
@@ -420,62 +386,55 @@ fn serve(
         })?;
         config.tls = Some(Tls { acceptor });
         if let ServerIdentity::SelfSigned { ca_out } = identity {
-            outln!(
-                "tls lab CA written to {}: give it to clients with --cacert",
-                ca_out.display()
-            );
+            protolab_transport::cli::lab_ca_written(ca_out, json);
         }
     }
     runtime()?.block_on(async move {
-        let listener = bind_tcp(addr)
-            .with_context(|| format!("cannot listen on {addr}; is the port in use?"))?;
-        let local = listener.local_addr()?;
-        let tls_listener = match tls_addr {
-            Some(a) => Some(bind_tcp(a).with_context(|| {
-                format!("cannot listen on --tls-listen {a}; is the port in use?")
-            })?),
-            None => None,
-        };
-        let web = bind_inbox(web, dir, None)?;
-        // Before the announcement, so that a signal sent as soon as it is read drains.
-        let shutdown = shutdown_on_signals_twice();
-        outln!("listening tcp {local}");
-        if let Some(l) = &tls_listener {
-            outln!("listening tls {}", l.local_addr()?);
+        let dir = config.maildir.clone();
+        let bound = protolab_smtp::bind(&config).map_err(|e| match e {
+            // The library names the folder that failed; the operator also sees the flag.
+            ServeError::Maildir(e) => {
+                anyhow::Error::new(e).context(format!("cannot use --maildir {}", dir.display()))
+            }
+            e => e.into(),
+        })?;
+        // Before the announcement, so that a signal sent as soon as it is read drains; a
+        // second signal exits at once.
+        let shutdown = protolab_transport::shutdown_on_signals();
+        let addrs = bound.local_addrs();
+        for (proto, addr) in &addrs {
+            listening(proto, *addr, json);
         }
-        if let Some((http, inbox)) = web {
-            outln!("listening http {} (web inbox)", http.local_addr()?);
-            tokio::spawn(inbox::run(http, inbox, shutdown.clone()));
-        }
-        if config.tls.is_some() {
-            tracing::info!(require_tls = config.session.require_tls, "STARTTLS offered");
-        }
-        tracing::info!(maildir = %maildir.root().display(), "delivering into Maildir");
-        let stats = Arc::new(SmtpStats::default());
-        let tcp_stats = Arc::new(TcpServerStats::default());
-        protolab_smtp::serve(
-            listener,
-            tls_listener,
-            config,
-            maildir,
-            shutdown,
-            stats.clone(),
-            tcp_stats.clone(),
-        )
-        .await
-        .context("the server stopped")?;
-        let stored = stats.messages_stored.load(Ordering::Relaxed);
-        let sessions = tcp_stats.accepted.load(Ordering::Relaxed);
+        let report = protolab_smtp::run(bound, config, shutdown)
+            .await
+            .context("the server stopped")?;
+        let listen = addrs.first().map(|(_, a)| a.to_string());
         if json {
-            let report = serde_json::json!({
-                "listen": local.to_string(),
-                "sessions": sessions,
-                "busy": tcp_stats.busy.load(Ordering::Relaxed),
-                "stats": &*stats,
-            });
-            outln!("{report}");
+            let mut line = serde_json::to_value(&report)?;
+            line["listen"] = serde_json::json!(listen);
+            outln!("{line}");
         } else {
-            tracing::info!(sessions, stored, "stopped");
+            let c = &report.stats;
+            outln!(
+                "sessions {}, busy {}, cut at shutdown {}",
+                report.sessions,
+                report.busy,
+                report.cut_at_shutdown
+            );
+            outln!(
+                "messages stored {} ({} octets), refused {}, store failures {}",
+                c.messages_stored,
+                c.octets_stored,
+                c.messages_refused,
+                c.store_failures
+            );
+            outln!(
+                "protocol errors {}, idle timeouts {}, tls sessions {}, tls handshake failures {}",
+                c.protocol_errors,
+                c.idle_timeouts,
+                c.tls_sessions,
+                c.tls_handshake_failures
+            );
         }
         Ok(())
     })
@@ -483,15 +442,16 @@ fn serve(
 
 /// `smtp web`: the inbox of an existing Maildir, without SMTP.
 fn web_only(dir: &std::path::Path, web: &WebArgs, json: bool) -> Result<()> {
+    let web = web_config(web, Some("127.0.0.1:8025"))?.context("no address to serve on")?;
     runtime()?.block_on(async move {
         let started = std::time::Instant::now();
-        let (listener, inbox) =
-            bind_inbox(web, dir, Some("127.0.0.1:8025"))?.context("no address to serve on")?;
+        let inbox = inbox::Inbox::open(dir, web.inbox)?;
+        let listener = bind_tcp(web.listen).map_err(|e| ListenError::new("http", web.listen, e))?;
         let local = listener.local_addr()?;
         let indexed = inbox.index.read().len();
         tracing::info!(indexed, elapsed = ?started.elapsed(), "Maildir indexed");
-        let shutdown = shutdown_on_signals_twice();
-        outln!("listening http {local}");
+        let shutdown = protolab_transport::shutdown_on_signals();
+        listening("http", local, json);
         let report = inbox::run(listener, inbox, shutdown)
             .await
             .context("the server stopped")?;
@@ -501,43 +461,15 @@ fn web_only(dir: &std::path::Path, web: &WebArgs, json: bool) -> Result<()> {
                 serde_json::json!({ "listen": local.to_string(), "http": report })
             );
         } else {
-            tracing::info!(requests = report.requests, "stopped");
+            outln!(
+                "requests {}, connections {}, refused {}",
+                report.requests,
+                report.connections,
+                report.refused
+            );
         }
         Ok(())
     })
-}
-
-/// A token cancelled by the first SIGINT or SIGTERM, which starts the drain; a second signal
-/// ends the process at once with 130 (128 + SIGINT), for an operator who will not wait.
-///
-/// A session cut this way has not been told 250 for the message it was sending, so nothing
-/// acknowledged is lost: its client retries, and the partial file in `tmp/` is what a crash
-/// leaves (removed at a later start once it is 36 hours old).
-fn shutdown_on_signals_twice() -> CancellationToken {
-    use tokio::signal::unix::{SignalKind, signal};
-    let token = CancellationToken::new();
-    let fire = token.clone();
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        tracing::warn!("cannot install signal handlers; stop the process with SIGKILL");
-        return token;
-    };
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = int.recv() => tracing::info!("SIGINT: draining; a second signal exits at once"),
-            _ = term.recv() => tracing::info!("SIGTERM: draining; a second signal exits at once"),
-        }
-        fire.cancel();
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-        tracing::warn!("second signal: exiting without waiting for sessions");
-        std::process::exit(130);
-    });
-    token
 }
 
 fn send(
@@ -577,7 +509,8 @@ fn send(
 fn list(dir: &std::path::Path, json: bool) -> Result<()> {
     let messages = maildir::list(dir).with_context(|| format!("cannot list {}", dir.display()))?;
     if json {
-        outln!("{}", serde_json::to_string_pretty(&messages)?);
+        // One line: a --json report is a JSON line.
+        outln!("{}", serde_json::to_string(&messages)?);
         return Ok(());
     }
     if messages.is_empty() {
@@ -615,7 +548,7 @@ fn show(dir: &std::path::Path, id: &str, json: bool) -> Result<()> {
             "headers": headers,
             "body": String::from_utf8_lossy(content.get(head_end + 2..).unwrap_or_default()),
         });
-        outln!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{report}");
         return Ok(());
     }
     let mut file =

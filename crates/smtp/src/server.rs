@@ -6,21 +6,29 @@
 //! then written by a blocking-pool thread, so a 25 MiB message never sits whole in memory. At the
 //! end of a message the rest is written, the file fsynced and renamed into `new/`, and `new/`
 //! fsynced by the Maildir's group commit; only then does the session produce its 250.
+//!
+//! The service has protolab's one shape: [`bind`] takes every resource that can fail at start
+//! (the Maildir, proved writable, and the sockets, through protolab-transport), the caller
+//! announces [`Bound::local_addrs`], and [`run`] serves until shutdown and returns the
+//! [`Report`]. Nothing here prints.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
+use protolab_transport::cli::ListenError;
 use protolab_transport::tls::{TlsAcceptor, TlsInfo};
 use protolab_transport::{CancellationToken, Conn, Next, TcpServerConfig, TcpServerStats, run_tcp};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::maildir::{Maildir, trace_headers};
+use crate::inbox::{self, Inbox, InboxConfig, InboxError};
+use crate::maildir::{Maildir, MaildirError, trace_headers};
 use crate::session::{Envelope, Output, Session, SessionConfig, StoreError};
 
 /// Message content gathered in memory before it is written to the file in `tmp/`.
@@ -32,6 +40,14 @@ const COMMAND_READ: usize = 1024;
 /// How the server runs.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// Where SMTP is served: plaintext, with STARTTLS when `tls` is set.
+    pub listen: SocketAddr,
+    /// Where implicit TLS (RFC 8314) is served as well, if anywhere; needs `tls`.
+    pub tls_listen: Option<SocketAddr>,
+    /// The Maildir delivered into (`tmp/`, `new/` and `cur/` are created).
+    pub maildir: PathBuf,
+    /// The web inbox served alongside, if any.
+    pub web: Option<WebConfig>,
     pub session: SessionConfig,
     /// Sessions at once; the next client is told 421 at the greeting.
     pub max_connections: usize,
@@ -43,6 +59,175 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// The certificate, for STARTTLS and the implicit-TLS port; `None` offers no TLS.
     pub tls: Option<Tls>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], crate::DEFAULT_PORT)),
+            tls_listen: None,
+            maildir: PathBuf::from("maildir"),
+            web: None,
+            session: SessionConfig::default(),
+            max_connections: 1000,
+            idle_timeout: Duration::from_secs(300),
+            drain_timeout: Duration::from_secs(10),
+            tls: None,
+        }
+    }
+}
+
+/// The web inbox beside the SMTP server: where, and its options.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    pub listen: SocketAddr,
+    pub inbox: InboxConfig,
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The Maildir cannot be used (created, written or synced).
+    #[error(transparent)]
+    Maildir(#[from] MaildirError),
+    /// A socket could not be bound.
+    #[error("{0}")]
+    Listen(#[source] ListenError),
+    /// The web inbox cannot index or watch the Maildir.
+    #[error(transparent)]
+    Inbox(#[from] InboxError),
+    /// Implicit TLS was asked for without a certificate.
+    #[error("implicit TLS on {0} needs a certificate")]
+    NoCertificate(SocketAddr),
+    /// A listening socket failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Everything [`bind`] acquired: the Maildir and the listening sockets.
+#[derive(Debug)]
+pub struct Bound {
+    maildir: Arc<Maildir>,
+    smtp: TcpListener,
+    tls: Option<TcpListener>,
+    web: Option<(TcpListener, Arc<Inbox>)>,
+    addrs: Vec<(&'static str, SocketAddr)>,
+}
+
+impl Bound {
+    /// `(proto, address)` of every listening socket, for the `listening` lines: `tcp` for SMTP,
+    /// `tls` for implicit TLS, `http` for the web inbox.
+    pub fn local_addrs(&self) -> Vec<(&'static str, SocketAddr)> {
+        self.addrs.clone()
+    }
+
+    /// The Maildir's root folder.
+    pub fn maildir(&self) -> &Path {
+        self.maildir.root()
+    }
+}
+
+/// Opens the Maildir (proving it can deliver, so a server that cannot store mail fails here,
+/// naming the path, not with a 451 per message), then binds SMTP, implicit TLS and the web
+/// inbox as `config` asks. Call it inside a tokio runtime: the sockets and the inbox's watch
+/// register with it.
+///
+/// # Errors
+/// [`ServeError`]: the Maildir, a bind (a port in use), the inbox's index.
+pub fn bind(config: &ServerConfig) -> Result<Bound, ServeError> {
+    if let (Some(addr), None) = (config.tls_listen, &config.tls) {
+        return Err(ServeError::NoCertificate(addr));
+    }
+    let maildir = Arc::new(Maildir::open(&config.maildir, &config.session.hostname)?);
+    let listen = |proto: &'static str, addr: SocketAddr| {
+        protolab_transport::bind_tcp(addr)
+            .map_err(|e| ServeError::Listen(ListenError::new(proto, addr, e)))
+    };
+    let mut addrs = Vec::new();
+    let smtp = listen("tcp", config.listen)?;
+    addrs.push(("tcp", smtp.local_addr()?));
+    let tls = match config.tls_listen {
+        Some(addr) => {
+            let l = listen("tls", addr)?;
+            addrs.push(("tls", l.local_addr()?));
+            Some(l)
+        }
+        None => None,
+    };
+    let web = match &config.web {
+        Some(web) => {
+            let l = listen("http", web.listen)?;
+            addrs.push(("http", l.local_addr()?));
+            let inbox = Inbox::open(&config.maildir, web.inbox.clone())?;
+            Some((l, inbox))
+        }
+        None => None,
+    };
+    Ok(Bound {
+        maildir,
+        smtp,
+        tls,
+        web,
+        addrs,
+    })
+}
+
+/// What the server did, printed when it stops.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Report {
+    /// SMTP sessions accepted (both ports).
+    pub sessions: u64,
+    /// Clients turned away at `max_connections`.
+    pub busy: u64,
+    /// Sessions still open when the drain deadline passed.
+    pub cut_at_shutdown: u64,
+    /// The SMTP counters.
+    pub stats: Counters,
+    /// The web inbox's report, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<protolab_http::serve::Report>,
+}
+
+/// Serves SMTP (and the web inbox) on `bound` into its Maildir until `shutdown` fires and
+/// sessions have drained; then reports.
+///
+/// # Errors
+/// Only the listeners' own errors.
+pub async fn run(
+    bound: Bound,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+) -> Result<Report, ServeError> {
+    let web = bound
+        .web
+        .map(|(listener, inbox)| tokio::spawn(inbox::run(listener, inbox, shutdown.clone())));
+    if config.tls.is_some() {
+        tracing::info!(require_tls = config.session.require_tls, "STARTTLS offered");
+    }
+    tracing::info!(maildir = %bound.maildir.root().display(), "delivering into Maildir");
+    let stats = Arc::new(SmtpStats::default());
+    let tcp_stats = Arc::new(TcpServerStats::default());
+    serve(
+        bound.smtp,
+        bound.tls,
+        config,
+        bound.maildir,
+        shutdown,
+        stats.clone(),
+        tcp_stats.clone(),
+    )
+    .await?;
+    let http = match web {
+        Some(task) => Some(task.await.map_err(io::Error::other)??),
+        None => None,
+    };
+    Ok(Report {
+        sessions: tcp_stats.accepted.load(Ordering::Relaxed),
+        busy: tcp_stats.busy.load(Ordering::Relaxed),
+        cut_at_shutdown: tcp_stats.cut_at_shutdown.load(Ordering::Relaxed),
+        stats: stats.snapshot(),
+        http,
+    })
 }
 
 /// The server's TLS: the certificate's acceptor, for STARTTLS on the plaintext port and for the
@@ -81,6 +266,39 @@ pub struct SmtpStats {
     pub starttls_input_discarded: AtomicU64,
 }
 
+/// [`SmtpStats`] read once, for the [`Report`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counters {
+    pub messages_stored: u64,
+    /// Octets.
+    pub octets_stored: u64,
+    pub messages_refused: u64,
+    pub store_failures: u64,
+    pub protocol_errors: u64,
+    pub idle_timeouts: u64,
+    pub tls_sessions: u64,
+    pub tls_handshake_failures: u64,
+    pub starttls_input_discarded: u64,
+}
+
+impl SmtpStats {
+    /// The counters now.
+    pub fn snapshot(&self) -> Counters {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Counters {
+            messages_stored: get(&self.messages_stored),
+            octets_stored: get(&self.octets_stored),
+            messages_refused: get(&self.messages_refused),
+            store_failures: get(&self.store_failures),
+            protocol_errors: get(&self.protocol_errors),
+            idle_timeouts: get(&self.idle_timeouts),
+            tls_sessions: get(&self.tls_sessions),
+            tls_handshake_failures: get(&self.tls_handshake_failures),
+            starttls_input_discarded: get(&self.starttls_input_discarded),
+        }
+    }
+}
+
 /// Where a session's listener is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Port {
@@ -92,10 +310,7 @@ enum Port {
 
 /// Serves SMTP on `listener` (and implicit TLS on `tls_listener`) into `maildir` until
 /// `shutdown` fires and sessions have drained.
-///
-/// # Errors
-/// Only the listeners' own errors.
-pub async fn serve(
+async fn serve(
     listener: TcpListener,
     tls_listener: Option<TcpListener>,
     config: ServerConfig,

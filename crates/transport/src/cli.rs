@@ -291,6 +291,21 @@ pub fn listening(proto: &str, addr: SocketAddr, json: bool) {
     }
 }
 
+/// Says where `--tls-self-signed FILE` wrote the lab CA's certificate: `tls lab CA written to
+/// FILE: give it to clients with --cacert`, or under `--json` the line
+/// `{"event":"lab_ca","path":"FILE"}`, so that a `--json` stream stays JSON lines.
+pub fn lab_ca_written(path: &std::path::Path, json: bool) {
+    if json {
+        let line = serde_json::json!({"event": "lab_ca", "path": path.display().to_string()});
+        write_stdout(format_args!("{line}\n"));
+    } else {
+        write_stdout(format_args!(
+            "tls lab CA written to {}: give it to clients with --cacert\n",
+            path.display()
+        ));
+    }
+}
+
 /// Writes to standard output like `print!`, except that a reader that went away is not fatal.
 ///
 /// `println!` panics when standard output is a closed pipe (`dns serve | head -1`, a test that

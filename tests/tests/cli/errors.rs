@@ -49,6 +49,39 @@ fn nonsense_is_refused_when_the_command_line_is_read() {
         ),
         ("dns", &["query", "example.test", "BOGUS", "@127.0.0.1:9"]),
         ("subnet", &["10.0.0.1/33"]),
+        // A Maildir that cannot exist: were the refusal lost, the server would fail there
+        // instead of writing into the working folder.
+        (
+            "smtp",
+            &[
+                "serve",
+                "--maildir",
+                "/proc/none/md",
+                "--max-connections",
+                "0",
+            ],
+        ),
+        (
+            "smtp",
+            &[
+                "serve",
+                "--maildir",
+                "/proc/none/md",
+                "--max-recipients",
+                "0",
+            ],
+        ),
+        (
+            "smtp",
+            &["serve", "--maildir", "/proc/none/md", "--require-tls"],
+        ),
+        (
+            "smtp",
+            &[
+                "send", "--from", "a@x.test", "--to", "b@x.test", "--cacert", "ca.pem",
+            ],
+        ),
+        ("http", &["serve", "--max-connections", "0"]),
     ];
     for (bin, args) in cases {
         let out = run(bin, args);
@@ -74,6 +107,13 @@ fn a_port_in_use_is_one_line_in_one_wording() {
     let port = tcp.local_addr().expect("addr").port();
     let udp = UdpSocket::bind(("127.0.0.1", port)).ok();
     let busy = format!("127.0.0.1:{port}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let maildir = dir
+        .path()
+        .join("maildir")
+        .to_str()
+        .expect("utf-8")
+        .to_owned();
     let cases: Vec<(&str, Vec<&str>)> = vec![
         ("greet", vec!["serve", "--listen", &busy]),
         ("udpecho", vec!["serve", "--listen", &busy]),
@@ -91,6 +131,11 @@ fn a_port_in_use_is_one_line_in_one_wording() {
                 "examples/dns/example.test.zone",
             ],
         ),
+        (
+            "smtp",
+            vec!["serve", "--listen", &busy, "--maildir", &maildir],
+        ),
+        ("http", vec!["serve", "--listen", &busy]),
     ];
     for (bin, args) in cases {
         if bin == "impair" && udp.is_none() {

@@ -16,6 +16,13 @@ pub fn subcommands(help: &str) -> Vec<String> {
         .collect()
 }
 
+/// Commands other than our own that examples show next to them.
+const PEERS_IN_EXAMPLES: [&str; 2] = ["curl", "swaks"];
+
+/// Binaries whose examples still wrap: `dns query`'s fallback example is wider than clap's
+/// 100 columns (issue 11); take dns out of here once it is shortened.
+const WRAP_PENDING: [&str; 1] = ["dns"];
+
 fn walk(bin: &str, path: &mut Vec<String>, seen: &mut Vec<String>) {
     let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
     args.push("--help");
@@ -41,6 +48,16 @@ fn walk(bin: &str, path: &mut Vec<String>, seen: &mut Vec<String>) {
             line.starts_with("  ") || line.starts_with("    "),
             "{what}: example line not indented: {line:?}"
         );
+        // At two spaces a line is a whole command: one of this binary, a peer it is shown
+        // with, or an environment setting before one. Anything else is the tail of a line
+        // that wrapped.
+        if !line.starts_with("   ") && !WRAP_PENDING.contains(&bin) {
+            let first = line.split_whitespace().next().unwrap_or_default();
+            assert!(
+                first == bin || PEERS_IN_EXAMPLES.contains(&first) || first.contains('='),
+                "{what}: an example wrapped mid-line, or starts with {first:?}: {line:?}\n{text}"
+            );
+        }
     }
     seen.push(what);
     for sub in subcommands(&text) {
@@ -68,6 +85,14 @@ fn every_command_has_help_with_examples() {
         "dns query --help",
         "dns serve --help",
         "dns zone --help",
+        "smtp serve --help",
+        "smtp send --help",
+        "smtp web --help",
+        "smtp list --help",
+        "smtp show --help",
+        "http get --help",
+        "http serve --help",
+        "http proxy --help",
     ] {
         assert!(
             seen.iter().any(|s| s.ends_with(expected)),
@@ -83,6 +108,9 @@ fn json_and_verbose_are_accepted_before_and_after_the_subcommand() {
         ("udpecho", "probe"),
         ("impair", "udp"),
         ("dns", "query"),
+        ("smtp", "serve"),
+        ("smtp", "send"),
+        ("http", "get"),
     ] {
         for args in [
             [sub, "--json", "--help"],

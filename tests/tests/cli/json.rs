@@ -304,3 +304,193 @@ fn subnet_report() {
     assert_eq!(lines.len(), 1);
     check("subnet", &lines[0]);
 }
+
+/// Reads `stdout` line by line until `sockets` listening lines have come, checking that every
+/// line is JSON (the lab CA's line included); returns the addresses by proto and every line.
+fn read_until_listening(
+    what: &str,
+    stdout: &mut impl std::io::BufRead,
+    sockets: usize,
+) -> (Vec<(String, String)>, Vec<Value>) {
+    let mut addrs = Vec::new();
+    let mut lines = Vec::new();
+    while addrs.len() < sockets {
+        let mut line = String::new();
+        let n = stdout.read_line(&mut line).expect("read stdout");
+        assert!(n > 0, "{what} exited before listening: {lines:?}");
+        let v = json_lines(what, &line).remove(0);
+        match v["event"].as_str() {
+            Some("listening") => {
+                check("listening", &v);
+                addrs.push((
+                    v["proto"].as_str().expect("proto").to_owned(),
+                    v["addr"].as_str().expect("addr").to_owned(),
+                ));
+            }
+            Some("lab_ca") => check("lab_ca", &v),
+            _ => panic!("{what}: unexpected line before listening: {v}"),
+        }
+        lines.push(v);
+    }
+    (addrs, lines)
+}
+
+/// `smtp serve --json` is JSON lines from its first line (the lab CA, SMTP, implicit TLS and
+/// the web inbox), and every smtp report matches its documentation.
+#[test]
+fn smtp_reports() {
+    use protolab_tests::{Proc, bin};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let md = dir.path().join("maildir");
+    let md_text = md.to_str().expect("utf-8").to_owned();
+    let ca = dir.path().join("ca.pem");
+    let mut cmd = std::process::Command::new(bin("smtp"));
+    cmd.args([
+        "serve",
+        "--json",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--hostname",
+        "mx.test",
+        "--maildir",
+        &md_text,
+        "--tls-self-signed",
+    ])
+    .arg(&ca)
+    .env("RUST_LOG", "warn");
+    let mut proc = Proc::spawn("smtp serve", &mut cmd);
+    let mut stdout = proc.stdout();
+    let (addrs, lines) = read_until_listening("smtp serve", &mut stdout, 3);
+    assert_eq!(lines[0]["event"], "lab_ca", "{lines:?}");
+    let protos: Vec<&str> = addrs.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(protos, ["tcp", "tls", "http"]);
+    let smtp_addr = &addrs[0].1;
+
+    let out = run(
+        "smtp",
+        &[
+            "send",
+            "--server",
+            smtp_addr,
+            "--from",
+            "a@example.test",
+            "--to",
+            "b@example.test",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sent = json_lines("smtp send", &stdout_of(&out));
+    assert_eq!(sent.len(), 1);
+    check("smtp send", &sent[0]);
+
+    let out = run("smtp", &["--json", "list", &md_text]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed = json_lines("smtp list", &stdout_of(&out));
+    assert_eq!(listed.len(), 1, "one line");
+    check("smtp list", &listed[0]);
+    let id = listed[0][0]["id"].as_str().expect("id").to_owned();
+
+    let out = run("smtp", &["show", &md_text, &id, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = json_lines("smtp show", &stdout_of(&out));
+    assert_eq!(shown.len(), 1, "one line");
+    check("smtp show", &shown[0]);
+
+    proc.signal(libc::SIGTERM);
+    let status = proc.wait_for(std::time::Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "smtp serve: {status:?}"
+    );
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).expect("read stdout");
+    let rest = json_lines("smtp serve", &rest);
+    assert_eq!(rest.len(), 1, "one report line: {rest:?}");
+    check("smtp serve", &rest[0]);
+    assert_eq!(rest[0]["stats"]["messages_stored"], 1);
+    assert_eq!(rest[0]["listen"], smtp_addr.as_str());
+
+    // `smtp web` alone: the listening line, then its report.
+    let lines = server_stream(
+        "smtp",
+        &["web", "--maildir", &md_text, "--http", "127.0.0.1:0"],
+        1,
+        |srv| {
+            let out = run(
+                "http",
+                &[
+                    "get",
+                    &format!("http://{}/api/v1/messages", srv.addr("http")),
+                ],
+            );
+            assert!(out.status.success(), "{}", stderr(&out));
+        },
+    );
+    let report = lines.last().expect("the report line");
+    check("smtp web", report);
+    assert!(report["http"]["requests"].as_u64() >= Some(1), "{report}");
+}
+
+fn stdout_of(o: &std::process::Output) -> String {
+    stdout(o)
+}
+
+/// http's three reports: `http get --json` (one line, an array of exchanges), and the `serve`
+/// and `proxy` streams.
+#[test]
+fn http_reports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca.pem");
+    let ca_text = ca.to_str().expect("utf-8").to_owned();
+    // Under --json the lab CA's line is JSON too.
+    let mut cmd = std::process::Command::new(protolab_tests::bin("http"));
+    cmd.args([
+        "serve",
+        "--json",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-self-signed",
+        &ca_text,
+    ])
+    .env("RUST_LOG", "warn");
+    let mut tls = protolab_tests::Proc::spawn("http serve", &mut cmd);
+    let mut tls_out = tls.stdout();
+    let (_, lines) = read_until_listening("http serve --tls-self-signed", &mut tls_out, 1);
+    assert_eq!(lines[0]["event"], "lab_ca", "{lines:?}");
+    tls.signal(libc::SIGTERM);
+    tls.wait_for(std::time::Duration::from_secs(15));
+
+    let mut origin = String::new();
+    let served = server_stream("http", &["serve", "--listen", "127.0.0.1:0"], 1, |srv| {
+        origin = srv.addr("tcp").to_string();
+        let proxied = server_stream("http", &["proxy", "--listen", "127.0.0.1:0"], 1, |proxy| {
+            let out = run(
+                "http",
+                &[
+                    "get",
+                    "--json",
+                    "--proxy",
+                    &proxy.addr("tcp").to_string(),
+                    &format!("http://{origin}/bytes/100"),
+                    &format!("http://{origin}/status/404"),
+                ],
+            );
+            assert!(out.status.success(), "{}", stderr(&out));
+            let got = json_lines("http get", &stdout(&out));
+            assert_eq!(got.len(), 1, "one line");
+            check("http get", &got[0]);
+            assert_eq!(got[0][1]["status"], 404);
+        });
+        let report = proxied.last().expect("the proxy's report");
+        check("http proxy", report);
+        assert_eq!(report["requests"], 2, "{report}");
+    });
+    let report = served.last().expect("the server's report");
+    check("http serve", report);
+    assert_eq!(report["responses"][1], 1, "one 2xx: {report}");
+}

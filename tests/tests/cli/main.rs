@@ -7,14 +7,16 @@ mod examples;
 mod generated;
 mod help;
 mod json;
+mod signals;
 
 use std::process::{Command, Output};
 
 use protolab_tests::bin;
 
-/// The binaries that follow the convention. smtp follows it once its branch takes the shared
-/// error report and `generate` (a one-line change in its main.rs each).
-pub const BINARIES: [&str; 6] = ["greet", "udpecho", "impair", "dns", "subnet", "http"];
+/// The binaries that follow the convention.
+pub const BINARIES: [&str; 7] = [
+    "greet", "udpecho", "impair", "dns", "subnet", "http", "smtp",
+];
 
 /// Runs `name args` to the end, with RUST_BACKTRACE=1 so that a backtrace would show.
 pub fn run(name: &str, args: &[&str]) -> Output {

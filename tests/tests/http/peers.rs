@@ -156,15 +156,15 @@ fn http_get_pipelines_nothing_but_reuses_and_reports_phases() {
     for e in ex {
         let t = &e["timing"];
         let phases = [
-            "name_lookup_ms",
-            "connect_ms",
-            "request_sent_ms",
-            "first_byte_ms",
-            "done_ms",
+            "name_lookup_us",
+            "connect_us",
+            "request_sent_us",
+            "first_byte_us",
+            "done_us",
         ];
-        let values: Vec<f64> = phases
+        let values: Vec<u64> = phases
             .iter()
-            .map(|p| t[p].as_f64().expect("a time"))
+            .map(|p| t[p].as_u64().expect("a time in whole microseconds"))
             .collect();
         assert!(
             values.windows(2).all(|w| w[0] <= w[1]),

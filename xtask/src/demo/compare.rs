@@ -227,6 +227,22 @@ fn run_probe(mut cmd: Command) -> Result<Value> {
     serde_json::from_slice(&out.stdout).context("read the probe's JSON report")
 }
 
+/// The command line `cmd` runs, every argument of it (a demo never cuts one short), with the
+/// binaries the demo built named without their folder.
+fn shown(cmd: &Command, bins: &Path) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| {
+            let p = Path::new(a);
+            match (p.parent(), p.file_name()) {
+                (Some(dir), Some(name)) if dir == bins => name.to_string_lossy(),
+                _ => a.to_string_lossy(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The log level for processes a demo starts: the user's RUST_LOG if set, else warnings only.
 fn quiet_logs() -> String {
     std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned())
@@ -296,14 +312,7 @@ fn with_link(opts: &Options, bins: &Path) -> Result<()> {
             if tcp { "tcp" } else { "udp" }
         ));
         probe.arg("--svg").arg(&picture);
-        println!(
-            "$ ip netns exec {} udpecho probe {target}{} --count {} --interval {} --svg {}",
-            link.left,
-            if tcp { " --tcp" } else { "" },
-            opts.count,
-            opts.interval,
-            picture.display()
-        );
+        println!("$ {}", shown(&probe, bins));
         let report = run_probe(probe);
         drop(server);
         let (truth, _) = link.stop()?;
@@ -468,31 +477,26 @@ fn without_root(opts: &Options, bins: &Path) -> Result<()> {
         1,
     );
     let stats = std::env::temp_dir().join(format!("plab-relay-{}-truth.json", std::process::id()));
-    let mut relay = Server::start_cmd(
-        "impair udp",
-        {
-            let mut c = Command::new(bins.join("impair"));
-            c.env("RUST_LOG", quiet_logs());
-            c.args(["udp", "--listen", "127.0.0.1:0", "--forward"])
-                .arg(server.addr("udp").to_string())
-                .arg("--stats")
-                .arg(&stats)
-                .args(opts.impair_args());
-            c
-        },
-        1,
+    let mut relay_cmd = Command::new(bins.join("impair"));
+    relay_cmd
+        .env("RUST_LOG", quiet_logs())
+        .args(["udp", "--listen", "127.0.0.1:0", "--forward"])
+        .arg(server.addr("udp").to_string())
+        .arg("--stats")
+        .arg(&stats)
+        .args(opts.impair_args());
+    println!(
+        "$ {} &   (its ground truth goes to {}, which the demo removes at the end)",
+        shown(&relay_cmd, bins),
+        stats.display()
     );
+    let mut relay = Server::start_cmd("impair udp", relay_cmd, 1);
     let mut probe = Command::new(bins.join("udpecho"));
     probe
         .arg("probe")
         .arg(relay.addr("udp").to_string())
         .args(opts.probe_args());
-    println!(
-        "$ udpecho probe {} --count {} --interval {}   (through impair udp)",
-        relay.addr("udp"),
-        opts.count,
-        opts.interval
-    );
+    println!("$ {}   (through impair udp)", shown(&probe, bins));
     let report = run_probe(probe)?;
     relay.proc.signal(libc::SIGINT);
     relay.proc.wait_for(Duration::from_secs(10));

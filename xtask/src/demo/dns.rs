@@ -160,7 +160,10 @@ pub fn run(args: &[String]) -> Result<()> {
         "Three authoritative servers, one per level of the name www.example.test. The root knows\n\
          only who serves test., test. knows only who serves example.test.: each hands out a\n\
          referral (NS records, with the servers' addresses as glue). All listen on port {port}\n\
-         instead of 53, so no root privilege is needed; resolvers are told so with --port."
+         instead of 53, so no root privilege is needed; resolvers are told so with --port.\n\
+         The zone files and root.hints are in {} for the demo's length only (it removes them\n\
+         at the end); examples/dns/ holds a lab like it to keep.",
+        dir.display()
     ));
 
     println!("== 1. Iterative resolution, step by step ==\n");

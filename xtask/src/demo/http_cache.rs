@@ -22,7 +22,19 @@ fn get(http: &Path, url: &str, extra: &[&str]) -> Result<Vec<String>> {
     let mut shown = vec!["http", "get"];
     shown.extend_from_slice(extra);
     shown.push(url);
-    println!("$ {}", shown.join(" "));
+    // Quoted where the shell needs it (`-H 'Cache-Control: no-cache'`), so the line can be
+    // run as shown.
+    let quoted: Vec<String> = shown
+        .iter()
+        .map(|a| {
+            if a.contains([' ', '*', '?', '&', ';']) {
+                format!("'{a}'")
+            } else {
+                (*a).to_owned()
+            }
+        })
+        .collect();
+    println!("$ {}", quoted.join(" "));
     let out = Command::new(http)
         .arg("get")
         .args(extra)

@@ -78,18 +78,20 @@ pub fn run(args: &[String]) -> Result<()> {
         "$ smtp serve --listen 127.0.0.1:0 --maildir {md} --hostname mx.demo.test --http 127.0.0.1:0"
     );
     println!("listening tcp {addr}");
-    println!("listening http {inbox} (web inbox)");
+    println!("listening http {inbox}");
     note(
         "The server made tmp/, new/ and cur/ in the Maildir. A message is written in tmp/,\n\
          fsynced, renamed into new/, and new/ is fsynced: only then does the client hear 250.",
     );
 
     println!();
+    // The body stays next to the Maildir, so the command line below can be run again as shown.
     let body = maildir.with_file_name("demo-body.txt");
-    std::fs::write(
-        &body,
-        "Hello from the demo.\n.This line starts with a dot.\nBye.\n",
-    )?;
+    let body_text = "Hello from the demo.\n.This line starts with a dot.\nBye.\n";
+    std::fs::write(&body, body_text)?;
+    let body_path = body.to_str().context("the body's path is not UTF-8")?;
+    println!("$ cat {body_path}");
+    print!("{body_text}");
     let out = run_shown(
         Command::new(&smtp).args([
             "send",
@@ -103,10 +105,10 @@ pub fn run(args: &[String]) -> Result<()> {
             "--subject",
             "Lunch?",
             "--body-file",
-            body.to_str().context("path")?,
+            body_path,
         ]),
         &format!(
-            "smtp send -v --server {addr} --from alice@demo.test --to bob@demo.test --subject Lunch? --body-file demo-body.txt"
+            "smtp send -v --server {addr} --from alice@demo.test --to bob@demo.test --subject Lunch? --body-file {body_path}"
         ),
     )?;
     note(
@@ -197,6 +199,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     println!();
     println!("The web inbox shows what arrived: http://{inbox}/");
+    println!("The Maildir stays in {md} and the body in {body_path}, until the next run.");
     if !no_wait {
         println!("(it stays up until Ctrl-C)");
         // Ctrl-C reaches the server too (one process group): it drains and exits.
