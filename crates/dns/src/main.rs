@@ -64,7 +64,7 @@ enum Command {
   dns query big.example.test TXT @127.0.0.1:5300 --no-edns     (TC, then TCP)
   dns query www.example.test --trace --root-hints root.hints --port 5300
   dns query example.test SOA --json
-  dns query www.example.test @127.0.0.1:5300 @127.0.0.2:5300 --timeout 500ms   (second is a fallback)
+  dns query www.example.test @127.0.0.1:5300 @127.0.0.2:5300 --timeout 500ms   (2nd: fallback)
   dns query www.example.test @127.0.0.1:8853 --tls --cacert target/lab-ca/ca.pem   (DNS over TLS)")]
     Query(QueryArgs),
     /// Run a caching resolver on UDP and TCP.
@@ -443,6 +443,11 @@ async fn query(a: QueryArgs, json: bool) -> Result<()> {
     let server = servers[0];
     let (rng, seed) = protolab_transport::rng::seeded(a.seed);
     tracing::debug!(seed, "query RNG");
+    let transport = match (a.tls, a.tcp) {
+        (true, _) => "tls",
+        (false, true) => "tcp",
+        (false, false) => "udp",
+    };
     let config = ClientConfig {
         tcp: a.tcp,
         edns: !a.no_edns,
@@ -513,6 +518,17 @@ async fn query(a: QueryArgs, json: bool) -> Result<()> {
         }
         return Ok(());
     }
+    let list = servers
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    // What -v adds: whom we asked and what came back, for a query that "just failed".
+    tracing::info!(
+        "asking {list} over {transport} for {name} {qtype} (timeout {:?}, {} attempt(s))",
+        a.timeout,
+        a.tries
+    );
     let x = client.query(&servers, &name, qtype).await.map_err(|e| {
         let what = format!("query {name} {qtype}: {e}");
         // No server answered at all: dig's status 9.
@@ -522,6 +538,19 @@ async fn query(a: QueryArgs, json: bool) -> Result<()> {
             Failure::new(what)
         }
     })?;
+    tracing::info!(
+        "reply from {} over {}: {}, {} bytes in {} us{}",
+        x.server,
+        x.transport,
+        protolab_dns::wire::rcode_name(x.reply.metadata.response_code),
+        x.size,
+        x.elapsed.as_micros(),
+        if x.retried_over_tcp {
+            " (truncated over UDP, asked again over TCP)"
+        } else {
+            ""
+        }
+    );
     if json {
         let mut v = present::message_json(&x.reply);
         v["server"] = serde_json::Value::String(x.server.to_string());
@@ -774,10 +803,7 @@ fn dot_listen(a: &ServeArgs) -> Result<Option<DotListen>> {
         .acceptor()
         .context("cannot set up TLS for --dot-listen")?;
     if let Some(ca) = &a.tls_self_signed {
-        outln!(
-            "tls lab CA written to {}: give it to clients with --cacert",
-            ca.display()
-        );
+        protolab_transport::cli::lab_ca_written(ca, protolab_transport::cli::json());
     }
     Ok(Some(DotListen { listen, acceptor }))
 }

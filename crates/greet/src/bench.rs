@@ -15,6 +15,7 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
 /// Options of `greet bench`.
 #[derive(Debug, Clone)]
@@ -28,6 +29,9 @@ pub struct BenchConfig {
     pub skip_banner: bool,
     /// Print a progress line each second on a terminal.
     pub progress: bool,
+    /// Ends the load early (the first Ctrl-C): every connection stops after its request in
+    /// flight and the report covers what was done, as ping and irtt do.
+    pub stop: CancellationToken,
 }
 
 /// The outcome of a run.
@@ -44,6 +48,8 @@ pub struct BenchReport {
     pub elapsed_us: u64,
     pub requests_per_sec: f64,
     pub latency_us: Latency,
+    /// True when a signal ended the load before `--duration`.
+    pub interrupted: bool,
 }
 
 /// Request latencies in microseconds.
@@ -134,7 +140,15 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
     });
     let tasks: Vec<_> = streams
         .into_iter()
-        .map(|stream| tokio::spawn(connection(stream, request.clone(), deadline, count.clone())))
+        .map(|stream| {
+            tokio::spawn(connection(
+                stream,
+                request.clone(),
+                deadline,
+                count.clone(),
+                config.stop.clone(),
+            ))
+        })
         .collect();
     let mut hist = histogram();
     let mut errors = 0;
@@ -157,6 +171,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
         requests,
         elapsed_us: u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
         requests_per_sec: requests as f64 / seconds,
+        interrupted: config.stop.is_cancelled(),
         latency_us: Latency {
             mean: hist.mean().round() as u64,
             p50: hist.value_at_quantile(0.50),
@@ -173,12 +188,13 @@ async fn connection(
     request: Bytes,
     deadline: Instant,
     count: Arc<AtomicU64>,
+    stop: CancellationToken,
 ) -> (Histogram<u64>, bool) {
     let mut hist = histogram();
     let mut reply = Vec::with_capacity(64);
     loop {
         let sent = Instant::now();
-        if sent >= deadline {
+        if sent >= deadline || stop.is_cancelled() {
             return (hist, true);
         }
         if stream.get_mut().write_all(&request).await.is_err() {

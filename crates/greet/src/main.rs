@@ -244,6 +244,8 @@ async fn run(cli: Cli) -> Result<()> {
                 line,
                 skip_banner,
                 progress: !cli.json,
+                // Ctrl-C ends the load and still prints the report; a second one exits.
+                stop: protolab_transport::shutdown_on_signals(),
             };
             let r = bench::run(&config).await.map_err(|e| {
                 Failure::no_answer(e.to_string()).hint(format!(
@@ -256,7 +258,7 @@ async fn run(cli: Cli) -> Result<()> {
                 outln!(
                     "{} connections, {:.1} s: {} requests, {:.0} requests/s\n\
                      latency us: mean {}  p50 {}  p90 {}  p99 {}  max {}\n\
-                     errors: {} connections ended early, {} could not connect",
+                     errors: {} connections ended early, {} could not connect{}",
                     r.connections,
                     r.elapsed_us as f64 / 1e6,
                     r.requests,
@@ -267,7 +269,12 @@ async fn run(cli: Cli) -> Result<()> {
                     r.latency_us.p99,
                     r.latency_us.max,
                     r.errors,
-                    r.connect_errors
+                    r.connect_errors,
+                    if r.interrupted {
+                        "\n(interrupted: the load stopped early; the figures cover what ran)"
+                    } else {
+                        ""
+                    }
                 );
             }
         }

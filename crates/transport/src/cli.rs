@@ -255,7 +255,14 @@ pub fn init_tracing(base: tracing::Level, verbose: u8) {
         _ => Level::TRACE,
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("warn,protolab={level},{}", crates(level)))
+        // rustls warns about every client that sends an IP address as SNI (wrk, openssl
+        // s_time and curl do): a client's harmless habit, not the server's problem, so it is
+        // heard only from -vv on.
+        let rustls = if verbose >= 2 { "debug" } else { "error" };
+        tracing_subscriber::EnvFilter::new(format!(
+            "warn,rustls={rustls},protolab={level},{}",
+            crates(level)
+        ))
     });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

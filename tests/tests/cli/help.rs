@@ -19,10 +19,6 @@ pub fn subcommands(help: &str) -> Vec<String> {
 /// Commands other than our own that examples show next to them.
 const PEERS_IN_EXAMPLES: [&str; 2] = ["curl", "swaks"];
 
-/// Binaries whose examples still wrap: `dns query`'s fallback example is wider than clap's
-/// 100 columns (issue 11); take dns out of here once it is shortened.
-const WRAP_PENDING: [&str; 1] = ["dns"];
-
 fn walk(bin: &str, path: &mut Vec<String>, seen: &mut Vec<String>) {
     let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
     args.push("--help");
@@ -51,7 +47,7 @@ fn walk(bin: &str, path: &mut Vec<String>, seen: &mut Vec<String>) {
         // At two spaces a line is a whole command: one of this binary, a peer it is shown
         // with, or an environment setting before one. Anything else is the tail of a line
         // that wrapped.
-        if !line.starts_with("   ") && !WRAP_PENDING.contains(&bin) {
+        if !line.starts_with("   ") {
             let first = line.split_whitespace().next().unwrap_or_default();
             assert!(
                 first == bin || PEERS_IN_EXAMPLES.contains(&first) || first.contains('='),

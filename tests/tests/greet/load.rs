@@ -107,3 +107,44 @@ fn delay_is_per_connection_not_serial() {
         "200 delayed clients took {elapsed:?}: replies were serialised"
     );
 }
+
+/// `greet bench` under Ctrl-C behaves as ping and irtt do: the first SIGINT ends the load and
+/// the report still comes, covering what ran, with exit status 0.
+#[test]
+fn sigint_ends_the_bench_early_with_its_report() {
+    let srv = Server::start("greet", &["serve", "--listen", "127.0.0.1:0"], 1);
+    let addr = srv.addr("tcp").to_string();
+    let mut cmd = std::process::Command::new(protolab_tests::bin("greet"));
+    cmd.args([
+        "bench",
+        "--server",
+        &addr,
+        "--connections",
+        "4",
+        "--duration",
+        "10m",
+        "--json",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let mut bench = protolab_tests::Proc::spawn("greet bench", &mut cmd);
+    // The load is running once the server has greeted someone; a second is plenty either way.
+    std::thread::sleep(Duration::from_secs(1));
+    bench.signal(libc::SIGINT);
+    let status = bench
+        .wait_for(Duration::from_secs(60))
+        .expect("the bench exits after one SIGINT, long before its 10 minutes");
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut bench.stdout(), &mut out).expect("read the report");
+    assert!(status.success(), "{status}: {out}");
+    let r: serde_json::Value =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    assert_eq!(r["interrupted"], true, "{r}");
+    assert!(r["requests"].as_u64().unwrap_or(0) > 0, "{r}");
+    assert_eq!(r["errors"], 0, "no connection ended early: {r}");
+    let elapsed = r["elapsed_us"].as_u64().unwrap_or(u64::MAX);
+    assert!(
+        elapsed < 600_000_000,
+        "the load stopped before --duration: {r}"
+    );
+}

@@ -193,10 +193,7 @@ pub fn run(args: &[String]) -> Result<()> {
                 "--tls-key",
                 path_str(&c.key)?,
             ])
-            .arg("--tls-no-resumption")
-            // wrk and s_time send the address as SNI, which rustls warns about on every
-            // connection; those warnings are not what is measured.
-            .env("RUST_LOG", "warn,rustls=error");
+            .arg("--tls-no-resumption");
         Server::start_cmd("http serve", cmd, 1)
     };
     let nginx_dir = dir.join("nginx");
