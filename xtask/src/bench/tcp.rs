@@ -83,19 +83,6 @@ fn load_only(
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
-fn rss_kib(pid: i32) -> Result<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    Ok((field("VmRSS:"), field("VmHWM:")))
-}
-
 pub fn run(args: &[String]) -> Result<()> {
     let o = options(args)?;
     let limit = raise_fd_limit();
@@ -216,7 +203,7 @@ pub fn run(args: &[String]) -> Result<()> {
             1,
         );
         let addr = server.addr("tcp");
-        let (before, _) = rss_kib(server.proc.pid())?;
+        let before = util::memory(server.proc.pid())?.rss_kib;
         let mut conns = Vec::with_capacity(o.idle);
         for _ in 0..o.idle {
             let mut s = TcpStream::connect(addr).context("open idle connection")?;
@@ -226,7 +213,10 @@ pub fn run(args: &[String]) -> Result<()> {
             conns.push(s);
         }
         std::thread::sleep(Duration::from_millis(500));
-        let (rss, hwm) = rss_kib(server.proc.pid())?;
+        let util::Memory {
+            rss_kib: rss,
+            peak_kib: hwm,
+        } = util::memory(server.proc.pid())?;
         drop(conns);
         let mib = |k: u64| k as f64 / 1024.0;
         table.note(format!(

@@ -169,16 +169,6 @@ fn compare_row(
     ]);
 }
 
-fn rss_kib(pid: i32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("VmRSS in /proc/PID/status")
-}
-
 /// Sends 64-byte probes from `flows` flow ids in turn at about `pps` for `dur`, reading replies.
 /// The packet is written out by hand from docs/udp.md, so the benchmark tests the format too.
 fn flows_load(target: SocketAddr, flows: u32, pps: u64, dur: Duration) -> Result<u64> {
@@ -559,9 +549,9 @@ pub fn run(args: &[String]) -> Result<()> {
     // RSS from 1 to 1,000 flows at the same packet rate.
     let pid = server.proc.pid();
     flows_load(server.addr("udp"), 1, 20_000, Duration::from_secs(2))?;
-    let rss_one = rss_kib(pid)?;
+    let rss_one = util::memory(pid)?.rss_kib;
     let replies = flows_load(server.addr("udp"), 1000, 20_000, Duration::from_secs(3))?;
-    let rss_many = rss_kib(pid)?;
+    let rss_many = util::memory(pid)?.rss_kib;
     let growth = rss_many as f64 / rss_one as f64 - 1.0;
     compare_row(
         &mut table,

@@ -18,7 +18,7 @@ use etherparse::{Ipv4HeaderSlice, TcpHeaderSlice, UdpHeaderSlice};
 use protolab_tests::{Server, is_root};
 use serde_json::{Value, json};
 
-use super::compare::{LinkRun, Side};
+use super::compare::{DemoLink, Side, start_link};
 use crate::util;
 
 const GREETING: &[u8] = b"Hello, Michael!";
@@ -115,7 +115,7 @@ pub fn run(args: &[String]) -> Result<()> {
 
 /// Runs the three exchanges across a fresh link that captures them.
 fn capture(bins: &Path, pcap: &Path) -> Result<()> {
-    let link = LinkRun::start(
+    let link = start_link(
         bins,
         "layers",
         &["--pcap".to_owned(), pcap.display().to_string()],
@@ -123,7 +123,7 @@ fn capture(bins: &Path, pcap: &Path) -> Result<()> {
     let greet = Server::start_cmd(
         "greet serve",
         {
-            let mut c = link.exec(Side::Right, &bins.join("greet"));
+            let mut c = link.run_in(Side::Right, &bins.join("greet"));
             c.args(["serve", "--listen", "198.18.0.2:9999"]);
             c
         },
@@ -132,7 +132,7 @@ fn capture(bins: &Path, pcap: &Path) -> Result<()> {
     let echo = Server::start_cmd(
         "udpecho serve",
         {
-            let mut c = link.exec(Side::Right, &bins.join("udpecho"));
+            let mut c = link.run_in(Side::Right, &bins.join("udpecho"));
             c.args(["serve", "--listen", "198.18.0.2:7777", "--no-tcp"]);
             c
         },
@@ -143,7 +143,7 @@ fn capture(bins: &Path, pcap: &Path) -> Result<()> {
         link.left
     );
     let out = link
-        .exec(Side::Left, &bins.join("greet"))
+        .run_in(Side::Left, &bins.join("greet"))
         .args(["hello", "--server", "198.18.0.2:9999", "--timeout", "10s"])
         .output()
         .context("run greet hello")?;
@@ -158,7 +158,7 @@ fn capture(bins: &Path, pcap: &Path) -> Result<()> {
         link.left
     );
     let out = link
-        .exec(Side::Left, &bins.join("udpecho"))
+        .run_in(Side::Left, &bins.join("udpecho"))
         .args(["probe", "198.18.0.2:7777", "--count", "1", "--quiet"])
         .output()
         .context("run udpecho probe")?;
@@ -175,7 +175,7 @@ fn capture(bins: &Path, pcap: &Path) -> Result<()> {
         link.left
     );
     let _ = link
-        .exec(Side::Left, &bins.join("dns"))
+        .run_in(Side::Left, &bins.join("dns"))
         .args([
             "query",
             "hello.lab",
@@ -193,7 +193,7 @@ fn capture(bins: &Path, pcap: &Path) -> Result<()> {
     std::thread::sleep(Duration::from_millis(300));
     drop(greet);
     drop(echo);
-    link.stop()?;
+    link.stop_clean()?;
     Ok(())
 }
 
