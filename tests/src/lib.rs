@@ -3,7 +3,6 @@
 //! they are re-exported here under the names the tests have always used.
 
 pub mod cache_suite;
-pub mod http_peers;
 
 pub use protolab_lab::fixtures::test_data;
 pub use protolab_lab::process::parse_listening;
@@ -12,4 +11,4 @@ pub use protolab_lab::{
     Link, Netns, Proc, Relay, Server, bin, free_port, free_port_on, is_root, raise_fd_limit,
     require_peer, run_ok, start_redis, wait_tcp, wait_udp_reply, which, workspace_root,
 };
-pub use protolab_lab::{fixtures, link, netns, peers, process, relay, sample, trace};
+pub use protolab_lab::{fixtures, http_peers, link, netns, peers, process, relay, sample, trace};

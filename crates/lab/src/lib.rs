@@ -4,7 +4,8 @@
 //! - [`process`]: a child process stopped by its own PID ([`Proc`]), and a protolab server
 //!   started on port 0 whose real addresses come from its `listening` lines ([`Server`]).
 //! - [`peers`]: finding a real peer ([`require_peer`], [`which`]), ports for peers that cannot
-//!   bind port 0, waiting until a peer answers.
+//!   bind port 0, waiting until a peer answers; [`http_peers`]: nginx and Python's
+//!   `http.server` as the tests and the benchmarks start them.
 //! - [`link`] and [`relay`]: `impair link` (two namespaces joined through the link) and
 //!   `impair udp` (a relay on loopback), with their ground truth.
 //! - [`netns`]: a private network namespace, deleted when dropped.
@@ -18,6 +19,7 @@
 //! `std::io::Result`.
 
 pub mod fixtures;
+pub mod http_peers;
 pub mod link;
 pub mod netns;
 pub mod peers;

@@ -7,6 +7,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,24 @@ impl Proc {
     /// The program cannot be started.
     pub fn try_spawn(name: &str, cmd: &mut Command) -> std::io::Result<Proc> {
         let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).spawn()?;
+        Ok(Proc {
+            child,
+            name: name.to_owned(),
+        })
+    }
+
+    /// Starts `cmd` with stdout and stderr written to the file `log` (created or truncated),
+    /// for a peer whose output is only worth reading when it fails.
+    ///
+    /// # Errors
+    /// The log cannot be created or the program cannot be started.
+    pub fn spawn_logged(name: &str, cmd: &mut Command, log: &Path) -> std::io::Result<Proc> {
+        let out = std::fs::File::create(log)?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()?;
         Ok(Proc {
             child,
             name: name.to_owned(),
@@ -64,6 +83,12 @@ impl Proc {
         None
     }
 
+    /// Stops the process with SIGTERM and waits at most `limit` (killing it past that).
+    pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
+        self.signal(libc::SIGTERM);
+        self.wait_for(limit)
+    }
+
     /// Takes the stdout pipe, to read it line by line.
     pub fn stdout(&mut self) -> BufReader<ChildStdout> {
         BufReader::new(
@@ -82,6 +107,12 @@ impl Drop for Proc {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Reads `out` to its end on a thread of its own, so that a chatty process never blocks on a
+/// full pipe that nobody reads.
+pub fn drain(mut out: impl std::io::Read + Send + 'static) {
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
 }
 
 /// Reads one line of a server's stdout as a `listening` announcement, text or JSON:

@@ -114,8 +114,8 @@ pub fn processes_cpu(pids: &[i32], reaped_children: bool) -> Duration {
     ticks(total)
 }
 
-/// Every live process whose chain of parents leads to `root`, `root` included.
-fn process_tree(root: i32) -> Vec<i32> {
+/// Every live process with its parent: (pid, ppid).
+fn parents() -> Vec<(i32, i32)> {
     let mut parent_of = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = entry
@@ -129,6 +129,21 @@ fn process_tree(root: i32) -> Vec<i32> {
             parent_of.push((pid, stat_field(&f, 4) as i32));
         }
     }
+    parent_of
+}
+
+/// The live children of `pid` (an nginx master's workers, for one).
+pub fn children(pid: i32) -> Vec<i32> {
+    parents()
+        .into_iter()
+        .filter(|(_, parent)| *parent == pid)
+        .map(|(c, _)| c)
+        .collect()
+}
+
+/// Every live process whose chain of parents leads to `root`, `root` included.
+fn process_tree(root: i32) -> Vec<i32> {
+    let parent_of = parents();
     let mut tree = vec![root];
     let mut i = 0;
     while i < tree.len() {
@@ -310,6 +325,7 @@ mod tests {
         let me = std::process::id() as i32;
         let pid = child.id() as i32;
         assert!(process_tree(me).contains(&pid), "our child is in our tree");
+        assert!(children(me).contains(&pid), "and among our children");
         // The shell's loop burns CPU in the shell itself: wait until it shows (bounded).
         for _ in 0..600 {
             if process_cpu(pid).expect("read the child") >= Duration::from_millis(50) {

@@ -140,8 +140,7 @@ print(time.monotonic() - start)
 
 /// Reads a peer's standard output to its end, so that a chatty peer never blocks on a full pipe.
 fn drain(proc: &mut Proc) {
-    let mut out = proc.stdout();
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    protolab_lab::process::drain(proc.stdout());
 }
 
 fn start_smtp(smtp: &Path, maildir: &Path, extra: &[&str]) -> Result<Server> {
