@@ -94,18 +94,34 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Runs a command to completion and returns its stdout, panicking with stderr on failure.
-pub fn run_ok(cmd: &mut Command) -> String {
+/// Runs a command to completion and returns its output when it exits with 0.
+///
+/// # Errors
+/// The command cannot be started, or it fails: the error names the command line, its exit
+/// status and what it printed.
+pub fn output_ok(cmd: &mut Command) -> std::io::Result<std::process::Output> {
+    let shown = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
     let out = cmd
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed with {}: {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot run {shown}: {e}")))?;
+    if !out.status.success() {
+        return Err(std::io::Error::other(format!(
+            "{shown} failed with {}: {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        )));
+    }
+    Ok(out)
+}
+
+/// Runs a command to completion and returns its stdout, panicking with its output on failure.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = output_ok(cmd).unwrap_or_else(|e| panic!("{e}"));
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use protolab_lab::output_ok;
 use protolab_tests::{Server, raise_fd_limit, require_peer, start_redis};
 
 use crate::util::{self, CPU_COLUMN, CpuUse, ProcCpu, Side, Table, cpu_cell, with_cpu};
@@ -63,23 +64,16 @@ fn load_only(
         o.duration,
         extra.join(" ")
     );
-    let out = Command::new(greet)
-        .args(["bench", "--json", "--server", &addr.to_string()])
+    let mut out = Command::new(greet);
+    out.args(["bench", "--json", "--server", &addr.to_string()])
         .args([
             "--connections",
             &o.connections.to_string(),
             "--duration",
             &o.duration,
         ])
-        .args(extra)
-        .output()
-        .context("run greet bench")?;
-    if !out.status.success() {
-        bail!(
-            "greet bench against {addr} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+        .args(extra);
+    let out = output_ok(&mut out)?;
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 

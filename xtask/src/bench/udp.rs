@@ -24,6 +24,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use protolab_lab::output_ok;
 use protolab_tests::{Proc, Server, free_port, require_peer};
 use serde_json::Value;
 
@@ -36,19 +37,13 @@ const PPS_STEPS: &[u64] = &[
 ];
 
 fn probe_json(udpecho: &Path, target: SocketAddr, args: &[&str]) -> Result<Value> {
-    let out = Command::new(udpecho)
-        .arg("probe")
-        .arg(target.to_string())
-        .args(["--json", "--quiet"])
-        .args(args)
-        .output()
-        .context("run udpecho probe")?;
-    if !out.status.success() {
-        bail!(
-            "udpecho probe failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let out = output_ok(
+        Command::new(udpecho)
+            .arg("probe")
+            .arg(target.to_string())
+            .args(["--json", "--quiet"])
+            .args(args),
+    )?;
     serde_json::from_slice(&out.stdout).context("probe JSON")
 }
 

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 pub(super) use protolab_lab::link::{Link, Side};
+use protolab_lab::output_ok;
 use protolab_lab::{Relay, Server, is_root, quiet_logs};
 use serde_json::Value;
 
@@ -158,13 +159,7 @@ impl DemoLink for Link {
 
 /// Runs a probe and returns its JSON report.
 fn run_probe(mut cmd: Command) -> Result<Value> {
-    let out = util::with_progress("probing", || cmd.output()).context("run udpecho probe")?;
-    if !out.status.success() {
-        bail!(
-            "udpecho probe failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    let out = util::with_progress("probing", || output_ok(&mut cmd))?;
     serde_json::from_slice(&out.stdout).context("read the probe's JSON report")
 }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use etherparse::{Ipv4HeaderSlice, TcpHeaderSlice, UdpHeaderSlice};
+use protolab_lab::output_ok;
 use protolab_tests::{Server, is_root};
 use serde_json::{Value, json};
 
@@ -142,32 +143,16 @@ fn capture(bins: &Path, pcap: &Path) -> Result<()> {
         "$ ip netns exec {} greet hello --server 198.18.0.2:9999",
         link.left
     );
-    let out = link
-        .run_in(Side::Left, &bins.join("greet"))
-        .args(["hello", "--server", "198.18.0.2:9999", "--timeout", "10s"])
-        .output()
-        .context("run greet hello")?;
-    if !out.status.success() {
-        bail!(
-            "greet hello failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let mut hello = link.run_in(Side::Left, &bins.join("greet"));
+    hello.args(["hello", "--server", "198.18.0.2:9999", "--timeout", "10s"]);
+    output_ok(&mut hello)?;
     println!(
         "$ ip netns exec {} udpecho probe 198.18.0.2:7777 --count 1",
         link.left
     );
-    let out = link
-        .run_in(Side::Left, &bins.join("udpecho"))
-        .args(["probe", "198.18.0.2:7777", "--count", "1", "--quiet"])
-        .output()
-        .context("run udpecho probe")?;
-    if !out.status.success() {
-        bail!(
-            "udpecho probe failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let mut probe = link.run_in(Side::Left, &bins.join("udpecho"));
+    probe.args(["probe", "198.18.0.2:7777", "--count", "1", "--quiet"]);
+    output_ok(&mut probe)?;
     // Nothing answers on 5300: the query is what this demo takes apart, and the far kernel's
     // ICMP "port unreachable" ends the wait at once.
     println!(
