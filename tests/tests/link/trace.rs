@@ -2,12 +2,11 @@
 //! data and the close, with consistent sequence arithmetic, and a capture tshark reads.
 
 use std::process::Command;
-use std::time::Duration;
 
-use protolab_tests::trace::{close_completed, tcp_segments};
-use protolab_tests::{Server, bin, require_peer, run_ok};
+use protolab_tests::trace::tcp_segments;
+use protolab_tests::{bin, require_peer, run_ok};
 
-use crate::harness::{Link, Side};
+use crate::harness::{Link, Side, greet_across};
 
 #[test]
 fn greeting_trace_holds_handshake_data_and_close_in_order() {
@@ -18,20 +17,7 @@ fn greeting_trace_holds_handshake_data_and_close_in_order() {
         "trace",
         &["--trace", "--json", "--pcap", pcap.to_str().unwrap()],
     );
-    let server = Server::start_cmd(
-        "greet serve",
-        link.exec(
-            Side::Right,
-            &bin("greet"),
-            &["serve", "--listen", "198.18.0.2:9999"],
-        ),
-        1,
-    );
-    let transcript = run_ok(&mut link.exec(
-        Side::Left,
-        &bin("greet"),
-        &["hello", "--server", "198.18.0.2:9999"],
-    ));
+    let (server, transcript, closed) = greet_across(&link);
     for want in [
         "Welcome!",
         "Hello, Michael!",
@@ -40,11 +26,6 @@ fn greeting_trace_holds_handshake_data_and_close_in_order() {
     ] {
         assert!(transcript.contains(want), "{transcript}");
     }
-    // The client has returned; the last ACK of the close may still be on its way. Wait for
-    // it to cross (both FINs acknowledged in the trace) before the link goes down.
-    let closed = link.wait_for(Duration::from_secs(10), |lines| {
-        close_completed(&tcp_segments(lines, 9999))
-    });
     drop(server);
     let stopped = link.stop();
     assert!(stopped.status.success());
