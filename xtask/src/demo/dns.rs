@@ -15,11 +15,10 @@ use protolab_lab::fixtures::{lab_dns_dir, start_lab_dns};
 
 use crate::util;
 
+/// A note set apart by blank lines.
 fn note(text: &str) {
     println!();
-    for line in text.lines() {
-        println!("    | {line}");
-    }
+    super::note(text);
     println!();
 }
 

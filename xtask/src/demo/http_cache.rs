@@ -10,11 +10,10 @@ use anyhow::Result;
 use protolab_lab::output_ok;
 use protolab_tests::Server;
 
+/// A note set apart by blank lines.
 fn note(text: &str) {
     println!();
-    for line in text.lines() {
-        println!("    | {line}");
-    }
+    super::note(text);
     println!();
 }
 

@@ -10,13 +10,8 @@ use protolab_lab::output_ok;
 use protolab_tests::Server;
 use serde_json::Value;
 
+use super::note;
 use crate::util;
-
-fn note(text: &str) {
-    for line in text.lines() {
-        println!("    | {line}");
-    }
-}
 
 fn n(v: &Value, key: &str) -> u64 {
     v[key].as_u64().unwrap_or(0)
