@@ -175,7 +175,7 @@ pub fn run(args: &[String]) -> Result<()> {
 
     println!("== The greeting conversation across a link, packet by packet ==\n");
     println!(
-        "$ impair link --left L --right R --trace --pcap {} --diagram {}{}",
+        "$ impair link --left L --right R --trace --json --pcap {} --diagram {}{}",
         capture.display(),
         picture.display(),
         if link_args.is_empty() {
