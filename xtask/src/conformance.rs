@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use protolab_lab::http_peers::nginx_conf;
+use protolab_lab::http_peers::nginx_command;
 use protolab_lab::{Proc, free_port, wait_tcp};
 use protolab_tests::cache_suite::{self, Score, Suite};
 
@@ -231,17 +231,7 @@ fn start_cache(name: &str, bins: &Path, dir: &Path, port: u16, origin: u16) -> R
                  proxy_pass http://127.0.0.1:{origin};\n      proxy_cache my-cache;\n      \
                  proxy_cache_revalidate on;\n      proxy_http_version 1.1;\n    }}\n  }}\n"
             );
-            std::fs::write(dir.join("nginx.conf"), nginx_conf(dir, "1", 2048, &http)?)?;
-            spawn(
-                name,
-                Command::new("nginx")
-                    .arg("-p")
-                    .arg(dir)
-                    .arg("-c")
-                    .arg(dir.join("nginx.conf"))
-                    .args(["-g", "daemon off;"]),
-                dir,
-            )
+            spawn(name, &mut nginx_command(dir, "1", 2048, &http)?, dir)
         }
         "squid" => {
             // As docker/squid/squid.conf, memory cache only, with files kept in `dir`.

@@ -8,30 +8,43 @@ use std::time::Duration;
 
 use crate::{Proc, free_port, is_root, require_peer, wait_tcp};
 
-/// A complete nginx.conf for an nginx of the lab's own: its pid file, error log and
-/// temporary files under `dir` (in `dir/tmp`, which this creates), `workers` worker processes
-/// (a number or `auto`), `connections` per worker, and `http` inside the `http` block
-/// (`proxy_cache_path`, the `server` blocks). As root the workers run as root too: as nobody
-/// they could not read a private temporary folder.
+/// An nginx of the lab's own: writes a complete `dir/nginx.conf` and returns the command that
+/// runs nginx on it in the foreground. Its pid file, error log and temporary files are under
+/// `dir` (in `dir/tmp`, which this creates); `workers` worker processes (a number or `auto`),
+/// `connections` per worker, and `http` inside the `http` block (`proxy_cache_path`, the
+/// `server` blocks). As root the workers run as root too: as nobody they could not read a
+/// private temporary folder. Panics when nginx is not installed, naming the package.
 ///
 /// # Errors
-/// `dir/tmp` cannot be created.
-pub fn nginx_conf(
+/// `dir/tmp` or the configuration cannot be written.
+pub fn nginx_command(
     dir: &Path,
     workers: &str,
     connections: u32,
     http: &str,
-) -> std::io::Result<String> {
+) -> std::io::Result<Command> {
+    let nginx = require_peer("nginx", "nginx");
     std::fs::create_dir_all(dir.join("tmp"))?;
     let d = dir.display();
     let user = if is_root() { "user root;\n" } else { "" };
-    Ok(format!(
+    let conf = format!(
         "{user}worker_processes {workers};\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
          worker_rlimit_nofile 65536;\nevents {{ worker_connections {connections}; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {d}/tmp/body;\n  \
          proxy_temp_path {d}/tmp/proxy;\n  fastcgi_temp_path {d}/tmp/fastcgi;\n  \
          uwsgi_temp_path {d}/tmp/uwsgi;\n  scgi_temp_path {d}/tmp/scgi;\n{http}}}\n"
-    ))
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf)?;
+    let mut cmd = Command::new(nginx);
+    cmd.arg("-e")
+        .arg(dir.join("error.log"))
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(conf_path)
+        .args(["-g", "daemon off;"]);
+    Ok(cmd)
 }
 
 /// A running nginx; dropping it stops the master with SIGTERM, which stops its workers (killing
@@ -61,9 +74,8 @@ impl Drop for Nginx {
 /// `worker_processes`; keep-alive is allowed for up to 100,000 requests per connection so a
 /// load test measures requests, not reconnections.
 pub fn start_nginx(dir: &Path, site: &Path, workers: usize) -> Nginx {
-    let nginx = require_peer("nginx", "nginx");
     let port = free_port();
-    let conf = nginx_conf(
+    let mut cmd = nginx_command(
         dir,
         &workers.to_string(),
         16384,
@@ -73,20 +85,8 @@ pub fn start_nginx(dir: &Path, site: &Path, workers: usize) -> Nginx {
             site = site.display()
         ),
     )
-    .expect("write nginx's folders");
-    let conf_path = dir.join("nginx.conf");
-    std::fs::write(&conf_path, conf).expect("write nginx.conf");
-    let proc = Proc::spawn(
-        "nginx",
-        Command::new(nginx)
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .arg("-p")
-            .arg(dir)
-            .arg("-c")
-            .arg(&conf_path)
-            .args(["-g", "daemon off;"]),
-    );
+    .expect("write nginx.conf");
+    let proc = Proc::spawn("nginx", &mut cmd);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let nginx = Nginx { proc, addr };
     wait_tcp(addr, Duration::from_secs(10));

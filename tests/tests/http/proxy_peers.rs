@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use protolab_tests::http_peers::nginx_conf;
+use protolab_tests::http_peers::nginx_command;
 use protolab_tests::{Proc, Server, free_port, require_peer, run_ok, wait_tcp};
 
 fn origin() -> Server {
@@ -120,10 +120,9 @@ fn wget_through_the_reverse_proxy_and_forward_proxy() {
 
 /// nginx serving a folder on a free port, stopped by its own PID.
 fn start_nginx(dir: &Path, extra: &str) -> (Proc, SocketAddr) {
-    let nginx = require_peer("nginx", "nginx");
     let port = free_port();
     std::fs::create_dir_all(dir.join("www")).unwrap();
-    let conf = nginx_conf(
+    let mut cmd = nginx_command(
         dir,
         "1",
         256,
@@ -133,13 +132,6 @@ fn start_nginx(dir: &Path, extra: &str) -> (Proc, SocketAddr) {
         ),
     )
     .unwrap();
-    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let mut cmd = Command::new(nginx);
-    cmd.arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .args(["-g", "daemon off;"]);
     let proc = Proc::spawn("nginx", &mut cmd);
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     wait_tcp(addr, Duration::from_secs(10));

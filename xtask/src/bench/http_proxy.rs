@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use protolab_lab::http_peers::nginx_conf;
+use protolab_lab::http_peers::nginx_command;
 use protolab_lab::{Proc, Server, free_port, raise_fd_limit, require_peer, wait_tcp};
 
 use crate::util::{self, Table};
@@ -362,20 +362,7 @@ fn start(name: &str, http: &Path, dir: &Path, port: u16, origin: u16) -> Result<
                  proxy_pass http://127.0.0.1:{origin};\n      proxy_cache bench;\n      \
                  proxy_http_version 1.1;\n    }}\n  }}\n"
             );
-            std::fs::write(
-                dir.join("nginx.conf"),
-                nginx_conf(dir, "auto", 4096, &http)?,
-            )?;
-            spawn(
-                name,
-                Command::new(require_peer("nginx", "nginx"))
-                    .arg("-p")
-                    .arg(dir)
-                    .arg("-c")
-                    .arg(dir.join("nginx.conf"))
-                    .args(["-g", "daemon off;"]),
-                dir,
-            )
+            spawn(name, &mut nginx_command(dir, "auto", 4096, &http)?, dir)
         }
         "squid" => {
             let conf = format!(

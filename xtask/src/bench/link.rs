@@ -132,6 +132,28 @@ fn wait_listening(path: &Path2, port: u16) -> Result<()> {
     bail!("nothing listens on port {port} in {}", path.right)
 }
 
+/// A one-shot iperf3 server in the path's right namespace, listening once this returns.
+fn iperf3_server(path: &Path2) -> Result<Proc> {
+    let server = Proc::spawn(
+        "iperf3 -s",
+        path.exec(
+            false,
+            &[
+                "iperf3",
+                "-s",
+                "-B",
+                "198.18.0.2",
+                "-p",
+                &PORT.to_string(),
+                "-1",
+            ],
+        )
+        .stderr(Stdio::null()),
+    );
+    wait_listening(path, PORT)?;
+    Ok(server)
+}
+
 /// Result of one flood.
 struct Flood {
     sent: u64,
@@ -154,23 +176,7 @@ fn flood(path: &Path2, size: usize) -> Result<Flood> {
     if !child.wait()?.success() {
         bail!("nft refused the counting rule");
     }
-    let server = Proc::spawn(
-        "iperf3 -s",
-        path.exec(
-            false,
-            &[
-                "iperf3",
-                "-s",
-                "-B",
-                "198.18.0.2",
-                "-p",
-                &PORT.to_string(),
-                "-1",
-            ],
-        )
-        .stderr(Stdio::null()),
-    );
-    wait_listening(path, PORT)?;
+    let server = iperf3_server(path)?;
     let report = output(path.exec(
         true,
         &[
@@ -282,23 +288,7 @@ fn rate_limit(bins: &Path) -> Result<()> {
         ],
     );
     let path = Path2::link(bins, &["--rate", "10mbit", "--queue", "100kB"])?;
-    let server = Proc::spawn(
-        "iperf3 -s",
-        path.exec(
-            false,
-            &[
-                "iperf3",
-                "-s",
-                "-B",
-                "198.18.0.2",
-                "-p",
-                &PORT.to_string(),
-                "-1",
-            ],
-        )
-        .stderr(Stdio::null()),
-    );
-    wait_listening(&path, PORT)?;
+    let server = iperf3_server(&path)?;
     println!("iperf3 TCP for 10 s through impair link --rate 10mbit ...");
     let report = output(path.exec(
         true,
