@@ -273,8 +273,17 @@ pub fn draw_tables_to(path: PathBuf) {
 // readers stay reachable here under the names the benchmarks have used, used or not yet.
 #[allow(unused_imports)]
 pub use protolab_lab::sample::{
-    CpuClock, CpuUse, Memory, ProcCpu, memory, process_cpu, processes_cpu, with_cpu,
+    CpuClock, CpuUse, Memory, ProcCpu, memory, process_cpu, processes_cpu,
 };
+
+/// Runs `f` with the CPU time of `of` measured around it: the lab's `sample::with_cpu`, with
+/// the error type fixed to anyhow's so that a closure's `?` needs no annotation.
+///
+/// # Errors
+/// `f` failing, or the process not being readable before or after.
+pub fn with_cpu<T>(of: ProcCpu, f: impl FnOnce() -> Result<T>) -> Result<(T, CpuUse)> {
+    protolab_lab::sample::with_cpu(of, f)
+}
 
 /// The heading of the CPU column every benchmark table has.
 pub const CPU_COLUMN: &str = "server CPU ms/1k";
