@@ -5,12 +5,13 @@
 //! and a free port; none is the system service, and each is stopped by its own PID.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use protolab_lab::http_peers::nginx_command;
+use protolab_lab::{Proc, free_port, wait_tcp};
 use protolab_tests::cache_suite::{self, Score, Suite};
-use protolab_tests::{Proc, free_port, wait_tcp};
 
 use crate::util;
 
@@ -190,31 +191,16 @@ fn run_one(name: &str, suite: &Suite, bins: &Path, dir: &Path) -> Result<Score> 
     wait_tcp(([127, 0, 0, 1], port).into(), Duration::from_secs(30));
     let results = dir.join("results.json");
     let run = suite.run_client(&format!("http://127.0.0.1:{port}"), &results);
-    stop(&mut cache);
+    // SIGTERM, a few seconds to exit (nginx and varnishd stop their children), then SIGKILL.
+    cache.terminate(Duration::from_secs(10));
     drop(origin);
     run.map_err(anyhow::Error::msg)?;
     suite.score(&results).map_err(anyhow::Error::msg)
 }
 
-/// SIGTERM, a few seconds to exit (nginx and varnishd stop their children), then SIGKILL.
-fn stop(p: &mut Proc) {
-    p.signal(libc::SIGTERM);
-    p.wait_for(Duration::from_secs(10));
-}
-
 fn spawn(name: &str, cmd: &mut Command, dir: &Path) -> Result<Proc> {
-    let log = std::fs::File::create(dir.join(format!("{name}.out")))?;
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| {
-            format!("cannot start {name}: is it installed? (cargo xtask test installs the peers)")
-        })?;
-    Ok(Proc {
-        child,
-        name: name.to_owned(),
+    Proc::spawn_logged(name, cmd, &dir.join(format!("{name}.out"))).with_context(|| {
+        format!("cannot start {name}: is it installed? (cargo xtask test installs the peers)")
     })
 }
 
@@ -237,32 +223,15 @@ fn start_cache(name: &str, bins: &Path, dir: &Path, port: u16, origin: u16) -> R
             dir,
         ),
         "nginx" => {
-            for sub in ["tmp", "cache"] {
-                std::fs::create_dir_all(dir.join(sub))?;
-            }
+            std::fs::create_dir_all(dir.join("cache"))?;
             // As docker/nginx/nginx.conf, inside a complete nginx.conf of its own.
-            let conf = format!(
-                "user root;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-                 events {{ worker_connections 2048; }}\n\
-                 http {{\n  access_log off;\n  client_body_temp_path {d}/tmp/body;\n  \
-                 proxy_temp_path {d}/tmp/proxy;\n  fastcgi_temp_path {d}/tmp/fastcgi;\n  \
-                 uwsgi_temp_path {d}/tmp/uwsgi;\n  scgi_temp_path {d}/tmp/scgi;\n  \
-                 proxy_cache_path {d}/cache levels=1:2 keys_zone=my-cache:8m max_size=1000m inactive=600m;\n  \
+            let http = format!(
+                "  proxy_cache_path {d}/cache levels=1:2 keys_zone=my-cache:8m max_size=1000m inactive=600m;\n  \
                  server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      \
                  proxy_pass http://127.0.0.1:{origin};\n      proxy_cache my-cache;\n      \
-                 proxy_cache_revalidate on;\n      proxy_http_version 1.1;\n    }}\n  }}\n}}\n"
+                 proxy_cache_revalidate on;\n      proxy_http_version 1.1;\n    }}\n  }}\n"
             );
-            std::fs::write(dir.join("nginx.conf"), conf)?;
-            spawn(
-                name,
-                Command::new("nginx")
-                    .arg("-p")
-                    .arg(dir)
-                    .arg("-c")
-                    .arg(dir.join("nginx.conf"))
-                    .args(["-g", "daemon off;"]),
-                dir,
-            )
+            spawn(name, &mut nginx_command(dir, "1", 2048, &http)?, dir)
         }
         "squid" => {
             // As docker/squid/squid.conf, memory cache only, with files kept in `dir`.

@@ -1,53 +1,21 @@
 //! The files under examples/ that the README's commands use: the lab hierarchy answers a
 //! `dns query --trace` from its root hints, and dig's spellings work in `dns query`.
 
-use std::net::SocketAddr;
-
-use protolab_tests::{Server, free_port, workspace_root};
+use protolab_tests::fixtures::{lab_dns_dir, start_lab_dns};
+use protolab_tests::{Server, bin, free_port};
 
 use crate::{run, stderr, stdout};
 
 /// The three lab servers of examples/dns on 127.0.0.1-3 at one port free on all three.
 fn hierarchy() -> (Vec<Server>, u16) {
-    let dir = workspace_root().join("examples/dns");
-    for _ in 0..10 {
-        let port = free_port();
-        let free = (1..=3).all(|i| {
-            std::net::UdpSocket::bind(SocketAddr::from(([127, 0, 0, i], port))).is_ok()
-                && std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, i], port))).is_ok()
-        });
-        if !free {
-            continue;
-        }
-        let servers = ["root.zone", "test.zone", "example.test.zone"]
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                let listen = format!("127.0.0.{}:{port}", i + 1);
-                let zone = dir.join(f);
-                Server::start(
-                    "dns",
-                    &[
-                        "zone",
-                        "--listen",
-                        &listen,
-                        "--zone",
-                        zone.to_str().expect("utf-8"),
-                    ],
-                    2,
-                )
-            })
-            .collect();
-        return (servers, port);
-    }
-    panic!("no port free on 127.0.0.1-3");
+    start_lab_dns(&bin("dns"))
 }
 
 #[test]
 fn the_lab_hierarchy_resolves_from_its_root_hints() {
     let (_servers, port) = hierarchy();
     let port = port.to_string();
-    let hints = workspace_root().join("examples/dns/root.hints");
+    let hints = lab_dns_dir().join("root.hints");
     let out = run(
         "dns",
         &[
@@ -116,7 +84,7 @@ fn dig_habits_work_in_dns_query() {
 #[test]
 fn unreachable_root_hints_are_logged() {
     use std::io::BufRead;
-    let hints = workspace_root().join("examples/dns/root.hints");
+    let hints = lab_dns_dir().join("root.hints");
     let port = free_port().to_string();
     let mut cmd = std::process::Command::new(protolab_tests::bin("dns"));
     cmd.args([

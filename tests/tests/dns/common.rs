@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub use protolab_tests::{Netns, fd_count, rss_kib};
 use protolab_tests::{Proc, Server, bin, require_peer, run_ok};
 
 /// A TXT RRset of 1099 bytes on the wire: five strings that no 512-byte UDP reply can hold.
@@ -262,43 +262,6 @@ pub fn dig(netns: Option<&str>, args: &[&str]) -> (Seen, bool) {
     )
 }
 
-/// A network namespace of this test's own, deleted when dropped (declare it before the
-/// processes running inside it, so they are stopped first).
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    /// Creates a namespace with loopback up: every 127.0.0.x address is then usable inside.
-    pub fn new(tag: &str) -> Netns {
-        assert!(
-            protolab_tests::is_root(),
-            "the iterative DNS tests need root for `ip netns add`"
-        );
-        require_peer("ip", "iproute2");
-        static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "pl-dns-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        run_ok(Command::new("ip").args(["netns", "add", &name]));
-        let ns = Netns { name };
-        run_ok(
-            Command::new("ip").args(["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"]),
-        );
-        ns
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
 /// Writes `text` to `dir/name` and returns the path.
 pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
@@ -362,22 +325,4 @@ pub fn head(r: &[u8]) -> Option<Head> {
         rcode: r[3] & 0x0f,
         answers: u16::from_be_bytes([r[6], r[7]]),
     })
-}
-
-/// Open descriptors of process `pid`, from /proc.
-pub fn fd_count(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-/// Resident memory of process `pid` in KiB, from /proc.
-pub fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
 }

@@ -4,59 +4,13 @@
 //! zone server; `dns query --trace` and `dns serve --root-hints` resolve it, and unbound with
 //! the same root hints gives the same answers.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use protolab_tests::{Proc, require_peer, run_ok};
+use protolab_tests::{Proc, require_peer, run_ok, test_data};
 
 use crate::common::*;
-
-const ROOT: &str = "$ORIGIN .
-$TTL 86400
-.                    IN SOA a.root-servers.lab. hostmaster.lab. 1 1800 900 604800 3600
-.                    IN NS  a.root-servers.lab.
-a.root-servers.lab.  IN A   127.0.0.1
-test.                IN NS  ns1.test.
-ns1.test.            IN A   127.0.0.2
-";
-
-const TEST: &str = "$ORIGIN test.
-$TTL 86400
-@            IN SOA ns1 hostmaster 1 1800 900 604800 3600
-@            IN NS  ns1
-ns1          IN A   127.0.0.2
-example      IN NS  ns1.example
-ns1.example  IN A   127.0.0.3
-; other.test. is served by a host inside example.test.: no glue can be given here, so a
-; resolver has to look the nameserver's address up on its own.
-other        IN NS  ns.example
-";
-
-const EXAMPLE: &str = "$ORIGIN example.test.
-$TTL 3600
-@      IN SOA ns1 hostmaster 1 1800 900 604800 600
-@      IN NS  ns1
-ns1    IN A   127.0.0.3
-ns     IN A   127.0.0.4
-www    IN A   192.0.2.10
-www    IN AAAA 2001:db8::10
-@      IN MX  10 mail
-mail   IN A   192.0.2.25
-alias  IN CNAME www.other.test.
-";
-
-const OTHER: &str = "$ORIGIN other.test.
-$TTL 3600
-@      IN SOA ns.example.test. hostmaster.example.test. 1 1800 900 604800 600
-@      IN NS  ns.example.test.
-www    IN A   192.0.2.77
-";
-
-const HINTS: &str = ";       lab root hints
-.                        3600000      NS    a.root-servers.lab.
-a.root-servers.lab.      3600000      A     127.0.0.1
-";
 
 /// Questions and the answers every resolver must give (rcode, RDATA of the answers).
 const EXPECT: &[(&str, &str, &str, &[&str])] = &[
@@ -75,13 +29,20 @@ const EXPECT: &[(&str, &str, &str, &[&str])] = &[
     ("nope.test.", "A", "NXDOMAIN", &[]),
 ];
 
-fn files(dir: &Path) -> [std::path::PathBuf; 4] {
+/// The hierarchy's files, under tests/test-data/dns/iterative.
+fn fixture(name: &str) -> PathBuf {
+    test_data("dns/iterative").join(name)
+}
+
+/// The zone files: root (127.0.0.1), test. (.2), example.test. (.3), other.test. (.4).
+fn files() -> [PathBuf; 4] {
     [
-        write(dir, "root.zone", ROOT),
-        write(dir, "test.zone", TEST),
-        write(dir, "example.test.zone", EXAMPLE),
-        write(dir, "other.test.zone", OTHER),
+        "root.zone",
+        "test.zone",
+        "example.test.zone",
+        "other.test.zone",
     ]
+    .map(fixture)
 }
 
 /// Waits until a server inside the namespace answers.
@@ -151,7 +112,7 @@ fn check_hierarchy(ns: &str, dir: &Path) {
     for ip in ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"] {
         wait_in(ns, ip, 53);
     }
-    let hints = write(dir, "root.hints", HINTS);
+    let hints = fixture("root.hints");
     let hints_arg = hints.to_str().unwrap();
 
     // dns query --trace: three steps for www.example.test, each recorded.
@@ -233,7 +194,7 @@ fn check_hierarchy(ns: &str, dir: &Path) {
 fn knot_and_nsd_hierarchy() {
     let ns = Netns::new("peers");
     let dir = tempfile::tempdir().unwrap();
-    let [root, test, example, other] = files(dir.path());
+    let [root, test, example, other] = files();
     let _root = start_knot(
         dir.path(),
         &[(".", root.as_path())],
@@ -267,7 +228,7 @@ fn knot_and_nsd_hierarchy() {
 fn lab_zone_server_hierarchy() {
     let ns = Netns::new("lab");
     let dir = tempfile::tempdir().unwrap();
-    let [root, test, example, other] = files(dir.path());
+    let [root, test, example, other] = files();
     let _root = start_lab_zone(&[&root], "127.0.0.1:53", Some(&ns.name));
     let _test = start_lab_zone(&[&test], "127.0.0.2:53", Some(&ns.name));
     let _example = start_lab_zone(&[&example], "127.0.0.3:53", Some(&ns.name));

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use protolab_tests::http_peers::nginx_command;
 use protolab_tests::{Proc, Server, free_port, require_peer, run_ok, wait_tcp};
 
 fn origin() -> Server {
@@ -119,26 +120,18 @@ fn wget_through_the_reverse_proxy_and_forward_proxy() {
 
 /// nginx serving a folder on a free port, stopped by its own PID.
 fn start_nginx(dir: &Path, extra: &str) -> (Proc, SocketAddr) {
-    let nginx = require_peer("nginx", "nginx");
     let port = free_port();
-    let d = dir.display();
-    std::fs::create_dir_all(dir.join("tmp")).unwrap();
     std::fs::create_dir_all(dir.join("www")).unwrap();
-    let conf = format!(
-        "user root;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-         events {{ worker_connections 256; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {d}/tmp/body;\n  \
-         proxy_temp_path {d}/tmp/proxy;\n  fastcgi_temp_path {d}/tmp/fastcgi;\n  \
-         uwsgi_temp_path {d}/tmp/uwsgi;\n  scgi_temp_path {d}/tmp/scgi;\n  \
-         server {{\n    listen 127.0.0.1:{port};\n    root {d}/www;\n    {extra}\n  }}\n}}\n"
-    );
-    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let mut cmd = Command::new(nginx);
-    cmd.arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .args(["-g", "daemon off;"]);
+    let mut cmd = nginx_command(
+        dir,
+        "1",
+        256,
+        &format!(
+            "  server {{\n    listen 127.0.0.1:{port};\n    root {d}/www;\n    {extra}\n  }}\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
     let proc = Proc::spawn("nginx", &mut cmd);
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     wait_tcp(addr, Duration::from_secs(10));
@@ -147,8 +140,7 @@ fn start_nginx(dir: &Path, extra: &str) -> (Proc, SocketAddr) {
 
 fn stop_nginx(mut p: Proc) {
     // SIGTERM to the master stops its worker too; SIGKILL would leave the worker behind.
-    p.signal(libc::SIGTERM);
-    p.wait_for(Duration::from_secs(10));
+    p.terminate(Duration::from_secs(10));
 }
 
 #[test]

@@ -2,10 +2,9 @@
 //! diagram, one arrow per packet delivered and one cross per packet dropped, as the link's own
 //! JSON trace counts them; and the picture renders.
 
-use protolab_tests::{Server, bin, run_ok};
 use serde_json::Value;
 
-use crate::harness::{Link, Side};
+use crate::harness::{Link, greet_across};
 use crate::render;
 
 /// Colours of the diagram (crates/impair/src/link/diagram.rs).
@@ -31,22 +30,8 @@ fn diagram_draws_an_arrow_per_packet_and_a_cross_per_drop() {
             svg.to_str().unwrap(),
         ],
     );
-    let server = Server::start_cmd(
-        "greet serve",
-        link.exec(
-            Side::Right,
-            &bin("greet"),
-            &["serve", "--listen", "198.18.0.2:9999"],
-        ),
-        1,
-    );
-    let transcript = run_ok(&mut link.exec(
-        Side::Left,
-        &bin("greet"),
-        &["hello", "--server", "198.18.0.2:9999", "--timeout", "20s"],
-    ));
+    let (server, transcript, _closed) = greet_across(&link);
     assert!(transcript.contains("Hello, Michael!"), "{transcript}");
-    std::thread::sleep(std::time::Duration::from_millis(300));
     drop(server);
     let stopped = link.stop();
     assert!(stopped.status.success());

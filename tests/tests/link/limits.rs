@@ -1,19 +1,10 @@
 //! The link's memory is bounded however much is sent into it, and what it turns away is counted.
 
 use protolab_tests::bin;
+use protolab_tests::sample::{Memory, memory};
 use serde_json::Value;
 
 use crate::harness::{Link, RIGHT_ADDR, Side};
-
-/// A counter of /proc/PID/status in KiB (`VmRSS`, `VmHWM`).
-fn vm_kib(pid: i32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
-}
 
 fn n(v: &Value, key: &str) -> u64 {
     v[key]
@@ -40,7 +31,7 @@ fn a_flood_into_a_slow_link_is_capped_in_bytes_and_counted() {
     // waits in the queue or is dropped at its tail.
     let link = Link::start("flood", &["--rate", "1kbit"]);
     let pid = link.proc.pid();
-    let rss_start = vm_kib(pid, "VmRSS");
+    let rss_start = memory(pid).expect("read /proc/PID/status").rss_kib;
     // 30,000 probes of 1,400 bytes (42 MB) from the left end to the right one.
     let target = format!("{RIGHT_ADDR}:7777");
     let out = probe_report(&mut link.exec(
@@ -78,7 +69,10 @@ fn a_flood_into_a_slow_link_is_capped_in_bytes_and_counted() {
     let report: Value = serde_json::from_str(&out).expect("probe JSON");
     assert_eq!(n(&report, "sent"), 15_000);
     let sent = 45_000;
-    let (rss, peak) = (vm_kib(pid, "VmRSS"), vm_kib(pid, "VmHWM"));
+    let Memory {
+        rss_kib: rss,
+        peak_kib: peak,
+    } = memory(pid).expect("read /proc/PID/status");
     eprintln!("link RSS: {rss_start} KiB at start, {rss} KiB after the flood, peak {peak} KiB");
     let stopped = link.stop();
     assert!(stopped.status.success(), "{:?}", stopped.status);

@@ -3,55 +3,10 @@
 
 use std::process::Command;
 
-use protolab_tests::{Server, bin, require_peer, run_ok};
-use serde_json::Value;
+use protolab_tests::trace::tcp_segments;
+use protolab_tests::{bin, require_peer, run_ok};
 
-use crate::harness::{Link, Side};
-
-/// One TCP segment of the trace, from the link's JSON lines.
-#[derive(Debug, Clone)]
-struct Segment {
-    /// True when it went left to right (client to server here).
-    from_client: bool,
-    syn: bool,
-    ack_flag: bool,
-    fin: bool,
-    rst: bool,
-    seq: u32,
-    ack: u32,
-    len: u32,
-    /// The window in bytes, scaled as the link's trace understood the handshake.
-    window_bytes: u64,
-    action: String,
-}
-
-fn segments(lines: &[String], port: u16) -> Vec<Segment> {
-    let mut out = Vec::new();
-    for line in lines {
-        let Ok(v) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        let t = &v["packet"]["transport"];
-        if t["protocol"] != "tcp" || (t["src_port"] != port && t["dst_port"] != port) {
-            continue;
-        }
-        let f = &t["flags"];
-        let flag = |k: &str| f[k].as_bool().unwrap();
-        out.push(Segment {
-            from_client: v["direction"] == "left_to_right",
-            syn: flag("syn"),
-            ack_flag: flag("ack"),
-            fin: flag("fin"),
-            rst: flag("rst"),
-            seq: t["seq"].as_u64().unwrap() as u32,
-            ack: t["ack"].as_u64().unwrap() as u32,
-            len: t["len"].as_u64().unwrap() as u32,
-            window_bytes: v["window_bytes"].as_u64().expect("a window in bytes"),
-            action: v["action"].to_string(),
-        });
-    }
-    out
-}
+use crate::harness::{Link, Side, greet_across};
 
 #[test]
 fn greeting_trace_holds_handshake_data_and_close_in_order() {
@@ -62,20 +17,7 @@ fn greeting_trace_holds_handshake_data_and_close_in_order() {
         "trace",
         &["--trace", "--json", "--pcap", pcap.to_str().unwrap()],
     );
-    let server = Server::start_cmd(
-        "greet serve",
-        link.exec(
-            Side::Right,
-            &bin("greet"),
-            &["serve", "--listen", "198.18.0.2:9999"],
-        ),
-        1,
-    );
-    let transcript = run_ok(&mut link.exec(
-        Side::Left,
-        &bin("greet"),
-        &["hello", "--server", "198.18.0.2:9999"],
-    ));
+    let (server, transcript, closed) = greet_across(&link);
     for want in [
         "Welcome!",
         "Hello, Michael!",
@@ -84,18 +26,21 @@ fn greeting_trace_holds_handshake_data_and_close_in_order() {
     ] {
         assert!(transcript.contains(want), "{transcript}");
     }
-    // Let the last ACK of the close cross before the link goes down.
-    std::thread::sleep(std::time::Duration::from_millis(300));
     drop(server);
     let stopped = link.stop();
     assert!(stopped.status.success());
-    let segs = segments(&stopped.lines, 9999);
+    let segs = tcp_segments(&stopped.lines, 9999);
     let show = || {
         segs.iter()
             .map(|s| format!("{s:?}"))
             .collect::<Vec<_>>()
             .join("\n")
     };
+    assert!(
+        closed,
+        "the close never completed in the trace:\n{}",
+        show()
+    );
     assert!(segs.len() >= 10, "too few segments:\n{}", show());
     assert!(
         segs.iter().all(|s| !s.rst),
@@ -104,7 +49,7 @@ fn greeting_trace_holds_handshake_data_and_close_in_order() {
     );
     assert!(
         segs.iter()
-            .all(|s| s.action.contains(r#""copies":1"#) && s.action.contains(r#""dropped":false"#)),
+            .all(|s| s.copies == 1 && !s.dropped && !s.reordered && s.delay_us == 0),
         "an unimpaired link did something to a packet:\n{}",
         show()
     );

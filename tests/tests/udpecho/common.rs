@@ -2,11 +2,11 @@
 
 use std::io::Read;
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+pub use protolab_tests::Relay;
 use protolab_tests::{Server, bin, run_ok};
 use serde_json::Value;
 
@@ -59,65 +59,6 @@ pub fn probe(target: SocketAddr, args: &[&str]) -> Value {
             .args(args),
     );
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("probe JSON: {e}: {out}"))
-}
-
-/// A running `impair udp` relay in front of `forward`.
-pub struct Relay {
-    pub server: Server,
-    pub stats: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Relay {
-    pub fn start(forward: SocketAddr, impair: &[&str]) -> Relay {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let stats = dir.path().join("truth.json");
-        let mut args = vec![
-            "udp".to_string(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--forward".into(),
-            forward.to_string(),
-            "--stats".into(),
-            stats.display().to_string(),
-        ];
-        args.extend(impair.iter().map(|s| (*s).to_owned()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Relay {
-            server: Server::start("impair", &args, 1),
-            stats,
-            _dir: dir,
-        }
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr("udp")
-    }
-
-    /// SIGINT, then the ground truth it wrote (the file and stdout must agree).
-    pub fn stop(mut self) -> Value {
-        self.server.proc.signal(libc::SIGINT);
-        let status = self.server.proc.wait_for(Duration::from_secs(10));
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "impair udp did not exit cleanly: {status:?}"
-        );
-        let mut printed = String::new();
-        self.server
-            .stdout
-            .read_to_string(&mut printed)
-            .expect("read relay stdout");
-        let file: Value =
-            serde_json::from_str(&std::fs::read_to_string(&self.stats).expect("read --stats"))
-                .expect("--stats JSON");
-        let printed: Value =
-            serde_json::from_str(printed.trim()).expect("printed ground truth JSON");
-        assert_eq!(
-            file, printed,
-            "the --stats file and the truth printed on exit differ"
-        );
-        file
-    }
 }
 
 /// The relay session of the client at `local` (the probe's data socket).

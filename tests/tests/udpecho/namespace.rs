@@ -1,38 +1,9 @@
 //! An independent ground truth: nftables drops about 10% of the probes inside a private network
 //! namespace, and its counter is the exact number dropped.
 
-use std::process::Command;
-
-use protolab_tests::{Server, bin, is_root, require_peer, run_ok};
+use protolab_tests::{Netns, Server, bin, is_root, require_peer, run_ok};
 
 use crate::common::{heavy, n, stop};
-
-/// A network namespace of this test process, deleted when dropped.
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("plu{}-{tag}", std::process::id());
-        // A namespace left by an earlier crashed run of the same PID would make `add` fail.
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        run_ok(Command::new("ip").args(["netns", "add", &name]));
-        let ns = Netns(name);
-        run_ok(ns.exec("ip").args(["link", "set", "lo", "up"]));
-        ns
-    }
-
-    fn exec(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.0]).arg(program);
-        cmd
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
 
 /// The packets counted by the one counter in the namespace's ruleset.
 fn nft_counter(ns: &Netns) -> u64 {

@@ -10,6 +10,7 @@ use std::net::UdpSocket;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use protolab_tests::sample::{Memory, memory};
 use serde_json::Value;
 
 use crate::common::{Relay, heavy, n, probe, server, session, stop};
@@ -250,16 +251,6 @@ fn echoed(client: &UdpSocket, seq: u64) -> bool {
     false
 }
 
-/// A counter of /proc/PID/status in KiB (`VmRSS`, `VmHWM`).
-fn vm_kib(pid: i32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
-}
-
 /// The `--stats` file once `done` holds for it, polled for at most `limit`: `Ok` with it, or
 /// `Err` with the last one read.
 fn poll_stats(path: &Path, limit: Duration, done: impl Fn(&Value) -> bool) -> Result<Value, Value> {
@@ -342,7 +333,7 @@ fn a_flood_into_a_slow_bottleneck_is_capped_in_bytes_and_counted_exactly() {
     let sink = UdpSocket::bind("127.0.0.1:0").expect("bind sink");
     let relay = Relay::start(sink.local_addr().expect("sink addr"), &["--rate", "1kbit"]);
     let pid = relay.server.proc.pid();
-    let rss_start = vm_kib(pid, "VmRSS");
+    let rss_start = memory(pid).expect("read /proc/PID/status").rss_kib;
 
     // 4,000 datagrams of 60,000 bytes: 240 MB offered to a bottleneck that takes 125 bytes a
     // second, in bursts of 64 so the relay reads most of them (the rest the kernel drops).
@@ -373,7 +364,10 @@ fn a_flood_into_a_slow_bottleneck_is_capped_in_bytes_and_counted_exactly() {
         n(&v["upstream"], "received") + count(v, "upstream_kernel_dropped") == sent
     })
     .unwrap_or_else(|last| last);
-    let (rss, peak) = (vm_kib(pid, "VmRSS"), vm_kib(pid, "VmHWM"));
+    let Memory {
+        rss_kib: rss,
+        peak_kib: peak,
+    } = memory(pid).expect("read /proc/PID/status");
     eprintln!("relay RSS: {rss_start} KiB at start, {rss} KiB after the flood, peak {peak} KiB");
     // The default queue is 4 MiB per direction; allow the rest of the process 16 MiB more.
     let bound = rss_start + 4 * 1024 + 16 * 1024;

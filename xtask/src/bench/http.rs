@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use protolab_lab::sample::rss_kib;
 use protolab_tests::http_peers::start_nginx;
 use protolab_tests::{Server, raise_fd_limit, require_peer};
 
@@ -137,39 +138,9 @@ fn duration_ms(v: &str) -> f64 {
     }
 }
 
-/// utime + stime of a process, in milliseconds (from /proc/PID/stat).
+/// utime + stime of a process, in milliseconds; 0 once it is gone.
 fn cpu_ms(pid: i32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the command name (which may hold spaces) start at field 3.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are fields 14 and 15, which are 11 and 12 after the command name.
-    let total = ticks(11) + ticks(12);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    total as f64 * 1000.0 / hz
-}
-
-fn rss_kib(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    util::process_cpu(pid).map_or(0.0, |d| d.as_secs_f64() * 1e3)
 }
 
 /// Opens `n` keep-alive connections, each with one GET answered, and keeps them open.

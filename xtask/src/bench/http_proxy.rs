@@ -11,9 +11,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use protolab_tests::{Proc, Server, free_port, raise_fd_limit, require_peer, wait_tcp};
+use protolab_lab::http_peers::nginx_command;
+use protolab_lab::{Proc, Server, free_port, raise_fd_limit, require_peer, wait_tcp};
 
-use crate::util::Table;
+use crate::util::{self, Table};
 
 /// How the load runs.
 #[derive(Debug, Clone)]
@@ -107,7 +108,7 @@ pub fn rows(table: &mut Table, bins: &Path, load: &Load) -> Result<()> {
         }
     }
     for (_, proc, _) in &mut procs {
-        stop(proc);
+        proc.terminate(Duration::from_secs(10));
     }
     let results: Vec<(String, Measured)> =
         names.iter().map(|n| (*n).to_owned()).zip(best).collect();
@@ -316,65 +317,14 @@ fn parse_wrk(text: &str) -> Measured {
 
 /// CPU time (user + system) of `pid` and all its descendants, in milliseconds.
 fn tree_cpu_ms(pid: i32) -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let mut stats: Vec<(i32, i32, u64)> = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for e in dir.flatten() {
-            let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-                continue;
-            };
-            // Fields after the parenthesised command name: state ppid ... utime(14) stime(15).
-            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-                continue;
-            };
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let ppid = f.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
-            let cpu = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-                + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-            stats.push((p, ppid, cpu));
-        }
-    }
-    let mut tree = vec![pid];
-    let mut i = 0;
-    while i < tree.len() {
-        let parent = tree[i];
-        tree.extend(
-            stats
-                .iter()
-                .filter(|(_, pp, _)| *pp == parent)
-                .map(|(p, _, _)| *p),
-        );
-        i += 1;
-    }
-    let total: u64 = stats
-        .iter()
-        .filter(|(p, _, _)| tree.contains(p))
-        .map(|(_, _, c)| c)
-        .sum();
-    total as f64 * 1000.0 / ticks
-}
-
-fn stop(p: &mut Proc) {
-    p.signal(libc::SIGTERM);
-    p.wait_for(Duration::from_secs(10));
+    util::ProcCpu::Tree(pid)
+        .read()
+        .map_or(0.0, |d| d.as_secs_f64() * 1e3)
 }
 
 fn spawn(name: &str, cmd: &mut Command, dir: &Path) -> Result<Proc> {
-    let log = std::fs::File::create(dir.join("out.log"))?;
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("cannot start {name}: is it installed?"))?;
-    Ok(Proc {
-        child,
-        name: name.to_owned(),
-    })
+    Proc::spawn_logged(name, cmd, &dir.join("out.log"))
+        .with_context(|| format!("cannot start {name}: is it installed?"))
 }
 
 fn start(name: &str, http: &Path, dir: &Path, port: u16, origin: u16) -> Result<Proc> {
@@ -405,30 +355,14 @@ fn start(name: &str, http: &Path, dir: &Path, port: u16, origin: u16) -> Result<
             dir,
         ),
         "nginx proxy_cache" => {
-            std::fs::create_dir_all(dir.join("tmp"))?;
             std::fs::create_dir_all(dir.join("cache"))?;
-            let conf = format!(
-                "user root;\nworker_processes auto;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-                 events {{ worker_connections 4096; }}\n\
-                 http {{\n  access_log off;\n  client_body_temp_path {d}/tmp/body;\n  \
-                 proxy_temp_path {d}/tmp/proxy;\n  fastcgi_temp_path {d}/tmp/fastcgi;\n  \
-                 uwsgi_temp_path {d}/tmp/uwsgi;\n  scgi_temp_path {d}/tmp/scgi;\n  \
-                 proxy_cache_path {d}/cache levels=1:2 keys_zone=bench:8m max_size=64m;\n  \
+            let http = format!(
+                "  proxy_cache_path {d}/cache levels=1:2 keys_zone=bench:8m max_size=64m;\n  \
                  server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      \
                  proxy_pass http://127.0.0.1:{origin};\n      proxy_cache bench;\n      \
-                 proxy_http_version 1.1;\n    }}\n  }}\n}}\n"
+                 proxy_http_version 1.1;\n    }}\n  }}\n"
             );
-            std::fs::write(dir.join("nginx.conf"), conf)?;
-            spawn(
-                name,
-                Command::new(require_peer("nginx", "nginx"))
-                    .arg("-p")
-                    .arg(dir)
-                    .arg("-c")
-                    .arg(dir.join("nginx.conf"))
-                    .args(["-g", "daemon off;"]),
-                dir,
-            )
+            spawn(name, &mut nginx_command(dir, "auto", 4096, &http)?, dir)
         }
         "squid" => {
             let conf = format!(

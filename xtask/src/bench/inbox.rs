@@ -9,14 +9,16 @@
 //! Targets: first list <= 1 s at 100,000; list p99 <= 20 ms; RSS <= 128 MiB at 100,000;
 //! intake with the inbox on within 5% of it off.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use protolab_tests::require_peer;
+use protolab_lab::process::drain;
+use protolab_lab::sample::rss_kib;
+use protolab_lab::{Proc, Server, require_peer};
 
 use crate::util::{self, Table};
 
@@ -113,53 +115,22 @@ fn get(addr: SocketAddr, target: &str) -> Option<u16> {
     std::str::from_utf8(out.get(9..12)?).ok()?.parse().ok()
 }
 
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
+/// Starts a server and returns it with the address it announced first; its later output is
+/// drained, so it never blocks on a full pipe.
+fn spawn(bin: &Path, args: &[&str], sockets: usize) -> (Proc, SocketAddr) {
+    let mut cmd = Command::new(bin);
+    cmd.args(args).env("RUST_LOG", "warn");
+    let Server {
+        proc,
+        listening,
+        stdout,
+    } = Server::start_cmd(&bin.display().to_string(), cmd, sockets);
+    drain(stdout);
+    (proc, listening[0].1)
 }
 
-/// Starts a server and returns it with the addresses it announced.
-fn spawn(
-    bin: &Path,
-    args: &[&str],
-    sockets: usize,
-) -> Result<(std::process::Child, Vec<SocketAddr>)> {
-    let mut child = Command::new(bin)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("start {}", bin.display()))?;
-    let mut out = BufReader::new(child.stdout.take().context("stdout")?);
-    let mut addrs = Vec::new();
-    let mut line = String::new();
-    while addrs.len() < sockets {
-        line.clear();
-        if out.read_line(&mut line)? == 0 {
-            bail!("{} exited before listening", bin.display());
-        }
-        if let Some(a) = line.split_whitespace().nth(2).and_then(|a| a.parse().ok()) {
-            addrs.push(a);
-        }
-    }
-    std::thread::spawn(move || {
-        let mut sink = Vec::new();
-        let _ = out.read_to_end(&mut sink);
-    });
-    Ok((child, addrs))
-}
-
-fn stop(mut child: std::process::Child) {
-    // SAFETY: kill takes no pointers; the PID is our own child's.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let _ = child.wait();
+fn stop(mut proc: Proc) {
+    proc.terminate(Duration::from_secs(60));
 }
 
 /// wrk's p50 and p99 in ms and its requests per second.
@@ -205,12 +176,12 @@ fn intake(bin: &Path, dir: &Path, extra: &[&str], messages: u32) -> Result<f64> 
     let md = dir.to_str().context("UTF-8 path")?;
     let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--maildir", md];
     args.extend_from_slice(extra);
-    let (child, addrs) = spawn(bin, &args, 1 + usize::from(!extra.is_empty()))?;
+    let (child, addr) = spawn(bin, &args, 1 + usize::from(!extra.is_empty()));
     let start = Instant::now();
     let out = Command::new(source)
         .args(["-s", "20", "-m", &messages.to_string(), "-l", "1024"])
         .args(["-f", "bench@example.test", "-t", "sink@example.test"])
-        .arg(addrs[0].to_string())
+        .arg(addr.to_string())
         .output()
         .context("run smtp-source")?;
     let secs = start.elapsed().as_secs_f64();
@@ -251,8 +222,7 @@ pub fn run(args: &[String]) -> Result<()> {
         generate(&dir, n)?;
         let md = dir.to_str().context("UTF-8 path")?;
         let started = Instant::now();
-        let (child, addrs) = spawn(&smtp, &["web", "--maildir", md, "--http", "127.0.0.1:0"], 1)?;
-        let addr = addrs[0];
+        let (child, addr) = spawn(&smtp, &["web", "--maildir", md, "--http", "127.0.0.1:0"], 1);
         let status = get(addr, "/api/v1/messages");
         let first = started.elapsed().as_secs_f64() * 1000.0;
         if status != Some(200) {
@@ -272,7 +242,7 @@ pub fn run(args: &[String]) -> Result<()> {
             .collect();
         searches.sort_by(f64::total_cmp);
         let search = searches[searches.len() / 2];
-        let rss = rss_mib(child.id());
+        let rss = rss_kib(child.pid()) as f64 / 1024.0;
         stop(child);
         table.row(vec![
             n.to_string(),

@@ -15,13 +15,12 @@
 //!   goodput should be within 5% of 10 Mbit/s less the headers of every full-size segment
 //!   (`cargo xtask bench link --rate-only` runs this row alone).
 
-use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use protolab_tests::{Proc, is_root, require_peer};
+use protolab_lab::{Link, Netns, Proc, is_root, require_peer};
 use serde_json::Value;
 
 use crate::util::{self, Table};
@@ -30,33 +29,21 @@ const PORT: u16 = 5201;
 const SOCKPERF_PORT: u16 = 11111;
 const SECONDS: u32 = 5;
 
-/// Two namespaces and how they are joined: by a running `impair link`, or by a veth pair.
+/// Two namespaces and how they are joined: by a running `impair link` (the lab's runner),
+/// or by a veth pair between two of the lab's namespaces.
 struct Path2 {
     name: &'static str,
     left: String,
     right: String,
-    link: Option<Proc>,
-    stats: Option<std::path::PathBuf>,
+    link: Option<Link>,
+    /// The veth pair's namespaces, deleted (with the pair) when dropped.
+    _veth: Option<(Netns, Netns)>,
 }
 
 impl Path2 {
     fn veth() -> Result<Path2> {
-        let pid = std::process::id();
-        let (left, right) = (
-            format!("plab-bench-{pid}-va"),
-            format!("plab-bench-{pid}-vb"),
-        );
-        let path = Path2 {
-            name: "veth pair",
-            left: left.clone(),
-            right: right.clone(),
-            link: None,
-            stats: None,
-        };
-        for ns in [&left, &right] {
-            ip(&["netns", "add", ns])?;
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        }
+        let (a, b) = (Netns::new("bench-va"), Netns::new("bench-vb"));
+        let (left, right) = (a.name.clone(), b.name.clone());
         ip(&[
             "link", "add", "veth0", "netns", &left, "type", "veth", "peer", "name", "veth0",
             "netns", &right,
@@ -68,42 +55,24 @@ impl Path2 {
             ip(&["-n", ns, "addr", "add", addr, "peer", peer, "dev", "veth0"])?;
             ip(&["-n", ns, "link", "set", "veth0", "up"])?;
         }
-        Ok(path)
+        Ok(Path2 {
+            name: "veth pair",
+            left,
+            right,
+            link: None,
+            _veth: Some((a, b)),
+        })
     }
 
     fn link(bins: &Path, extra: &[&str]) -> Result<Path2> {
-        let pid = std::process::id();
-        let (left, right) = (
-            format!("plab-bench-{pid}-ll"),
-            format!("plab-bench-{pid}-lr"),
-        );
-        let stats = std::env::temp_dir().join(format!("plab-bench-{pid}-truth.json"));
-        let mut cmd = Command::new(bins.join("impair"));
-        cmd.args(["link", "--left", &left, "--right", &right, "--stats"])
-            .arg(&stats)
-            .args(extra);
-        let mut proc = Proc::spawn("impair link", &mut cmd);
-        let mut out = proc.stdout();
-        let mut text = String::new();
-        let start = Instant::now();
-        // Read byte by byte up to the ready line; the link prints nothing more until it stops.
-        let mut byte = [0u8; 1];
-        while !text.contains("\nready\n") {
-            if out.read(&mut byte)? == 0 || start.elapsed() > Duration::from_secs(20) {
-                bail!("impair link did not come up: {text}");
-            }
-            text.push(byte[0] as char);
-        }
-        std::thread::spawn(move || {
-            let mut sink = Vec::new();
-            let _ = out.read_to_end(&mut sink);
-        });
+        let link = Link::spawn(&bins.join("impair"), "bench", extra)
+            .context("impair link did not come up")?;
         Ok(Path2 {
             name: "impair link",
-            left,
-            right,
-            link: Some(proc),
-            stats: Some(stats),
+            left: link.left.clone(),
+            right: link.right.clone(),
+            link: Some(link),
+            _veth: None,
         })
     }
 
@@ -116,27 +85,14 @@ impl Path2 {
 
     /// The link's ground truth so far is written only at exit; this stops the link.
     fn finish(&mut self) -> Option<Value> {
-        let mut proc = self.link.take()?;
-        proc.signal(libc::SIGTERM);
-        proc.wait_for(Duration::from_secs(20));
-        let stats = self.stats.as_ref()?;
-        let v = std::fs::read(stats)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let _ = std::fs::remove_file(stats);
-        v
+        let stopped = self.link.take()?.finish(libc::SIGTERM).ok()?;
+        Some(stopped.truth).filter(|t| !t.is_null())
     }
 }
 
 impl Drop for Path2 {
     fn drop(&mut self) {
-        if self.link.is_some() {
-            self.finish();
-        } else {
-            for ns in [&self.left, &self.right] {
-                let _ = ip(&["netns", "delete", ns]);
-            }
-        }
+        self.finish();
     }
 }
 
@@ -176,6 +132,28 @@ fn wait_listening(path: &Path2, port: u16) -> Result<()> {
     bail!("nothing listens on port {port} in {}", path.right)
 }
 
+/// A one-shot iperf3 server in the path's right namespace, listening once this returns.
+fn iperf3_server(path: &Path2) -> Result<Proc> {
+    let server = Proc::spawn(
+        "iperf3 -s",
+        path.exec(
+            false,
+            &[
+                "iperf3",
+                "-s",
+                "-B",
+                "198.18.0.2",
+                "-p",
+                &PORT.to_string(),
+                "-1",
+            ],
+        )
+        .stderr(Stdio::null()),
+    );
+    wait_listening(path, PORT)?;
+    Ok(server)
+}
+
 /// Result of one flood.
 struct Flood {
     sent: u64,
@@ -198,23 +176,7 @@ fn flood(path: &Path2, size: usize) -> Result<Flood> {
     if !child.wait()?.success() {
         bail!("nft refused the counting rule");
     }
-    let server = Proc::spawn(
-        "iperf3 -s",
-        path.exec(
-            false,
-            &[
-                "iperf3",
-                "-s",
-                "-B",
-                "198.18.0.2",
-                "-p",
-                &PORT.to_string(),
-                "-1",
-            ],
-        )
-        .stderr(Stdio::null()),
-    );
-    wait_listening(path, PORT)?;
+    let server = iperf3_server(path)?;
     let report = output(path.exec(
         true,
         &[
@@ -326,23 +288,7 @@ fn rate_limit(bins: &Path) -> Result<()> {
         ],
     );
     let path = Path2::link(bins, &["--rate", "10mbit", "--queue", "100kB"])?;
-    let server = Proc::spawn(
-        "iperf3 -s",
-        path.exec(
-            false,
-            &[
-                "iperf3",
-                "-s",
-                "-B",
-                "198.18.0.2",
-                "-p",
-                &PORT.to_string(),
-                "-1",
-            ],
-        )
-        .stderr(Stdio::null()),
-    );
-    wait_listening(&path, PORT)?;
+    let server = iperf3_server(&path)?;
     println!("iperf3 TCP for 10 s through impair link --rate 10mbit ...");
     let report = output(path.exec(
         true,

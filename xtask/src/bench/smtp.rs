@@ -165,18 +165,7 @@ pub(super) fn smtplib_seconds(
 
 /// Reads a peer's standard output to its end, so that a chatty peer never blocks on a full pipe.
 fn drain(proc: &mut Proc) {
-    let mut out = proc.stdout();
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-}
-
-fn peak_rss_kib(pid: i32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    Ok(status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0))
+    protolab_lab::process::drain(proc.stdout());
 }
 
 fn start_smtp(smtp: &Path, maildir: &Path, extra: &[&str]) -> Result<Server> {
@@ -566,7 +555,7 @@ pub fn run(args: &[String]) -> Result<()> {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let peak = peak_rss_kib(server.proc.pid())?;
+        let peak = util::memory(server.proc.pid())?.peak_kib;
         let size = std::fs::read_dir(maildir.join("new"))?
             .flatten()
             .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
@@ -613,7 +602,7 @@ pub fn run(args: &[String]) -> Result<()> {
         for (r, w) in &mut conns {
             step(r, w, b".\r\n", "250")?;
         }
-        let peak = peak_rss_kib(server.proc.pid())?;
+        let peak = util::memory(server.proc.pid())?.peak_kib;
         for (r, w) in &mut conns {
             step(r, w, b"QUIT\r\n", "221")?;
         }

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use protolab_lab::output_ok;
 use protolab_tests::{Server, raise_fd_limit, require_peer, start_redis};
 
 use crate::util::{self, CPU_COLUMN, CpuUse, ProcCpu, Side, Table, cpu_cell, with_cpu};
@@ -63,37 +64,17 @@ fn load_only(
         o.duration,
         extra.join(" ")
     );
-    let out = Command::new(greet)
-        .args(["bench", "--json", "--server", &addr.to_string()])
+    let mut out = Command::new(greet);
+    out.args(["bench", "--json", "--server", &addr.to_string()])
         .args([
             "--connections",
             &o.connections.to_string(),
             "--duration",
             &o.duration,
         ])
-        .args(extra)
-        .output()
-        .context("run greet bench")?;
-    if !out.status.success() {
-        bail!(
-            "greet bench against {addr} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+        .args(extra);
+    let out = output_ok(&mut out)?;
     Ok(serde_json::from_slice(&out.stdout)?)
-}
-
-fn rss_kib(pid: i32) -> Result<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    Ok((field("VmRSS:"), field("VmHWM:")))
 }
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -216,7 +197,7 @@ pub fn run(args: &[String]) -> Result<()> {
             1,
         );
         let addr = server.addr("tcp");
-        let (before, _) = rss_kib(server.proc.pid())?;
+        let before = util::memory(server.proc.pid())?.rss_kib;
         let mut conns = Vec::with_capacity(o.idle);
         for _ in 0..o.idle {
             let mut s = TcpStream::connect(addr).context("open idle connection")?;
@@ -226,7 +207,10 @@ pub fn run(args: &[String]) -> Result<()> {
             conns.push(s);
         }
         std::thread::sleep(Duration::from_millis(500));
-        let (rss, hwm) = rss_kib(server.proc.pid())?;
+        let util::Memory {
+            rss_kib: rss,
+            peak_kib: hwm,
+        } = util::memory(server.proc.pid())?;
         drop(conns);
         let mib = |k: u64| k as f64 / 1024.0;
         table.note(format!(

@@ -31,6 +31,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use protolab_lab::output_ok;
 use protolab_tests::{Proc, Server, free_port, require_peer};
 use serde_json::Value;
 
@@ -43,19 +44,13 @@ const PPS_STEPS: &[u64] = &[
 ];
 
 fn probe_json(udpecho: &Path, target: SocketAddr, args: &[&str]) -> Result<Value> {
-    let out = Command::new(udpecho)
-        .arg("probe")
-        .arg(target.to_string())
-        .args(["--json", "--quiet"])
-        .args(args)
-        .output()
-        .context("run udpecho probe")?;
-    if !out.status.success() {
-        bail!(
-            "udpecho probe failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let out = output_ok(
+        Command::new(udpecho)
+            .arg("probe")
+            .arg(target.to_string())
+            .args(["--json", "--quiet"])
+            .args(args),
+    )?;
     serde_json::from_slice(&out.stdout).context("probe JSON")
 }
 
@@ -174,16 +169,6 @@ fn compare_row(
         },
         target.into(),
     ]);
-}
-
-fn rss_kib(pid: i32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("VmRSS in /proc/PID/status")
 }
 
 /// Sends 64-byte probes from `flows` flow ids in turn at about `pps` for `dur`, reading replies.
@@ -822,9 +807,9 @@ pub fn run(args: &[String]) -> Result<()> {
     // RSS from 1 to 1,000 flows at the same packet rate.
     let pid = server.proc.pid();
     flows_load(server.addr("udp"), 1, 20_000, Duration::from_secs(2))?;
-    let rss_one = rss_kib(pid)?;
+    let rss_one = util::memory(pid)?.rss_kib;
     let replies = flows_load(server.addr("udp"), 1000, 20_000, Duration::from_secs(3))?;
-    let rss_many = rss_kib(pid)?;
+    let rss_many = util::memory(pid)?.rss_kib;
     let growth = rss_many as f64 / rss_one as f64 - 1.0;
     compare_row(
         &mut table,

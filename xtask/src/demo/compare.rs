@@ -7,17 +7,18 @@
 //! to show that UDP keeps message boundaries and TCP does not. Without root there is no link:
 //! the UDP half runs through `impair udp` on loopback and the demo says what it could not show.
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex, mpsc};
-use std::thread::JoinHandle;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use protolab_tests::{Proc, Server, is_root};
+pub(super) use protolab_lab::link::{Link, Side};
+use protolab_lab::output_ok;
+use protolab_lab::{Relay, Server, is_root, quiet_logs};
 use serde_json::Value;
 
 use crate::util;
@@ -123,107 +124,42 @@ impl Options {
     }
 }
 
-/// One end of a running link.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Side {
-    Left,
-    Right,
+/// Starts `impair link` (the lab's runner) from `bins` with `args` for a demo.
+pub(super) fn start_link(bins: &Path, tag: &str, args: &[String]) -> Result<Link> {
+    Link::spawn(&bins.join("impair"), tag, args).context("start impair link")
 }
 
-/// A running `impair link`, started by a demo.
-pub(super) struct LinkRun {
-    proc: Proc,
-    pub(super) left: String,
-    pub(super) right: String,
-    stats: PathBuf,
-    lines: Arc<Mutex<Vec<String>>>,
-    reader: Option<JoinHandle<()>>,
+/// What the demos add to the lab's link: commands with quiet logs, and a stop that insists
+/// on a clean exit.
+pub(super) trait DemoLink {
+    /// A command running `program` inside one end's namespace, logging warnings only.
+    fn run_in(&self, side: Side, program: &Path) -> Command;
+    /// Takes the link down (SIGTERM) and returns its ground truth and what it printed.
+    fn stop_clean(self) -> Result<(Value, Vec<String>)>;
 }
 
-impl LinkRun {
-    /// Starts `impair link` from `bins` with `args` and waits for its ready line.
-    pub(super) fn start(bins: &Path, tag: &str, args: &[String]) -> Result<LinkRun> {
-        let pid = std::process::id();
-        let (left, right) = (format!("plab-{tag}-{pid}-l"), format!("plab-{tag}-{pid}-r"));
-        let stats = std::env::temp_dir().join(format!("plab-{tag}-{pid}-truth.json"));
-        let mut cmd = Command::new(bins.join("impair"));
-        // The demo narrates; the link's own info logs would only interleave with it.
-        cmd.args(["link", "--left", &left, "--right", &right, "--stats"])
-            .arg(&stats)
-            .args(args)
-            .env("RUST_LOG", quiet_logs());
-        let mut proc = Proc::spawn("impair link", &mut cmd);
-        let mut out = proc.stdout();
-        loop {
-            let mut line = String::new();
-            if out.read_line(&mut line)? == 0 {
-                bail!("impair link exited before it was ready (see its error above)");
-            }
-            if line.trim() == "ready" || line.contains(r#""event":"ready""#) {
-                break;
-            }
-        }
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        let reader = std::thread::spawn(move || {
-            for line in out.lines() {
-                let Ok(line) = line else { break };
-                sink.lock().expect("lines").push(line);
-            }
-        });
-        Ok(LinkRun {
-            proc,
-            left,
-            right,
-            stats,
-            lines,
-            reader: Some(reader),
-        })
-    }
-
-    pub(super) fn ns(&self, side: Side) -> &str {
-        match side {
-            Side::Left => &self.left,
-            Side::Right => &self.right,
-        }
-    }
-
-    /// A command running `program` inside one end's namespace.
-    pub(super) fn exec(&self, side: Side, program: &Path) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", self.ns(side)])
-            .arg(program)
-            .env("RUST_LOG", quiet_logs());
+impl DemoLink for Link {
+    fn run_in(&self, side: Side, program: &Path) -> Command {
+        let mut cmd = self.exec(side, program, &[]);
+        cmd.env("RUST_LOG", quiet_logs());
         cmd
     }
 
-    /// Takes the link down (SIGTERM) and returns its ground truth and what it printed.
-    pub(super) fn stop(mut self) -> Result<(Value, Vec<String>)> {
-        self.proc.signal(libc::SIGTERM);
-        let status = self.proc.wait_for(Duration::from_secs(20));
-        if !status.is_some_and(|s| s.success()) {
-            bail!("impair link did not stop cleanly: {status:?}");
+    fn stop_clean(self) -> Result<(Value, Vec<String>)> {
+        let stopped = self.finish(libc::SIGTERM).context("stop impair link")?;
+        if !stopped.status.success() {
+            bail!("impair link did not stop cleanly: {}", stopped.status);
         }
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
+        if stopped.truth.is_null() {
+            bail!("impair link wrote no ground truth");
         }
-        let bytes = std::fs::read(&self.stats).context("read the link's ground truth")?;
-        let _ = std::fs::remove_file(&self.stats);
-        let truth = serde_json::from_slice(&bytes).context("read the link's ground truth")?;
-        let lines = std::mem::take(&mut *self.lines.lock().expect("lines"));
-        Ok((truth, lines))
+        Ok((stopped.truth, stopped.lines))
     }
 }
 
 /// Runs a probe and returns its JSON report.
 fn run_probe(mut cmd: Command) -> Result<Value> {
-    let out = util::with_progress("probing", || cmd.output()).context("run udpecho probe")?;
-    if !out.status.success() {
-        bail!(
-            "udpecho probe failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    let out = util::with_progress("probing", || output_ok(&mut cmd))?;
     serde_json::from_slice(&out.stdout).context("read the probe's JSON report")
 }
 
@@ -241,11 +177,6 @@ fn shown(cmd: &Command, bins: &Path) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// The log level for processes a demo starts: the user's RUST_LOG if set, else warnings only.
-fn quiet_logs() -> String {
-    std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned())
 }
 
 fn ms(report: &Value, key: &str) -> String {
@@ -289,17 +220,17 @@ fn with_link(opts: &Options, bins: &Path) -> Result<()> {
     let mut reports = Vec::new();
     let mut truths = Vec::new();
     for tcp in [false, true] {
-        let link = LinkRun::start(bins, if tcp { "tcp" } else { "udp" }, &opts.impair_args())?;
+        let link = start_link(bins, if tcp { "tcp" } else { "udp" }, &opts.impair_args())?;
         let server = Server::start_cmd(
             "udpecho serve",
             {
-                let mut c = link.exec(Side::Right, &bins.join("udpecho"));
+                let mut c = link.run_in(Side::Right, &bins.join("udpecho"));
                 c.args(["serve", "--listen", "198.18.0.2:7777", "--workers", "1"]);
                 c
             },
             2,
         );
-        let mut probe = link.exec(Side::Left, &bins.join("udpecho"));
+        let mut probe = link.run_in(Side::Left, &bins.join("udpecho"));
         probe
             .arg("probe")
             .arg(target.to_string())
@@ -315,7 +246,7 @@ fn with_link(opts: &Options, bins: &Path) -> Result<()> {
         println!("$ {}", shown(&probe, bins));
         let report = run_probe(probe);
         drop(server);
-        let (truth, _) = link.stop()?;
+        let (truth, _) = link.stop_clean()?;
         reports.push(report?);
         truths.push(truth);
     }
@@ -476,32 +407,22 @@ fn without_root(opts: &Options, bins: &Path) -> Result<()> {
         },
         1,
     );
-    let stats = std::env::temp_dir().join(format!("plab-relay-{}-truth.json", std::process::id()));
-    let mut relay_cmd = Command::new(bins.join("impair"));
-    relay_cmd
-        .env("RUST_LOG", quiet_logs())
-        .args(["udp", "--listen", "127.0.0.1:0", "--forward"])
-        .arg(server.addr("udp").to_string())
-        .arg("--stats")
-        .arg(&stats)
-        .args(opts.impair_args());
+    let impair: Vec<String> = opts.impair_args();
+    let impair: Vec<&str> = impair.iter().map(String::as_str).collect();
+    let relay = Relay::start_bin(&bins.join("impair"), server.addr("udp"), &impair);
     println!(
-        "$ {} &   (its ground truth goes to {}, which the demo removes at the end)",
-        shown(&relay_cmd, bins),
-        stats.display()
+        "$ impair udp --listen 127.0.0.1:0 --forward {} --stats FILE {} &   (the relay; FILE, its ground truth, is removed at the end)",
+        server.addr("udp"),
+        impair.join(" ")
     );
-    let mut relay = Server::start_cmd("impair udp", relay_cmd, 1);
     let mut probe = Command::new(bins.join("udpecho"));
     probe
         .arg("probe")
-        .arg(relay.addr("udp").to_string())
+        .arg(relay.addr().to_string())
         .args(opts.probe_args());
     println!("$ {}   (through impair udp)", shown(&probe, bins));
     let report = run_probe(probe)?;
-    relay.proc.signal(libc::SIGINT);
-    relay.proc.wait_for(Duration::from_secs(10));
-    let truth: Value = serde_json::from_slice(&std::fs::read(&stats)?)?;
-    let _ = std::fs::remove_file(&stats);
+    let truth = relay.stop();
     drop(server);
     let rows = vec![
         (
@@ -579,7 +500,7 @@ fn boundaries(link: Option<(&str, &Options, &Path)>) -> Result<()> {
         }
     );
     let run = match link {
-        Some((_, opts, bins)) => Some(LinkRun::start(bins, "msg", &opts.impair_args())?),
+        Some((_, opts, bins)) => Some(start_link(bins, "msg", &opts.impair_args())?),
         None => None,
     };
     let host = link.map_or("127.0.0.1", |(h, _, _)| h);
@@ -654,7 +575,7 @@ fn boundaries(link: Option<(&str, &Options, &Path)>) -> Result<()> {
         .join()
         .map_err(|_| anyhow::anyhow!("the receiver panicked"))??;
     if let Some(r) = run {
-        r.stop()?;
+        r.stop_clean()?;
     }
     println!(
         "  UDP: {} datagram(s) received, of {:?} bytes: each send is one datagram, kept whole{}",

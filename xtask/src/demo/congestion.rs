@@ -16,7 +16,7 @@ use protolab_udpecho::bulk::BulkReport;
 use protolab_udpecho::plot;
 use serde_json::Value;
 
-use super::compare::{LinkRun, Side};
+use super::compare::{DemoLink, Side, start_link};
 use crate::util;
 
 /// The controls the demo compares, when the kernel offers them.
@@ -202,17 +202,17 @@ pub fn run(args: &[String]) -> Result<()> {
 fn one_transfer(opts: &Options, bins: &Path, cc: &str, rate: f64) -> Result<BulkReport> {
     let pcap = captures().join(format!("congestion-{cc}.pcap"));
     let svg = opts.out.join(format!("congestion-{cc}.svg"));
-    let link = LinkRun::start(bins, &format!("cc{cc}"), &opts.link_args(&pcap))?;
+    let link = start_link(bins, &format!("cc{cc}"), &opts.link_args(&pcap))?;
     let sink = Server::start_cmd(
         "udpecho sink",
         {
-            let mut c = link.exec(Side::Right, &bins.join("udpecho"));
+            let mut c = link.run_in(Side::Right, &bins.join("udpecho"));
             c.args(["sink", "--listen", "198.18.0.2:5001"]);
             c
         },
         1,
     );
-    let mut cmd = link.exec(Side::Left, &bins.join("udpecho"));
+    let mut cmd = link.run_in(Side::Left, &bins.join("udpecho"));
     cmd.args([
         "bulk",
         "198.18.0.2:5001",
@@ -236,7 +236,7 @@ fn one_transfer(opts: &Options, bins: &Path, cc: &str, rate: f64) -> Result<Bulk
     );
     let out = cmd.output().context("run udpecho bulk")?;
     drop(sink);
-    let (truth, _) = link.stop()?;
+    let (truth, _) = link.stop_clean()?;
     if !out.status.success() {
         bail!(
             "udpecho bulk --cc {cc} failed: {}",
@@ -284,17 +284,17 @@ struct UdpRun {
 fn udp_flood(opts: &Options, bins: &Path, rate: f64) -> Result<UdpRun> {
     let pps = 2.0 * rate / ((UDP_PAYLOAD + UDP_HEADERS) * 8) as f64;
     let pcap = captures().join("congestion-udp.pcap");
-    let link = LinkRun::start(bins, "ccudp", &opts.link_args(&pcap))?;
+    let link = start_link(bins, "ccudp", &opts.link_args(&pcap))?;
     let server = Server::start_cmd(
         "udpecho serve",
         {
-            let mut c = link.exec(Side::Right, &bins.join("udpecho"));
+            let mut c = link.run_in(Side::Right, &bins.join("udpecho"));
             c.args(["serve", "--listen", "198.18.0.2:7777", "--no-tcp"]);
             c
         },
         1,
     );
-    let mut cmd = link.exec(Side::Left, &bins.join("udpecho"));
+    let mut cmd = link.run_in(Side::Left, &bins.join("udpecho"));
     cmd.args([
         "probe",
         "198.18.0.2:7777",
@@ -316,7 +316,7 @@ fn udp_flood(opts: &Options, bins: &Path, rate: f64) -> Result<UdpRun> {
     );
     let out = cmd.output().context("run udpecho probe")?;
     drop(server);
-    let _ = link.stop()?;
+    let _ = link.stop_clean()?;
     let _ = std::fs::remove_file(&pcap);
     if !out.status.success() {
         bail!(

@@ -6,62 +6,19 @@
 //! iteratively with a trace, shows a truncated UDP answer followed by the TCP retry, and a
 //! caching resolver answering the second time from its cache.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use protolab_tests::{Server, free_port};
+use protolab_lab::Server;
+use protolab_lab::fixtures::{lab_dns_dir, start_lab_dns};
 
 use crate::util;
 
-const ROOT: &str = "$ORIGIN .
-$TTL 86400
-.                    IN SOA a.root-servers.lab. hostmaster.lab. 1 1800 900 604800 3600
-.                    IN NS  a.root-servers.lab.
-a.root-servers.lab.  IN A   127.0.0.1
-test.                IN NS  ns1.test.
-ns1.test.            IN A   127.0.0.2
-";
-
-const TEST: &str = "$ORIGIN test.
-$TTL 86400
-@            IN SOA ns1 hostmaster 1 1800 900 604800 3600
-@            IN NS  ns1
-ns1          IN A   127.0.0.2
-example      IN NS  ns1.example
-ns1.example  IN A   127.0.0.3
-";
-
-fn example_zone() -> String {
-    let big: Vec<String> = (0..5)
-        .map(|i| format!("\"{}\"", format!("{i}").repeat(200)))
-        .collect();
-    format!(
-        "$ORIGIN example.test.
-$TTL 3600
-@      IN SOA ns1 hostmaster 1 1800 900 604800 600
-@      IN NS  ns1
-ns1    IN A   127.0.0.3
-www    IN A   192.0.2.10
-www    IN AAAA 2001:db8::10
-@      IN MX  10 mail
-mail   IN A   192.0.2.25
-big    IN TXT {}
-",
-        big.join(" ")
-    )
-}
-
-const HINTS: &str = ".                        3600000      NS    a.root-servers.lab.
-a.root-servers.lab.      3600000      A     127.0.0.1
-";
-
+/// A note set apart by blank lines.
 fn note(text: &str) {
     println!();
-    for line in text.lines() {
-        println!("    | {line}");
-    }
+    super::note(text);
     println!();
 }
 
@@ -93,62 +50,18 @@ fn quiet(dns: &Path, args: &[&str]) -> Result<String> {
     Ok(text)
 }
 
-/// Starts the three lab zone servers on one port free on all three addresses.
-fn start_hierarchy(dns: &Path, dir: &Path) -> Result<(Vec<Server>, u16)> {
-    let files: Vec<PathBuf> = [
-        ("root.zone", ROOT.to_owned()),
-        ("test.zone", TEST.to_owned()),
-        ("example.test.zone", example_zone()),
-    ]
-    .into_iter()
-    .map(|(name, text)| {
-        let p = dir.join(name);
-        std::fs::write(&p, text).map(|()| p)
-    })
-    .collect::<std::io::Result<_>>()?;
-    for _ in 0..10 {
-        let port = free_port();
-        let free_everywhere = (1..=3).all(|i| {
-            std::net::UdpSocket::bind(SocketAddr::from(([127, 0, 0, i], port))).is_ok()
-                && std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, i], port))).is_ok()
-        });
-        if !free_everywhere {
-            continue;
-        }
-        let servers = files
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                let mut c = Command::new(dns);
-                c.env("RUST_LOG", "warn");
-                c.args([
-                    "zone",
-                    "--listen",
-                    &format!("127.0.0.{}:{port}", i + 1),
-                    "--zone",
-                ])
-                .arg(f);
-                Server::start_cmd("dns zone", c, 2)
-            })
-            .collect();
-        return Ok((servers, port));
-    }
-    bail!("no port free on 127.0.0.1-3 for the lab hierarchy; try again")
-}
-
 pub fn run(args: &[String]) -> Result<()> {
     if let Some(other) = args.first() {
         bail!("demo dns takes no options (got {other:?})");
     }
     let bins = util::build_bins(false)?;
     let dns = bins.join("dns");
-    let dir = tempdir()?;
-    let hints = dir.join("root.hints");
-    std::fs::write(&hints, HINTS)?;
-    let hints_arg = hints.to_str().context("temporary path is not UTF-8")?;
+    // The hierarchy is the lab's, in examples/dns (the README's commands use the same files).
+    let hints = lab_dns_dir().join("root.hints");
+    let hints_arg = hints.to_str().context("the workspace path is not UTF-8")?;
 
     println!("== A lab DNS hierarchy on loopback ==");
-    let (servers, port) = start_hierarchy(&dns, &dir)?;
+    let (servers, port) = start_lab_dns(&dns);
     let port_arg = port.to_string();
     for (s, zone) in servers.iter().zip([".", "test.", "example.test."]) {
         println!(
@@ -161,9 +74,8 @@ pub fn run(args: &[String]) -> Result<()> {
          only who serves test., test. knows only who serves example.test.: each hands out a\n\
          referral (NS records, with the servers' addresses as glue). All listen on port {port}\n\
          instead of 53, so no root privilege is needed; resolvers are told so with --port.\n\
-         The zone files and root.hints are in {} for the demo's length only (it removes them\n\
-         at the end); examples/dns/ holds a lab like it to keep.",
-        dir.display()
+         The zone files and root.hints are the lab's own, kept in {}.",
+        lab_dns_dir().display()
     ));
 
     println!("== 1. Iterative resolution, step by step ==\n");
@@ -255,13 +167,5 @@ pub fn run(args: &[String]) -> Result<()> {
         line.clear();
     }
     drop(servers);
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
-}
-
-fn tempdir() -> Result<PathBuf> {
-    let p = std::env::temp_dir().join(format!("protolab-dns-demo-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).with_context(|| format!("create {}", p.display()))?;
-    Ok(p)
 }

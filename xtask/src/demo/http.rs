@@ -7,31 +7,11 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use protolab_tests::Server;
 
+use super::{note, run_shown};
 use crate::util;
-
-fn note(text: &str) {
-    for line in text.lines() {
-        println!("    | {line}");
-    }
-}
-
-fn run_shown(cmd: &mut Command, shown: &str) -> Result<String> {
-    println!("$ {shown}");
-    let out = cmd.output().with_context(|| format!("run {shown}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    print!("{stdout}");
-    if !out.status.success() {
-        bail!(
-            "{shown} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(stdout)
-}
 
 pub fn run(args: &[String]) -> Result<()> {
     if let Some(other) = args.first() {
@@ -72,6 +52,7 @@ pub fn run(args: &[String]) -> Result<()> {
     run_shown(
         Command::new(&http).args(["get", &page]),
         &format!("http get {page}"),
+        false,
     )?;
     note(
         "Lines starting with > are the request message exactly as sent, < the response.\n\
@@ -89,6 +70,7 @@ pub fn run(args: &[String]) -> Result<()> {
     run_shown(
         Command::new(&http).args(["get", &cookies, &cookies]),
         &format!("http get {cookies} {cookies}"),
+        false,
     )?;
     note(
         "Both requests went over the same TCP connection (reusing connection), and still the\n\
@@ -107,6 +89,7 @@ pub fn run(args: &[String]) -> Result<()> {
             "http get --cookie-jar {} {set} {cookies} {cookies}",
             jar.display()
         ),
+        false,
     )?;
     note(
         "The first response says Set-Cookie: name=demo. The client keeps it in its jar and sends\n\

@@ -6,14 +6,14 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
+use protolab_lab::output_ok;
 use protolab_tests::Server;
 
+/// A note set apart by blank lines.
 fn note(text: &str) {
     println!();
-    for line in text.lines() {
-        println!("    | {line}");
-    }
+    super::note(text);
     println!();
 }
 
@@ -35,18 +35,7 @@ fn get(http: &Path, url: &str, extra: &[&str]) -> Result<Vec<String>> {
         })
         .collect();
     println!("$ {}", quoted.join(" "));
-    let out = Command::new(http)
-        .arg("get")
-        .args(extra)
-        .arg(url)
-        .output()
-        .context("run http get")?;
-    if !out.status.success() {
-        bail!(
-            "http get {url} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let out = output_ok(Command::new(http).arg("get").args(extra).arg(url))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut head = Vec::new();
     for line in text.lines() {

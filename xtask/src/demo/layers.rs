@@ -15,10 +15,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use etherparse::{Ipv4HeaderSlice, TcpHeaderSlice, UdpHeaderSlice};
+use protolab_lab::output_ok;
 use protolab_tests::{Server, is_root};
 use serde_json::{Value, json};
 
-use super::compare::{LinkRun, Side};
+use super::compare::{DemoLink, Side, start_link};
 use crate::util;
 
 const GREETING: &[u8] = b"Hello, Michael!";
@@ -115,7 +116,7 @@ pub fn run(args: &[String]) -> Result<()> {
 
 /// Runs the three exchanges across a fresh link that captures them.
 fn capture(bins: &Path, pcap: &Path) -> Result<()> {
-    let link = LinkRun::start(
+    let link = start_link(
         bins,
         "layers",
         &["--pcap".to_owned(), pcap.display().to_string()],
@@ -123,7 +124,7 @@ fn capture(bins: &Path, pcap: &Path) -> Result<()> {
     let greet = Server::start_cmd(
         "greet serve",
         {
-            let mut c = link.exec(Side::Right, &bins.join("greet"));
+            let mut c = link.run_in(Side::Right, &bins.join("greet"));
             c.args(["serve", "--listen", "198.18.0.2:9999"]);
             c
         },
@@ -132,7 +133,7 @@ fn capture(bins: &Path, pcap: &Path) -> Result<()> {
     let echo = Server::start_cmd(
         "udpecho serve",
         {
-            let mut c = link.exec(Side::Right, &bins.join("udpecho"));
+            let mut c = link.run_in(Side::Right, &bins.join("udpecho"));
             c.args(["serve", "--listen", "198.18.0.2:7777", "--no-tcp"]);
             c
         },
@@ -142,32 +143,16 @@ fn capture(bins: &Path, pcap: &Path) -> Result<()> {
         "$ ip netns exec {} greet hello --server 198.18.0.2:9999",
         link.left
     );
-    let out = link
-        .exec(Side::Left, &bins.join("greet"))
-        .args(["hello", "--server", "198.18.0.2:9999", "--timeout", "10s"])
-        .output()
-        .context("run greet hello")?;
-    if !out.status.success() {
-        bail!(
-            "greet hello failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let mut hello = link.run_in(Side::Left, &bins.join("greet"));
+    hello.args(["hello", "--server", "198.18.0.2:9999", "--timeout", "10s"]);
+    output_ok(&mut hello)?;
     println!(
         "$ ip netns exec {} udpecho probe 198.18.0.2:7777 --count 1",
         link.left
     );
-    let out = link
-        .exec(Side::Left, &bins.join("udpecho"))
-        .args(["probe", "198.18.0.2:7777", "--count", "1", "--quiet"])
-        .output()
-        .context("run udpecho probe")?;
-    if !out.status.success() {
-        bail!(
-            "udpecho probe failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let mut probe = link.run_in(Side::Left, &bins.join("udpecho"));
+    probe.args(["probe", "198.18.0.2:7777", "--count", "1", "--quiet"]);
+    output_ok(&mut probe)?;
     // Nothing answers on 5300: the query is what this demo takes apart, and the far kernel's
     // ICMP "port unreachable" ends the wait at once.
     println!(
@@ -175,7 +160,7 @@ fn capture(bins: &Path, pcap: &Path) -> Result<()> {
         link.left
     );
     let _ = link
-        .exec(Side::Left, &bins.join("dns"))
+        .run_in(Side::Left, &bins.join("dns"))
         .args([
             "query",
             "hello.lab",
@@ -193,7 +178,7 @@ fn capture(bins: &Path, pcap: &Path) -> Result<()> {
     std::thread::sleep(Duration::from_millis(300));
     drop(greet);
     drop(echo);
-    link.stop()?;
+    link.stop_clean()?;
     Ok(())
 }
 

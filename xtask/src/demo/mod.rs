@@ -12,8 +12,39 @@ mod tcp_trace;
 mod tls;
 mod udp;
 
-use anyhow::Result;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
 use protolab_transport::cli::Failure;
+
+/// An aside in a demo's narration: each line of `text` indented behind a bar.
+fn note(text: &str) {
+    for line in text.lines() {
+        println!("    | {line}");
+    }
+}
+
+/// Runs `cmd`, shown as `$ shown`, prints what it wrote (its standard error first when
+/// `with_stderr`, for a client whose dialog goes there) and returns its standard output.
+fn run_shown(cmd: &mut Command, shown: &str, with_stderr: bool) -> Result<String> {
+    println!("$ {shown}");
+    let out = cmd.output().with_context(|| format!("run {shown}"))?;
+    if with_stderr {
+        print!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    print!("{stdout}");
+    if !out.status.success() {
+        // Its standard error is on the screen already when `with_stderr`.
+        let why = if with_stderr {
+            String::new()
+        } else {
+            format!(": {}", String::from_utf8_lossy(&out.stderr))
+        };
+        bail!("{shown} failed ({}){why}", out.status);
+    }
+    Ok(stdout)
+}
 
 const HELP: &str = "\
 cargo xtask demo: a protocol end to end on loopback, narrated

@@ -9,26 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use protolab_tests::Server;
 
+use super::{note, run_shown};
 use crate::util;
-
-fn note(text: &str) {
-    for line in text.lines() {
-        println!("    | {line}");
-    }
-}
-
-fn run_shown(cmd: &mut Command, shown: &str) -> Result<String> {
-    println!("$ {shown}");
-    let out = cmd.output().with_context(|| format!("run {shown}"))?;
-    // The client's dialog (stderr with -v) and its report (stdout), in that order.
-    print!("{}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    print!("{stdout}");
-    if !out.status.success() {
-        bail!("{shown} failed ({})", out.status);
-    }
-    Ok(stdout)
-}
 
 pub fn run(args: &[String]) -> Result<()> {
     let mut no_wait = false;
@@ -110,6 +92,7 @@ pub fn run(args: &[String]) -> Result<()> {
         &format!(
             "smtp send -v --server {addr} --from alice@demo.test --to bob@demo.test --subject Lunch? --body-file {body_path}"
         ),
+        true,
     )?;
     note(
         "C: lines are the client's, S: lines the server's. EHLO lists the extensions; MAIL FROM and\n\
@@ -128,11 +111,13 @@ pub fn run(args: &[String]) -> Result<()> {
     run_shown(
         Command::new(&smtp).args(["list", &md]),
         &format!("smtp list {md}"),
+        true,
     )?;
     println!();
     run_shown(
         Command::new(&smtp).args(["show", &md, &id]),
         &format!("smtp show {md} {id}"),
+        true,
     )?;
     note(
         "Return-Path: keeps MAIL FROM, Delivered-To: each RCPT TO (one copy for all recipients),\n\

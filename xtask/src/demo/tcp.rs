@@ -11,13 +11,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use protolab_tests::Server;
 
+use super::note;
 use crate::util;
-
-fn note(text: &str) {
-    for line in text.lines() {
-        println!("    | {line}");
-    }
-}
 
 /// Prints the kernel's view of the sockets on `port`, when `ss` is installed.
 fn sockets(port: u16) {

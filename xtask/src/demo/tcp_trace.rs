@@ -9,50 +9,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use protolab_tests::{Server, is_root};
+use protolab_lab::trace::{Segment, close_completed, tcp_segments};
+use protolab_lab::{Server, is_root};
 
-use super::compare::{LinkRun, Side};
+use super::compare::{DemoLink, Side, start_link};
 use crate::util;
-
-/// The parts of one text trace line this narration needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Segment {
-    from_client: bool,
-    syn: bool,
-    ack_flag: bool,
-    fin: bool,
-    rst: bool,
-    seq: u32,
-    ack: u32,
-    len: u32,
-    dropped: bool,
-}
-
-/// Reads a trace line of the link (`... L>R a:p > b:p TCP [SYN, ACK] seq=.. ack=.. win=.. len=..  fate`).
-fn parse(line: &str, port: u16) -> Option<Segment> {
-    let tcp = line.find(" TCP [")?;
-    let port_tag = format!(":{port} ");
-    if !line[..tcp + 1].contains(&port_tag) {
-        return None;
-    }
-    let flags_end = tcp + line[tcp..].find(']')?;
-    let flags = &line[tcp + 6..flags_end];
-    let field = |name: &str| -> Option<u32> {
-        let start = line.find(&format!(" {name}="))? + name.len() + 2;
-        line[start..].split_whitespace().next()?.parse().ok()
-    };
-    Some(Segment {
-        from_client: line.contains(" L>R "),
-        syn: flags.contains("SYN"),
-        ack_flag: flags.contains("ACK"),
-        fin: flags.contains("FIN"),
-        rst: flags.contains("RST"),
-        seq: field("seq")?,
-        ack: field("ack")?,
-        len: field("len")?,
-        dropped: line.ends_with("DROPPED"),
-    })
-}
 
 /// What the narration knows of the conversation so far.
 #[derive(Debug, Default)]
@@ -201,7 +162,12 @@ pub fn run(args: &[String]) -> Result<()> {
     let bins = util::build_bins(false)?;
     let capture = util::root().join("target").join("demo-tcp-trace.pcap");
     let picture = util::root().join("target").join("demo-tcp-trace.svg");
-    let mut all = vec!["--trace".to_owned(), "--pcap".to_owned()];
+    // The trace is read as JSON (one object a line), never scraped from the human text.
+    let mut all = vec![
+        "--trace".to_owned(),
+        "--json".to_owned(),
+        "--pcap".to_owned(),
+    ];
     all.push(capture.display().to_string());
     all.push("--diagram".to_owned());
     all.push(picture.display().to_string());
@@ -209,7 +175,7 @@ pub fn run(args: &[String]) -> Result<()> {
 
     println!("== The greeting conversation across a link, packet by packet ==\n");
     println!(
-        "$ impair link --left L --right R --trace --pcap {} --diagram {}{}",
+        "$ impair link --left L --right R --trace --json --pcap {} --diagram {}{}",
         capture.display(),
         picture.display(),
         if link_args.is_empty() {
@@ -218,7 +184,7 @@ pub fn run(args: &[String]) -> Result<()> {
             format!(" {}", link_args.join(" "))
         }
     );
-    let link = LinkRun::start(&bins, "trace", &all)?;
+    let link = start_link(&bins, "trace", &all)?;
     println!(
         "  two namespaces, {} (198.18.0.1) and {} (198.18.0.2), joined by TUN devices through \
          the link process",
@@ -227,7 +193,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let server = Server::start_cmd(
         "greet serve",
         {
-            let mut c = link.exec(Side::Right, &bins.join("greet"));
+            let mut c = link.run_in(Side::Right, &bins.join("greet"));
             c.args(["serve", "--listen", "198.18.0.2:9999"]);
             c
         },
@@ -242,7 +208,7 @@ pub fn run(args: &[String]) -> Result<()> {
         link.left
     );
     let out = link
-        .exec(Side::Left, &bins.join("greet"))
+        .run_in(Side::Left, &bins.join("greet"))
         .args(["hello", "--server", "198.18.0.2:9999", "--timeout", "10s"])
         .output()
         .context("run greet hello")?;
@@ -252,25 +218,24 @@ pub fn run(args: &[String]) -> Result<()> {
     if !out.status.success() {
         eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     }
-    // The last ACK of the close crosses just after the client returns.
-    std::thread::sleep(Duration::from_millis(500));
+    // The last ACK of the close crosses just after the client returns: wait for it in the
+    // trace (bounded: on a lossy link the close may take retransmissions, or never finish).
+    link.wait_for(Duration::from_secs(5), |lines| {
+        close_completed(&tcp_segments(lines, 9999))
+    });
     drop(server);
-    let (_, lines) = link.stop()?;
+    let (_, lines) = link.stop_clean()?;
 
     println!(
         "\nWhat crossed the link (time, direction L>R = client to server, flags, numbers, what the link did):\n"
     );
     let mut story = Story::default();
-    let mut shown = 0;
-    for line in &lines {
-        let Some(seg) = parse(line, 9999) else {
-            continue;
-        };
-        shown += 1;
-        println!("{line}");
-        println!("             `- {}", story.tell(&seg));
+    let segments = tcp_segments(&lines, 9999);
+    for seg in &segments {
+        println!("{seg}");
+        println!("             `- {}", story.tell(seg));
     }
-    if shown == 0 {
+    if segments.is_empty() {
         bail!("the trace holds no segment of the conversation: {lines:?}");
     }
     let pcap: PathBuf = capture;
@@ -299,25 +264,50 @@ pub fn run(args: &[String]) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn seg(line: &str) -> Segment {
-        parse(line, 9999).unwrap()
+    /// A segment between 198.18.0.1:53982 (client) and 198.18.0.2:9999 (server).
+    fn seg(from_client: bool, flags: &str, seq: u32, ack: u32, len: u32, dropped: bool) -> Segment {
+        let (client, server) = (
+            "198.18.0.1:53982".parse().unwrap(),
+            "198.18.0.2:9999".parse().unwrap(),
+        );
+        Segment {
+            time_us: 0,
+            from_client,
+            src: if from_client { client } else { server },
+            dst: if from_client { server } else { client },
+            syn: flags.contains('S'),
+            ack_flag: flags.contains('A'),
+            fin: flags.contains('F'),
+            rst: flags.contains('R'),
+            psh: flags.contains('P'),
+            seq,
+            ack,
+            len,
+            window_bytes: 64240,
+            dropped,
+            copies: u64::from(!dropped),
+            reordered: false,
+            delay_us: 0,
+        }
     }
 
     #[test]
     fn narrates_a_real_conversation() {
-        let lines = [
-            "   1.727173 L>R 198.18.0.1:53982 > 198.18.0.2:9999 TCP [SYN] seq=1965026061 ack=0 win=64240 len=0  forwarded",
-            "   1.727421 R>L 198.18.0.2:9999 > 198.18.0.1:53982 TCP [SYN, ACK] seq=3956038118 ack=1965026062 win=65160 len=0  forwarded",
-            "   1.727548 L>R 198.18.0.1:53982 > 198.18.0.2:9999 TCP [ACK] seq=1965026062 ack=3956038119 win=63 len=0  forwarded",
-            "   1.727712 R>L 198.18.0.2:9999 > 198.18.0.1:53982 TCP [PSH, ACK] seq=3956038119 ack=1965026062 win=64 len=9  forwarded",
-            "   1.728275 L>R 198.18.0.1:53982 > 198.18.0.2:9999 TCP [PSH, ACK] seq=1965026062 ack=3956038128 win=63 len=5  DROPPED",
-            "   1.728275 L>R 198.18.0.1:53982 > 198.18.0.2:9999 TCP [PSH, ACK] seq=1965026062 ack=3956038128 win=63 len=5  forwarded",
-            "   1.728778 R>L 198.18.0.2:9999 > 198.18.0.1:53982 TCP [FIN, ACK] seq=3956038128 ack=1965026067 win=64 len=0  forwarded",
-            "   1.728800 L>R 198.18.0.1:53982 > 198.18.0.2:9999 TCP [FIN, ACK] seq=1965026067 ack=3956038129 win=63 len=0  forwarded",
-            "   1.728838 R>L 198.18.0.2:9999 > 198.18.0.1:53982 TCP [ACK] seq=3956038129 ack=1965026068 win=63 len=0  forwarded",
+        // A real conversation's numbers, one client segment dropped and retransmitted.
+        let (c, sv) = (true, false);
+        let segments = [
+            seg(c, "S", 1965026061, 0, 0, false),
+            seg(sv, "SA", 3956038118, 1965026062, 0, false),
+            seg(c, "A", 1965026062, 3956038119, 0, false),
+            seg(sv, "PA", 3956038119, 1965026062, 9, false),
+            seg(c, "PA", 1965026062, 3956038128, 5, true),
+            seg(c, "PA", 1965026062, 3956038128, 5, false),
+            seg(sv, "FA", 3956038128, 1965026067, 0, false),
+            seg(c, "FA", 1965026067, 3956038129, 0, false),
+            seg(sv, "A", 3956038129, 1965026068, 0, false),
         ];
         let mut story = Story::default();
-        let told: Vec<String> = lines.iter().map(|l| story.tell(&seg(l))).collect();
+        let told: Vec<String> = segments.iter().map(|s| story.tell(s)).collect();
         assert!(told[0].starts_with("handshake 1/3") && told[0].contains("x = 1965026061"));
         assert!(told[1].starts_with("handshake 2/3") && told[1].contains("ack = x+1 = 1965026062"));
         assert!(told[2].starts_with("handshake 3/3"));
@@ -330,13 +320,6 @@ mod tests {
         assert!(told[6].starts_with("close 1: the server"));
         assert!(told[7].starts_with("close 2+3: the client"));
         assert!(told[8].starts_with("close 4: the server's last ACK"));
-        assert!(parse(lines[0], 80).is_none());
-        assert!(
-            parse(
-                "   0.1 L>R 198.18.0.1:5 > 198.18.0.2:9999 UDP len=3  forwarded",
-                9999
-            )
-            .is_none()
-        );
+        assert!(close_completed(&segments));
     }
 }

@@ -25,7 +25,7 @@ use etherparse::{Ipv4HeaderSlice, TcpHeaderSlice};
 use protolab_tests::{Server, is_root, require_peer};
 use serde_json::{Value, json};
 
-use super::compare::{LinkRun, Side};
+use super::compare::{DemoLink, Link, Side, start_link};
 use crate::util;
 
 /// Set (to anything) to take the path the demo takes without root even when run as root: the
@@ -178,15 +178,9 @@ struct Shown {
 }
 
 /// Builds `program args` to run in `side`'s namespace of `link`, or on loopback without one.
-fn command(
-    link: Option<&LinkRun>,
-    side: Side,
-    program: &Path,
-    name: &str,
-    args: &[String],
-) -> Shown {
+fn command(link: Option<&Link>, side: Side, program: &Path, name: &str, args: &[String]) -> Shown {
     let mut cmd = match link {
-        Some(l) => l.exec(side, program),
+        Some(l) => l.run_in(side, program),
         None => {
             let mut c = Command::new(program);
             c.env(
@@ -273,7 +267,7 @@ struct Expected {
 
 fn with_link(bins: &Path, f: &Files) -> Result<Value> {
     let pcap = f.out.join("tls.pcap");
-    let link = LinkRun::start(
+    let link = start_link(
         bins,
         "tls",
         &strings(&["--trace", "--json", "--pcap", path_str(&pcap)?]),
@@ -488,7 +482,7 @@ fn with_link(bins: &Path, f: &Files) -> Result<Value> {
     std::thread::sleep(Duration::from_millis(500));
     let counters = proxy_counters(&mut proxy)?;
     drop(running);
-    let (_, trace) = link.stop()?;
+    let (_, trace) = link.stop_clean()?;
 
     println!("\n-- 6. What each TCP segment carried --\n");
     let packets = read_pcap(&pcap)?;

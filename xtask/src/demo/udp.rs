@@ -5,17 +5,13 @@ use std::io::Read;
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use protolab_lab::output_ok;
 use protolab_tests::Server;
 use serde_json::Value;
 
+use super::note;
 use crate::util;
-
-fn note(text: &str) {
-    for line in text.lines() {
-        println!("    | {line}");
-    }
-}
 
 fn n(v: &Value, key: &str) -> u64 {
     v[key].as_u64().unwrap_or(0)
@@ -122,33 +118,27 @@ pub fn run(args: &[String]) -> Result<()> {
         picture.display()
     ));
     let out = util::with_progress("probing through the relay (3000 probes at 500/s)", || {
-        Command::new(&udpecho)
-            .args([
-                "probe",
-                &rel.to_string(),
-                "--count",
-                "3000",
-                "--rate",
-                "500",
-                "--wait",
-                "1s",
-                "--seed",
-                "7",
-                "--quiet",
-                "--output",
-            ])
-            .arg(&saved)
-            .arg("--svg")
-            .arg(&picture)
-            .output()
-    })
-    .context("run udpecho probe")?;
-    if !out.status.success() {
-        bail!(
-            "udpecho probe failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+        output_ok(
+            Command::new(&udpecho)
+                .args([
+                    "probe",
+                    &rel.to_string(),
+                    "--count",
+                    "3000",
+                    "--rate",
+                    "500",
+                    "--wait",
+                    "1s",
+                    "--seed",
+                    "7",
+                    "--quiet",
+                    "--output",
+                ])
+                .arg(&saved)
+                .arg("--svg")
+                .arg(&picture),
+        )
+    })?;
     print!("{}", String::from_utf8_lossy(&out.stdout));
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(&saved)?).context("probe JSON")?;

@@ -8,6 +8,45 @@ use std::time::Duration;
 
 use crate::{Proc, free_port, is_root, require_peer, wait_tcp};
 
+/// An nginx of the lab's own: writes a complete `dir/nginx.conf` and returns the command that
+/// runs nginx on it in the foreground. Its pid file, error log and temporary files are under
+/// `dir` (in `dir/tmp`, which this creates); `workers` worker processes (a number or `auto`),
+/// `connections` per worker, and `http` inside the `http` block (`proxy_cache_path`, the
+/// `server` blocks). As root the workers run as root too: as nobody they could not read a
+/// private temporary folder. Panics when nginx is not installed, naming the package.
+///
+/// # Errors
+/// `dir/tmp` or the configuration cannot be written.
+pub fn nginx_command(
+    dir: &Path,
+    workers: &str,
+    connections: u32,
+    http: &str,
+) -> std::io::Result<Command> {
+    let nginx = require_peer("nginx", "nginx");
+    std::fs::create_dir_all(dir.join("tmp"))?;
+    let d = dir.display();
+    let user = if is_root() { "user root;\n" } else { "" };
+    let conf = format!(
+        "{user}worker_processes {workers};\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+         worker_rlimit_nofile 65536;\nevents {{ worker_connections {connections}; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/tmp/body;\n  \
+         proxy_temp_path {d}/tmp/proxy;\n  fastcgi_temp_path {d}/tmp/fastcgi;\n  \
+         uwsgi_temp_path {d}/tmp/uwsgi;\n  scgi_temp_path {d}/tmp/scgi;\n{http}}}\n"
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf)?;
+    let mut cmd = Command::new(nginx);
+    cmd.arg("-e")
+        .arg(dir.join("error.log"))
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(conf_path)
+        .args(["-g", "daemon off;"]);
+    Ok(cmd)
+}
+
 /// A running nginx; dropping it stops the master with SIGTERM, which stops its workers (killing
 /// the master alone would leave the workers running).
 #[derive(Debug)]
@@ -19,22 +58,7 @@ pub struct Nginx {
 impl Nginx {
     /// The PIDs of its worker processes (children of the master), for CPU and memory figures.
     pub fn workers(&self) -> Vec<i32> {
-        let master = self.proc.pid();
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        entries
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .ok()
-                    .and_then(|s| {
-                        let after = s.rsplit_once(')')?.1.split_whitespace().nth(1)?.to_owned();
-                        after.parse::<i32>().ok()
-                    })
-                    == Some(master)
-            })
-            .collect()
+        crate::sample::children(self.proc.pid())
     }
 }
 
@@ -67,33 +91,19 @@ pub fn start_nginx_tls(dir: &Path, site: &Path, workers: usize, cert: &Path, key
 }
 
 fn start_nginx_with(dir: &Path, site: &Path, workers: usize, listen: &str, server: &str) -> Nginx {
-    let nginx = require_peer("nginx", "nginx");
     let port = free_port();
-    let d = dir.display();
-    // As root, nginx's workers would run as nobody and could not read a private temp folder.
-    let user = if is_root() { "user root;\n" } else { "" };
-    let conf = format!(
-        "{user}daemon off;\nmaster_process on;\nworker_processes {workers};\npid {d}/nginx.pid;\n\
-         error_log {d}/error.log warn;\nworker_rlimit_nofile 65536;\n\
-         events {{ worker_connections 16384; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-         \x20 fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-         \x20 keepalive_requests 100000;\n  keepalive_timeout 60s;\n\
-         \x20 server {{\n    listen 127.0.0.1:{port}{listen};\n    root {site};\n{server}  }}\n}}\n",
-        site = site.display()
-    );
-    let conf_path = dir.join("nginx.conf");
-    std::fs::write(&conf_path, conf).expect("write nginx.conf");
-    let proc = Proc::spawn(
-        "nginx",
-        Command::new(nginx)
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .arg("-p")
-            .arg(dir)
-            .arg("-c")
-            .arg(&conf_path),
-    );
+    let mut cmd = nginx_command(
+        dir,
+        &workers.to_string(),
+        16384,
+        &format!(
+            "  keepalive_requests 100000;\n  keepalive_timeout 60s;\n  \
+             server {{\n    listen 127.0.0.1:{port}{listen};\n    root {site};\n{server}  }}\n",
+            site = site.display()
+        ),
+    )
+    .expect("write nginx.conf");
+    let proc = Proc::spawn("nginx", &mut cmd);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let nginx = Nginx { proc, addr };
     wait_tcp(addr, Duration::from_secs(10));
