@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use protolab_transport::tls::{LAB_NAMES, LabCa, Validity, lab_ca};
 
 pub fn run(args: &[String]) -> Result<()> {
-    let mut out = protolab_tests::workspace_root().join("target/lab-ca");
+    let mut out = protolab_lab::workspace_root().join("target/lab-ca");
     let mut extra: Vec<String> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {

@@ -8,7 +8,7 @@ pub fn run(_args: &[String]) -> Result<()> {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
     peers::ensure(ci)?;
     install_browser_packages()?;
-    let limit = protolab_tests::raise_fd_limit();
+    let limit = protolab_lab::raise_fd_limit();
     println!("open-file limit: {limit}");
     util::cargo(&["fmt", "--all", "--check"])?;
     util::cargo(&[
@@ -29,7 +29,7 @@ pub fn run(_args: &[String]) -> Result<()> {
 /// playwright-core drives Debian's chromium.
 fn install_browser_packages() -> Result<()> {
     use anyhow::Context;
-    let root = protolab_tests::workspace_root();
+    let root = protolab_lab::workspace_root();
     let dir = root.join("target/browser");
     std::fs::create_dir_all(&dir).context("cannot create target/browser")?;
     std::fs::copy(

@@ -329,3 +329,18 @@ pub struct Side {
     pub per_sec: f64,
     pub cpu_ms_per_thousand: f64,
 }
+
+/// A blocking TCP connection for demos and benches, opened through transport (the one layer
+/// that opens sockets) with Nagle off and a 10 s limit on the handshake.
+pub fn connect(addr: std::net::SocketAddr) -> Result<std::net::TcpStream> {
+    let options = protolab_transport::tcp::BlockingConnect {
+        nodelay: true,
+        ..Default::default()
+    };
+    protolab_transport::tcp::connect_tcp_blocking(
+        addr,
+        std::time::Duration::from_secs(10),
+        &options,
+    )
+    .with_context(|| format!("connect to {addr}"))
+}

@@ -202,6 +202,20 @@ impl Conn {
 /// # Errors
 /// The bind or listen error, e.g. `AddrInUse`.
 pub fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = listener(addr)?;
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket)
+}
+
+/// As [`bind_tcp`], for blocking code without a runtime (a demo's thread inside a namespace).
+///
+/// # Errors
+/// The bind or listen error, e.g. `AddrInUse`.
+pub fn bind_tcp_blocking(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    listener(addr)
+}
+
+fn listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
@@ -211,10 +225,9 @@ pub fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
-    socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }
 
 /// Answers a client over the cap and closes it, without waiting on it.

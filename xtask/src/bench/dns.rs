@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use protolab_tests::{Proc, Server, free_port, require_peer, wait_udp_reply};
+use protolab_lab::{Proc, Server, free_port, require_peer, wait_udp_reply};
 
 use crate::util::{ProcCpu, Table, build_bins_of, with_cpu};
 

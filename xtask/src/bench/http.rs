@@ -10,9 +10,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use protolab_lab::http_peers::start_nginx;
 use protolab_lab::sample::rss_kib;
-use protolab_tests::http_peers::start_nginx;
-use protolab_tests::{Server, raise_fd_limit, require_peer};
+use protolab_lab::{Server, raise_fd_limit, require_peer};
 
 use crate::util::{self, Table};
 
@@ -150,7 +150,7 @@ fn idle_connections(addr: SocketAddr, path: &str, n: usize) -> Result<Vec<TcpStr
     let mut buf = vec![0u8; 64 * 1024];
     for i in 0..n {
         let mut s =
-            TcpStream::connect(addr).with_context(|| format!("open idle connection {i} of {n}"))?;
+            util::connect(addr).with_context(|| format!("open idle connection {i} of {n}"))?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         s.write_all(request.as_bytes())?;
         // One read holds the whole small response on loopback; a missing byte does not matter

@@ -10,7 +10,7 @@
 //! intake with the inbox on within 5% of it off.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -103,7 +103,7 @@ fn generate(dir: &Path, n: usize) -> Result<()> {
 
 /// One GET on a fresh connection; the status.
 fn get(addr: SocketAddr, target: &str) -> Option<u16> {
-    let mut s = TcpStream::connect(addr).ok()?;
+    let mut s = util::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
     write!(
         s,

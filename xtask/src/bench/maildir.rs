@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use protolab_tests::{free_port, require_peer, wait_tcp};
+use protolab_lab::{free_port, require_peer, wait_tcp};
 
 /// A Postfix instance of its own: config, queue, data and mail all under one folder, listening
 /// on a loopback port of its own, started and stopped by the benchmark and never touching the

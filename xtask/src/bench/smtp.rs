@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use protolab_tests::{Proc, Server, free_port, is_root, raise_fd_limit, require_peer, wait_tcp};
+use protolab_lab::{Proc, Server, free_port, is_root, raise_fd_limit, require_peer, wait_tcp};
 
 use super::maildir;
 use crate::util::{self, CPU_COLUMN, CpuClock, CpuUse, ProcCpu, Side, Table, cpu_cell, with_cpu};
@@ -582,7 +582,7 @@ pub fn run(args: &[String]) -> Result<()> {
         let addr = server.addr("tcp");
         let mut conns = Vec::with_capacity(o.concurrent);
         for i in 0..o.concurrent {
-            let s = TcpStream::connect(addr).context("open a session")?;
+            let s = util::connect(addr).context("open a session")?;
             s.set_read_timeout(Some(Duration::from_secs(30)))?;
             let mut r = BufReader::new(s.try_clone()?);
             let mut w = s;

@@ -3,14 +3,14 @@
 //! connections.
 
 use std::io::Read;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use protolab_lab::output_ok;
-use protolab_tests::{Server, raise_fd_limit, require_peer, start_redis};
+use protolab_lab::{Server, raise_fd_limit, require_peer, start_redis};
 
 use crate::util::{self, CPU_COLUMN, CpuUse, ProcCpu, Side, Table, cpu_cell, with_cpu};
 
@@ -200,7 +200,7 @@ pub fn run(args: &[String]) -> Result<()> {
         let before = util::memory(server.proc.pid())?.rss_kib;
         let mut conns = Vec::with_capacity(o.idle);
         for _ in 0..o.idle {
-            let mut s = TcpStream::connect(addr).context("open idle connection")?;
+            let mut s = util::connect(addr).context("open idle connection")?;
             s.set_read_timeout(Some(Duration::from_secs(10)))?;
             let mut welcome = [0u8; 9];
             s.read_exact(&mut welcome).context("read welcome")?;

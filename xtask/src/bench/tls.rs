@@ -18,8 +18,8 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use protolab_tests::http_peers::start_nginx_tls;
-use protolab_tests::{Server, raise_fd_limit, require_peer};
+use protolab_lab::http_peers::start_nginx_tls;
+use protolab_lab::{Server, raise_fd_limit, require_peer};
 
 use super::http::{Load, write_site, wrk_load};
 use super::smtp::smtplib_seconds;

@@ -25,14 +25,14 @@
 //! so a rate says as much about who got the CPU as about the server.
 
 use std::io::Read;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use protolab_lab::output_ok;
-use protolab_tests::{Proc, Server, free_port, require_peer};
+use protolab_lab::{Proc, Server, free_port, require_peer};
 use serde_json::Value;
 
 use crate::util::{self, CPU_COLUMN, CpuUse, ProcCpu, Table, cpu_cell, with_cpu};
@@ -174,8 +174,7 @@ fn compare_row(
 /// Sends 64-byte probes from `flows` flow ids in turn at about `pps` for `dur`, reading replies.
 /// The packet is written out by hand from docs/udp.md, so the benchmark tests the format too.
 fn flows_load(target: SocketAddr, flows: u32, pps: u64, dur: Duration) -> Result<u64> {
-    let socket = UdpSocket::bind("127.0.0.1:0")?;
-    socket.connect(target)?;
+    let socket = protolab_transport::udp::connect_udp(target, 1 << 20)?;
     socket.set_nonblocking(true)?;
     let mut pkt = [0u8; 64];
     pkt[..4].copy_from_slice(b"PLUE");

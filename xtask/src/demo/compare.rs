@@ -8,7 +8,7 @@
 //! the UDP half runs through `impair udp` on loopback and the demo says what it could not show.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Command;
@@ -515,8 +515,11 @@ fn boundaries(link: Option<(&str, &Options, &Path)>) -> Result<()> {
         if let Some(ns) = &right {
             enter_netns(ns)?;
         }
-        let udp = UdpSocket::bind((host_owned.as_str(), 0))?;
-        let tcp = TcpListener::bind((host_owned.as_str(), 0))?;
+        let ip: std::net::IpAddr = host_owned.parse()?;
+        let udp = protolab_transport::udp::bind_udp_group(SocketAddr::new(ip, 0), 1, 1 << 20)?
+            .0
+            .remove(0);
+        let tcp = protolab_transport::tcp::bind_tcp_blocking(SocketAddr::new(ip, 0))?;
         addr_tx.send((udp.local_addr()?, tcp.local_addr()?))?;
         let (mut conn, _) = tcp.accept()?;
         done_rx.recv()?;
@@ -548,19 +551,14 @@ fn boundaries(link: Option<(&str, &Options, &Path)>) -> Result<()> {
         if let Some(ns) = &left {
             enter_netns(ns)?;
         }
-        let any = if udp_to.is_ipv4() {
-            "0.0.0.0:0"
-        } else {
-            "[::]:0"
-        };
-        let udp = UdpSocket::bind(any)?;
-        let mut tcp = TcpStream::connect_timeout(&tcp_to, Duration::from_secs(5))?;
+        let udp = protolab_transport::udp::connect_udp(udp_to, 1 << 20)?;
+        let mut tcp = util::connect(tcp_to)?;
         // No Nagle: each write leaves as a segment of its own, so the five messages are five
         // segments on the wire too; what the receiver's reads return is TCP's choice alone.
         tcp.set_nodelay(true)?;
         for i in 0..5u8 {
             let message = [b'a' + i; 100];
-            udp.send_to(&message, udp_to)?;
+            udp.send(&message)?;
             tcp.write_all(&message)?;
         }
         tcp.flush()?;

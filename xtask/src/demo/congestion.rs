@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use protolab_tests::{Server, is_root};
+use protolab_lab::{Server, is_root};
 use protolab_udpecho::bulk::BulkReport;
 use protolab_udpecho::plot;
 use serde_json::Value;

@@ -3,7 +3,6 @@
 //! attempt refused.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
@@ -104,7 +103,7 @@ pub fn run(args: &[String]) -> Result<()> {
     println!("\n== Framing: where one message ends, and a smuggling attempt refused ==\n");
     let attack = "POST / HTTP/1.1\r\nHost: demo\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\nHost: demo\r\n\r\n";
     println!("> (raw) {}", attack.replace("\r\n", "\\r\\n"));
-    let mut s = TcpStream::connect(addr)?;
+    let mut s = util::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     s.write_all(attack.as_bytes())?;
     let mut reply = String::new();

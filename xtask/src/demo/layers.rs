@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use etherparse::{Ipv4HeaderSlice, TcpHeaderSlice, UdpHeaderSlice};
 use protolab_lab::output_ok;
-use protolab_tests::{Server, is_root};
+use protolab_lab::{Server, is_root};
 use serde_json::{Value, json};
 
 use super::compare::{DemoLink, Side, start_link};

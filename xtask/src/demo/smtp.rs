@@ -2,7 +2,6 @@
 //! read back from the Maildir; and the SMTP smuggling trap, refused.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
@@ -126,7 +125,7 @@ pub fn run(args: &[String]) -> Result<()> {
 
     println!();
     println!("== The smuggling trap ==");
-    let stream = TcpStream::connect(addr).with_context(|| format!("connect to {addr}"))?;
+    let stream = util::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;

@@ -4,7 +4,6 @@
 //! between steps and show what the kernel holds for each socket, read with `ss`.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
@@ -67,7 +66,7 @@ pub fn run(args: &[String]) -> Result<()> {
     sockets(addr.port());
 
     println!();
-    let stream = TcpStream::connect(addr).with_context(|| format!("connect to {addr}"))?;
+    let stream = util::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let local = stream.local_addr()?;
     println!("client: connect({addr}) from {local}");

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use etherparse::{Ipv4HeaderSlice, TcpHeaderSlice};
-use protolab_tests::{Server, is_root, require_peer};
+use protolab_lab::{Server, is_root, require_peer};
 use serde_json::{Value, json};
 
 use super::compare::{DemoLink, Link, Side, start_link};
