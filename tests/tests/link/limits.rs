@@ -14,6 +14,26 @@ fn n(v: &Value, key: &str) -> u64 {
 
 /// Runs a probe that may get no reply at all through the choked link: it still prints its
 /// report, and exits 9 ("the target did not answer") when nothing came back.
+/// Packets the left end's devices have handed to the link or dropped (`ip -s -j link` in its
+/// namespace): once this reaches what was sent, the link has read everything out of the kernel.
+fn left_taken(ns: &str) -> u64 {
+    let out = std::process::Command::new("ip")
+        .args(["-n", ns, "-s", "-j", "link", "show"])
+        .output()
+        .expect("run ip");
+    let links: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    links
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["ifname"] != "lo")
+        .map(|l| {
+            let tx = &l["stats64"]["tx"];
+            tx["packets"].as_u64().unwrap_or(0) + tx["dropped"].as_u64().unwrap_or(0)
+        })
+        .sum()
+}
+
 fn probe_report(cmd: &mut std::process::Command) -> String {
     let out = cmd.output().expect("run udpecho probe");
     assert!(
@@ -69,6 +89,12 @@ fn a_flood_into_a_slow_link_is_capped_in_bytes_and_counted() {
     let report: Value = serde_json::from_str(&out).expect("probe JSON");
     assert_eq!(n(&report, "sent"), 15_000);
     let sent = 45_000;
+    // The link reads what queued in its device while it was stopped before it is stopped for
+    // good: wait for that (a loaded machine may take a while), not for a fixed time.
+    let start = std::time::Instant::now();
+    while left_taken(&link.left) < sent && start.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let Memory {
         rss_kib: rss,
         peak_kib: peak,

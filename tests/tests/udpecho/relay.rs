@@ -240,7 +240,7 @@ fn echoed(client: &UdpSocket, seq: u64) -> bool {
         return false;
     }
     let mut buf = [0u8; 2048];
-    let until = Instant::now() + Duration::from_secs(2);
+    let until = Instant::now() + Duration::from_secs(10);
     while Instant::now() < until {
         match client.recv(&mut buf) {
             Ok(n) if n >= 24 && buf[16..24] == seq.to_be_bytes() => return true,
@@ -290,8 +290,9 @@ fn a_stats_file_that_cannot_be_written_never_stops_the_relay() {
     let dir = relay.stats.parent().expect("stats in a folder").to_owned();
     let client = UdpSocket::bind("127.0.0.1:0").expect("bind");
     client.connect(relay.addr()).expect("connect");
+    // Generous: on a loaded machine an echo can take seconds; only a missing one is a failure.
     client
-        .set_read_timeout(Some(Duration::from_secs(2)))
+        .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     let mut seq = 0;
     assert!(echoed(&client, seq), "no echo through the relay at all");
@@ -400,19 +401,19 @@ fn a_flood_into_a_slow_bottleneck_is_capped_in_bytes_and_counted_exactly() {
 #[test]
 fn closed_sessions_beyond_the_cap_are_folded_into_the_totals() {
     // The server side counts what arrives, reading all along so that its own buffer never
-    // overflows (with a buffer that holds them all besides), until nothing has come for two
-    // seconds.
+    // overflows (with a buffer that holds them all besides), until all 2,000 are in or nothing
+    // has come for ten seconds (a relay starved of CPU on a loaded machine may pause that long).
     let sink = UdpSocket::bind("127.0.0.1:0").expect("bind sink");
     socket2::SockRef::from(&sink)
         .set_recv_buffer_size(4 << 20)
         .expect("receive buffer");
     let sink_addr = sink.local_addr().expect("sink addr");
     let sink = std::thread::spawn(move || {
-        sink.set_read_timeout(Some(Duration::from_secs(2)))
+        sink.set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");
         let mut buf = [0u8; 64];
         let mut got = 0u64;
-        while sink.recv(&mut buf).is_ok() {
+        while got < 2_000 && sink.recv(&mut buf).is_ok() {
             got += 1;
         }
         got
