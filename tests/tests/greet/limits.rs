@@ -151,12 +151,8 @@ fn a_flood_over_the_cap_holds_no_sockets_and_others_are_served() {
     // One thread: the accept loop and everything it spawns share it, as on a busy server.
     let server = serve(&["--max-connections", "10", "--threads", "1"]);
     let addr = server.addr("tcp");
-    let fd_dir = format!("/proc/{}/fd", server.proc.pid());
-    let fds = || {
-        std::fs::read_dir(&fd_dir)
-            .expect("read /proc/PID/fd")
-            .count()
-    };
+    let pid = server.proc.pid();
+    let fds = || protolab_tests::fd_count(pid);
     let base = fds();
     let held: Vec<_> = (0..10)
         .map(|_| {
