@@ -5,7 +5,6 @@
 //! HDR histogram per connection, merged at the end. The same generator drives `greet serve`,
 //! redis-server (`--line PING`) and the classic Python server, so they are compared fairly.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,11 +26,43 @@ pub struct BenchConfig {
     pub line: String,
     /// Read and discard one banner line after connecting (greet's `Welcome!`).
     pub skip_banner: bool,
-    /// Print a progress line each second on a terminal.
-    pub progress: bool,
+    /// Told once a second how the load stands, and once more when it ends; the caller
+    /// decides whether and where to show it (the library prints nothing).
+    pub progress: Option<OnProgress>,
     /// Ends the load early (the first Ctrl-C): every connection stops after its request in
     /// flight and the report covers what was done, as ping and irtt do.
     pub stop: CancellationToken,
+}
+
+/// How the load stands, handed to [`BenchConfig::progress`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    /// Requests answered so far.
+    pub requests: u64,
+    /// Time since the load started.
+    pub elapsed: Duration,
+    /// The load has ended: the last call of the run, carrying no new figures.
+    pub finished: bool,
+}
+
+/// A progress callback, called from a task of the runtime.
+#[derive(Clone)]
+pub struct OnProgress(Arc<dyn Fn(&Progress) + Send + Sync>);
+
+impl OnProgress {
+    pub fn new(f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    fn call(&self, p: &Progress) {
+        (self.0)(p);
+    }
+}
+
+impl std::fmt::Debug for OnProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnProgress(..)")
+    }
 }
 
 /// The outcome of a run.
@@ -122,21 +153,24 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
     let count = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let deadline = start + config.duration;
-    let ticker = config.progress && std::io::stderr().is_terminal();
-    let progress = ticker.then(|| {
+    let progress = config.progress.clone().map(|on| {
         let count = count.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.tick().await;
-            loop {
+        let ticker = tokio::spawn({
+            let on = on.clone();
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
                 tick.tick().await;
-                let n = count.load(Ordering::Relaxed);
-                eprint!(
-                    "\r{n} requests, {:.0}/s   ",
-                    n as f64 / start.elapsed().as_secs_f64()
-                );
+                loop {
+                    tick.tick().await;
+                    on.call(&Progress {
+                        requests: count.load(Ordering::Relaxed),
+                        elapsed: start.elapsed(),
+                        finished: false,
+                    });
+                }
             }
-        })
+        });
+        (ticker, on)
     });
     let tasks: Vec<_> = streams
         .into_iter()
@@ -158,9 +192,12 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
         errors += u64::from(!ok);
     }
     let seconds = start.elapsed().as_secs_f64();
-    if let Some(p) = progress {
-        p.abort();
-        eprintln!();
+    if let Some((ticker, on)) = progress {
+        ticker.abort();
+        on.call(&Progress {
+            finished: true,
+            ..Progress::default()
+        });
     }
     let requests = hist.len();
     Ok(BenchReport {

@@ -243,7 +243,8 @@ async fn run(cli: Cli) -> Result<()> {
                 duration,
                 line,
                 skip_banner,
-                progress: !cli.json,
+                progress: (!cli.json && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .then(|| bench::OnProgress::new(show_progress)),
                 // Ctrl-C ends the load and still prints the report; a second one exits.
                 stop: protolab_transport::shutdown_on_signals(),
             };
@@ -339,4 +340,17 @@ fn hello_failure(e: client::ClientError) -> anyhow::Error {
         E::Connect(_, source) => anyhow::Error::new(failure.caused_by(source)),
         _ => anyhow::Error::new(failure),
     }
+}
+
+/// The bench's progress line on standard error, redrawn in place once a second.
+fn show_progress(p: &bench::Progress) {
+    if p.finished {
+        eprintln!();
+        return;
+    }
+    eprint!(
+        "\r{} requests, {:.0}/s   ",
+        p.requests,
+        p.requests as f64 / p.elapsed.as_secs_f64()
+    );
 }

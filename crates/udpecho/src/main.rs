@@ -362,11 +362,17 @@ fn run(cli: Cli) -> Result<()> {
                 flow,
                 seed,
                 tcp,
-                progress: false,
+                progress: None,
                 busy,
                 interrupt: Some(interrupt_on_sigint()?),
             };
-            cfg.progress = !quiet && !json && probe::progress_wanted(&cfg);
+            if !quiet
+                && !json
+                && probe::progress_wanted(&cfg)
+                && std::io::IsTerminal::is_terminal(&std::io::stderr())
+            {
+                cfg.progress = Some(probe::OnProgress::new(show_progress));
+            }
             let run = probe::run(&cfg).map_err(|e| match e {
                 // The target did not answer: dig's status 9, not a failure of the probe.
                 probe::ProbeError::NothingListens { .. } => {
@@ -497,4 +503,23 @@ fn write_packets(path: &PathBuf, packets: &[protolab_udpecho::stats::PacketRecor
     out.flush()
         .with_context(|| format!("write {}", path.display()))?;
     Ok(())
+}
+
+/// The probe's progress line on standard error, redrawn in place once a second.
+fn show_progress(p: &probe::Progress) {
+    use std::io::Write as _;
+    if p.finished {
+        eprintln!();
+        return;
+    }
+    eprint!(
+        "\r{:>4}s  sent {}  replies {}  lost so far {}  duplicates {}  reordered {}   ",
+        p.secs,
+        p.sent,
+        p.replies,
+        p.sent.saturating_sub(p.replies),
+        p.duplicates,
+        p.reordered
+    );
+    let _ = std::io::stderr().flush();
 }

@@ -7,7 +7,7 @@
 //! socket (so that a relay sees it as another session) asks the server how many distinct probes
 //! of this flow it received: that number splits the loss into upstream and downstream exactly.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -53,14 +53,48 @@ pub struct ProbeConfig {
     pub flow: u32,
     pub seed: u64,
     pub tcp: bool,
-    /// Print a progress line each second on standard error.
-    pub progress: bool,
+    /// Told once a second how the run stands, and once more when the receiver stops; the
+    /// caller decides whether and where to show it (the library prints nothing).
+    pub progress: Option<OnProgress>,
     /// Spin on the receive socket instead of sleeping in it: the reply is timestamped the
     /// moment it lands rather than after the thread wakes up (costs a core while it runs).
     pub busy: bool,
     /// Set from outside (a SIGINT handler) to stop sending: the run then ends as if its count
     /// were reached, waiting for the replies in flight and reporting on what was sent.
     pub interrupt: Option<&'static AtomicBool>,
+}
+
+/// How a run stands, handed to [`ProbeConfig::progress`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    /// Whole seconds since the run started.
+    pub secs: u64,
+    pub sent: u64,
+    pub replies: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    /// The receiver has stopped: the last call of the run, carrying no new figures.
+    pub finished: bool,
+}
+
+/// A progress callback, called from the receiver thread.
+#[derive(Clone)]
+pub struct OnProgress(Arc<dyn Fn(&Progress) + Send + Sync>);
+
+impl OnProgress {
+    pub fn new(f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    fn call(&self, p: &Progress) {
+        (self.0)(p);
+    }
+}
+
+impl std::fmt::Debug for OnProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnProgress(..)")
+    }
 }
 
 /// Errors of a probe run.
@@ -295,22 +329,21 @@ struct Sent {
     interrupted: bool,
 }
 
-fn progress_line(shared: &Shared, stats: &Stats, last: &mut u64, on: bool) {
-    if !on {
+fn progress_line(shared: &Shared, stats: &Stats, last: &mut u64, on: Option<&OnProgress>) {
+    let Some(on) = on else {
         return;
-    }
+    };
     let secs = shared.epoch.elapsed().as_secs();
     if secs > *last {
         *last = secs;
-        let sent = shared.sent.load(Ordering::Acquire);
-        eprint!(
-            "\r{secs:>4}s  sent {sent}  replies {}  lost so far {}  duplicates {}  reordered {}   ",
-            stats.received(),
-            sent.saturating_sub(stats.received()),
-            stats.duplicates(),
-            stats.reordered()
-        );
-        let _ = std::io::stderr().flush();
+        on.call(&Progress {
+            secs,
+            sent: shared.sent.load(Ordering::Acquire),
+            replies: stats.received(),
+            duplicates: stats.duplicates(),
+            reordered: stats.reordered(),
+            finished: false,
+        });
     }
 }
 
@@ -329,7 +362,7 @@ fn run_udp(cfg: &ProbeConfig, planned: u64) -> Result<ProbeRun, ProbeError> {
     let wait_ns = cfg.wait.as_nanos() as u64;
     let receiver = {
         let shared = shared.clone();
-        let (flow, progress, busy) = (cfg.flow, cfg.progress, cfg.busy);
+        let (flow, progress, busy) = (cfg.flow, cfg.progress.clone(), cfg.busy);
         std::thread::spawn(move || {
             let mut stats = Stats::new(planned, wait_ns);
             let mut batch = RecvBatch::new(65_536);
@@ -378,7 +411,7 @@ fn run_udp(cfg: &ProbeConfig, planned: u64) -> Result<ProbeRun, ProbeError> {
                     shared.give_up.store(true, Ordering::Release);
                     break;
                 }
-                progress_line(&shared, &stats, &mut last_progress, progress);
+                progress_line(&shared, &stats, &mut last_progress, progress.as_ref());
                 if shared.done.load(Ordering::Acquire) {
                     let now = shared.now_ns();
                     let last = shared.last_send_ns.load(Ordering::Acquire);
@@ -396,8 +429,11 @@ fn run_udp(cfg: &ProbeConfig, planned: u64) -> Result<ProbeRun, ProbeError> {
                     }
                 }
             }
-            if progress {
-                eprintln!();
+            if let Some(p) = &progress {
+                p.call(&Progress {
+                    finished: true,
+                    ..Progress::default()
+                });
             }
             (stats, foreign, answers)
         })
@@ -532,7 +568,7 @@ fn run_tcp(cfg: &ProbeConfig, planned: u64) -> Result<ProbeRun, ProbeError> {
     let wait_ns = cfg.wait.as_nanos() as u64;
     let receiver = {
         let shared = shared.clone();
-        let (flow, progress) = (cfg.flow, cfg.progress);
+        let (flow, progress) = (cfg.flow, cfg.progress.clone());
         let mut rx = std::io::BufReader::with_capacity(1 << 16, stream);
         std::thread::spawn(move || {
             let mut stats = Stats::new(planned, wait_ns);
@@ -564,10 +600,13 @@ fn run_tcp(cfg: &ProbeConfig, planned: u64) -> Result<ProbeRun, ProbeError> {
                     }
                     _ => foreign += 1,
                 }
-                progress_line(&shared, &stats, &mut last_progress, progress);
+                progress_line(&shared, &stats, &mut last_progress, progress.as_ref());
             }
-            if progress {
-                eprintln!();
+            if let Some(p) = &progress {
+                p.call(&Progress {
+                    finished: true,
+                    ..Progress::default()
+                });
             }
             (stats, foreign, server)
         })
@@ -682,9 +721,10 @@ fn finish(cfg: &ProbeConfig, stats: &Stats, end: Ending, shared: &Shared) -> Pro
     }
 }
 
-/// Whether a progress line makes sense: a terminal, and a run longer than a few seconds.
+/// Whether a progress line makes sense: a run longer than a few seconds (the caller also
+/// checks that standard error is a terminal).
 pub fn progress_wanted(cfg: &ProbeConfig) -> bool {
-    let long = match (cfg.count, cfg.duration) {
+    match (cfg.count, cfg.duration) {
         (_, Some(d)) => d > Duration::from_secs(3),
         (Some(c), None) => {
             cfg.interval
@@ -692,8 +732,7 @@ pub fn progress_wanted(cfg: &ProbeConfig) -> bool {
                 > Duration::from_secs(3)
         }
         (None, None) => false,
-    };
-    long && std::io::stderr().is_terminal()
+    }
 }
 
 fn us(ns: Option<u64>) -> String {
