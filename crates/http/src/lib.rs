@@ -19,8 +19,8 @@
 //! - [`origin`]: what `http serve` answers: files with validators, conditional GET and ranges,
 //!   and the lab endpoints (/echo, /cookies, /cache/N, /status/N, /delay/D, /bytes/N, /stream/N).
 //! - [`serve`]: the server's I/O driver on protolab-transport's TCP runner, with a deadline per
-//!   phase (head, body, idle keep-alive): `serve::run(listener, config, shutdown) -> Report`.
-//!   `serve::run_with(listener, config, handler, shutdown)` serves any [`origin::Handler`]
+//!   phase (head, body, idle keep-alive): `serve::bind(&config) -> Bound`, then
+//!   `serve::run(bound, config, shutdown) -> Report`. `serve::run_with(listener, config, handler, shutdown)` serves any [`origin::Handler`]
 //!   (`fn handle(&self, req, body) -> Reply`) the same way; a reply's body may be a stream
 //!   ([`origin::Body::Stream`], for server-sent events), sent until its sender ends.
 //! - [`client`]: `http get`: each exchange with the request as sent, the response head, and the
@@ -28,7 +28,8 @@
 //! - [`cache`]: the HTTP cache of RFC 9111 without I/O: requests and responses in, decisions
 //!   (hit, forward, revalidate, serve stale) out, every one labelled with `Cache-Status`.
 //! - [`proxy`]: `http proxy`, the caching proxy (forward and reverse, CONNECT tunnels) on
-//!   protolab-transport's TCP runner: `proxy::run(listener, config, shutdown) -> Report`.
+//!   protolab-transport's TCP runner: `proxy::bind(&config) -> Bound`, then
+//!   `proxy::run(bound, config, shutdown) -> Report`.
 //! - [`cookie`]: the RFC 6265 cookie jar, without I/O, and the Netscape cookie file format.
 //!
 //! Nothing in `wire`, `body` and `conn` touches a socket or a clock: bytes in, values and events

@@ -285,6 +285,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 anyhow::bail!("--root {}: not a folder", r.display());
             }
             let mut config = ServeConfig {
+                listen: addr,
                 max_connections,
                 head_timeout,
                 body_timeout,
@@ -304,12 +305,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 threads
             };
             runtime(1)?.block_on(async move {
-                let listener = protolab_transport::bind_tcp(addr)
-                    .map_err(|e| protolab_transport::cli::ListenError::new("tcp", addr, e))?;
-                let proto = if config.tls.is_some() { "tls" } else { "tcp" };
-                protolab_transport::cli::listening(proto, listener.local_addr()?, cli.json);
+                let bound = serve::bind(&config)?;
+                for (proto, addr) in bound.local_addrs() {
+                    protolab_transport::cli::listening(proto, addr, cli.json);
+                }
                 let shutdown = protolab_transport::shutdown_on_signals();
-                let report = serve::run(listener, config, shutdown).await?;
+                let report = serve::run(bound, config, shutdown).await?;
                 if cli.json {
                     // One line: a --json stream is JSON lines.
                     outln!("{}", serde_json::to_string(&report)?);
@@ -343,6 +344,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let addr = protolab_transport::parse_addr(&listen, PROXY_PORT)
                 .with_context(|| format!("bad --listen {listen:?}"))?;
             let mut config = ProxyConfig {
+                listen: addr,
                 upstream,
                 cache: CacheConfig {
                     max_bytes: cache_size,
@@ -356,11 +358,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             config.tcp.max_connections = max_connections;
             config.tcp.idle_timeout = Some(idle_timeout);
             runtime(threads)?.block_on(async move {
-                let listener = protolab_transport::bind_tcp(addr)
-                    .map_err(|e| protolab_transport::cli::ListenError::new("tcp", addr, e))?;
-                protolab_transport::cli::listening("tcp", listener.local_addr()?, cli.json);
+                let bound = proxy::bind(&config)?;
+                for (proto, addr) in bound.local_addrs() {
+                    protolab_transport::cli::listening(proto, addr, cli.json);
+                }
                 let shutdown = protolab_transport::shutdown_on_signals();
-                let report = proxy::run(listener, config, shutdown).await?;
+                let report = proxy::run(bound, config, shutdown).await?;
                 if cli.json {
                     // One line: a --json stream is JSON lines.
                     outln!("{}", serde_json::to_string(&report)?);

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use protolab_transport::cli::ListenError;
 use protolab_transport::{CancellationToken, Conn, Next, TcpServerConfig, TcpServerStats, run_tcp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -74,6 +75,8 @@ impl Upstream {
 /// How the proxy runs.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
+    /// Where [`bind`] listens.
+    pub listen: SocketAddr,
     /// Reverse proxy to this origin; without it only absolute-form (forward) requests work.
     pub upstream: Option<Upstream>,
     /// The cache's size and policy.
@@ -95,6 +98,7 @@ pub struct ProxyConfig {
 impl Default for ProxyConfig {
     fn default() -> Self {
         Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], crate::PROXY_PORT)),
             upstream: None,
             cache: CacheConfig::default(),
             allow_connect: Vec::new(),
@@ -113,7 +117,7 @@ impl Default for ProxyConfig {
 }
 
 /// What a proxy run did.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Report {
     /// The address it listened on.
     pub listen: String,
@@ -163,15 +167,44 @@ struct Shared {
     via: String,
 }
 
-/// Runs the proxy on `listener` until `shutdown` fires; prints nothing.
+/// The proxy's listening socket, bound and not yet served.
+#[derive(Debug)]
+pub struct Bound {
+    listener: TcpListener,
+}
+
+impl Bound {
+    /// The address to announce (`tcp`).
+    pub fn local_addrs(&self) -> Vec<(&'static str, SocketAddr)> {
+        // A bound socket always has an address; an error here would be the kernel's, and
+        // `run` meets the same socket again.
+        self.listener
+            .local_addr()
+            .map(|a| vec![("tcp", a)])
+            .unwrap_or_default()
+    }
+}
+
+/// Binds `config.listen` through protolab-transport. Call it inside a tokio runtime.
+///
+/// # Errors
+/// The address cannot be bound (a port in use, an address not on this machine).
+pub fn bind(config: &ProxyConfig) -> Result<Bound, ListenError> {
+    let listener = protolab_transport::bind_tcp(config.listen)
+        .map_err(|e| ListenError::new("tcp", config.listen, e))?;
+    Ok(Bound { listener })
+}
+
+/// Runs the proxy on `bound` until `shutdown` fires; prints nothing.
 ///
 /// # Errors
 /// Only errors of the listener itself.
 pub async fn run(
-    listener: TcpListener,
+    bound: Bound,
     config: ProxyConfig,
     shutdown: CancellationToken,
 ) -> Result<Report, ProxyError> {
+    let listener = bound.listener;
     let listen = listener.local_addr()?.to_string();
     let cache_max_bytes = config.cache.max_bytes as u64;
     let shared = Arc::new(Shared {

@@ -10,11 +10,13 @@
 //! keep-alive connection may sit idle for `idle_timeout` before it is closed without a word.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use protolab_transport::cli::ListenError;
 use protolab_transport::{CancellationToken, Conn, Next, TcpServerConfig, TcpServerStats, run_tcp};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite};
 use tokio::net::TcpListener;
@@ -26,6 +28,8 @@ use crate::wire::{Limits, Version, reason};
 /// Options of `http serve`.
 #[derive(Clone)]
 pub struct ServeConfig {
+    /// Where [`bind`] listens.
+    pub listen: SocketAddr,
     pub origin: OriginConfig,
     pub limits: Limits,
     /// Connections served at once; more get 503 and are closed.
@@ -48,6 +52,7 @@ pub struct ServeConfig {
 impl std::fmt::Debug for ServeConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServeConfig")
+            .field("listen", &self.listen)
             .field("origin", &self.origin)
             .field("limits", &self.limits)
             .field("max_connections", &self.max_connections)
@@ -60,6 +65,7 @@ impl std::fmt::Debug for ServeConfig {
 impl Default for ServeConfig {
     fn default() -> Self {
         Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], crate::DEFAULT_PORT)),
             origin: OriginConfig::default(),
             limits: Limits::default(),
             max_connections: 20_000,
@@ -108,17 +114,50 @@ impl Counters {
     }
 }
 
+/// The server's listening socket, bound and not yet served.
+#[derive(Debug)]
+pub struct Bound {
+    listener: TcpListener,
+    /// `tls` when every connection starts with a handshake, else `tcp`.
+    proto: &'static str,
+}
+
+impl Bound {
+    /// The address to announce: `tls` with `config.tls`, else `tcp`.
+    pub fn local_addrs(&self) -> Vec<(&'static str, SocketAddr)> {
+        // A bound socket always has an address; an error here would be the kernel's, and
+        // `run` meets the same socket again.
+        self.listener
+            .local_addr()
+            .map(|a| vec![(self.proto, a)])
+            .unwrap_or_default()
+    }
+}
+
+/// Binds `config.listen` through protolab-transport. Call it inside a tokio runtime.
+///
+/// # Errors
+/// The address cannot be bound (a port in use, an address not on this machine).
+pub fn bind(config: &ServeConfig) -> Result<Bound, ListenError> {
+    // The error names `tcp` even for HTTPS: the socket is TCP, and `http serve` has always
+    // said so.
+    let listener = protolab_transport::bind_tcp(config.listen)
+        .map_err(|e| ListenError::new("tcp", config.listen, e))?;
+    let proto = if config.tls.is_some() { "tls" } else { "tcp" };
+    Ok(Bound { listener, proto })
+}
+
 /// Serves HTTP on `bound` until `shutdown` fires and connections have drained.
 ///
 /// # Errors
 /// Only errors of the listening socket itself.
 pub async fn run(
-    bound: TcpListener,
+    bound: Bound,
     config: ServeConfig,
     shutdown: CancellationToken,
 ) -> io::Result<Report> {
     let origin = Origin::new(config.origin.clone());
-    run_with(bound, config, origin, shutdown).await
+    run_with(bound.listener, config, origin, shutdown).await
 }
 
 /// Serves `handler`'s replies on `bound` until `shutdown` fires and connections have drained:

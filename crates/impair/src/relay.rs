@@ -218,6 +218,33 @@ pub struct RelayTruth {
     pub sessions: Vec<SessionTruth>,
 }
 
+/// Written out because `SocketAddr` has no default: a relay that never ran listened nowhere,
+/// said as the unspecified address, port 0.
+impl Default for RelayTruth {
+    fn default() -> Self {
+        let nowhere = SocketAddr::from(([0, 0, 0, 0], 0));
+        Self {
+            listen: nowhere,
+            forward: nowhere,
+            seed: 0,
+            upstream_config: Impairment::default(),
+            downstream_config: Impairment::default(),
+            upstream_queue_bytes: 0,
+            downstream_queue_bytes: 0,
+            upstream: GroundTruth::default(),
+            downstream: GroundTruth::default(),
+            upstream_kernel_dropped: 0,
+            downstream_kernel_dropped: 0,
+            refused: 0,
+            send_errors: 0,
+            sessions_open: 0,
+            sessions_forgotten: 0,
+            stats_write_errors: 0,
+            sessions: Vec::new(),
+        }
+    }
+}
+
 /// A datagram from the server for session `id`, holding its share of [`READ_AHEAD_BYTES`].
 type FromServer = (u64, Bytes, OwnedSemaphorePermit);
 

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use protolab_transport::cli::ListenError;
 use protolab_transport::tcp::{
     BlockingConnect, BlockingConnectError, congestion_of, connect_tcp_blocking,
 };
@@ -257,29 +258,96 @@ pub struct SinkReceived {
     pub seconds: f64,
 }
 
-/// Runs the sink until `shutdown`: every connection's bytes are read and dropped;
-/// `on_closed` hears of each finished connection.
+/// What `udpecho sink` does.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// Where [`bind_sink`] listens.
+    pub listen: SocketAddr,
+    /// Connections at once; more are turned away.
+    pub max_connections: usize,
+    /// A connection silent this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5001)),
+            max_connections: 64,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The sink's listening socket, bound and not yet served.
+#[derive(Debug)]
+pub struct SinkBound {
+    listener: tokio::net::TcpListener,
+}
+
+impl SinkBound {
+    /// The address to announce (`tcp`).
+    pub fn local_addrs(&self) -> Vec<(&'static str, SocketAddr)> {
+        // A bound socket always has an address; an error here would be the kernel's, and
+        // `sink` meets the same socket again.
+        self.listener
+            .local_addr()
+            .map(|a| vec![("tcp", a)])
+            .unwrap_or_default()
+    }
+}
+
+/// Binds the sink's `config.listen` through protolab-transport. Call it inside a tokio
+/// runtime.
+///
+/// # Errors
+/// The address cannot be bound (a port in use, an address not on this machine).
+pub fn bind_sink(config: &SinkConfig) -> Result<SinkBound, ListenError> {
+    let listener = protolab_transport::bind_tcp(config.listen)
+        .map_err(|e| ListenError::new("tcp", config.listen, e))?;
+    Ok(SinkBound { listener })
+}
+
+/// What the sink did, over all its connections.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SinkReport {
+    /// Connections accepted.
+    pub connections: u64,
+    /// Connections turned away at the cap.
+    pub busy: u64,
+    /// Bytes read and dropped.
+    pub bytes: u64,
+}
+
+/// Runs the sink on `bound` until `shutdown`: every connection's bytes are read and dropped;
+/// `on_closed` hears of each finished connection as it ends (the per-connection lines of
+/// `udpecho sink` are printed while it runs, not at the end).
 ///
 /// # Errors
 /// The listener failing.
 pub async fn sink(
-    listener: tokio::net::TcpListener,
+    bound: SinkBound,
+    config: SinkConfig,
     shutdown: CancellationToken,
     on_closed: impl Fn(SinkReceived) + Send + Sync + 'static,
-) -> io::Result<()> {
-    let config = TcpServerConfig {
-        max_connections: 64,
-        idle_timeout: Some(Duration::from_secs(60)),
+) -> io::Result<SinkReport> {
+    let tcp = TcpServerConfig {
+        max_connections: config.max_connections,
+        idle_timeout: Some(config.idle_timeout),
         ..TcpServerConfig::default()
     };
     let on_closed = Arc::new(on_closed);
+    let stats = Arc::new(TcpServerStats::default());
+    let total = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&total);
     protolab_transport::run_tcp(
-        listener,
-        config,
+        bound.listener,
+        tcp,
         shutdown,
-        Arc::new(TcpServerStats::default()),
+        Arc::clone(&stats),
         move |mut stream, conn| {
             let on_closed = Arc::clone(&on_closed);
+            let counted = Arc::clone(&counted);
             async move {
                 let start = Instant::now();
                 let mut bytes = 0u64;
@@ -298,6 +366,7 @@ pub async fn sink(
                         Next::Eof | Next::IdleTimeout | Next::Closing => break,
                     }
                 }
+                counted.fetch_add(bytes, Ordering::Relaxed);
                 on_closed(SinkReceived {
                     peer: conn.peer,
                     bytes,
@@ -306,7 +375,12 @@ pub async fn sink(
             }
         },
     )
-    .await
+    .await?;
+    Ok(SinkReport {
+        connections: stats.accepted.load(Ordering::Relaxed),
+        busy: stats.busy.load(Ordering::Relaxed),
+        bytes: total.load(Ordering::Relaxed),
+    })
 }
 
 #[cfg(test)]
@@ -316,13 +390,15 @@ mod tests {
     #[test]
     fn a_transfer_over_loopback_is_sampled_and_acknowledged_in_full() {
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let listener = rt
-            .block_on(async { protolab_transport::bind_tcp("127.0.0.1:0".parse().unwrap()) })
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
+        let config = SinkConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..SinkConfig::default()
+        };
+        let bound = rt.block_on(async { bind_sink(&config) }).unwrap();
+        let addr = bound.local_addrs()[0].1;
         let shutdown = CancellationToken::new();
         let (tx, rx) = std::sync::mpsc::channel();
-        let server = rt.spawn(sink(listener, shutdown.clone(), move |r| {
+        let server = rt.spawn(sink(bound, config, shutdown.clone(), move |r| {
             let _ = tx.send(r);
         }));
         let report = run(&BulkConfig {
@@ -334,7 +410,9 @@ mod tests {
         .unwrap();
         let received = rx.recv_timeout(Duration::from_secs(10)).unwrap();
         shutdown.cancel();
-        rt.block_on(server).unwrap().unwrap();
+        let sunk = rt.block_on(server).unwrap().unwrap();
+        assert_eq!(sunk.connections, 1);
+        assert_eq!(sunk.bytes, received.bytes);
         assert_eq!(report.congestion, "reno");
         assert!(report.bytes_sent > 0);
         assert_eq!(received.bytes, report.bytes_sent);

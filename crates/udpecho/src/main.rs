@@ -478,17 +478,26 @@ fn bulk(
 fn sink(listen: SocketAddr, json: bool) -> Result<()> {
     let rt = tokio::runtime::Runtime::new().context("start the tokio runtime")?;
     rt.block_on(async {
-        let listener = protolab_transport::bind_tcp(listen)
-            .map_err(|e| protolab_transport::cli::ListenError::new("tcp", listen, e))?;
-        protolab_transport::cli::listening("tcp", listener.local_addr()?, json);
+        let config = bulk::SinkConfig {
+            listen,
+            ..bulk::SinkConfig::default()
+        };
+        let bound = bulk::bind_sink(&config)?;
+        for (proto, addr) in bound.local_addrs() {
+            protolab_transport::cli::listening(proto, addr, json);
+        }
         let shutdown = protolab_transport::shutdown_on_signals();
-        bulk::sink(listener, shutdown, |received| {
+        // Each connection's line is the sink's output, printed as it ends; the totals add
+        // nothing a reader of those lines lacks, so they go to the log only.
+        let report = bulk::sink(bound, config, shutdown, |received| {
             if let Ok(line) = serde_json::to_string(&received) {
                 outln!("{line}");
             }
         })
         .await
-        .context("sink")
+        .context("sink")?;
+        tracing::debug!(?report, "sink stopped");
+        Ok(())
     })
 }
 

@@ -348,7 +348,7 @@ fn guarded<T>(
     }
 }
 
-/// The reply to one datagram or frame, or `None` for garbage or a panic (see [`guarded`]);
+/// The reply to one datagram or frame, or `None` for garbage or a panic (see `guarded`);
 /// a caught panic is added to `panics`.
 pub fn echo(
     table: &mut FlowTable,

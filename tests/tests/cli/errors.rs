@@ -136,6 +136,8 @@ fn a_port_in_use_is_one_line_in_one_wording() {
             vec!["serve", "--listen", &busy, "--maildir", &maildir],
         ),
         ("http", vec!["serve", "--listen", &busy]),
+        ("http", vec!["proxy", "--listen", &busy]),
+        ("udpecho", vec!["sink", "--listen", &busy]),
     ];
     for (bin, args) in cases {
         if bin == "impair" && udp.is_none() {
