@@ -41,7 +41,7 @@ const TCP_LIMIT: usize = 65_535;
 ///
 /// # Errors
 /// The bind error of either socket.
-pub fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
+fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
     // One worker socket: the resolver's UDP loop is one task; the caller names the address.
     let pair = protolab_transport::udp::bind_pair(addr, 1, 4 << 20, true).map_err(|e| e.source)?;
     let udp = pair

@@ -29,6 +29,28 @@ fn https_server(dir: &std::path::Path) -> (Server, String, String) {
     (server, addr, ca.to_str().unwrap().to_owned())
 }
 
+/// `http get` trusting only another CA refuses `url`'s certificate: exit 1, and the reason.
+fn assert_refused_by_another_ca(dir: &std::path::Path, url: &str) {
+    let other = dir.join("other-ca.pem");
+    std::fs::write(
+        &other,
+        protolab_transport::tls::LabCa::new("another CA")
+            .unwrap()
+            .cert_pem(),
+    )
+    .unwrap();
+    let refused = Command::new(bin("http"))
+        .args(["get", "--cacert", other.to_str().unwrap(), url])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("certificate refused: unknown issuer"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn curl_and_wget_verify_http_serve_over_tls() {
     let curl = require_peer("curl", "curl");
@@ -78,25 +100,7 @@ fn http_get_https_verifies_and_refuses_an_unknown_issuer() {
     // The last body printed is the echo of its own request, which came over TLS.
     assert!(out.contains("GET /echo HTTP/1.1\r\n"), "{out}");
 
-    let other = dir.path().join("other-ca.pem");
-    std::fs::write(
-        &other,
-        protolab_transport::tls::LabCa::new("another CA")
-            .unwrap()
-            .cert_pem(),
-    )
-    .unwrap();
-    let refused = Command::new(bin("http"))
-        .args(["get", "--cacert", other.to_str().unwrap()])
-        .arg(format!("https://{addr}/"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert_eq!(refused.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("certificate refused: unknown issuer"),
-        "{stderr}"
-    );
+    assert_refused_by_another_ca(dir.path(), &format!("https://{addr}/"));
 }
 
 /// openssl s_client against `http serve --tls`: the certificate verified against the lab CA
@@ -255,25 +259,7 @@ fn http_get_https_from_nginx_with_a_lab_certificate() {
         ]));
         assert!(out.contains("served by nginx over TLS\n"), "{out}");
     }
-    let other = dir.path().join("other-ca.pem");
-    std::fs::write(
-        &other,
-        protolab_transport::tls::LabCa::new("another CA")
-            .unwrap()
-            .cert_pem(),
-    )
-    .unwrap();
-    let refused = Command::new(bin("http"))
-        .args(["get", "--cacert", other.to_str().unwrap()])
-        .arg(format!("https://127.0.0.1:{port}/"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert_eq!(refused.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("certificate refused: unknown issuer"),
-        "{stderr}"
-    );
+    assert_refused_by_another_ca(dir.path(), &format!("https://127.0.0.1:{port}/"));
 }
 
 /// curl `--proxy` to an https URL: it asks `http proxy` for a CONNECT tunnel and runs TLS with

@@ -237,6 +237,18 @@ fn clients_round(udpecho: &Path, target: SocketAddr) -> Result<(f64, u64, f64)> 
 
 /// `--workers 1` against the default number of workers, both serving `CLIENTS` probes at once
 /// in interleaved rounds (a neighbour's burst then hits both alike): the rows and figures.
+/// `udpecho serve` (the build at `bin`) on a free loopback port, UDP only, quiet, with
+/// `--workers` when given.
+fn start_udpecho(bin: &Path, workers: Option<&str>) -> Server {
+    let mut cmd = Command::new(bin);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--no-tcp"])
+        .stderr(Stdio::null());
+    if let Some(w) = workers {
+        cmd.args(["--workers", w]);
+    }
+    Server::start_cmd("udpecho serve", cmd, 1)
+}
+
 /// With `against`, the servers of another udpecho build (an older one) run in the same rounds,
 /// for a before/after row measured under the same load at the same time.
 fn workers_rows(udpecho: &Path, against: Option<&Path>, table: &mut Table) -> Result<()> {
@@ -245,22 +257,13 @@ fn workers_rows(udpecho: &Path, against: Option<&Path>, table: &mut Table) -> Re
         "Workers: {CLIENTS} probes at once, {CLIENT_PPS}/s each, 3 s, {WORKER_ROUNDS} rounds, \
          --workers 1 against the default ({cores} on this machine):"
     );
-    let start = |bin: &Path, workers: Option<&str>| {
-        let mut cmd = Command::new(bin);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--no-tcp"])
-            .stderr(Stdio::null());
-        if let Some(w) = workers {
-            cmd.args(["--workers", w]);
-        }
-        Server::start_cmd("udpecho serve", cmd, 1)
-    };
     let mut servers = vec![
-        ("--workers 1", start(udpecho, Some("1"))),
-        ("default", start(udpecho, None)),
+        ("--workers 1", start_udpecho(udpecho, Some("1"))),
+        ("default", start_udpecho(udpecho, None)),
     ];
     if let Some(other) = against {
-        servers.push(("other 1", start(other, Some("1"))));
-        servers.push(("other default", start(other, None)));
+        servers.push(("other 1", start_udpecho(other, Some("1"))));
+        servers.push(("other default", start_udpecho(other, None)));
     }
     let n = servers.len();
     let mut rates = vec![Vec::new(); n];
@@ -617,17 +620,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let irtt_stats = &irtt_report["stats"];
     let irtt_p50_us = f(&irtt_stats["rtt"], "median") / 1e3;
     let irtt_per_k = irtt_cpu.ms_per_thousand(f(irtt_stats, "server_packets_received") as u64);
-    let mut cmd = Command::new(&udpecho);
-    cmd.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--no-tcp",
-        "--workers",
-        "1",
-    ])
-    .stderr(Stdio::null());
-    let one = Server::start_cmd("udpecho serve", cmd, 1);
+    let one = start_udpecho(&udpecho, Some("1"));
     let (r, cpu) = with_cpu(ProcCpu::Process(one.proc.pid()), || {
         probe_json(
             &udpecho,
@@ -715,17 +708,7 @@ pub fn run(args: &[String]) -> Result<()> {
         .stderr(Stdio::null());
     let sockperf_server = Proc::spawn("sockperf sr", &mut cmd);
     std::thread::sleep(Duration::from_millis(500));
-    let mut cmd = Command::new(&udpecho);
-    cmd.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--no-tcp",
-        "--workers",
-        "1",
-    ])
-    .stderr(Stdio::null());
-    let server = Server::start_cmd("udpecho serve", cmd, 1);
+    let server = start_udpecho(&udpecho, Some("1"));
     let ours_of = ProcCpu::Process(server.proc.pid());
     let sockperf_of = ProcCpu::Process(sockperf_server.pid());
     // Server CPU and datagrams over the rounds: sockperf's server during its runs, ours during

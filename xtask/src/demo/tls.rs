@@ -1219,6 +1219,19 @@ fn run_note(label: &str, runs: &[Value]) -> Option<String> {
     }
 }
 
+/// Shows and runs `tshark -r PCAP ARGS`, returning what it printed.
+fn run_tshark(tshark: &Path, pcap: &Path, args: &[&str]) -> Result<String> {
+    println!("$ tshark -r {} {}", shown(pcap), quote(args));
+    let out = Command::new(tshark)
+        .arg("-r")
+        .arg(pcap)
+        .args(args)
+        .output()
+        .context("run tshark")?;
+    fail(&out, "tshark")?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// tshark's view of the capture: the SNI of each ClientHello, and the HTTPS run's records.
 fn tshark_view(pcap: &Path, conns: &[Conn], expected: &[Expected]) -> Result<Vec<Value>> {
     let tshark = require_peer("tshark", "tshark");
@@ -1234,16 +1247,9 @@ fn tshark_view(pcap: &Path, conns: &[Conn], expected: &[Expected]) -> Result<Vec
         "-e",
         "tls.handshake.extensions_server_name",
     ];
-    println!("$ tshark -r {} {}", shown(pcap), quote(&fields));
-    let out = Command::new(&tshark)
-        .arg("-r")
-        .arg(pcap)
-        .args(fields)
-        .output()
-        .context("run tshark")?;
-    fail(&out, "tshark")?;
+    let out = run_tshark(&tshark, pcap, &fields)?;
     let mut sni = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
+    for line in out.lines() {
         let cols: Vec<&str> = line.split('\t').collect();
         println!("{line}");
         if let [stream, port, name] = cols[..] {
@@ -1276,15 +1282,8 @@ fn tshark_view(pcap: &Path, conns: &[Conn], expected: &[Expected]) -> Result<Vec
             "-e",
             "_ws.col.Info",
         ];
-        println!("\n$ tshark -r {} {}", shown(pcap), quote(&args));
-        let out = Command::new(&tshark)
-            .arg("-r")
-            .arg(pcap)
-            .args(args)
-            .output()
-            .context("run tshark")?;
-        fail(&out, "tshark")?;
-        print!("{}", String::from_utf8_lossy(&out.stdout));
+        println!();
+        print!("{}", run_tshark(&tshark, pcap, &args)?);
         note(
             "Content types 22 (handshake), 20 (change_cipher_spec) and 23 (application data).\n\
              With TLS 1.3 only the two hellos are readable: after the ServerHello even the\n\
