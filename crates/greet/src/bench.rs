@@ -46,24 +46,7 @@ pub struct Progress {
 }
 
 /// A progress callback, called from a task of the runtime.
-#[derive(Clone)]
-pub struct OnProgress(Arc<dyn Fn(&Progress) + Send + Sync>);
-
-impl OnProgress {
-    pub fn new(f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
-        Self(Arc::new(f))
-    }
-
-    fn call(&self, p: &Progress) {
-        (self.0)(p);
-    }
-}
-
-impl std::fmt::Debug for OnProgress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("OnProgress(..)")
-    }
-}
+pub type OnProgress = protolab_transport::progress::OnProgress<Progress>;
 
 /// The outcome of a run.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

@@ -28,6 +28,7 @@ pub mod batch;
 pub mod cli;
 pub mod framing;
 pub mod memory;
+pub mod progress;
 pub mod rng;
 pub mod shutdown;
 pub mod tcp;

@@ -78,24 +78,7 @@ pub struct Progress {
 }
 
 /// A progress callback, called from the receiver thread.
-#[derive(Clone)]
-pub struct OnProgress(Arc<dyn Fn(&Progress) + Send + Sync>);
-
-impl OnProgress {
-    pub fn new(f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
-        Self(Arc::new(f))
-    }
-
-    fn call(&self, p: &Progress) {
-        (self.0)(p);
-    }
-}
-
-impl std::fmt::Debug for OnProgress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("OnProgress(..)")
-    }
-}
+pub type OnProgress = protolab_transport::progress::OnProgress<Progress>;
 
 /// Errors of a probe run.
 #[derive(Debug, thiserror::Error)]

@@ -450,30 +450,12 @@ fn with_link(bins: &Path, f: &Files) -> Result<Value> {
     });
 
     println!("\n-- 5. HTTPS through a proxy: a CONNECT tunnel --\n");
-    let curl = require_peer("curl", "curl");
-    let s = command(
+    curl_through_proxy(
         Some(&link),
-        Side::Left,
-        &curl,
-        "curl",
-        &strings(&[
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}\\n",
-            "--proxy",
-            "http://198.18.0.2:3128",
-            "--cacert",
-            path_str(&f.ca)?,
-            "-H",
-            COOKIE,
-            "https://198.18.0.2/echo",
-        ]),
-    );
-    let out = run_client(&mut { s.cmd }, &s.line)?;
-    fail(&out, "curl through the proxy")?;
-    print!("{}", String::from_utf8_lossy(&out.stdout));
+        f,
+        "http://198.18.0.2:3128",
+        "https://198.18.0.2/echo",
+    )?;
     expected.push(Expected {
         label: "HTTPS through the proxy (CONNECT)",
         port: 3128,
@@ -746,30 +728,12 @@ fn on_loopback(bins: &Path, f: &Files) -> Result<Value> {
     let mut proxy = Server::start_cmd("http proxy", s.cmd, 1);
     let proxy_addr = proxy.addr("tcp");
     println!("listening tcp {proxy_addr}");
-    let curl = require_peer("curl", "curl");
-    let s = command(
+    curl_through_proxy(
         None,
-        Side::Left,
-        &curl,
-        "curl",
-        &strings(&[
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}\\n",
-            "--proxy",
-            &format!("http://{proxy_addr}"),
-            "--cacert",
-            path_str(&f.ca)?,
-            "-H",
-            COOKIE,
-            &format!("https://127.0.0.1:{}/echo", web_addr.port()),
-        ]),
-    );
-    let out = run_client(&mut { s.cmd }, &s.line)?;
-    fail(&out, "curl through the proxy")?;
-    print!("{}", String::from_utf8_lossy(&out.stdout));
+        f,
+        &format!("http://{proxy_addr}"),
+        &format!("https://127.0.0.1:{}/echo", web_addr.port()),
+    )?;
     let counters = proxy_counters(&mut proxy)?;
     drop(web);
     print_counters(&counters);
@@ -1217,6 +1181,36 @@ fn run_note(label: &str, runs: &[Value]) -> Option<String> {
         ),
         _ => None,
     }
+}
+
+/// curl asks `proxy` for a CONNECT tunnel to `url` and runs TLS with the origin through it,
+/// verifying the origin against the lab CA; prints the status code it got.
+fn curl_through_proxy(link: Option<&Link>, f: &Files, proxy: &str, url: &str) -> Result<()> {
+    let curl = require_peer("curl", "curl");
+    let s = command(
+        link,
+        Side::Left,
+        &curl,
+        "curl",
+        &strings(&[
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}\\n",
+            "--proxy",
+            proxy,
+            "--cacert",
+            path_str(&f.ca)?,
+            "-H",
+            COOKIE,
+            url,
+        ]),
+    );
+    let out = run_client(&mut { s.cmd }, &s.line)?;
+    fail(&out, "curl through the proxy")?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    Ok(())
 }
 
 /// Shows and runs `tshark -r PCAP ARGS`, returning what it printed.
